@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run them: `bash scripts/test.sh [pytest args]`.
+# - Debian's chromium (for the browser-demo tests), via apt-get when it is missing;
+# - the package with its [test] extras, via pip;
+# then ruff, mypy and pytest. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "== installing Debian's chromium (browser tests)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "== installing twinstream with its test extras"
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== ruff"
+python3 -m ruff check .
+echo "== mypy"
+python3 -m mypy
+echo "== pytest"
+python3 -m pytest "$@"

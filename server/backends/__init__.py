@@ -1,0 +1,1 @@
+"""Token sources: the embedded synthetic model and OpenAI-compatible APIs."""

@@ -1,0 +1,105 @@
+"""The real backend: any OpenAI-compatible chat completions API, via the official SDK.
+
+Configured by ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` (vLLM, Ollama,
+llama.cpp and this server's own ``/v1`` all work). The key stays here: clients
+of twinstream never see it. Every upstream failure becomes a
+:class:`BackendError` with a public code and message; the SDK's own message
+(which may name hosts or echo headers) is only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from .base import BackendError, ChatRequest, Finish
+
+__all__ = ["OpenAIBackend"]
+
+log = logging.getLogger("twinstream.openai")
+
+
+def _public_error(exc: Exception) -> BackendError:
+    """Map an SDK exception to a code and a message safe to show a client."""
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return BackendError("upstream_auth", "the model provider rejected the server's credentials")
+    if isinstance(exc, openai.RateLimitError):
+        return BackendError(
+            "upstream_rate_limited", "the model provider is rate limiting; retry later"
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return BackendError("upstream_timeout", "the model provider did not answer in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return BackendError("upstream_unavailable", "could not reach the model provider")
+    if isinstance(exc, openai.NotFoundError):
+        return BackendError("upstream_not_found", "the model provider does not know this model")
+    if isinstance(exc, openai.BadRequestError):
+        return BackendError("upstream_bad_request", "the model provider refused the request")
+    return BackendError("upstream_error", "the model provider failed while generating")
+
+
+class OpenAIBackend:
+    """Streams ``chat.completions.create(stream=True)`` deltas.
+
+    Cancelling the consuming task closes the upstream HTTP response, so the
+    provider stops generating (and billing) too.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_retries: int = 2,
+        timeout: float = 60.0,
+    ) -> None:
+        self.model = model
+        self._client = openai.AsyncOpenAI(
+            # The SDK refuses to start without a key; local servers ignore it.
+            api_key=api_key or "not-needed",
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[str | Finish]:
+        finish: str | None = None
+        usage: dict[str, int] = {}
+        try:
+            stream: Any = await self._client.chat.completions.create(
+                model=request.model or self.model,
+                messages=list(request.messages),  # type: ignore[arg-type]
+                max_tokens=request.max_tokens,
+                stream=True,
+            )
+            try:
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None):
+                        usage = {
+                            "prompt_tokens": chunk.usage.prompt_tokens,
+                            "completion_tokens": chunk.usage.completion_tokens,
+                            "total_tokens": chunk.usage.total_tokens,
+                        }
+                    for choice in chunk.choices or ():
+                        if choice.delta is not None and choice.delta.content:
+                            yield choice.delta.content
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            finally:
+                await stream.close()
+        except openai.OpenAIError as exc:
+            log.warning("upstream error: %r", exc)
+            raise _public_error(exc) from exc
+        if finish is None:
+            # The SDK ends quietly when the connection drops before [DONE].
+            log.warning("upstream stream ended without a finish_reason")
+            raise BackendError(
+                "upstream_disconnected", "the model provider closed the stream early"
+            )
+        yield Finish(reason="length" if finish == "length" else "stop", usage=usage)

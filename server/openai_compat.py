@@ -1,0 +1,223 @@
+"""``POST /v1/chat/completions`` and ``GET /v1/models``: enough of OpenAI's API
+that the official SDK works with ``base_url=http://host:port/v1``.
+
+Completions run through the same streams as ``/sse`` and ``/ws``; there is no
+resume here (OpenAI's protocol has none), so a closed connection cancels
+its stream at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import time
+from typing import Any
+
+from tornado.iostream import StreamClosedError
+
+from . import protocol, sse
+from .backends.base import ChatRequest
+from .errors import ApiError, Unauthorized, error_body
+from .streams import MemoryStreamStore, Stream
+from .web import JsonErrorHandler
+
+__all__ = ["ChatCompletionsHandler", "ModelsHandler", "parse_chat_body"]
+
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def _bad(code: str, message: str) -> ApiError:
+    return ApiError(400, code, message)
+
+
+def _message_text(content: Any, index: int) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):  # content parts: keep the text ones
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise _bad("invalid_messages", f"messages[{index}]: only text parts are supported")
+            if not isinstance(part.get("text"), str):
+                raise _bad("invalid_messages", f"messages[{index}]: a text part needs 'text'")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise _bad("invalid_messages", f"messages[{index}].content must be a string or a list of parts")
+
+
+def parse_chat_body(body: bytes, limits: protocol.Limits) -> tuple[ChatRequest, bool, bool]:
+    """Validate a chat completions body: (request, stream?, include_usage?)."""
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        raise _bad("invalid_json", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _bad("invalid_body", "the request body must be a JSON object")
+    raw_messages = data.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise _bad("invalid_messages", "'messages' must be a non-empty list")
+    messages: list[dict[str, str]] = []
+    for index, message in enumerate(raw_messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise _bad(
+                "invalid_messages", f"messages[{index}] needs a 'role' of {', '.join(_ROLES)}"
+            )
+        messages.append(
+            {"role": message["role"], "content": _message_text(message.get("content"), index)}
+        )
+    try:
+        user_turns = [m["content"] for m in messages if m["role"] == "user"]
+        protocol.validate_prompt(user_turns[-1] if user_turns else "", limits)
+        total = sum(len(m["content"].encode("utf-8")) for m in messages)
+        if total > limits.max_prompt_bytes:
+            raise protocol.ProtocolError(
+                "prompt_too_long",
+                f"the messages hold {total} bytes; the limit is {limits.max_prompt_bytes} bytes",
+                status=413,
+            )
+        name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
+        raw_max = data.get(name)
+        if isinstance(raw_max, str):  # a JSON string is not an integer here
+            raise protocol.ProtocolError("invalid_max_tokens", f"'{name}' must be an integer")
+        max_tokens = protocol.validate_max_tokens(raw_max, limits, name=name)
+    except protocol.ProtocolError as exc:
+        raise ApiError.from_protocol(exc) from None
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("invalid_stream", "'stream' must be true or false")
+    options = data.get("stream_options") or {}
+    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    return ChatRequest(messages=tuple(messages), max_tokens=max_tokens), stream, include_usage
+
+
+class _OpenAIHandler(JsonErrorHandler):
+    def initialize(
+        self, store: MemoryStreamStore, limits: protocol.Limits, api_key: str | None = None
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.api_key = api_key
+
+    def prepare(self) -> None:
+        if self.api_key:
+            given = self.request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+                raise Unauthorized()
+
+
+class ModelsHandler(_OpenAIHandler):
+    def get(self) -> None:
+        model = self.store.backend.model
+        self.write(
+            {
+                "object": "list",
+                "data": [{"id": model, "object": "model", "created": 0, "owned_by": "twinstream"}],
+            }
+        )
+
+
+class ChatCompletionsHandler(_OpenAIHandler):
+    """Streams ``chat.completion.chunk`` events ending in ``data: [DONE]``,
+    or answers one ``chat.completion`` when ``stream`` is false."""
+
+    _stream: Stream | None = None
+    _relay: asyncio.Task[None] | None = None
+
+    def compute_etag(self) -> None:
+        return None
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.chat, self.streaming, self.include_usage = parse_chat_body(
+            self.request.body, self.limits
+        )
+
+    async def post(self) -> None:
+        self._stream = stream = self.store.create(self.chat)
+        if not self.streaming:
+            await stream.wait_ended()
+            self._write_completion(stream)
+            return
+        self._transforms = []  # never gzip-buffer a stream
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        connection_stream = getattr(self.request.connection, "stream", None)
+        if connection_stream is not None:
+            connection_stream.set_nodelay(True)
+        self._relay = asyncio.ensure_future(self._relay_chunks(stream))
+        try:
+            await self._relay
+        except (asyncio.CancelledError, StreamClosedError):
+            stream.cancel()
+            return
+        self.finish()
+
+    def _chunk(self, stream: Stream, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{stream.id}",
+            "object": "chat.completion.chunk",
+            "created": int(stream.events[0].get("created", time.time())),
+            "model": stream.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    async def _relay_chunks(self, stream: Stream) -> None:
+        async with contextlib.aclosing(stream.follow()) as events:
+            async for event in events:
+                assert event is not None
+                kind = event["type"]
+                if kind == "start":
+                    chunk = self._chunk(stream, {"role": "assistant", "content": ""}, None)
+                elif kind == "delta":
+                    chunk = self._chunk(stream, {"content": event["content"]}, None)
+                elif kind == "done":
+                    reason = "length" if event["finish_reason"] == "length" else "stop"
+                    chunk = self._chunk(stream, {}, reason)
+                else:  # error: OpenAI's mid-stream error object; the SDK raises on it
+                    self.write(
+                        sse.encode_event(
+                            json.dumps(error_body(502, event["code"], event["message"]))
+                        )
+                    )
+                    return
+                self.write(sse.encode_event(json.dumps(chunk)))
+                if kind == "done":
+                    if self.include_usage:
+                        usage_chunk = self._chunk(stream, {}, None)
+                        usage_chunk["choices"] = []
+                        usage_chunk["usage"] = event.get("usage", {})
+                        self.write(sse.encode_event(json.dumps(usage_chunk)))
+                    self.write(sse.encode_event("[DONE]"))
+                await self.flush()
+
+    def _write_completion(self, stream: Stream) -> None:
+        last = stream.events[-1]
+        if last["type"] == "error":
+            raise ApiError(502, last["code"], last["message"])
+        self.write(
+            {
+                "id": f"chatcmpl-{stream.id}",
+                "object": "chat.completion",
+                "created": int(stream.events[0].get("created", time.time())),
+                "model": stream.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": stream.text()},
+                        "finish_reason": "length"
+                        if last.get("finish_reason") == "length"
+                        else "stop",
+                    }
+                ],
+                "usage": last.get("usage", {}),
+            }
+        )
+
+    def on_connection_close(self) -> None:
+        if self._relay is not None:
+            self._relay.cancel()
+        elif self._stream is not None and not self.streaming:
+            self._stream.cancel()  # nobody waits for the whole answer any more

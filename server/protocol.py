@@ -1,0 +1,237 @@
+"""The wire contract shared by both transports: event objects, client messages,
+event ids and request validation. Pure code: no tornado, no asyncio, no I/O.
+
+``docs/protocol.md`` is the prose version of this module; keep them in step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ProtocolError",
+    "Limits",
+    "StartRequest",
+    "ResumeRequest",
+    "CancelRequest",
+    "ClientMessage",
+    "start_event",
+    "delta_event",
+    "done_event",
+    "error_event",
+    "is_terminal",
+    "dumps",
+    "format_event_id",
+    "parse_event_id",
+    "parse_client_message",
+    "validate_prompt",
+    "validate_max_tokens",
+    "FINISH_REASONS",
+]
+
+FINISH_REASONS = ("stop", "length", "cancelled")
+TERMINAL_TYPES = ("done", "error")
+
+
+class ProtocolError(ValueError):
+    """A request or message that breaks the contract.
+
+    ``code`` is a stable machine-readable string sent to the client;
+    ``message`` is a human sentence that says what to fix; ``status`` is the
+    HTTP status the HTTP transports answer with.
+    """
+
+    def __init__(self, code: str, message: str, status: int = 400, ref: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        #: the ``ref`` of the WebSocket message that failed, echoed in the error event
+        self.ref = ref
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a client may ask for."""
+
+    max_prompt_bytes: int = 32 * 1024
+    max_tokens_limit: int = 4096
+    default_max_tokens: int = 256
+
+
+# --- events (server -> client) -------------------------------------------------
+
+
+def start_event(stream: str, model: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "start", "stream": stream, "seq": 0, "model": model, **extra}
+
+
+def delta_event(stream: str, seq: int, content: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "delta", "stream": stream, "seq": seq, "content": content, **extra}
+
+
+def done_event(stream: str, seq: int, finish_reason: str, **extra: Any) -> dict[str, Any]:
+    if finish_reason not in FINISH_REASONS:
+        raise ValueError(f"unknown finish_reason {finish_reason!r}")
+    return {"type": "done", "stream": stream, "seq": seq, "finish_reason": finish_reason, **extra}
+
+
+def error_event(
+    stream: str | None, seq: int | None, code: str, message: str, **extra: Any
+) -> dict[str, Any]:
+    """An error. ``stream``/``seq`` are ``None`` for errors about a WebSocket
+    message that belongs to no stream (bad JSON, unknown type, ...)."""
+    return {
+        "type": "error",
+        "stream": stream,
+        "seq": seq,
+        "code": code,
+        "message": message,
+        **extra,
+    }
+
+
+def is_terminal(event: dict[str, Any]) -> bool:
+    """True for the last event of a stream (``done`` or a stream's ``error``)."""
+    return event.get("type") in TERMINAL_TYPES and event.get("stream") is not None
+
+
+def dumps(event: dict[str, Any]) -> str:
+    """Serialise an event to the compact one-line JSON both transports carry."""
+    # ensure_ascii=False keeps tokens readable; JSON escapes CR/LF inside
+    # strings, so the result never contains a raw line break (one SSE data line).
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- event ids ("S:seq") ---------------------------------------------------------
+
+_STREAM_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def format_event_id(stream: str, seq: int) -> str:
+    return f"{stream}:{seq}"
+
+
+def parse_event_id(value: str) -> tuple[str, int]:
+    """Parse ``S:seq`` as sent in ``Last-Event-ID``; raise ProtocolError if malformed."""
+    stream, sep, seq_text = value.strip().rpartition(":")
+    if not sep or not _STREAM_ID.fullmatch(stream) or not seq_text.isdigit() or len(seq_text) > 9:
+        raise ProtocolError(
+            "invalid_last_event_id",
+            "Last-Event-ID must look like 'STREAM:SEQ' as sent in the event's id field",
+        )
+    return stream, int(seq_text)
+
+
+def validate_stream_id(value: Any) -> str:
+    if not isinstance(value, str) or not _STREAM_ID.fullmatch(value):
+        raise ProtocolError("invalid_stream", "'stream' must be a stream id from a start event")
+    return value
+
+
+# --- request validation (shared by /sse, /ws and /v1) ------------------------------
+
+
+def validate_prompt(prompt: Any, limits: Limits) -> str:
+    if prompt is None:
+        raise ProtocolError("missing_prompt", "'prompt' is required and must not be empty")
+    if not isinstance(prompt, str):
+        raise ProtocolError("invalid_prompt", "'prompt' must be a string")
+    if not prompt.strip():
+        raise ProtocolError("missing_prompt", "'prompt' is required and must not be empty")
+    size = len(prompt.encode("utf-8"))
+    if size > limits.max_prompt_bytes:
+        raise ProtocolError(
+            "prompt_too_long",
+            f"'prompt' is {size} bytes; the limit is {limits.max_prompt_bytes} bytes",
+            status=413,
+        )
+    return prompt
+
+
+def validate_max_tokens(value: Any, limits: Limits, name: str = "max_tokens") -> int:
+    """Accept an int (or, from a query string, a decimal string); ``None`` means the default."""
+    if value is None:
+        return limits.default_max_tokens
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isdigit() and len(text) <= 9):
+            raise ProtocolError(
+                "invalid_max_tokens",
+                f"'{name}' must be an integer from 1 to {limits.max_tokens_limit}",
+            )
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(
+            "invalid_max_tokens", f"'{name}' must be an integer from 1 to {limits.max_tokens_limit}"
+        )
+    if not 1 <= value <= limits.max_tokens_limit:
+        raise ProtocolError(
+            "invalid_max_tokens",
+            f"'{name}' is {value}; it must be from 1 to {limits.max_tokens_limit}",
+        )
+    return value
+
+
+# --- WebSocket client messages ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    prompt: str
+    max_tokens: int
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    stream: str
+    after: int
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    stream: str
+
+
+ClientMessage = StartRequest | ResumeRequest | CancelRequest
+
+
+def parse_client_message(text: str, limits: Limits) -> ClientMessage:
+    """Parse one WebSocket text message from a client; raise ProtocolError."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("invalid_json", "message is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("invalid_message", "message must be a JSON object")
+    try:
+        return _parse_message_object(message, limits)
+    except ProtocolError as exc:
+        exc.ref = message.get("ref")
+        raise
+
+
+def _parse_message_object(message: dict[str, Any], limits: Limits) -> ClientMessage:
+    kind = message.get("type")
+    if kind == "start":
+        return StartRequest(
+            prompt=validate_prompt(message.get("prompt"), limits),
+            max_tokens=validate_max_tokens(message.get("max_tokens"), limits),
+            ref=message.get("ref"),
+        )
+    if kind == "resume":
+        after = message.get("after")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ProtocolError("invalid_after", "'after' must be the last seq received (>= 0)")
+        return ResumeRequest(stream=validate_stream_id(message.get("stream")), after=after)
+    if kind == "cancel":
+        return CancelRequest(stream=validate_stream_id(message.get("stream")))
+    if kind is None:
+        raise ProtocolError("invalid_message", "message has no 'type'")
+    raise ProtocolError(
+        "unknown_type", f"unknown message type {str(kind)[:40]!r}; use start, resume or cancel"
+    )

@@ -1,0 +1,124 @@
+"""``GET /sse``: one stream as Server-Sent Events, resumable with ``Last-Event-ID``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tornado.iostream import StreamClosedError
+
+from . import protocol, sse
+from .backends.base import ChatRequest
+from .errors import ApiError, StreamNotFound
+from .streams import MemoryStreamStore, Stream
+from .web import JsonErrorHandler
+
+__all__ = ["SSEHandler"]
+
+
+class SSEHandler(JsonErrorHandler):
+    """Relays a stream's events, flushing each one as soon as it exists.
+
+    A new request starts a stream; a request carrying ``Last-Event-ID: S:seq``
+    (header, or ``last_event_id`` query parameter) resumes stream S after seq
+    without starting a new completion. When the connection closes, only the
+    relay stops: generation goes on until the stream ends, is cancelled, or
+    is left unread for the store's idle timeout.
+    """
+
+    def initialize(
+        self,
+        store: MemoryStreamStore,
+        limits: protocol.Limits,
+        retry_ms: int = 1000,
+        heartbeat: float = 15.0,
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.retry_ms = retry_ms
+        self.heartbeat = heartbeat
+        self._stream: Stream | None = None
+        self._after = -1
+        self._request: ChatRequest | None = None
+        self._relay: asyncio.Task[None] | None = None
+
+    def compute_etag(self) -> None:
+        # Tornado would hash the body at finish(); never for a stream.
+        return None
+
+    def prepare(self) -> None:
+        # The article's Rack::ETag trap, Tornado edition: with compress_response
+        # on, GZipContentEncoding buffers "text/*" bodies. No transforms here.
+        self._transforms = []
+        last_event_id = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
+            "last_event_id", None
+        )
+        try:
+            if last_event_id:
+                self._prepare_resume(last_event_id)
+            else:
+                self._request = ChatRequest.from_prompt(
+                    protocol.validate_prompt(self.get_query_argument("prompt", None), self.limits),
+                    protocol.validate_max_tokens(
+                        self.get_query_argument("max_tokens", None), self.limits
+                    ),
+                )
+        except protocol.ProtocolError as exc:
+            raise ApiError.from_protocol(exc) from None
+
+    def _prepare_resume(self, last_event_id: str) -> None:
+        stream_id, seq = protocol.parse_event_id(last_event_id)
+        stream = self.store.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        if seq > stream.last_seq and not stream.ended:
+            raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is ahead of the stream")
+        self._stream, self._after = stream, seq
+
+    async def get(self) -> None:
+        if self._stream is not None and self._stream.ended and self._after >= self._stream.last_seq:
+            # Everything was delivered: 204 tells EventSource to stop reconnecting
+            # (WHATWG: a 204 response "fails the connection" for good).
+            self.set_status(204)
+            return
+        stream = self._stream
+        if stream is None:
+            assert self._request is not None
+            stream = self.store.create(self._request)
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
+        connection_stream = getattr(self.request.connection, "stream", None)
+        if connection_stream is not None:
+            # Tornado sets TCP_NODELAY only at finish(); without it, Nagle's
+            # algorithm holds small token writes back for an ACK.
+            connection_stream.set_nodelay(True)
+        self._relay = asyncio.ensure_future(self._relay_events(stream))
+        try:
+            await self._relay
+        except (asyncio.CancelledError, StreamClosedError):
+            return  # the client went away; the stream itself goes on
+        self.finish()
+
+    async def _relay_events(self, stream: Stream) -> None:
+        retry_ms: int | None = self.retry_ms
+        async with contextlib.aclosing(
+            stream.follow(self._after, heartbeat=self.heartbeat)
+        ) as events:
+            async for event in events:
+                if event is None:
+                    self.write(sse.encode_comment("heartbeat"))
+                else:
+                    self.write(
+                        sse.encode_event(
+                            protocol.dumps(event),
+                            event_id=protocol.format_event_id(stream.id, event["seq"]),
+                            retry_ms=retry_ms,
+                        )
+                    )
+                    retry_ms = None  # the hint rides on the first event only
+                await self.flush()  # backpressure: wait until the kernel took it
+
+    def on_connection_close(self) -> None:
+        if self._relay is not None:
+            self._relay.cancel()

@@ -1,0 +1,232 @@
+"""Streams that outlive connections.
+
+A :class:`Stream` runs one completion in its own task and appends every event
+to a numbered log (``seq`` = index). Connections are only *readers*: any
+number may follow a stream from any ``seq``, come and go, and resume later
+with nothing lost and nothing repeated. The :class:`MemoryStreamStore` keeps
+streams for a retention time after they end and cancels streams that nobody
+has read for ``idle_timeout`` seconds, so nobody pays for unread tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from . import protocol
+from .backends.base import Backend, BackendError, ChatRequest, Finish
+
+__all__ = ["Stream", "MemoryStreamStore", "new_stream_id"]
+
+log = logging.getLogger("twinstream.streams")
+
+
+def new_stream_id() -> str:
+    """An unguessable id (128 random bits): knowing it is the right to read the stream."""
+    return secrets.token_urlsafe(16)
+
+
+class Stream:
+    """One completion and its event log.
+
+    The generation task belongs to the stream, not to any connection: when a
+    reader disconnects, generation goes on. :meth:`cancel` stops it and ends
+    the log with ``done``/``cancelled``.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        backend: Backend,
+        request: ChatRequest,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = stream_id
+        self.request = request
+        self.model = request.model or backend.model
+        self.events: list[dict[str, Any]] = []
+        self.created_at = clock()
+        self.ended_at: float | None = None
+        self.last_read_at = self.created_at
+        self.readers = 0
+        self._clock = clock
+        self._changed = asyncio.Event()
+        self._append(protocol.start_event(stream_id, self.model, created=int(time.time())))
+        self._task = asyncio.get_running_loop().create_task(self._run(backend))
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.events) - 1
+
+    def text(self) -> str:
+        return "".join(e["content"] for e in self.events if e["type"] == "delta")
+
+    def _append(self, event: dict[str, Any]) -> None:
+        if self.ended:
+            return
+        event.setdefault("t", round(time.time(), 6))  # produced-at, for delivery-delay measures
+        self.events.append(event)
+        if protocol.is_terminal(event):
+            self.ended_at = self._clock()
+        # Wake every reader waiting on this stream, then arm a fresh event.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # -- generation ----------------------------------------------------------------
+
+    async def _run(self, backend: Backend) -> None:
+        finish: Finish | None = None
+        try:
+            async for piece in backend.generate(self.request):
+                if isinstance(piece, Finish):
+                    finish = piece
+                    break
+                if piece:
+                    self._append(protocol.delta_event(self.id, len(self.events), piece))
+        except asyncio.CancelledError:
+            self._append(protocol.done_event(self.id, len(self.events), "cancelled"))
+            return
+        except BackendError as exc:
+            self._append(protocol.error_event(self.id, len(self.events), exc.code, exc.message))
+            return
+        except Exception:
+            log.exception("backend failed on stream %s", self.id)
+            self._append(
+                protocol.error_event(
+                    self.id, len(self.events), "internal_error", "generation failed unexpectedly"
+                )
+            )
+            return
+        if finish is None:
+            finish = Finish(reason="stop")
+        extra = {"usage": finish.usage} if finish.usage else {}
+        self._append(protocol.done_event(self.id, len(self.events), finish.reason, **extra))
+
+    def cancel(self) -> bool:
+        """Stop generation; the log ends with ``done`` (``cancelled``).
+
+        Returns False if the stream had already ended."""
+        if self.ended:
+            return False
+        if not self._task.done():
+            self._task.cancel()
+        else:  # defensive: task finished without a terminal event
+            self._append(protocol.done_event(self.id, len(self.events), "cancelled"))
+        return True
+
+    async def wait_ended(self) -> None:
+        while not self.ended:
+            await self._changed.wait()
+
+    # -- reading -------------------------------------------------------------------
+
+    async def follow(
+        self, after: int = -1, heartbeat: float | None = None
+    ) -> AsyncGenerator[dict[str, Any] | None, None]:
+        """Yield every event with ``seq > after``, waiting for new ones, until
+        the terminal event. With ``heartbeat``, yields ``None`` after that many
+        idle seconds so the caller can send a keepalive.
+
+        While the iterator is alive the stream counts it as a reader (so it is
+        not idle-cancelled); closing the iterator (e.g. the connection went
+        away) releases it. It never touches generation.
+        """
+        self.readers += 1
+        try:
+            next_seq = after + 1
+            while True:
+                while next_seq < len(self.events):
+                    event = self.events[next_seq]
+                    next_seq += 1
+                    self.last_read_at = self._clock()
+                    yield event
+                if self.ended:
+                    return
+                changed = self._changed
+                if heartbeat is None:
+                    await changed.wait()
+                else:
+                    try:
+                        await asyncio.wait_for(changed.wait(), heartbeat)
+                    except asyncio.TimeoutError:
+                        yield None
+        finally:
+            self.readers -= 1
+            self.last_read_at = self._clock()
+
+
+class MemoryStreamStore:
+    """Streams in this process's memory.
+
+    Bounded: a stream is forgotten ``retention`` seconds after it ends, and a
+    live stream with no reader for ``idle_timeout`` seconds is cancelled.
+    Call :meth:`start_reaper` once the event loop runs, :meth:`close` at exit.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        retention: float = 300.0,
+        idle_timeout: float = 60.0,
+        reap_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.retention = retention
+        self.idle_timeout = idle_timeout
+        self.reap_interval = reap_interval
+        self._clock = clock
+        self._streams: dict[str, Stream] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def create(self, request: ChatRequest) -> Stream:
+        stream = Stream(new_stream_id(), self.backend, request, clock=self._clock)
+        self._streams[stream.id] = stream
+        self.start_reaper()
+        return stream
+
+    def get(self, stream_id: str) -> Stream | None:
+        return self._streams.get(stream_id)
+
+    def reap(self) -> None:
+        """Cancel idle streams and forget expired ones (called periodically)."""
+        now = self._clock()
+        for stream_id, stream in list(self._streams.items()):
+            if stream.ended_at is not None:
+                if now - stream.ended_at >= self.retention:
+                    del self._streams[stream_id]
+            elif stream.readers == 0 and now - stream.last_read_at >= self.idle_timeout:
+                log.info("cancelling stream %s: unread for %.0fs", stream_id, self.idle_timeout)
+                stream.cancel()
+
+    def start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.reap_interval)
+            self.reap()
+
+    async def close(self) -> None:
+        """Cancel every live stream and the reaper."""
+        for stream in self._streams.values():
+            stream.cancel()
+        for stream in list(self._streams.values()):
+            await stream.wait_ended()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None

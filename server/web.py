@@ -1,0 +1,71 @@
+"""Shared handler plumbing (JSON errors), health, the demo page and 404s."""
+
+from __future__ import annotations
+
+import json
+import os
+from http import HTTPStatus
+from typing import Any
+
+import tornado.web
+
+from .errors import ApiError, error_body
+from .streams import MemoryStreamStore
+
+__all__ = ["JsonErrorHandler", "HealthHandler", "IndexHandler", "NotFoundHandler", "STATIC_DIR"]
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class JsonErrorHandler(tornado.web.RequestHandler):
+    """Every error is a JSON body with a stable code; never a traceback."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message = exc.code, exc.message
+        elif status_code >= 500:
+            code, message = "internal_error", "the server failed; the error was logged"
+        else:
+            code = _CODES.get(status_code, "http_error")
+            try:
+                message = HTTPStatus(status_code).phrase
+            except ValueError:
+                message = "request failed"
+        self.clear_header("Content-Encoding")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(error_body(status_code, code, message)))
+
+
+class HealthHandler(JsonErrorHandler):
+    def initialize(self, store: MemoryStreamStore) -> None:
+        self.store = store
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-cache")
+        self.write({"status": "ok", "streams": len(self.store)})
+
+
+class IndexHandler(JsonErrorHandler):
+    """The browser demo (``server/static/index.html``)."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-cache")
+        with open(os.path.join(STATIC_DIR, "index.html"), "rb") as page:
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.write(page.read())
+
+
+class NotFoundHandler(JsonErrorHandler):
+    def prepare(self) -> None:
+        raise ApiError(404, "not_found", f"no such endpoint: {self.request.path[:200]}")

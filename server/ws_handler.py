@@ -1,0 +1,107 @@
+"""``GET /ws``: streams over a WebSocket; start, resume and cancel as JSON messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from . import protocol
+from .backends.base import ChatRequest
+from .streams import MemoryStreamStore, Stream
+
+__all__ = ["StreamSocketHandler"]
+
+log = logging.getLogger("twinstream.ws")
+
+
+class StreamSocketHandler(WebSocketHandler):
+    """One socket, any number of streams.
+
+    Each stream followed on this socket has its own relay task; closing the
+    socket cancels the relays but not the streams, which a later socket can
+    resume. Bad messages get an ``error`` event and the socket stays open.
+    """
+
+    def initialize(
+        self,
+        store: MemoryStreamStore,
+        limits: protocol.Limits,
+        allowed_origins: tuple[str, ...] = (),
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.allowed_origins = allowed_origins
+        self._relays: dict[str, asyncio.Task[None]] = {}
+
+    def check_origin(self, origin: str) -> bool:
+        """Same-origin pages, listed origins (``*`` for any) and non-browser
+        clients (which send no Origin header, so this is not called)."""
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.set_nodelay(True)
+
+    async def on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self._send_error(None, "binary_not_supported", "send JSON text messages")
+            return
+        try:
+            request = protocol.parse_client_message(message, self.limits)
+        except protocol.ProtocolError as exc:
+            extra = {"ref": exc.ref} if exc.ref is not None else {}
+            await self._send_error(None, exc.code, exc.message, **extra)
+            return
+        if isinstance(request, protocol.StartRequest):
+            stream = self.store.create(ChatRequest.from_prompt(request.prompt, request.max_tokens))
+            self._follow(stream, after=-1, ref=request.ref)
+            return
+        found = self.store.get(request.stream)
+        if found is None:
+            await self._send_error(
+                request.stream,
+                "stream_not_found",
+                "this stream is unknown or expired and cannot be resumed; start a new one",
+            )
+        elif isinstance(request, protocol.ResumeRequest):
+            self._follow(found, after=request.after, ref=None)
+        else:
+            found.cancel()  # the relay delivers done/cancelled, if one is following
+
+    def _follow(self, stream: Stream, after: int, ref: Any) -> None:
+        previous = self._relays.pop(stream.id, None)
+        if previous is not None:
+            previous.cancel()  # a resume replaces this socket's earlier relay
+        self._relays[stream.id] = asyncio.ensure_future(self._relay(stream, after, ref))
+
+    async def _relay(self, stream: Stream, after: int, ref: Any) -> None:
+        try:
+            async with contextlib.aclosing(stream.follow(after)) as events:
+                async for event in events:
+                    assert event is not None  # no heartbeat asked for: pings keep alive
+                    if ref is not None and event["type"] == "start":
+                        event = {**event, "ref": ref}
+                    # Awaiting the write is the backpressure: a slow reader
+                    # slows its relay, never the stream.
+                    await self.write_message(protocol.dumps(event))
+        except WebSocketClosedError:
+            pass
+        finally:
+            if self._relays.get(stream.id) is asyncio.current_task():
+                del self._relays[stream.id]
+
+    async def _send_error(self, stream: str | None, code: str, message: str, **extra: Any) -> None:
+        event = protocol.error_event(stream, None, code, message, **extra)
+        with contextlib.suppress(WebSocketClosedError):
+            await self.write_message(protocol.dumps(event))
+
+    def on_close(self) -> None:
+        for relay in self._relays.values():
+            relay.cancel()
+        self._relays.clear()
