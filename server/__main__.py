@@ -185,6 +185,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         heartbeat=args.heartbeat,
         retry_ms=args.retry_ms,
         ws_ping_interval=args.ws_ping_interval,
+        ws_compression=args.ws_compression,
         allowed_origins=origins,
         api_key=args.api_key,
         limits=protocol.Limits(max_prompt_bytes=args.max_prompt_bytes),

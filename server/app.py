@@ -11,7 +11,7 @@ from .backends.base import Backend
 from .openai_compat import ChatCompletionsHandler, ModelsHandler
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore
-from .web import STATIC_DIR, HealthHandler, IndexHandler, NotFoundHandler
+from .web import STATIC_DIR, CancelHandler, HealthHandler, IndexHandler, NotFoundHandler
 from .ws_handler import StreamSocketHandler
 
 __all__ = ["Settings", "make_backend", "make_app"]
@@ -38,6 +38,7 @@ class Settings:
     retry_ms: int = 1000
     ws_ping_interval: float = 20.0
     allowed_origins: tuple[str, ...] = ()
+    ws_compression: bool = False
     api_key: str | None = None
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
@@ -84,7 +85,16 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
                 SSEHandler,
                 {**common, "retry_ms": settings.retry_ms, "heartbeat": settings.heartbeat},
             ),
-            (r"/ws", StreamSocketHandler, {**common, "allowed_origins": settings.allowed_origins}),
+            (
+                r"/ws",
+                StreamSocketHandler,
+                {
+                    **common,
+                    "allowed_origins": settings.allowed_origins,
+                    "compression": settings.ws_compression,
+                },
+            ),
+            (r"/cancel", CancelHandler, {"store": store}),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
             (r"/v1/models", ModelsHandler, openai_args),
         ],

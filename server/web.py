@@ -9,10 +9,18 @@ from typing import Any
 
 import tornado.web
 
-from .errors import ApiError, error_body
+from . import protocol
+from .errors import ApiError, StreamNotFound, error_body
 from .streams import MemoryStreamStore
 
-__all__ = ["JsonErrorHandler", "HealthHandler", "IndexHandler", "NotFoundHandler", "STATIC_DIR"]
+__all__ = [
+    "JsonErrorHandler",
+    "HealthHandler",
+    "IndexHandler",
+    "CancelHandler",
+    "NotFoundHandler",
+    "STATIC_DIR",
+]
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
@@ -64,6 +72,29 @@ class IndexHandler(JsonErrorHandler):
         with open(os.path.join(STATIC_DIR, "index.html"), "rb") as page:
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.write(page.read())
+
+
+class CancelHandler(JsonErrorHandler):
+    """``POST /cancel?stream=S``: stop a stream's generation (SSE has no
+    upstream channel, so this is its Stop button). Readers get ``done`` with
+    ``finish_reason: "cancelled"``."""
+
+    def initialize(self, store: MemoryStreamStore) -> None:
+        self.store = store
+
+    def check_xsrf_cookie(self) -> None:
+        # The stream id is an unguessable capability; no cookie is involved.
+        return None
+
+    def post(self) -> None:
+        try:
+            stream_id = protocol.validate_stream_id(self.get_query_argument("stream", None))
+        except protocol.ProtocolError as exc:
+            raise ApiError.from_protocol(exc) from None
+        stream = self.store.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        self.write({"stream": stream_id, "cancelled": stream.cancel()})
 
 
 class NotFoundHandler(JsonErrorHandler):

@@ -32,10 +32,12 @@ class StreamSocketHandler(WebSocketHandler):
         store: MemoryStreamStore,
         limits: protocol.Limits,
         allowed_origins: tuple[str, ...] = (),
+        compression: bool = False,
     ) -> None:
         self.store = store
         self.limits = limits
         self.allowed_origins = allowed_origins
+        self.compression = compression
         self._relays: dict[str, asyncio.Task[None]] = {}
 
     def check_origin(self, origin: str) -> bool:
@@ -44,6 +46,10 @@ class StreamSocketHandler(WebSocketHandler):
         if "*" in self.allowed_origins or origin in self.allowed_origins:
             return True
         return urlsplit(origin).netloc.lower() == self.request.host.lower()
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        # permessage-deflate (RFC 7692), negotiated only if the client offers it.
+        return {} if self.compression else None
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
