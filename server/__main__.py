@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         _non_negative(float),
         "seconds between WebSocket keepalive pings; 0 = none",
     )
+    parser.add_argument(
+        "--ws-compression",
+        action=argparse.BooleanOptionalAction,
+        default=_env(p + "WS_COMPRESSION", False, lambda s: s.lower() in ("1", "true", "yes")),
+        help=f"offer permessage-deflate on /ws to clients that ask for it [env {p}WS_COMPRESSION]",
+    )
     add(
         "--allowed-origin",
         p + "ALLOWED_ORIGINS",
