@@ -51,10 +51,12 @@ def encode_event(
 
 
 def encode_comment(text: str = "") -> bytes:
-    """Encode a comment line (starts with a colon); clients ignore it.
+    """Encode one comment line (starts with a colon); clients ignore it.
 
-    Used for heartbeats: it keeps proxies from timing the connection out
-    without dispatching anything to the application.
+    Used for heartbeats: traffic that keeps proxies from timing the
+    connection out without dispatching anything. Deliberately *no* blank line
+    after it: decoders that keep the last event id (httpx-sse, the openai
+    SDK) would dispatch an empty event at that blank line and fail to parse it.
     """
     _check_single_line("comment", text)
-    return f": {text}\n\n".encode() if text else b":\n\n"
+    return f": {text}\n".encode() if text else b":\n"

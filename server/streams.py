@@ -57,6 +57,7 @@ class Stream:
         self._changed = asyncio.Event()
         self._append(protocol.start_event(stream_id, self.model, created=int(time.time())))
         self._task = asyncio.get_running_loop().create_task(self._run(backend))
+        self._task.add_done_callback(self._on_generation_finished)
 
     # -- state -------------------------------------------------------------------
 
@@ -112,16 +113,18 @@ class Stream:
         extra = {"usage": finish.usage} if finish.usage else {}
         self._append(protocol.done_event(self.id, len(self.events), finish.reason, **extra))
 
+    def _on_generation_finished(self, task: asyncio.Task[None]) -> None:
+        # A task cancelled before it first ran never saw CancelledError inside
+        # _run, so nothing ended the log; end it here (no-op if already ended).
+        self._append(protocol.done_event(self.id, len(self.events), "cancelled"))
+
     def cancel(self) -> bool:
         """Stop generation; the log ends with ``done`` (``cancelled``).
 
         Returns False if the stream had already ended."""
         if self.ended:
             return False
-        if not self._task.done():
-            self._task.cancel()
-        else:  # defensive: task finished without a terminal event
-            self._append(protocol.done_event(self.id, len(self.events), "cancelled"))
+        self._task.cancel()
         return True
 
     async def wait_ended(self) -> None:

@@ -1,0 +1,349 @@
+// The two ways of receiving one stream. Both runners take the same handlers and
+// report the same wire events (see docs/protocol.md), so the page can treat them alike:
+//
+//   onStatus(status, detail)   "connecting" | "streaming" | "reconnecting"
+//   onEvent(event, wireBytes)  every new event once, in seq order (duplicates are dropped)
+//   onReconnect(how)           a connection was lost and is being replaced
+//   onFailure(message)         the run cannot go on (a readable sentence)
+//
+// and offer start(), drop(), stop() and dispose().
+
+const encoder = new TextEncoder();
+const byteLength = (text) => encoder.encode(text).length;
+
+/** Reads a JSON error body ({"error": {"code", "message"}}) into a sentence. */
+async function describeErrorResponse(response) {
+  let code = "";
+  let message = "";
+  try {
+    const body = await response.json();
+    code = body?.error?.code ?? "";
+    message = body?.error?.message ?? "";
+  } catch {
+    // not JSON: fall back to the status line
+  }
+  const status = `${response.status}${response.statusText ? " " + response.statusText : ""}`;
+  return message ? `${message} (HTTP ${status}, ${code})` : `The server answered HTTP ${status}.`;
+}
+
+/** POST to a helper endpoint; returns {ok, missing, message}. `missing` = no such route. */
+async function postHelper(path) {
+  let response;
+  try {
+    response = await fetch(path, { method: "POST" });
+  } catch (error) {
+    return { ok: false, missing: false, message: `network error: ${error.message}` };
+  }
+  if (response.ok) return { ok: true, missing: false, message: "" };
+  let code = "";
+  try {
+    code = (await response.clone().json())?.error?.code ?? "";
+  } catch {
+    // ignore: judged by status alone
+  }
+  const missing = response.status === 405 || (response.status === 404 && code !== "stream_not_found");
+  return { ok: false, missing, message: await describeErrorResponse(response) };
+}
+
+/** Cancels a stream through a short-lived WebSocket (the stream store is shared). */
+function cancelOverWebSocket(streamId) {
+  return new Promise((resolve) => {
+    const socket = new WebSocket(webSocketUrl());
+    const finish = () => {
+      socket.close(1000);
+      resolve();
+    };
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ type: "cancel", stream: streamId }));
+      // The cancel is processed before the close frame; give the server a beat anyway.
+      setTimeout(finish, 200);
+    };
+    socket.onerror = () => resolve();
+  });
+}
+
+function webSocketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+/** Shared bookkeeping: stream id, last seq, de-duplication, terminal state. */
+class BaseRun {
+  constructor({ prompt, maxTokens }, handlers) {
+    this.prompt = prompt;
+    this.maxTokens = maxTokens;
+    this.handlers = handlers;
+    this.streamId = null;
+    this.lastSeq = -1;
+    this.finished = false;
+    this.stopRequested = false;
+  }
+
+  /** Accepts an event once; returns false for duplicates and strays. */
+  accept(event, wireBytes) {
+    if (this.finished) return false;
+    if (event.type === "start" && this.streamId === null) {
+      this.streamId = event.stream;
+    } else if (event.stream !== this.streamId || event.seq <= this.lastSeq) {
+      return false;
+    }
+    this.lastSeq = event.seq;
+    if (event.type === "done" || event.type === "error") this.finished = true;
+    this.handlers.onEvent(event, wireBytes);
+    if (this.finished) this.dispose();
+    return true;
+  }
+
+  fail(message) {
+    if (this.finished) return;
+    this.finished = true;
+    this.dispose();
+    this.handlers.onFailure(message);
+  }
+}
+
+/**
+ * Server-Sent Events through the browser's EventSource.
+ *
+ * Drop connection asks the server to cut this stream's response
+ * (POST /debug/drop?stream=S): the EventSource then reconnects by itself after the
+ * server's `retry` and sends Last-Event-ID. If the server has no such endpoint,
+ * the page does what the browser would: it closes the EventSource and opens a new
+ * one at /sse?last_event_id=S:seq after the same one-second retry.
+ */
+export class SseRun extends BaseRun {
+  constructor(params, handlers) {
+    super(params, handlers);
+    this.source = null;
+    this.lastEventId = "";
+    this.retryTimer = 0;
+    this.dropMode = "";
+  }
+
+  start() {
+    const query = new URLSearchParams({ prompt: this.prompt, max_tokens: String(this.maxTokens) });
+    const url = `/sse?${query}`;
+    if (url.length > 60000) {
+      // Longer request lines are refused by the HTTP server before /sse sees them.
+      this.fail(
+        `This prompt makes a ${url.length.toLocaleString()}-character URL, too long to send ` +
+          "as an SSE query string; shorten it or use WebSocket.",
+      );
+      return;
+    }
+    this.handlers.onStatus("connecting");
+    this.open(url);
+  }
+
+  open(url) {
+    const source = new EventSource(url);
+    this.source = source;
+    source.onopen = () => {
+      if (!this.finished) this.handlers.onStatus("streaming");
+    };
+    source.onmessage = (message) => {
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        this.fail("The server sent an event that is not JSON.");
+        return;
+      }
+      const frame = `id: ${message.lastEventId}\ndata: ${message.data}\n\n`;
+      this.lastEventId = message.lastEventId;
+      const fresh = event.type === "start" && this.streamId === null;
+      if (this.accept(event, byteLength(frame)) && fresh && this.stopRequested) this.stop();
+    };
+    source.onerror = () => {
+      if (this.finished || source !== this.source) return;
+      if (source.readyState === EventSource.CONNECTING) {
+        // The browser's own reconnect: it will send Last-Event-ID after `retry` ms.
+        const how =
+          this.dropMode === "server"
+            ? `EventSource reconnecting with Last-Event-ID ${this.lastEventId}`
+            : `connection lost; EventSource reconnecting with Last-Event-ID ${this.lastEventId}`;
+        this.dropMode = "";
+        this.handlers.onReconnect(how);
+        this.handlers.onStatus("reconnecting", how);
+      } else {
+        this.explainClosed(url);
+      }
+    };
+  }
+
+  /** EventSource gives up without telling why; ask the same URL for its JSON error. */
+  async explainClosed(url) {
+    const retryUrl = this.lastEventId
+      ? `/sse?last_event_id=${encodeURIComponent(this.lastEventId)}`
+      : url;
+    const abort = new AbortController();
+    try {
+      const response = await fetch(retryUrl, { signal: abort.signal });
+      if (!response.ok) {
+        this.fail(await describeErrorResponse(response));
+        return;
+      }
+      this.fail(`The event stream closed unexpectedly (HTTP ${response.status}).`);
+    } catch (error) {
+      this.fail(`Could not reach the server (${error.message}).`);
+    } finally {
+      abort.abort(); // if the server did start streaming, do not keep reading
+    }
+  }
+
+  async drop() {
+    if (this.finished || !this.streamId || this.retryTimer) return;
+    const asked = await postHelper(`/debug/drop?stream=${encodeURIComponent(this.streamId)}`);
+    if (this.finished) return;
+    if (asked.ok) {
+      this.dropMode = "server"; // onerror reports the reconnect
+      return;
+    }
+    // No server help: close and reopen with the id, as EventSource itself would.
+    this.source.close();
+    const how = `EventSource closed by the page; reopening with ?last_event_id=${this.lastEventId}`;
+    this.handlers.onReconnect(how);
+    this.handlers.onStatus("reconnecting", how);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = 0;
+      if (!this.finished) {
+        this.open(`/sse?last_event_id=${encodeURIComponent(this.lastEventId)}`);
+      }
+    }, 1000);
+  }
+
+  async stop() {
+    if (this.finished) return;
+    this.stopRequested = true;
+    if (!this.streamId) return; // cancelled as soon as the start event names the stream
+    const path = `/cancel?stream=${encodeURIComponent(this.streamId)}`;
+    const asked = await postHelper(path);
+    if (asked.missing) {
+      // No SSE cancel endpoint on this server: the WebSocket endpoint shares the streams.
+      await cancelOverWebSocket(this.streamId);
+    } else if (!asked.ok) {
+      this.fail(`Stop failed: ${asked.message}`);
+    }
+    // The done/cancelled event arrives on the EventSource.
+  }
+
+  dispose() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = 0;
+    this.source?.close();
+  }
+}
+
+/**
+ * One stream over a WebSocket. Any close before the stream ends (Drop connection,
+ * or a real network failure) opens a new socket and sends
+ * {"type": "resume", "stream": S, "after": lastSeq}.
+ */
+export class WsRun extends BaseRun {
+  static maxRetries = 5;
+
+  constructor(params, handlers) {
+    super(params, handlers);
+    this.socket = null;
+    this.ref = `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    this.retries = 0;
+    this.retryTimer = 0;
+  }
+
+  start() {
+    this.handlers.onStatus("connecting");
+    this.connect({ type: "start", prompt: this.prompt, max_tokens: this.maxTokens, ref: this.ref });
+  }
+
+  connect(firstMessage) {
+    const socket = new WebSocket(webSocketUrl());
+    this.socket = socket;
+    socket.onopen = () => {
+      socket.send(JSON.stringify(firstMessage));
+      if (this.stopRequested && this.streamId) this.sendCancel();
+      if (firstMessage.type === "resume") this.handlers.onStatus("streaming");
+    };
+    socket.onmessage = (message) => {
+      if (socket !== this.socket) return;
+      this.retries = 0;
+      this.receive(message.data);
+    };
+    socket.onclose = (close) => {
+      if (socket !== this.socket || this.finished) return;
+      if (!this.streamId) {
+        this.fail(
+          `The WebSocket closed before the stream started (code ${close.code}` +
+            `${close.reason ? ": " + close.reason : ""}).`,
+        );
+        return;
+      }
+      if (this.retries >= WsRun.maxRetries) {
+        this.fail(`The WebSocket keeps closing (code ${close.code}); gave up resuming.`);
+        return;
+      }
+      const dropped = close.code === 4000;
+      const delay = dropped ? 0 : 250 * 2 ** this.retries;
+      this.retries += 1;
+      const how = `${dropped ? "socket closed by the page" : "socket lost"}; new socket sends resume after seq ${this.lastSeq}`;
+      this.handlers.onReconnect(how);
+      this.handlers.onStatus("reconnecting", how);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = 0;
+        if (!this.finished) {
+          this.connect({ type: "resume", stream: this.streamId, after: this.lastSeq });
+        }
+      }, delay);
+    };
+  }
+
+  receive(text) {
+    let event;
+    try {
+      event = JSON.parse(text);
+    } catch {
+      this.fail("The server sent a message that is not JSON.");
+      return;
+    }
+    const length = byteLength(text);
+    const header = length < 126 ? 2 : length < 65536 ? 4 : 10; // server frames are unmasked
+    if (event.type === "error" && (event.stream === null || event.stream === undefined)) {
+      // An error about our message (e.g. an over-long prompt) rather than a stream.
+      this.fail(`${event.message} (${event.code})`);
+      return;
+    }
+    if (event.type === "error" && event.seq === null && event.stream === this.streamId) {
+      this.fail(`${event.message} (${event.code})`); // e.g. stream_not_found on resume
+      return;
+    }
+    const fresh = event.type === "start" && this.streamId === null && event.ref === this.ref;
+    if (event.type === "start" && !fresh) return;
+    if (this.accept(event, length + header)) {
+      if (fresh) this.handlers.onStatus("streaming");
+      if (fresh && this.stopRequested) this.sendCancel();
+    }
+  }
+
+  sendCancel() {
+    if (this.socket?.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify({ type: "cancel", stream: this.streamId }));
+    }
+  }
+
+  drop() {
+    if (this.finished || !this.streamId || this.socket?.readyState !== WebSocket.OPEN) return;
+    this.socket.close(4000, "dropped by the demo");
+  }
+
+  stop() {
+    if (this.finished) return;
+    this.stopRequested = true;
+    if (this.streamId) this.sendCancel(); // otherwise: on start, or right after a resume
+  }
+
+  dispose() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = 0;
+    const socket = this.socket;
+    if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000);
+  }
+}

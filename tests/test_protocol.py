@@ -1,0 +1,134 @@
+"""Pure tests of the wire contract module: no server, no event loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from server import protocol
+from server.protocol import Limits, ProtocolError
+
+LIMITS = Limits(max_prompt_bytes=64, max_tokens_limit=100, default_max_tokens=10)
+STREAM = "AbCdEfGh12345678_-xyz"
+
+
+def test_events_carry_type_stream_and_seq() -> None:
+    assert protocol.start_event(STREAM, "m") == {
+        "type": "start", "stream": STREAM, "seq": 0, "model": "m"
+    }
+    assert protocol.delta_event(STREAM, 3, "hi") == {
+        "type": "delta", "stream": STREAM, "seq": 3, "content": "hi"
+    }
+    assert protocol.done_event(STREAM, 4, "length")["finish_reason"] == "length"
+    error = protocol.error_event(None, None, "invalid_json", "bad")
+    assert error == {
+        "type": "error", "stream": None, "seq": None, "code": "invalid_json", "message": "bad"
+    }
+
+
+def test_done_rejects_unknown_finish_reason() -> None:
+    with pytest.raises(ValueError):
+        protocol.done_event(STREAM, 1, "tired")
+
+
+def test_terminal_events() -> None:
+    assert protocol.is_terminal(protocol.done_event(STREAM, 1, "stop"))
+    assert protocol.is_terminal(protocol.error_event(STREAM, 1, "x", "y"))
+    assert not protocol.is_terminal(protocol.error_event(None, None, "x", "y"))
+    assert not protocol.is_terminal(protocol.delta_event(STREAM, 1, "x"))
+
+
+@pytest.mark.parametrize("content", ["line\nbreak", "cr\rlf\r\n", "naïve ☃ 🎉", "\u2028"])
+def test_dumps_is_one_line_and_round_trips(content: str) -> None:
+    event = protocol.delta_event(STREAM, 1, content)
+    text = protocol.dumps(event)
+    assert "\n" not in text and "\r" not in text
+    assert json.loads(text) == event
+
+
+def test_event_id_round_trip() -> None:
+    assert protocol.parse_event_id(protocol.format_event_id(STREAM, 42)) == (STREAM, 42)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "nocolon", f"{STREAM}:", f"{STREAM}:-1", f"{STREAM}:1.5", "short:1",
+            f"{STREAM}:99999999999", f"bad id!{STREAM}:1"],
+)
+def test_malformed_event_ids_are_rejected(bad: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        protocol.parse_event_id(bad)
+    assert raised.value.code == "invalid_last_event_id"
+    assert raised.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("prompt", "code", "status"),
+    [(None, "missing_prompt", 400), ("", "missing_prompt", 400), ("   ", "missing_prompt", 400),
+     (5, "invalid_prompt", 400), ("x" * 65, "prompt_too_long", 413),
+     ("é" * 33, "prompt_too_long", 413)],
+)
+def test_bad_prompts(prompt: object, code: str, status: int) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        protocol.validate_prompt(prompt, LIMITS)
+    assert (raised.value.code, raised.value.status) == (code, status)
+
+
+def test_prompt_limit_counts_utf8_bytes() -> None:
+    assert protocol.validate_prompt("x" * 64, LIMITS) == "x" * 64
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-1", "0", "101", 0, 101, True, 2.0, [], ""])
+def test_bad_max_tokens(value: object) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        protocol.validate_max_tokens(value, LIMITS)
+    assert raised.value.code == "invalid_max_tokens"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 10), ("7", 7), (" 7 ", 7), (100, 100)])
+def test_good_max_tokens(value: object, expected: int) -> None:
+    assert protocol.validate_max_tokens(value, LIMITS) == expected
+
+
+def test_parse_start_resume_cancel() -> None:
+    start = protocol.parse_client_message(
+        '{"type":"start","prompt":"hi","max_tokens":5,"ref":{"n":1}}', LIMITS
+    )
+    assert start == protocol.StartRequest(prompt="hi", max_tokens=5, ref={"n": 1})
+    resume = protocol.parse_client_message(
+        json.dumps({"type": "resume", "stream": STREAM, "after": 3}), LIMITS
+    )
+    assert resume == protocol.ResumeRequest(stream=STREAM, after=3)
+    cancel = protocol.parse_client_message(json.dumps({"type": "cancel", "stream": STREAM}), LIMITS)
+    assert cancel == protocol.CancelRequest(stream=STREAM)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1,2]", "invalid_message"),
+        ('"start"', "invalid_message"),
+        ("{}", "invalid_message"),
+        ('{"type":"fly"}', "unknown_type"),
+        ('{"type":"start"}', "missing_prompt"),
+        ('{"type":"start","prompt":"hi","max_tokens":"many"}', "invalid_max_tokens"),
+        ('{"type":"resume","stream":"x"}', "invalid_after"),
+        ('{"type":"resume","after":1}', "invalid_stream"),
+        ('{"type":"resume","stream":"short","after":1}', "invalid_stream"),
+        ('{"type":"resume","stream":"AbCdEfGh12345678","after":-2}', "invalid_after"),
+        ('{"type":"cancel"}', "invalid_stream"),
+        ("[" * 100000, "invalid_json"),
+    ],
+)
+def test_bad_client_messages(text: str, code: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        protocol.parse_client_message(text, LIMITS)
+    assert raised.value.code == code
+    assert raised.value.message
+
+
+def test_bad_message_keeps_its_ref_for_the_error_reply() -> None:
+    with pytest.raises(ProtocolError) as raised:
+        protocol.parse_client_message('{"type":"start","prompt":"","ref":7}', LIMITS)
+    assert raised.value.ref == 7
