@@ -1,0 +1,117 @@
+"""Python clients for twinstream: the same stream over SSE or WebSocket.
+
+    import clients
+    for piece in clients.stream("Tell me about rivers", transport="ws").deltas():
+        print(piece, end="", flush=True)
+
+Both transports reconnect on their own and resume after the last event seen;
+errors are the :class:`ClientError` subclasses in :mod:`clients.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .base import DEFAULT_URL, ReconnectPolicy, Stream, StreamStats
+from .errors import (
+    ClientError,
+    ConnectionLost,
+    HTTPStatusError,
+    MalformedData,
+    ResumeFailed,
+    ServerUnreachable,
+    StreamError,
+    Timeout,
+    WrongContentType,
+)
+from .sse_client import SSEClient, SSEStream
+from .ws_client import WebSocketClient, WebSocketStream
+
+__all__ = [
+    "DEFAULT_URL",
+    "TRANSPORTS",
+    "connect",
+    "stream",
+    "complete",
+    "Client",
+    "Stream",
+    "StreamStats",
+    "ReconnectPolicy",
+    "SSEClient",
+    "SSEStream",
+    "WebSocketClient",
+    "WebSocketStream",
+    "ClientError",
+    "ServerUnreachable",
+    "Timeout",
+    "HTTPStatusError",
+    "WrongContentType",
+    "MalformedData",
+    "StreamError",
+    "ConnectionLost",
+    "ResumeFailed",
+]
+
+TRANSPORTS = ("sse", "ws")
+Transport = Literal["sse", "ws"]
+Client = SSEClient | WebSocketClient
+
+
+def connect(
+    transport: str = "sse",
+    url: str = DEFAULT_URL,
+    *,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+    reconnect: ReconnectPolicy | None = None,
+) -> Client:
+    """A client for one server over ``transport`` (``"sse"`` or ``"ws"``).
+
+    Call ``.stream(prompt, max_tokens)`` on it for each completion. A
+    WebSocket client keeps one socket for all of its streams; close it (or
+    use ``with``) when done. ``read_timeout`` is the longest silence
+    tolerated mid-stream (the server sends SSE heartbeats every 15 s and
+    WebSocket pings every 20 s by default).
+    """
+    options = {
+        "connect_timeout": connect_timeout,
+        "read_timeout": read_timeout,
+        "reconnect": reconnect,
+    }
+    if transport == "sse":
+        return SSEClient(url, **options)  # type: ignore[arg-type]
+    if transport == "ws":
+        return WebSocketClient(url, **options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown transport {transport!r}; use 'sse' or 'ws'")
+
+
+def stream(
+    prompt: str,
+    transport: str = "sse",
+    url: str = DEFAULT_URL,
+    *,
+    max_tokens: int | None = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+    reconnect: ReconnectPolicy | None = None,
+) -> Stream:
+    """One completion: iterate the result for events, ``.deltas()`` for text
+    pieces, ``.collect()`` for the whole text. The connection is opened when
+    reading starts and closed when the stream ends or is closed."""
+    client = connect(
+        transport,
+        url,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        reconnect=reconnect,
+    )
+    result = client.stream(prompt, max_tokens)
+    if isinstance(result, WebSocketStream):
+        result.owns_client = True
+    return result
+
+
+def complete(prompt: str, transport: str = "sse", url: str = DEFAULT_URL, **options: object) -> str:
+    """The whole completion text (blocks until the stream ends)."""
+    with stream(prompt, transport, url, **options) as result:  # type: ignore[arg-type]
+        return result.collect()

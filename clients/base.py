@@ -1,0 +1,265 @@
+"""What both transports share: the stream object callers iterate, its
+statistics, the reconnect policy and URL handling."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import MalformedData, StreamError
+
+__all__ = ["DEFAULT_URL", "ReconnectPolicy", "StreamStats", "Stream", "base_url"]
+
+DEFAULT_URL = "http://127.0.0.1:8888"
+EVENT_TYPES = ("start", "delta", "done", "error")
+
+
+def base_url(url: str) -> tuple[str, str, str]:
+    """Split a server URL into (scheme ``http``/``https``, ``host:port``, path prefix).
+
+    Accepts ``http(s)://`` and ``ws(s)://`` URLs, with or without a trailing
+    ``/sse`` or ``/ws``, so either endpoint's URL names the server.
+    """
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s):// or ws(s):// server URL: {url!r}")
+    path = parts.path.rstrip("/")
+    for endpoint in ("/sse", "/ws"):
+        if path.endswith(endpoint):
+            path = path[: -len(endpoint)]
+    return scheme, parts.netloc, path
+
+
+def endpoint_url(url: str, endpoint: str, websocket: bool = False) -> str:
+    scheme, netloc, prefix = base_url(url)
+    if websocket:
+        scheme = "wss" if scheme == "https" else "ws"
+    return urlunsplit((scheme, netloc, prefix + endpoint, "", ""))
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How a stream reconnects after its connection drops.
+
+    Up to ``max_attempts`` consecutive failed attempts (0: never reconnect);
+    the count starts again once a resumed connection delivers an event. The
+    n-th wait is ``base * 2**(n-1)`` capped at ``max_delay``, where ``base``
+    is the server's SSE ``retry`` hint if it sent one, else ``initial_delay``;
+    then up to ``jitter`` of it is randomly taken off so clients that lost
+    the same server do not all come back at once.
+    """
+
+    max_attempts: int = 5
+    initial_delay: float = 0.25
+    max_delay: float = 10.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, server_retry: float | None = None) -> float:
+        base = self.initial_delay if server_retry is None else server_retry
+        wait = min(self.max_delay, base * 2 ** max(0, attempt - 1))
+        return wait * (1.0 - self.jitter * random.random())
+
+
+@dataclass
+class StreamStats:
+    """Measured on the client. Times are ``time.monotonic()`` seconds;
+    ``bytes_received`` counts what the transport carried for this stream
+    (SSE: response body bytes; WebSocket: message payload bytes)."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    ended_at: float | None = None
+    events: int = 0
+    tokens: int = 0
+    bytes_received: int = 0
+    reconnects: int = 0
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        if self.first_token_at is None:
+            return None
+        return self.first_token_at - self.started_at
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Delta events per second between the first and the last one."""
+        if self.first_token_at is None or self.last_token_at is None or self.tokens < 2:
+            return None
+        elapsed = self.last_token_at - self.first_token_at
+        return (self.tokens - 1) / elapsed if elapsed > 0 else None
+
+    def summary(self) -> str:
+        """One line for people, e.g. for ``--stats``."""
+        ttft = self.time_to_first_token
+        rate = self.tokens_per_second
+        parts = [
+            f"time to first token {ttft * 1000:.1f} ms" if ttft is not None else "no tokens",
+            f"{rate:.1f} tokens/s" if rate is not None else "tokens/s n/a",
+            f"{self.tokens} tokens",
+            f"{self.events} events",
+            f"{self.bytes_received} bytes received",
+            f"{self.reconnects} reconnects",
+        ]
+        return ", ".join(parts)
+
+
+class Stream:
+    """One completion as it arrives. Iterate it for the wire-contract events
+    (``start``, ``delta``..., ``done``) as dicts; :attr:`text` is the content
+    so far.
+
+    Each event is yielded exactly once and in order, even across reconnects
+    (events are deduplicated by ``seq``). An ``error`` event is raised as
+    :class:`StreamError` (its ``event`` attribute holds it) instead of being
+    yielded. Iteration ends after ``done``, or when :meth:`cancel` is called
+    and the transport cannot report the end (SSE). Leaving a ``with`` block,
+    or :meth:`close`, closes the connection; generation on the server then
+    goes on until it ends or idles out, unless the stream was cancelled.
+    """
+
+    transport = ""
+
+    def __init__(self, prompt: str, max_tokens: int | None = None) -> None:
+        self.prompt = prompt
+        self.max_tokens = max_tokens
+        self.stream_id: str | None = None
+        self.model: str | None = None
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.last_seq = -1
+        self.ended = False
+        self.cancelled = False
+        self.stats = StreamStats()
+        self._parts: list[str] = []
+        self._iterator: Iterator[dict[str, Any]] | None = None
+
+    # -- what callers use ------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return self._iterator
+
+    def __next__(self) -> dict[str, Any]:
+        return next(iter(self))
+
+    def deltas(self) -> Iterator[str]:
+        """Yield the content of each ``delta`` event as it arrives."""
+        for event in self:
+            if event["type"] == "delta":
+                yield event["content"]
+
+    def collect(self) -> str:
+        """Read the stream to its end and return the whole text."""
+        for _ in self:
+            pass
+        return self.text
+
+    def cancel(self) -> None:
+        """Ask for generation to stop. Safe from another thread."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection (if this stream owns it) and end iteration."""
+        if self._iterator is not None and hasattr(self._iterator, "close"):
+            self._iterator.close()
+        self._close_transport()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- transports implement -----------------------------------------------------------
+
+    def _raw_events(self) -> Iterator[dict[str, Any]]:
+        """Events as received, duplicates included, reconnecting as needed."""
+        raise NotImplementedError
+
+    def _close_transport(self) -> None:
+        pass
+
+    # -- shared machinery -----------------------------------------------------------------
+
+    def _run(self) -> Iterator[dict[str, Any]]:
+        try:
+            for event in self._raw_events():
+                if self._accept(event):
+                    yield event
+                if self.ended:
+                    return
+        finally:
+            self.stats.ended_at = time.monotonic()
+            self._close_transport()
+
+    def _accept(self, event: dict[str, Any]) -> bool:
+        """Check an event, update state; False for a duplicate. Raises
+        :class:`StreamError` for an ``error`` event, :class:`MalformedData`
+        for one that breaks the contract."""
+        kind, seq = event.get("type"), event.get("seq")
+        if kind == "error" and seq is None:  # about a message, not a position in the stream
+            self.ended = True
+            raise StreamError(event)
+        if kind not in EVENT_TYPES or isinstance(seq, bool) or not isinstance(seq, int):
+            raise MalformedData(f"not a twinstream event: {_preview(event)}")
+        if self.stream_id is not None and event.get("stream") != self.stream_id:
+            raise MalformedData(f"event of another stream: {_preview(event)}")
+        if seq <= self.last_seq:
+            return False  # already delivered before a reconnect
+        if seq != self.last_seq + 1:
+            raise MalformedData(f"events {self.last_seq + 1}..{seq - 1} are missing")
+        if kind == "start":
+            stream_id = event.get("stream")
+            if not isinstance(stream_id, str) or not stream_id:
+                raise MalformedData(f"start event without a stream id: {_preview(event)}")
+            self.stream_id = stream_id
+            self.model = event.get("model")
+        elif self.stream_id is None:
+            raise MalformedData(f"{kind} event before start: {_preview(event)}")
+        self.last_seq = seq
+        self.stats.events += 1
+        if kind == "delta":
+            content = event.get("content")
+            if not isinstance(content, str):
+                raise MalformedData(f"delta without string content: {_preview(event)}")
+            now = time.monotonic()
+            if self.stats.first_token_at is None:
+                self.stats.first_token_at = now
+            self.stats.last_token_at = now
+            self.stats.tokens += 1
+            self._parts.append(content)
+        elif kind == "done":
+            self.ended = True
+            self.finish_reason = event.get("finish_reason")
+            usage = event.get("usage")
+            self.usage = usage if isinstance(usage, dict) else None
+        elif kind == "error":
+            self.ended = True
+            raise StreamError(event)
+        return True
+
+
+def _preview(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sleep_before_retry(policy: ReconnectPolicy, attempt: int, server_retry: float | None) -> None:
+    time.sleep(policy.delay(attempt, server_retry))

@@ -1,0 +1,225 @@
+"""``python -m clients``: stream a completion to the terminal over SSE or WebSocket."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from . import DEFAULT_URL, TRANSPORTS, Client, ReconnectPolicy, Stream, connect
+from .errors import ClientError, StreamError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+QUIT_COMMANDS = ("/quit", "/exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m clients",
+        description=(
+            "Stream one chat completion from a twinstream server and print the text as it "
+            "arrives. Without PROMPT, read prompts from stdin, one per line, and answer each "
+            "in turn (over a single connection with --transport ws). A dropped connection is "
+            "resumed automatically. Errors print one line on stderr and exit with status 1."
+        ),
+        epilog=(
+            'examples:  python -m clients "Why is the sky blue?"\n'
+            '           python -m clients "Hi" --transport ws --json\n'
+            "           printf 'one\\ntwo\\n' | python -m clients --transport ws --stats"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prompt", nargs="?", help="the prompt; omit it for interactive mode")
+    parser.add_argument(
+        "--transport",
+        "-t",
+        choices=TRANSPORTS,
+        default="sse",
+        help="sse (GET /sse, Server-Sent Events) or ws (GET /ws, WebSocket); default: sse",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("TWINSTREAM_URL") or DEFAULT_URL,
+        help=f"server base URL (default: $TWINSTREAM_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--max-tokens", type=_positive_int, help="cut the completion after N tokens"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print each event as one JSON line instead of text"
+    )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="at the end, print on stderr: time to first token, tokens/s, events, "
+        "bytes received and reconnects",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up connecting after this long (default: 10)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="treat the connection as dead after this long without data (default: 30)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=5,
+        metavar="N",
+        help="reconnect attempts after a drop before giving up; 0 turns resuming off (default: 5)",
+    )
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+class Printer:
+    """Writes one stream's events to stdout, as text or JSON lines."""
+
+    def __init__(self, out: TextIO, as_json: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+
+    def run(self, stream: Stream) -> None:
+        """Print the stream to its end. A ``StreamError``'s event is printed
+        too (as JSON) before the error propagates; text ends with a newline."""
+        try:
+            for event in stream:
+                if self.as_json:
+                    self._json_line(event)
+                elif event["type"] == "delta":
+                    self.out.write(event["content"])
+                    self.out.flush()
+        except StreamError as exc:
+            if self.as_json:
+                self._json_line(exc.event)
+            raise
+        finally:
+            if not self.as_json and stream.stats.tokens:
+                self.out.write("\n")
+                self.out.flush()
+
+    def _json_line(self, event: dict[str, object]) -> None:
+        self.out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+
+def run_turn(client: Client, prompt: str, args: argparse.Namespace, printer: Printer) -> None:
+    """One prompt, one completion. Ctrl-C cancels the stream, then re-raises."""
+    stream = client.stream(prompt, args.max_tokens)
+    try:
+        printer.run(stream)
+    except KeyboardInterrupt:
+        stream.cancel()
+        raise
+    finally:
+        stream.close()
+        if args.stats:
+            print(stream.stats.summary(), file=sys.stderr, flush=True)
+
+
+def interactive(client: Client, args: argparse.Namespace, printer: Printer) -> int:
+    """Turn after turn from stdin until EOF or /quit. On a terminal, an error
+    or Ctrl-C ends only the turn; from a pipe, an error ends the session."""
+    tty = sys.stdin.isatty()
+    if tty:
+        print(
+            f"twinstream chat over {args.transport} at {args.url}; "
+            "empty line skips, /quit or Ctrl-D ends, Ctrl-C stops an answer",
+            file=sys.stderr,
+        )
+    status = EXIT_OK
+    while True:
+        if tty:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            if tty:
+                print(file=sys.stderr)
+            return status
+        prompt = line.strip()
+        if not prompt:
+            continue
+        if prompt in QUIT_COMMANDS:
+            return status
+        try:
+            run_turn(client, prompt, args, printer)
+        except KeyboardInterrupt:
+            if not tty:
+                raise
+            print("(stopped)", file=sys.stderr, flush=True)
+        except ClientError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            if not tty:
+                return EXIT_ERROR
+            status = EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")  # a terminal that cannot show "café"
+    printer = Printer(sys.stdout, args.json)
+    try:
+        client = connect(
+            args.transport,
+            args.url,
+            connect_timeout=args.connect_timeout,
+            read_timeout=args.read_timeout,
+            reconnect=ReconnectPolicy(max_attempts=args.retries),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with client:
+            if args.prompt is not None:
+                if not args.prompt.strip():
+                    print("error: the prompt is empty", file=sys.stderr)
+                    return EXIT_USAGE
+                run_turn(client, args.prompt, args, printer)
+                return EXIT_OK
+            return interactive(client, args, printer)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`); keep Python from complaining at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK

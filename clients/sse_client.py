@@ -1,0 +1,284 @@
+"""The Server-Sent Events client: ``GET /sse`` over the standard library's
+``http.client``, resumed with ``Last-Event-ID`` when the connection drops."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from .base import ReconnectPolicy, Stream, base_url, sleep_before_retry
+from .errors import (
+    ClientError,
+    ConnectionLost,
+    HTTPStatusError,
+    MalformedData,
+    ResumeFailed,
+    ServerUnreachable,
+    Timeout,
+    WrongContentType,
+)
+from .sse import SSEDecoder
+
+__all__ = ["SSEClient", "SSEStream"]
+
+READ_SIZE = 64 * 1024
+MAX_LINE = 1024 * 1024  # an event stream line longer than this is not ours
+MAX_ERROR_BODY = 64 * 1024
+
+
+class _Dropped(ClientError):
+    """The connection ended before the stream did (internal: triggers a resume)."""
+
+
+class SSEClient:
+    """Opens :class:`SSEStream` s on one server. Each stream is its own HTTP
+    request; the client holds only settings, so it is cheap and thread-safe."""
+
+    transport = "sse"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> None:
+        base_url(url)  # validate early
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.reconnect = reconnect or ReconnectPolicy()
+
+    def stream(self, prompt: str, max_tokens: int | None = None) -> SSEStream:
+        return SSEStream(self, prompt, max_tokens)
+
+    def close(self) -> None:
+        """Nothing to release: streams close their own connections."""
+
+    def __enter__(self) -> SSEClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SSEStream(Stream):
+    """One ``GET /sse`` stream.
+
+    On a drop (EOF, reset, read timeout) after the ``start`` event it
+    reconnects with ``Last-Event-ID: S:seq``, waiting the server's ``retry``
+    hint (doubled per failed attempt, with jitter); a ``204`` answer means
+    nothing is left, a ``404`` that the stream expired (:class:`ResumeFailed`).
+    A drop before ``start`` raises at once, since nothing could be resumed.
+    :meth:`cancel` closes the connection and ends iteration without a ``done``
+    event; the server notices the closed connection, stops relaying and, once
+    no reader is left, cancels generation after its idle timeout.
+    """
+
+    transport = "sse"
+
+    def __init__(self, client: SSEClient, prompt: str, max_tokens: int | None = None) -> None:
+        super().__init__(prompt, max_tokens)
+        self.client = client
+        self.server_retry_ms: int | None = None
+        self._connection: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    # -- control -------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._close_transport()
+
+    def reconnect(self) -> None:
+        """Drop the current connection on purpose; the next read resumes on a
+        new one (what happens after a network change)."""
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        sock = connection.sock
+        if sock is not None:
+            try:  # shutdown wakes a read blocked in another thread; close alone may not
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        connection.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _raw_events(self) -> Iterator[dict[str, Any]]:
+        policy = self.client.reconnect
+        failures = 0
+        while not self.cancelled:
+            resuming = self.stream_id is not None
+            seen = self.last_seq
+            try:
+                response = self._open(resuming)
+                if response is None:  # 204: the server has nothing more for this stream
+                    if not self.ended:
+                        raise ResumeFailed(
+                            "the server has no more events for this stream, "
+                            "but its last event never arrived",
+                            failures,
+                        )
+                    return
+                for event in self._read(response):
+                    yield event
+                    if self.last_seq > seen:
+                        failures = 0
+                    if self.ended or self.cancelled:
+                        return
+                raise _Dropped("the server closed the connection before the stream ended")
+            except (_Dropped, Timeout, ServerUnreachable, HTTPStatusError) as exc:
+                if self.cancelled:
+                    return
+                if isinstance(exc, HTTPStatusError) and (not resuming or exc.status < 500):
+                    if resuming:
+                        raise ResumeFailed(f"cannot resume the stream: {exc}", failures) from exc
+                    raise
+                if self.stream_id is None:
+                    if isinstance(exc, _Dropped):
+                        raise ConnectionLost(
+                            f"{exc} (no event arrived, so none to resume)"
+                        ) from None
+                    raise
+                if policy.max_attempts <= 0:
+                    if isinstance(exc, _Dropped):
+                        raise ConnectionLost(f"{exc}; reconnecting is off") from None
+                    raise
+                failures += 1
+                if failures > policy.max_attempts:
+                    raise ResumeFailed(
+                        f"gave up resuming after {policy.max_attempts} attempts: {exc}",
+                        policy.max_attempts,
+                    ) from exc
+                self._close_transport()
+                retry = None if self.server_retry_ms is None else self.server_retry_ms / 1000
+                sleep_before_retry(policy, failures, retry)
+                self.stats.reconnects += 1
+            finally:
+                if self.ended or self.cancelled:
+                    self._close_transport()
+
+    def _open(self, resuming: bool) -> http.client.HTTPResponse | None:
+        """Connect and send the request; return the 200 response (None for 204)."""
+        client = self.client
+        scheme, netloc, prefix = base_url(client.url)
+        connection_class = (
+            http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(netloc, timeout=client.connect_timeout)
+        with self._lock:
+            self._connection = connection
+        try:
+            connection.connect()
+        except (socket.timeout, TimeoutError):
+            raise Timeout(
+                f"could not connect to {netloc} within {client.connect_timeout:g} s",
+                "connect",
+                client.connect_timeout,
+            ) from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ServerUnreachable(f"cannot connect to {netloc}: {reason}") from None
+        if self.cancelled:
+            raise _Dropped("cancelled")
+        assert connection.sock is not None
+        connection.sock.settimeout(client.read_timeout)
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        query: dict[str, Any] = {}
+        if resuming:
+            headers["Last-Event-ID"] = f"{self.stream_id}:{self.last_seq}"
+        else:
+            query["prompt"] = self.prompt
+            if self.max_tokens is not None:
+                query["max_tokens"] = self.max_tokens
+        path = (prefix or "") + "/sse" + ("?" + urlencode(query) if query else "")
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+        except (socket.timeout, TimeoutError):
+            raise Timeout(
+                f"{netloc} accepted the connection but sent no answer within "
+                f"{client.read_timeout:g} s",
+                "read",
+                client.read_timeout,
+            ) from None
+        except (ConnectionError, http.client.IncompleteRead) as exc:
+            # RemoteDisconnected is a ConnectionResetError: closed without answering
+            raise _Dropped(f"the connection closed before an answer: {exc}") from None
+        except http.client.HTTPException as exc:
+            raise MalformedData(f"{netloc} did not answer with valid HTTP ({exc!r:.80})") from None
+        except OSError as exc:
+            raise _Dropped(f"the connection failed: {exc}") from None
+        if response.status == 204:
+            return None
+        if response.status != 200:
+            raise self._status_error(response)
+        content_type = response.getheader("Content-Type", "") or ""
+        if content_type.split(";")[0].strip().lower() != "text/event-stream":
+            raise WrongContentType(content_type)
+        return response
+
+    def _status_error(self, response: http.client.HTTPResponse) -> HTTPStatusError:
+        try:
+            body = response.read(MAX_ERROR_BODY)
+        except (OSError, http.client.HTTPException):
+            body = b""
+        code: str | None = None
+        detail = ""
+        try:
+            error = json.loads(body)["error"]
+            code, detail = str(error["code"]), str(error["message"])
+        except (ValueError, KeyError, TypeError):
+            detail = body.decode("utf-8", "replace").strip().splitlines()[0][:200] if body else ""
+            detail = detail or (response.reason or "")
+        return HTTPStatusError(response.status, code, detail)
+
+    def _read(self, response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+        decoder = SSEDecoder()
+        timeout = self.client.read_timeout
+        while True:
+            try:
+                chunk = response.read1(READ_SIZE)
+            except (socket.timeout, TimeoutError):
+                raise Timeout(
+                    f"no data from the server for {timeout:g} s", "read", timeout
+                ) from None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                # ValueError: read on a response closed by cancel() in another thread
+                raise _Dropped(f"the connection broke: {exc!r:.80}") from None
+            if not chunk:
+                if decoder.incomplete:
+                    raise _Dropped("the server closed the connection in the middle of an event")
+                return
+            self.stats.bytes_received += len(chunk)
+            events = decoder.feed(chunk)
+            if decoder.retry is not None:
+                self.server_retry_ms = decoder.retry
+            for sse_event in events:
+                if sse_event.event != "message":
+                    continue  # not part of our contract; a newer server's extra
+                try:
+                    event = json.loads(sse_event.data)
+                except ValueError:
+                    raise MalformedData(
+                        f"event data is not JSON: {sse_event.data[:80]!r}"
+                    ) from None
+                if not isinstance(event, dict):
+                    raise MalformedData(f"event data is not a JSON object: {sse_event.data[:80]!r}")
+                yield event
+            if decoder.pending_line_length > MAX_LINE:
+                raise MalformedData(
+                    f"a line longer than {MAX_LINE} characters: not an event stream"
+                )

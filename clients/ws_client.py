@@ -1,0 +1,351 @@
+"""The WebSocket client: ``GET /ws`` with ``websocket-client``; one socket
+carries any number of streams, and a dropped socket is replaced and every
+unfinished stream resumed on the new one."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import websocket
+
+from .base import ReconnectPolicy, Stream, endpoint_url, sleep_before_retry
+from .errors import (
+    ClientError,
+    ConnectionLost,
+    HTTPStatusError,
+    MalformedData,
+    ResumeFailed,
+    ServerUnreachable,
+    StreamError,
+    Timeout,
+)
+
+__all__ = ["WebSocketClient", "WebSocketStream"]
+
+
+class _Dropped(ClientError):
+    """The socket closed or broke (internal: triggers a reconnect)."""
+
+
+class WebSocketClient:
+    """One WebSocket connection, opened on first use, shared by its streams.
+
+    Streams may be read one after another (a conversation) or interleaved
+    from one thread; events for a stream not being read wait in its queue.
+    Not for concurrent reading from several threads (``cancel`` is fine from
+    any thread). When the socket drops, the next read opens a new one and
+    sends ``resume`` for every unfinished stream (bounded attempts, backoff
+    with jitter); a stream whose ``start`` had not arrived yet cannot be
+    resumed and raises :class:`ConnectionLost`.
+    """
+
+    transport = "ws"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> None:
+        self.url = url
+        self.ws_url = endpoint_url(url, "/ws", websocket=True)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.reconnect = reconnect or ReconnectPolicy()
+        self.connections = 0
+        self._socket: websocket.WebSocket | None = None
+        self._send_lock = threading.Lock()
+        self._next_ref = 0
+        self._unbound: dict[str, WebSocketStream] = {}  # ref -> stream awaiting its start
+        self._bound: dict[str, WebSocketStream] = {}  # stream id -> unfinished stream
+        self._failures = 0
+        self._closed = False
+
+    def stream(self, prompt: str, max_tokens: int | None = None) -> WebSocketStream:
+        """A new stream; ``start`` is sent (connecting if needed) when reading begins."""
+        if self._closed:
+            raise ConnectionLost("this client was closed")
+        self._next_ref += 1
+        return WebSocketStream(self, prompt, max_tokens, f"c{self._next_ref}")
+
+    def _start(self, stream: WebSocketStream) -> None:
+        message: dict[str, Any] = {"type": "start", "prompt": stream.prompt, "ref": stream.ref}
+        if stream.max_tokens is not None:
+            message["max_tokens"] = stream.max_tokens
+        try:
+            self._ensure_connected()
+            self._unbound[stream.ref] = stream
+            self._send(message)
+        except _Dropped as exc:
+            self._unbound.pop(stream.ref, None)
+            self._drop_socket()
+            raise ConnectionLost(f"could not start the stream: {exc}") from None
+
+    def close(self) -> None:
+        """Close the socket. Unfinished streams are left to the server, which
+        cancels them once nobody reads them for its idle timeout."""
+        self._closed = True
+        self._drop_socket()
+
+    def __enter__(self) -> WebSocketClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def reconnect_now(self) -> None:
+        """Drop the socket on purpose; the next read reconnects and resumes."""
+        self._drop_socket()
+
+    # -- socket ----------------------------------------------------------------------------
+
+    def _ensure_connected(self) -> websocket.WebSocket:
+        if self._socket is not None:
+            return self._socket
+        try:
+            ws = websocket.create_connection(
+                self.ws_url,
+                timeout=self.connect_timeout,
+                enable_multithread=True,
+                suppress_origin=True,  # not a browser page
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            raise _status_error(exc) from None
+        except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
+            raise Timeout(
+                f"no WebSocket handshake with {self.ws_url} within {self.connect_timeout:g} s",
+                "connect",
+                self.connect_timeout,
+            ) from None
+        except websocket.WebSocketConnectionClosedException:
+            raise _Dropped("the server closed the connection during the handshake") from None
+        except websocket.WebSocketException as exc:
+            raise MalformedData(f"{self.ws_url} is not a WebSocket endpoint: {exc}") from None
+        except ConnectionError as exc:
+            if isinstance(exc, (ConnectionRefusedError, ConnectionAbortedError)):
+                raise ServerUnreachable(
+                    f"cannot connect to {self.ws_url}: {exc.strerror}"
+                ) from None
+            raise _Dropped(f"the connection broke during the handshake: {exc}") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ServerUnreachable(f"cannot connect to {self.ws_url}: {reason}") from None
+        ws.settimeout(self.read_timeout)
+        self._socket = ws
+        self.connections += 1
+        return ws
+
+    def _drop_socket(self) -> None:
+        ws, self._socket = self._socket, None
+        if ws is None:
+            return
+        try:
+            if ws.sock is not None:
+                ws.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader in another thread
+        except OSError:
+            pass
+        ws.close(timeout=0)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        ws = self._socket
+        if ws is None:
+            raise _Dropped("not connected")
+        try:
+            with self._send_lock:
+                ws.send(json.dumps(message))
+        except (websocket.WebSocketException, OSError) as exc:
+            raise _Dropped(f"send failed: {exc}") from None
+
+    def _cancel(self, stream: WebSocketStream) -> None:
+        if stream.stream_id is None or stream.ended:
+            return  # sent once the start arrives (see _route)
+        try:
+            self._send({"type": "cancel", "stream": stream.stream_id})
+        except _Dropped:
+            pass  # the resume after reconnecting sends it again
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _pump(self, reader: WebSocketStream) -> None:
+        """Receive one message and queue it for its stream; reconnect on a drop."""
+        try:
+            ws = self._socket
+            if ws is None:
+                raise _Dropped("the connection was closed")
+            try:
+                opcode, payload = ws.recv_data()
+            except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
+                raise Timeout(
+                    f"no message from the server for {self.read_timeout:g} s",
+                    "read",
+                    self.read_timeout,
+                ) from None
+            except (websocket.WebSocketException, OSError, AttributeError) as exc:
+                # AttributeError: websocket-client after the socket was closed elsewhere
+                raise _Dropped(f"the connection broke: {exc!r:.80}") from None
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise _Dropped("the server closed the WebSocket")
+            if opcode != websocket.ABNF.OPCODE_TEXT:
+                raise MalformedData("the server sent a binary message; events are JSON text")
+            self._route(payload, reader)
+        except (_Dropped, Timeout) as exc:
+            self._recover(exc, reader)
+
+    def _route(self, payload: bytes, reader: WebSocketStream) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            raise MalformedData(f"message is not JSON: {payload[:80]!r}") from None
+        if not isinstance(event, dict):
+            raise MalformedData(f"message is not a JSON object: {payload[:80]!r}")
+        stream_id, ref = event.get("stream"), event.get("ref")
+        target: WebSocketStream | None = None
+        if isinstance(stream_id, str) and stream_id in self._bound:
+            target = self._bound[stream_id]
+        elif isinstance(ref, str) and ref in self._unbound:
+            target = self._unbound.pop(ref)
+            if isinstance(stream_id, str) and event.get("type") == "start":
+                self._bound[stream_id] = target
+                target.stream_id = stream_id
+                if target.cancelled:
+                    self._cancel(target)
+        elif stream_id is None and event.get("type") == "error":
+            raise StreamError(event)  # about a message of ours with no ref: nothing to route to
+        if target is None:
+            return  # a stream nobody here follows any more
+        target.stats.bytes_received += len(payload)
+        target.queue.append(event)
+        self._failures = 0
+
+    def _recover(self, exc: ClientError, reader: WebSocketStream) -> None:
+        """Replace the socket and resume unfinished streams, or raise."""
+        self._drop_socket()
+        lost = list(self._unbound.values())
+        self._unbound.clear()
+        for stream in lost:
+            stream.failure = ConnectionLost(f"{exc} before the stream started; nothing to resume")
+        if reader.failure is not None or reader.cancelled and reader.stream_id is None:
+            return
+        policy = self.reconnect
+        if policy.max_attempts <= 0 or self._closed:
+            reader.failure = (
+                ConnectionLost(f"{exc}; reconnecting is off") if isinstance(exc, _Dropped) else exc
+            )
+            return
+        while True:
+            self._failures += 1
+            if self._failures > policy.max_attempts:
+                failure = ResumeFailed(
+                    f"gave up resuming after {policy.max_attempts} attempts: {exc}",
+                    policy.max_attempts,
+                )
+                failure.__cause__ = exc
+                reader.failure = failure
+                return
+            sleep_before_retry(policy, self._failures, None)
+            try:
+                self._ensure_connected()
+                for stream in list(self._bound.values()):
+                    stream.stats.reconnects += 1
+                    stream.resumed = True
+                    self._send(
+                        {"type": "resume", "stream": stream.stream_id, "after": stream.last_seq}
+                    )
+                    if stream.cancelled:
+                        self._send({"type": "cancel", "stream": stream.stream_id})
+                return
+            except (_Dropped, Timeout, ServerUnreachable) as retry_exc:
+                self._drop_socket()
+                exc = retry_exc
+            except ClientError as fatal:
+                reader.failure = ResumeFailed(f"cannot reconnect: {fatal}", self._failures)
+                reader.failure.__cause__ = fatal
+                return
+
+    def _finished(self, stream: WebSocketStream) -> None:
+        if stream.stream_id is not None:
+            self._bound.pop(stream.stream_id, None)
+        self._unbound.pop(stream.ref, None)
+
+
+def _status_error(exc: websocket.WebSocketBadStatusException) -> ClientError:
+    status = int(getattr(exc, "status_code", 0) or 0)
+    body: bytes = getattr(exc, "resp_body", None) or b""
+    if status < 400:
+        return MalformedData(f"the server did not switch to WebSocket (HTTP {status})")
+    try:
+        error = json.loads(body)["error"]
+        return HTTPStatusError(status, str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        text = body.decode("utf-8", "replace").strip()
+        return HTTPStatusError(status, None, text.splitlines()[0][:200] if text else "")
+
+
+class WebSocketStream(Stream):
+    """One stream on a :class:`WebSocketClient`'s socket.
+
+    :meth:`cancel` sends ``cancel``; the server then ends the stream with
+    ``done`` (``finish_reason`` ``cancelled``), which iteration yields.
+    """
+
+    transport = "ws"
+
+    def __init__(
+        self, client: WebSocketClient, prompt: str, max_tokens: int | None, ref: str
+    ) -> None:
+        super().__init__(prompt, max_tokens)
+        self.client = client
+        self.ref = ref
+        self.queue: deque[dict[str, Any]] = deque()
+        self.failure: ClientError | None = None
+        self.resumed = False
+        self.owns_client = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.client._cancel(self)
+
+    def reconnect(self) -> None:
+        """Drop the socket on purpose; the next read reconnects and resumes."""
+        self.client.reconnect_now()
+
+    def _raw_events(self) -> Iterator[dict[str, Any]]:
+        if self.cancelled:
+            return
+        self.client._start(self)
+        while True:
+            while self.queue:
+                event = self.queue.popleft()
+                if (
+                    event.get("type") == "error"
+                    and event.get("seq") is None
+                    and event.get("code") == "stream_not_found"
+                    and self.resumed
+                ):
+                    self.ended = True
+                    raise ResumeFailed(
+                        "the server no longer knows this stream; it cannot be resumed", 1
+                    ) from StreamError(event)
+                yield event
+                if self.ended:
+                    return
+            if self.failure is not None:
+                failure, self.failure = self.failure, None
+                if self.cancelled:
+                    return
+                raise failure
+            if self.cancelled and self.stream_id is None and self.ref not in self.client._unbound:
+                return
+            self.client._pump(self)
+
+    def _close_transport(self) -> None:
+        self.client._finished(self)
+        if self.owns_client:
+            self.client.close()
