@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import tornado.httpserver
+import tornado.ioloop
 import tornado.testing
 import tornado.web
 
@@ -29,12 +30,11 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[tornado.web.Application]:
+def app(settings: Settings, io_loop: tornado.ioloop.IOLoop) -> Iterator[tornado.web.Application]:
+    """The application under test; its live streams are cancelled at teardown."""
     application = make_app(settings)
     yield application
-    store = application.settings["store"]
-    for stream_id in list(store._streams):
-        store._streams[stream_id].cancel()
+    io_loop.run_sync(application.settings["store"].close, timeout=10)
 
 
 class LiveServer:

@@ -15,15 +15,25 @@ STREAM = "AbCdEfGh12345678_-xyz"
 
 def test_events_carry_type_stream_and_seq() -> None:
     assert protocol.start_event(STREAM, "m") == {
-        "type": "start", "stream": STREAM, "seq": 0, "model": "m"
+        "type": "start",
+        "stream": STREAM,
+        "seq": 0,
+        "model": "m",
     }
     assert protocol.delta_event(STREAM, 3, "hi") == {
-        "type": "delta", "stream": STREAM, "seq": 3, "content": "hi"
+        "type": "delta",
+        "stream": STREAM,
+        "seq": 3,
+        "content": "hi",
     }
     assert protocol.done_event(STREAM, 4, "length")["finish_reason"] == "length"
     error = protocol.error_event(None, None, "invalid_json", "bad")
     assert error == {
-        "type": "error", "stream": None, "seq": None, "code": "invalid_json", "message": "bad"
+        "type": "error",
+        "stream": None,
+        "seq": None,
+        "code": "invalid_json",
+        "message": "bad",
     }
 
 
@@ -52,8 +62,17 @@ def test_event_id_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "nocolon", f"{STREAM}:", f"{STREAM}:-1", f"{STREAM}:1.5", "short:1",
-            f"{STREAM}:99999999999", f"bad id!{STREAM}:1"],
+    "bad",
+    [
+        "",
+        "nocolon",
+        f"{STREAM}:",
+        f"{STREAM}:-1",
+        f"{STREAM}:1.5",
+        "short:1",
+        f"{STREAM}:99999999999",
+        f"bad id!{STREAM}:1",
+    ],
 )
 def test_malformed_event_ids_are_rejected(bad: str) -> None:
     with pytest.raises(ProtocolError) as raised:
@@ -64,9 +83,14 @@ def test_malformed_event_ids_are_rejected(bad: str) -> None:
 
 @pytest.mark.parametrize(
     ("prompt", "code", "status"),
-    [(None, "missing_prompt", 400), ("", "missing_prompt", 400), ("   ", "missing_prompt", 400),
-     (5, "invalid_prompt", 400), ("x" * 65, "prompt_too_long", 413),
-     ("é" * 33, "prompt_too_long", 413)],
+    [
+        (None, "missing_prompt", 400),
+        ("", "missing_prompt", 400),
+        ("   ", "missing_prompt", 400),
+        (5, "invalid_prompt", 400),
+        ("x" * 65, "prompt_too_long", 413),
+        ("é" * 33, "prompt_too_long", 413),
+    ],
 )
 def test_bad_prompts(prompt: object, code: str, status: int) -> None:
     with pytest.raises(ProtocolError) as raised:

@@ -12,7 +12,7 @@ def decode(raw: bytes, chunk: int | None = None) -> list[tuple[str, str, str, in
     """Decode with httpx-sse, fed whole or ``chunk`` bytes at a time."""
     lines, events = SSELineDecoder(), SSEDecoder()
     text = raw.decode("utf-8")
-    pieces = [text] if chunk is None else [text[i:i + chunk] for i in range(0, len(text), chunk)]
+    pieces = [text] if chunk is None else [text[i : i + chunk] for i in range(0, len(text), chunk)]
     out = []
     for piece in pieces:
         for line in lines.decode(piece):
