@@ -78,10 +78,7 @@ def parse_chat_body(body: bytes, limits: protocol.Limits) -> tuple[ChatRequest, 
                 status=413,
             )
         name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
-        raw_max = data.get(name)
-        if isinstance(raw_max, str):  # a JSON string is not an integer here
-            raise protocol.ProtocolError("invalid_max_tokens", f"'{name}' must be an integer")
-        max_tokens = protocol.validate_max_tokens(raw_max, limits, name=name)
+        max_tokens = protocol.validate_max_tokens(data.get(name), limits, name=name)
     except protocol.ProtocolError as exc:
         raise ApiError.from_protocol(exc) from None
     stream = data.get("stream", False)

@@ -152,11 +152,13 @@ def validate_prompt(prompt: Any, limits: Limits) -> str:
     return prompt
 
 
-def validate_max_tokens(value: Any, limits: Limits, name: str = "max_tokens") -> int:
-    """Accept an int (or, from a query string, a decimal string); ``None`` means the default."""
+def validate_max_tokens(
+    value: Any, limits: Limits, name: str = "max_tokens", from_query: bool = False
+) -> int:
+    """Accept an int (or, with ``from_query``, a decimal string); ``None`` means the default."""
     if value is None:
         return limits.default_max_tokens
-    if isinstance(value, str):
+    if from_query and isinstance(value, str):
         text = value.strip()
         if not (text.isdigit() and len(text) <= 9):
             raise ProtocolError(

@@ -60,7 +60,7 @@ class SSEHandler(JsonErrorHandler):
                 self._request = ChatRequest.from_prompt(
                     protocol.validate_prompt(self.get_query_argument("prompt", None), self.limits),
                     protocol.validate_max_tokens(
-                        self.get_query_argument("max_tokens", None), self.limits
+                        self.get_query_argument("max_tokens", None), self.limits, from_query=True
                     ),
                 )
         except protocol.ProtocolError as exc:

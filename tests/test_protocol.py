@@ -105,13 +105,19 @@ def test_prompt_limit_counts_utf8_bytes() -> None:
 @pytest.mark.parametrize("value", ["abc", "1.5", "-1", "0", "101", 0, 101, True, 2.0, [], ""])
 def test_bad_max_tokens(value: object) -> None:
     with pytest.raises(ProtocolError) as raised:
-        protocol.validate_max_tokens(value, LIMITS)
+        protocol.validate_max_tokens(value, LIMITS, from_query=True)
     assert raised.value.code == "invalid_max_tokens"
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, 10), ("7", 7), (" 7 ", 7), (100, 100)])
-def test_good_max_tokens(value: object, expected: int) -> None:
-    assert protocol.validate_max_tokens(value, LIMITS) == expected
+def test_good_max_tokens_from_a_query(value: object, expected: int) -> None:
+    assert protocol.validate_max_tokens(value, LIMITS, from_query=True) == expected
+
+
+def test_json_max_tokens_must_be_a_number_not_a_string() -> None:
+    assert protocol.validate_max_tokens(7, LIMITS) == 7
+    with pytest.raises(ProtocolError):
+        protocol.validate_max_tokens("7", LIMITS)
 
 
 def test_parse_start_resume_cancel() -> None:

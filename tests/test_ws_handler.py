@@ -1,0 +1,235 @@
+"""GET /ws end to end over real sockets (tornado's WebSocket client)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from server.app import Settings
+from server.backends.synthetic import synthetic_tokens
+
+
+async def connect(http_server_client: Any, **headers: str) -> WebSocketClientConnection:
+    url = http_server_client.get_url("/ws").replace("http://", "ws://")
+    return await websocket_connect(HTTPRequest(url, headers=headers))
+
+
+async def receive(ws: WebSocketClientConnection) -> dict[str, Any]:
+    message = await ws.read_message()
+    assert isinstance(message, str), f"socket closed: {ws.close_code} {ws.close_reason}"
+    return json.loads(message)
+
+
+async def until_end(ws: WebSocketClientConnection, stream: str | None = None) -> list[dict]:
+    """Events until the terminal event of ``stream`` (or of any stream)."""
+    events = []
+    while True:
+        event = await receive(ws)
+        events.append(event)
+        done = event["type"] in ("done", "error") and event["stream"] is not None
+        if done and (stream is None or event["stream"] == stream):
+            return events
+
+
+def text_of(events: list[dict[str, Any]]) -> str:
+    return "".join(e["content"] for e in events if e["type"] == "delta")
+
+
+def expected_text(prompt: str, max_tokens: int) -> str:
+    return "".join(synthetic_tokens(prompt)[:max_tokens])
+
+
+async def test_start_streams_the_same_events_as_sse(http_server_client: Any) -> None:
+    ws = await connect(http_server_client)
+    try:
+        ws.write_message(
+            json.dumps(
+                {"type": "start", "prompt": "Tell me a story", "max_tokens": 20, "ref": "r1"}
+            )
+        )
+        events = await until_end(ws)
+    finally:
+        ws.close()
+    assert events[0]["type"] == "start" and events[0]["ref"] == "r1"
+    assert [e["type"] for e in events] == ["start"] + ["delta"] * 20 + ["done"]
+    assert [e["seq"] for e in events] == list(range(22))
+    assert text_of(events) == expected_text("Tell me a story", 20)
+    sse = await http_server_client.fetch("/sse?prompt=Tell+me+a+story&max_tokens=20")
+    sse_events = [
+        json.loads(line[6:]) for line in sse.body.decode().splitlines() if line.startswith("data: ")
+    ]
+    assert text_of(sse_events) == text_of(events)
+    assert [e["type"] for e in sse_events] == [e["type"] for e in events]
+
+
+async def test_several_streams_on_one_socket(http_server_client: Any) -> None:
+    ws = await connect(http_server_client)
+    try:
+        for n in range(3):
+            ws.write_message(
+                json.dumps({"type": "start", "prompt": f"topic {n}", "max_tokens": 15, "ref": n})
+            )
+        by_stream: dict[str, list[dict]] = {}
+        refs: dict[str, int] = {}
+        ended = 0
+        while ended < 3:
+            event = await receive(ws)
+            by_stream.setdefault(event["stream"], []).append(event)
+            if event["type"] == "start":
+                refs[event["stream"]] = event["ref"]
+            ended += event["type"] == "done"
+    finally:
+        ws.close()
+    assert sorted(refs.values()) == [0, 1, 2]
+    for stream, events in by_stream.items():
+        assert [e["seq"] for e in events] == list(range(17))
+        assert text_of(events) == expected_text(f"topic {refs[stream]}", 15)
+
+
+class TestResumeAndCancel:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(tokens_per_second=100, first_token_latency=0, ws_ping_interval=0)
+
+    async def test_dropped_socket_resumes_on_a_new_one(self, http_server_client: Any) -> None:
+        ws = await connect(http_server_client)
+        ws.write_message(json.dumps({"type": "start", "prompt": "drop me", "max_tokens": 30}))
+        first = [await receive(ws) for _ in range(6)]
+        ws.close()  # mid-stream
+        stream = first[0]["stream"]
+        store = http_server_client._http_server.request_callback.settings["store"]
+        streams_before = len(store)
+        ws2 = await connect(http_server_client)
+        try:
+            ws2.write_message(
+                json.dumps({"type": "resume", "stream": stream, "after": first[-1]["seq"]})
+            )
+            rest = await until_end(ws2, stream)
+        finally:
+            ws2.close()
+        assert len(store) == streams_before
+        joined = first + rest
+        assert [e["seq"] for e in joined] == list(range(32))
+        assert text_of(joined) == expected_text("drop me", 30)
+
+    async def test_resume_of_an_ended_stream_sends_only_what_is_missing(
+        self, http_server_client: Any
+    ) -> None:
+        ws = await connect(http_server_client)
+        try:
+            ws.write_message(json.dumps({"type": "start", "prompt": "short", "max_tokens": 3}))
+            events = await until_end(ws)
+            stream = events[0]["stream"]
+            ws.write_message(json.dumps({"type": "resume", "stream": stream, "after": 2}))
+            assert await until_end(ws) == events[3:]
+        finally:
+            ws.close()
+
+    async def test_cancel_ends_the_stream_with_cancelled(self, http_server_client: Any) -> None:
+        ws = await connect(http_server_client)
+        try:
+            ws.write_message(json.dumps({"type": "start", "prompt": "long", "max_tokens": 4000}))
+            start = await receive(ws)
+            await receive(ws)
+            ws.write_message(json.dumps({"type": "cancel", "stream": start["stream"]}))
+            rest = await until_end(ws, start["stream"])
+            assert rest[-1]["type"] == "done"
+            assert rest[-1]["finish_reason"] == "cancelled"
+            assert len(rest) < 4000
+            # the socket still works afterwards
+            ws.write_message(json.dumps({"type": "start", "prompt": "again", "max_tokens": 2}))
+            assert (await until_end(ws))[-1]["finish_reason"] == "length"
+        finally:
+            ws.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("not json at all", "invalid_json"),
+        ("[]", "invalid_message"),
+        ('{"prompt": "no type"}', "invalid_message"),
+        ('{"type": "teleport"}', "unknown_type"),
+        ('{"type": "start"}', "missing_prompt"),
+        ('{"type": "start", "prompt": ""}', "missing_prompt"),
+        ('{"type": "start", "prompt": "hi", "max_tokens": 0}', "invalid_max_tokens"),
+        ('{"type": "start", "prompt": "hi", "max_tokens": "9"}', "invalid_max_tokens"),
+        ('{"type": "resume", "stream": "AAAAAAAAAAAAAAAAAAAAAA"}', "invalid_after"),
+        ('{"type": "resume", "stream": "AAAAAAAAAAAAAAAAAAAAAA", "after": 1}', "stream_not_found"),
+        ('{"type": "cancel", "stream": "AAAAAAAAAAAAAAAAAAAAAA"}', "stream_not_found"),
+        ('{"type": "cancel"}', "invalid_stream"),
+        ('{"type": "start", "prompt": "' + "x" * 33000 + '"}', "prompt_too_long"),
+        (b"\x00\x01binary", "binary_not_supported"),
+    ],
+)
+async def test_bad_messages_get_an_error_event_and_the_socket_stays_usable(
+    http_server_client: Any, message: str | bytes, code: str
+) -> None:
+    ws = await connect(http_server_client)
+    try:
+        ws.write_message(message, binary=isinstance(message, bytes))
+        error = await receive(ws)
+        assert error["type"] == "error"
+        assert error["code"] == code
+        assert error["message"] and "Traceback" not in error["message"]
+        ws.write_message(json.dumps({"type": "start", "prompt": "still here", "max_tokens": 2}))
+        events = await until_end(ws)
+        assert events[-1]["type"] == "done"
+    finally:
+        ws.close()
+
+
+async def test_error_event_echoes_the_ref_of_the_bad_message(http_server_client: Any) -> None:
+    ws = await connect(http_server_client)
+    try:
+        ws.write_message(json.dumps({"type": "start", "prompt": "", "ref": "mine"}))
+        error = await receive(ws)
+        assert (error["code"], error["ref"], error["stream"]) == ("missing_prompt", "mine", None)
+    finally:
+        ws.close()
+
+
+async def test_cross_origin_pages_are_refused(http_server_client: Any) -> None:
+    with pytest.raises(HTTPClientError) as refused:
+        await connect(http_server_client, Origin="http://evil.example")
+    assert refused.value.code == 403
+    port = http_server_client.get_http_port()
+    ws = await connect(http_server_client, Origin=f"http://127.0.0.1:{port}")
+    ws.close()
+
+
+class TestAllowedOrigins:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(
+            tokens_per_second=0, ws_ping_interval=0, allowed_origins=("http://app.example",)
+        )
+
+    async def test_listed_origin_is_allowed(self, http_server_client: Any) -> None:
+        ws = await connect(http_server_client, Origin="http://app.example")
+        ws.write_message(json.dumps({"type": "start", "prompt": "hi", "max_tokens": 1}))
+        assert (await until_end(ws))[-1]["type"] == "done"
+        ws.close()
+
+
+class TestCompression:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(tokens_per_second=0, ws_ping_interval=0, ws_compression=True)
+
+    async def test_permessage_deflate_is_negotiated_when_enabled(
+        self, http_server_client: Any
+    ) -> None:
+        url = http_server_client.get_url("/ws").replace("http://", "ws://")
+        ws = await websocket_connect(url, compression_options={})
+        try:
+            extensions = ws.headers.get("Sec-WebSocket-Extensions", "")
+            assert "permessage-deflate" in extensions
+            ws.write_message(json.dumps({"type": "start", "prompt": "zip", "max_tokens": 5}))
+            assert text_of(await until_end(ws)) == expected_text("zip", 5)
+        finally:
+            ws.close()
