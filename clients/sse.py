@@ -104,15 +104,16 @@ class EventDecoder:
 
     @property
     def in_event(self) -> bool:
-        """True if fields were seen since the last blank line (an event is half-received)."""
+        """True if fields (not comments) arrived since the last blank line:
+        an event is half-received."""
         return self._in_block
 
     def feed_line(self, line: str) -> ServerSentEvent | None:
         if line == "":
             return self._dispatch()
-        self._in_block = True
         if line.startswith(":"):
-            return None  # comment
+            return None  # comment (e.g. a heartbeat): not part of any event
+        self._in_block = True
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
