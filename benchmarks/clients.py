@@ -1,0 +1,377 @@
+"""Lean asyncio clients for both transports, built to record timings, not to be pretty.
+
+* :class:`SSEConnection` -- a raw HTTP/1.1 reader on ``asyncio`` streams: one
+  ``GET /sse`` at a time, chunked bodies, keep-alive reuse, ``Last-Event-ID``.
+  Cheap enough that a few processes can hold 1,000 streams.
+* WebSocket -- the ``websockets`` library's asyncio client (optionally with
+  permessage-deflate).
+
+Every event received is stamped with the client's wall clock (``time.time()``),
+the same clock the server stamps ``t`` with, so ``received - t`` is the event's
+delivery delay. :class:`StreamRecord` holds what one completion looked like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from server.backends.synthetic import synthetic_tokens
+
+__all__ = [
+    "Endpoint",
+    "StreamRecord",
+    "SSEParser",
+    "SSEConnection",
+    "HTTPStatusError",
+    "open_websocket",
+    "sse_completion",
+    "ws_completion",
+    "prompts_with_tokens",
+    "expected_text",
+]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a server listens: ``http://HOST:PORT/``."""
+
+    base_url: str
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.base_url).port or 80
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def with_port(self, port: int) -> Endpoint:
+        return Endpoint(f"http://{self.host}:{port}/")
+
+
+@dataclass
+class StreamRecord:
+    """One completion as a client saw it.
+
+    ``began`` is when the client started working on it: before connecting for a
+    cold start, before sending the request on a reused connection (warm).
+    The four event lists are parallel, one entry per event received.
+    """
+
+    transport: str
+    prompt: str
+    max_tokens: int
+    cold: bool
+    began: float = 0.0
+    stream_id: str | None = None
+    kinds: list[str] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    produced: list[float] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+    error: str | None = None
+
+    def add(self, event: dict[str, Any], received: float) -> None:
+        self.kinds.append(str(event.get("type")))
+        self.seqs.append(int(event.get("seq") or 0))
+        self.produced.append(float(event.get("t") or 0.0))
+        self.received.append(received)
+        if event.get("type") == "delta":
+            self.text += str(event.get("content", ""))
+        elif event.get("type") == "done":
+            self.finish_reason = str(event.get("finish_reason"))
+        elif event.get("type") == "error":
+            self.error = f"{event.get('code')}: {event.get('message')}"
+        if self.stream_id is None and event.get("stream"):
+            self.stream_id = str(event["stream"])
+
+    @property
+    def complete(self) -> bool:
+        return self.finish_reason is not None and self.error is None
+
+    @property
+    def delta_times(self) -> list[float]:
+        return [r for k, r in zip(self.kinds, self.received) if k == "delta"]
+
+    @property
+    def delta_count(self) -> int:
+        return self.kinds.count("delta")
+
+    def time_to_first(self, kind: str) -> float | None:
+        """Seconds from ``began`` to the first event of ``kind`` (``start``/``delta``)."""
+        for k, r in zip(self.kinds, self.received):
+            if k == kind:
+                return r - self.began
+        return None
+
+    def inter_token_gaps(self) -> list[float]:
+        times = self.delta_times
+        return [later - earlier for earlier, later in zip(times, times[1:])]
+
+    def delivery_delays(self) -> list[float]:
+        return [r - t for r, t in zip(self.received, self.produced) if t > 0]
+
+
+class HTTPStatusError(Exception):
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]!r}")
+        self.status = status
+        self.body = body
+
+
+class SSEParser:
+    """Incremental text/event-stream parser (WHATWG rules that matter here).
+
+    :meth:`feed` takes raw bytes and returns the events completed by them as
+    ``(id, data)`` pairs; a partial event stays buffered (and is dropped with
+    the parser if the connection dies, as a browser would)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._pending = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+        self.last_event_id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        text = self._pending + self._decoder.decode(chunk)
+        hold_cr = text.endswith("\r")  # maybe the first half of CRLF
+        if hold_cr:
+            text = text[:-1]
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        self._pending = lines.pop() + ("\r" if hold_cr else "")
+        events: list[tuple[str | None, str]] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    if self._id is not None:
+                        self.last_event_id = self._id
+                    events.append((self.last_event_id, "\n".join(self._data)))
+                self._data = []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                self._data.append(value)
+            elif name == "id" and "\0" not in value:
+                self._id = value
+        return events
+
+
+class SSEConnection:
+    """One HTTP/1.1 connection that can carry several ``GET /sse`` one after another."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reusable = False
+        self.local_port = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.writer is not None and not self.writer.is_closing()
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.endpoint.host, self.endpoint.port, limit=1 << 20
+        )
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.local_port = sock.getsockname()[1]
+
+    def abort(self) -> None:
+        """Drop the connection at once (RST), as a client losing its network would."""
+        if self.writer is not None:
+            self.writer.transport.abort()
+        self.reusable = False
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+        self.writer = None
+        self.reusable = False
+
+    async def events(
+        self, path: str, last_event_id: str | None = None
+    ) -> AsyncIterator[tuple[str | None, str]]:
+        """Send ``GET path`` and yield ``(id, data)`` for each event of the response.
+
+        Raises :class:`HTTPStatusError` for a status other than 200 (``204`` is
+        "nothing more to send": the generator simply ends)."""
+        if not self.connected:
+            await self.connect()
+        assert self.reader is not None and self.writer is not None
+        self.reusable = False
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {self.endpoint.host}:{self.endpoint.port}",
+            "Accept: text/event-stream",
+            "Cache-Control: no-cache",
+        ]
+        if last_event_id is not None:
+            lines.append(f"Last-Event-ID: {last_event_id}")
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        for header in header_lines:
+            if ":" in header:
+                name, _, value = header.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        keep_alive = headers.get("connection", "").lower() != "close"
+        parser = SSEParser()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size_line = await self.reader.readuntil(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while (await self.reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass  # trailers
+                    break
+                chunk = await self.reader.readexactly(size + 2)
+                if status == 200:
+                    for event in parser.feed(chunk[:-2]):
+                        yield event
+                else:
+                    raise HTTPStatusError(status, chunk[:-2])
+        elif "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
+            if status not in (200, 204):
+                raise HTTPStatusError(status, body)
+            for event in parser.feed(body):
+                yield event
+        elif status == 204 or status == 304:
+            pass
+        else:  # body delimited by the connection closing
+            keep_alive = False
+            while chunk := await self.reader.read(65536):
+                if status != 200:
+                    raise HTTPStatusError(status, chunk)
+                for event in parser.feed(chunk):
+                    yield event
+        self.reusable = keep_alive
+        if not keep_alive:
+            await self.close()
+
+
+def sse_path(prompt: str, max_tokens: int) -> str:
+    return f"/sse?prompt={quote(prompt)}&max_tokens={max_tokens}"
+
+
+async def sse_completion(
+    endpoint: Endpoint,
+    prompt: str,
+    max_tokens: int,
+    connection: SSEConnection | None = None,
+) -> tuple[StreamRecord, SSEConnection]:
+    """Run one completion over SSE. Reuses ``connection`` when it is kept alive
+    (a warm start), else opens a new one (a cold start, like ``EventSource``)."""
+    cold = connection is None or not connection.reusable or not connection.connected
+    if connection is None or cold:
+        if connection is not None:
+            await connection.close()
+        connection = SSEConnection(endpoint)
+    record = StreamRecord("sse", prompt, max_tokens, cold=cold, began=time.time())
+    try:
+        async for _event_id, data in connection.events(sse_path(prompt, max_tokens)):
+            event = json.loads(data)
+            record.add(event, time.time())
+            if event.get("type") in ("done", "error"):
+                # finish reading the response so the connection can be reused
+                continue
+    except (OSError, asyncio.IncompleteReadError, HTTPStatusError, ValueError) as exc:
+        record.error = record.error or f"{type(exc).__name__}: {exc}"
+        connection.abort()
+    return record, connection
+
+
+async def open_websocket(endpoint: Endpoint, compression: bool = False) -> ClientConnection:
+    """Open ``/ws``; ``compression`` offers permessage-deflate (the server may decline)."""
+    return await ws_connect(
+        endpoint.ws_url,
+        compression="deflate" if compression else None,
+        max_size=None,
+        ping_interval=None,
+        open_timeout=30,
+        close_timeout=2,
+    )
+
+
+async def ws_completion(
+    endpoint: Endpoint,
+    prompt: str,
+    max_tokens: int,
+    websocket: ClientConnection | None = None,
+    compression: bool = False,
+) -> tuple[StreamRecord, ClientConnection | None]:
+    """Run one completion over a WebSocket: reuse ``websocket`` (warm) or open one (cold)."""
+    record = StreamRecord("ws", prompt, max_tokens, cold=websocket is None, began=time.time())
+    try:
+        if websocket is None:
+            websocket = await open_websocket(endpoint, compression)
+        await websocket.send(
+            json.dumps({"type": "start", "prompt": prompt, "max_tokens": max_tokens, "ref": 1})
+        )
+        async for message in websocket:
+            received = time.time()
+            event = json.loads(message)
+            if record.stream_id is not None and event.get("stream") != record.stream_id:
+                continue  # another stream on this socket
+            record.add(event, received)
+            if event.get("type") in ("done", "error"):
+                break
+        else:
+            record.error = record.error or "socket closed before the stream ended"
+    except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        record.error = f"{type(exc).__name__}: {exc}"
+        websocket = None
+    except Exception as exc:  # websockets.ConnectionClosed and friends
+        record.error = f"{type(exc).__name__}: {exc}"
+        websocket = None
+    return record, websocket
+
+
+def prompts_with_tokens(count: int, min_tokens: int, tag: str = "bench") -> list[str]:
+    """``count`` distinct prompts whose synthetic completion has at least ``min_tokens``
+    tokens (the synthetic model writes 40..220 tokens depending on the prompt)."""
+    if min_tokens > 220:
+        raise ValueError("the synthetic model writes at most 220 tokens per prompt")
+    prompts: list[str] = []
+    index = 0
+    while len(prompts) < count:
+        prompt = f"{tag} prompt {index}: tell me about streaming"
+        if len(synthetic_tokens(prompt)) >= min_tokens:
+            prompts.append(prompt)
+        index += 1
+    return prompts
+
+
+def expected_text(prompt: str, max_tokens: int) -> str:
+    """What the deterministic synthetic model writes for ``prompt``."""
+    return "".join(synthetic_tokens(prompt)[:max_tokens])

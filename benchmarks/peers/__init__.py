@@ -1,0 +1,59 @@
+"""Reference servers that speak twinstream's wire contract for new streams.
+
+Each is what a Python user would otherwise pick -- ``sse-starlette`` on
+``uvicorn`` for SSE, the ``websockets`` library for WebSocket -- serving the
+same deterministic synthetic model (imported from :mod:`server`, not copied).
+They do not keep an event log, so they cannot resume a stream: a reconnecting
+client starts over. Both print ``<name> serving on http://HOST:PORT/`` when ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from server import protocol
+from server.backends.base import BackendError, ChatRequest, Finish
+from server.backends.synthetic import SyntheticBackend
+
+__all__ = ["build_parser", "completion_events", "new_stream_id"]
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--tokens-per-second", type=float, default=30.0)
+    parser.add_argument("--first-token-latency", type=float, default=0.25)
+    return parser
+
+
+def new_stream_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def _stamp(event: dict[str, Any]) -> dict[str, Any]:
+    event["t"] = round(time.time(), 6)  # produced-at, as twinstream's streams do
+    return event
+
+
+async def completion_events(
+    backend: SyntheticBackend, stream_id: str, prompt: str, max_tokens: int
+) -> AsyncIterator[dict[str, Any]]:
+    """The events of one completion, in order, each stamped when produced."""
+    yield _stamp(protocol.start_event(stream_id, backend.model, created=int(time.time())))
+    seq = 1
+    try:
+        async for piece in backend.generate(ChatRequest.from_prompt(prompt, max_tokens)):
+            if isinstance(piece, Finish):
+                extra = {"usage": piece.usage} if piece.usage else {}
+                yield _stamp(protocol.done_event(stream_id, seq, piece.reason, **extra))
+                return
+            if piece:
+                yield _stamp(protocol.delta_event(stream_id, seq, piece))
+                seq += 1
+    except BackendError as exc:
+        yield _stamp(protocol.error_event(stream_id, seq, exc.code, exc.message))

@@ -1,0 +1,234 @@
+"""Starting the servers under test as subprocesses, and watching their CPU and memory.
+
+Every server prints ``... serving on http://HOST:PORT/`` on stdout once it
+listens (``--port 0`` picks a free port); :class:`ServerProcess` waits for that
+line. :class:`ResourceSampler` samples a process's CPU time and RSS with psutil
+in a background thread so any time window can be measured afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+__all__ = [
+    "ServerSpec",
+    "ServerProcess",
+    "ResourceSampler",
+    "TWINSTREAM",
+    "SSE_STARLETTE",
+    "WEBSOCKETS",
+    "PEER_SPECS",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_READY = re.compile(r"serving on (http://\S+)")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server the suite can start: a name, the transports it speaks, a command line."""
+
+    name: str
+    transports: tuple[str, ...]
+    module: str
+    resumable: bool = False
+
+    def command(self, tokens_per_second: float, first_token_latency: float) -> list[str]:
+        args = [
+            sys.executable,
+            "-m",
+            self.module,
+            "--port",
+            "0",
+            "--tokens-per-second",
+            str(tokens_per_second),
+            "--first-token-latency",
+            str(first_token_latency),
+        ]
+        if self.module == "server":
+            # compression is only negotiated when a client offers it, so
+            # enabling it changes nothing for clients that do not.
+            args += ["--ws-compression", "--log-level", "warning", "--idle-timeout", "30"]
+        return args
+
+
+TWINSTREAM = ServerSpec("twinstream", ("sse", "ws"), "server", resumable=True)
+SSE_STARLETTE = ServerSpec("sse-starlette", ("sse",), "benchmarks.peers.sse_starlette_server")
+WEBSOCKETS = ServerSpec("websockets", ("ws",), "benchmarks.peers.websockets_server")
+PEER_SPECS = (SSE_STARLETTE, WEBSOCKETS)
+
+
+class ServerProcess:
+    """A server subprocess; use as a context manager so it is always stopped."""
+
+    def __init__(self, command: Sequence[str], startup_timeout: float = 30.0) -> None:
+        self.command = list(command)
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> ServerProcess:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO_ROOT,
+            env=env,
+        )
+        found: list[str] = []
+
+        def read_ready_line() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                match = _READY.search(line)
+                if match:
+                    found.append(match.group(1))
+                    break
+            # keep draining so the server never blocks on a full pipe
+            for _ in self.process.stdout:
+                pass
+
+        threading.Thread(target=read_ready_line, daemon=True).start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not found:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.command}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not report ready: {self.command}")
+            time.sleep(0.02)
+        self.url = found[0] if found[0].endswith("/") else found[0] + "/"
+        return self
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Sample:
+    at: float  # wall clock
+    cpu_seconds: float  # user + system, cumulative
+    rss_bytes: int
+
+
+@dataclass
+class ResourceSampler:
+    """Samples one process's cumulative CPU time and RSS every ``interval`` seconds."""
+
+    pid: int | None
+    interval: float = 0.1
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ResourceSampler:
+        if self.pid is None:
+            return self
+        try:
+            self._process = psutil.Process(self.pid)
+        except psutil.Error:
+            self.pid = None
+            return self
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def sample(self) -> Sample | None:
+        if self.pid is None:
+            return None
+        try:
+            with self._process.oneshot():
+                times = self._process.cpu_times()
+                rss = self._process.memory_info().rss
+        except psutil.Error:
+            return None
+        sample = Sample(time.time(), times.user + times.system, rss)
+        self.samples.append(sample)
+        return sample
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.sample()
+
+    def __enter__(self) -> ResourceSampler:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _cpu_at(self, moment: float) -> float | None:
+        """Cumulative CPU seconds at ``moment``, interpolated between samples."""
+        if not self.samples:
+            return None
+        before = [s for s in self.samples if s.at <= moment]
+        after = [s for s in self.samples if s.at >= moment]
+        if not before:
+            return self.samples[0].cpu_seconds
+        if not after:
+            return self.samples[-1].cpu_seconds
+        low, high = before[-1], after[0]
+        if high.at == low.at:
+            return low.cpu_seconds
+        weight = (moment - low.at) / (high.at - low.at)
+        return low.cpu_seconds + weight * (high.cpu_seconds - low.cpu_seconds)
+
+    def cpu_seconds_between(self, start: float, end: float) -> float | None:
+        low, high = self._cpu_at(start), self._cpu_at(end)
+        if low is None or high is None:
+            return None
+        return max(0.0, high - low)
+
+    def cpu_percent_between(self, start: float, end: float) -> float | None:
+        """Average CPU use in ``[start, end]``, in percent of one core."""
+        used = self.cpu_seconds_between(start, end)
+        if used is None or end <= start:
+            return None
+        return round(100.0 * used / (end - start), 1)
+
+    def peak_rss_between(self, start: float, end: float) -> int | None:
+        inside = [s.rss_bytes for s in self.samples if start <= s.at <= end]
+        return max(inside) if inside else None
+
+    @property
+    def first_rss(self) -> int | None:
+        return self.samples[0].rss_bytes if self.samples else None
