@@ -1,0 +1,101 @@
+"""The Python clients against the real server over real sockets (both transports)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import clients
+from server.app import Settings
+from server.backends.synthetic import synthetic_tokens
+
+TRANSPORTS = ["sse", "ws"]
+PROMPT = "Explain streaming to a curious child"
+
+
+@pytest.fixture
+def live_settings() -> Settings:
+    return Settings(tokens_per_second=0, ws_ping_interval=0, heartbeat=15.0)
+
+
+def expected_text(prompt: str, max_tokens: int | None = None) -> str:
+    return "".join(synthetic_tokens(prompt)[:max_tokens])
+
+
+def test_both_transports_give_the_same_text(live_server):
+    sse = clients.stream(PROMPT, "sse", live_server.url)
+    ws = clients.stream(PROMPT, "ws", live_server.url)
+    assert sse.collect() == ws.collect() == expected_text(PROMPT)
+    assert sse.finish_reason == ws.finish_reason == "stop"
+    assert sse.stream_id and ws.stream_id and sse.stream_id != ws.stream_id
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_events_arrive_once_in_order(live_server, transport):
+    with clients.stream(PROMPT, transport, live_server.url, max_tokens=12) as stream:
+        events = list(stream)
+    assert [e["seq"] for e in events] == list(range(14))
+    assert [e["type"] for e in events] == ["start"] + ["delta"] * 12 + ["done"]
+    assert {e["stream"] for e in events} == {stream.stream_id}
+    assert events[0]["model"] == stream.model == "twinstream-synthetic"
+    assert stream.finish_reason == "length"
+    assert stream.usage is not None and stream.usage["completion_tokens"] == 12
+    assert stream.text == expected_text(PROMPT, 12)
+    stats = stream.stats
+    assert (stats.events, stats.tokens, stats.reconnects) == (14, 12, 0)
+    assert stats.bytes_received > sum(len(json.dumps(e)) for e in events) // 2
+    assert stats.time_to_first_token is not None and stats.time_to_first_token >= 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_deltas_and_complete(live_server, transport):
+    pieces = list(clients.stream("hi", transport, live_server.url, max_tokens=5).deltas())
+    assert pieces == synthetic_tokens("hi")[:5]
+    assert clients.complete("hi", transport, live_server.url, max_tokens=5) == "".join(pieces)
+
+
+def test_websocket_client_keeps_one_socket_for_a_conversation(live_server):
+    with clients.connect("ws", live_server.url) as client:
+        texts = [client.stream(p, 8).collect() for p in ("one", "two", "three")]
+        assert client.connections == 1
+    assert texts == [expected_text(p, 8) for p in ("one", "two", "three")]
+
+
+def test_websocket_streams_interleave_on_one_socket(live_server):
+    with clients.connect("ws", live_server.url) as client:
+        first, second = client.stream("left", 30), client.stream("right", 30)
+        left, right = iter(first), iter(second)
+        next(left), next(right)  # both started: two streams live on one socket
+        while not (first.ended and second.ended):
+            for iterator in (left, right):
+                next(iterator, None)
+        assert client.connections == 1
+    assert first.text == expected_text("left", 30)
+    assert second.text == expected_text("right", 30)
+
+
+def test_sse_client_makes_a_request_per_stream(live_server):
+    client = clients.connect("sse", live_server.url)
+    assert [client.stream(p, 3).collect() for p in ("a", "b")] == [
+        expected_text("a", 3),
+        expected_text("b", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    "suffix", ["", "/", "/sse", "/ws"], ids=["bare", "slash", "sse-url", "ws-url"]
+)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_url_may_name_either_endpoint(live_server, transport, suffix):
+    url = live_server.url + suffix
+    if suffix == "/ws":
+        url = url.replace("http://", "ws://")
+    assert clients.complete("x", transport, url, max_tokens=2) == expected_text("x", 2)
+
+
+def test_unknown_transport_is_a_value_error():
+    with pytest.raises(ValueError, match="transport"):
+        clients.connect("carrier-pigeon", "http://127.0.0.1:1")
+    with pytest.raises(ValueError, match="URL"):
+        clients.connect("sse", "ftp://example.com")
