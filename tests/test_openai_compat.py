@@ -1,0 +1,179 @@
+"""/v1 speaks enough OpenAI that the official SDK works against it, unmodified."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+import pytest
+
+from server.app import Settings
+from server.backends.synthetic import synthetic_tokens
+
+
+def sdk(http_server_client: Any, api_key: str = "unused") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=http_server_client.get_url("/v1"), api_key=api_key, max_retries=0
+    )
+
+
+async def test_sdk_streams_the_same_text_as_sse(http_server_client: Any) -> None:
+    async with sdk(http_server_client) as client:
+        stream = await client.chat.completions.create(
+            model="anything",
+            messages=[
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "Tell me a story"},
+            ],
+            max_tokens=25,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, finish, usage = [], None, None
+        async for chunk in stream:
+            assert chunk.object == "chat.completion.chunk"
+            for choice in chunk.choices:
+                pieces.append(choice.delta.content or "")
+                finish = choice.finish_reason or finish
+            usage = chunk.usage or usage
+    assert "".join(pieces) == "".join(synthetic_tokens("Tell me a story")[:25])
+    assert finish == "length"
+    assert usage is not None and usage.completion_tokens == 25
+    sse = await http_server_client.fetch("/sse?prompt=Tell+me+a+story&max_tokens=25")
+    deltas = [
+        json.loads(line[6:]) for line in sse.body.decode().splitlines() if line.startswith("data: ")
+    ]
+    assert "".join(e.get("content", "") for e in deltas) == "".join(pieces)
+
+
+async def test_sdk_non_streaming_completion(http_server_client: Any) -> None:
+    async with sdk(http_server_client) as client:
+        completion = await client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hello"}], max_tokens=4096
+        )
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.content == "".join(synthetic_tokens("hello"))
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == len(synthetic_tokens("hello"))
+
+
+async def test_content_parts_are_accepted(http_server_client: Any) -> None:
+    async with sdk(http_server_client) as client:
+        completion = await client.chat.completions.create(
+            model="x",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
+            max_completion_tokens=3,
+        )
+    assert completion.choices[0].message.content == "".join(synthetic_tokens("hello")[:3])
+
+
+async def test_models_list(http_server_client: Any) -> None:
+    async with sdk(http_server_client) as client:
+        models = await client.models.list()
+    assert [m.id for m in models.data] == ["twinstream-synthetic"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{", 400, "invalid_json"),
+        (b"[]", 400, "invalid_body"),
+        (b"{}", 400, "invalid_messages"),
+        (b'{"messages": []}', 400, "invalid_messages"),
+        (b'{"messages": [{"content": "no role"}]}', 400, "invalid_messages"),
+        (b'{"messages": [{"role": "user", "content": 5}]}', 400, "invalid_messages"),
+        (
+            b'{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
+            400,
+            "invalid_messages",
+        ),
+        (b'{"messages": [{"role": "system", "content": "only system"}]}', 400, "missing_prompt"),
+        (b'{"messages": [{"role": "user", "content": ""}]}', 400, "missing_prompt"),
+        (
+            b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": "5"}',
+            400,
+            "invalid_max_tokens",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 99999}',
+            400,
+            "invalid_max_tokens",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}',
+            400,
+            "invalid_stream",
+        ),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "x" * 40000}]}).encode(),
+            413,
+            "prompt_too_long",
+        ),
+    ],
+)
+async def test_malformed_bodies_get_a_clear_json_error(
+    http_server_client: Any, body: bytes, status: int, code: str
+) -> None:
+    response = await http_server_client.fetch(
+        "/v1/chat/completions", method="POST", body=body, raise_error=False
+    )
+    assert response.code == status
+    error = json.loads(response.body)["error"]
+    assert error["code"] == code and error["message"]
+    assert (await http_server_client.fetch("/healthz")).code == 200
+
+
+async def test_sdk_raises_its_own_error_type_for_our_400(http_server_client: Any) -> None:
+    async with sdk(http_server_client) as client:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": ""}]
+            )
+    assert "prompt" in str(raised.value)
+
+
+class TestApiKey:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(tokens_per_second=0, ws_ping_interval=0, api_key="sekret")
+
+    async def test_wrong_key_is_401_and_right_key_works(self, http_server_client: Any) -> None:
+        async with sdk(http_server_client, api_key="wrong") as client:
+            with pytest.raises(openai.AuthenticationError):
+                await client.models.list()
+        async with sdk(http_server_client, api_key="sekret") as client:
+            completion = await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )
+        assert completion.choices[0].message.content == "".join(synthetic_tokens("hi")[:2])
+
+
+class TestUpstreamFailure:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(tokens_per_second=0, ws_ping_interval=0, fail_after_tokens=3)
+
+    async def test_mid_stream_failure_reaches_the_sdk_as_an_error(
+        self, http_server_client: Any
+    ) -> None:
+        received = []
+        async with sdk(http_server_client) as client:
+            stream = await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            with pytest.raises(openai.APIError):
+                async for chunk in stream:
+                    received.extend(c.delta.content or "" for c in chunk.choices)
+        assert "".join(received) == "".join(synthetic_tokens("hi")[:3])
+
+    async def test_non_streaming_failure_is_a_502(self, http_server_client: Any) -> None:
+        response = await http_server_client.fetch(
+            "/v1/chat/completions",
+            method="POST",
+            body=b'{"messages": [{"role": "user", "content": "hi"}]}',
+            raise_error=False,
+        )
+        assert response.code == 502
+        assert json.loads(response.body)["error"]["code"] == "upstream_error"

@@ -1,0 +1,114 @@
+"""``python -m server`` as a user runs it: a real process on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("twinstream serving on http://127.0.0.1:"), line
+    return process, line.split()[-1].rstrip("/")
+
+
+@pytest.fixture
+def running() -> Iterator[list[subprocess.Popen[str]]]:
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def test_serves_then_stops_cleanly_on_sigterm(running: list[subprocess.Popen[str]]) -> None:
+    process, url = start("--tokens-per-second", "0")
+    running.append(process)
+    with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+        assert json.loads(response.read())["status"] == "ok"
+    with urllib.request.urlopen(url + "/sse?prompt=hi&max_tokens=3", timeout=5) as response:
+        body = response.read().decode()
+    assert body.count("data: ") == 5
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+
+
+def test_environment_variables_configure_it(running: list[subprocess.Popen[str]]) -> None:
+    process, url = start(env={"TWINSTREAM_MODEL": "env-model", "TWINSTREAM_TOKENS_PER_SECOND": "0"})
+    running.append(process)
+    with urllib.request.urlopen(url + "/v1/models", timeout=5) as response:
+        assert json.loads(response.read())["data"][0]["id"] == "env-model"
+
+
+def test_help_explains_every_flag() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    for flag in (
+        "--host",
+        "--port",
+        "--backend",
+        "--model",
+        "--tokens-per-second",
+        "--store",
+        "--idle-timeout",
+        "--retention",
+        "TWINSTREAM_PORT",
+    ):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--backend", "nope"], {}, "invalid choice"),
+        (["--tokens-per-second", "-1"], {}, "must be >= 0"),
+        (["--backend", "openai"], {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}, "OPENAI_API_KEY"),
+        ([], {"TWINSTREAM_PORT": "eighty"}, "TWINSTREAM_PORT"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(running: list[subprocess.Popen[str]]) -> None:
+    process, url = start()
+    running.append(process)
+    port = url.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr
