@@ -150,7 +150,10 @@ function onEvent(record, event, wireBytes) {
     record.firstTokenAt ??= now;
     record.lastTokenAt = now;
     record.arrivals.push([elapsed(record, now), record.tokens]);
-    ui.response.append(document.createTextNode(event.content));
+    const box = ui.response;
+    const following = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+    box.append(document.createTextNode(event.content));
+    if (following) box.scrollTop = box.scrollHeight; // keep the newest text in view
   } else if (event.type === "done") {
     const reason = event.finish_reason;
     if (reason === "cancelled") finish(record, "cancelled");
@@ -209,7 +212,7 @@ function render() {
   renderChart(
     ui.chart,
     runs.map((run, index) => ({
-      label: `#${run.id} ${TRANSPORT_NAMES[run.transport]}`,
+      label: `#${run.id}`,
       transport: run.transport,
       arrivals: run.arrivals,
       reconnects: run.reconnectMarks,

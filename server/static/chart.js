@@ -2,7 +2,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 640;
-const HEIGHT = 260;
+const HEIGHT = 300;
 const MARGIN = { top: 14, right: 16, bottom: 34, left: 46 };
 
 function svgElement(name, attributes = {}, text = "") {
@@ -18,6 +18,28 @@ function niceScale(value, ticks = 5) {
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((f) => f * magnitude).find((s) => s >= raw);
   return { max: Math.ceil(value / step) * step || step, step };
+}
+
+/** End-of-line labels ("#3"), nudged apart vertically so they never overlap. */
+function placeLabels(labels) {
+  const gap = 14;
+  labels.sort((a, b) => a.y - b.y);
+  for (let i = 1; i < labels.length; i += 1) {
+    const above = labels[i - 1];
+    if (Math.abs(labels[i].x - above.x) < 40 && labels[i].y - above.y < gap) {
+      labels[i].y = above.y + gap;
+    }
+  }
+  for (const { group, run, x, y } of labels) {
+    const nearEdge = x > WIDTH - MARGIN.right - 30;
+    group.append(
+      svgElement(
+        "text",
+        { x: nearEdge ? x - 6 : x + 6, y: Math.max(y, MARGIN.top + 8), class: "series-label", "text-anchor": nearEdge ? "end" : "start" },
+        run.label,
+      ),
+    );
+  }
 }
 
 /**
@@ -70,6 +92,7 @@ export function renderChart(container, runs) {
   );
   svg.append(grid);
 
+  const labels = [];
   for (const run of runs) {
     if (!run.arrivals.length) continue;
     const group = svgElement("g", {
@@ -84,12 +107,10 @@ export function renderChart(container, runs) {
     for (const [ms, count] of run.reconnects) {
       group.append(svgElement("circle", { cx: x(ms), cy: y(count), r: 5, class: "reconnect" }));
     }
-    const [lastMs, lastN] = run.arrivals.at(-1);
-    group.append(
-      svgElement("text", { x: Math.min(x(lastMs) + 6, WIDTH - MARGIN.right), y: y(lastN) - 6, class: "series-label", "text-anchor": x(lastMs) > WIDTH - 90 ? "end" : "start" }, run.label),
-    );
+    labels.push({ group, run, y: y(run.arrivals.at(-1)[1]) - 6, x: x(run.arrivals.at(-1)[0]) });
     svg.append(group);
   }
+  placeLabels(labels);
 
   if (!runs.some((run) => run.arrivals.length)) {
     svg.append(

@@ -1,0 +1,122 @@
+"""Driving the browser demo (``server/static``) with Debian's Chromium through Playwright.
+
+Shared by ``tests/test_demo_browser.py`` and ``tests/browser_screenshot.py``.
+Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from playwright.sync_api import Browser, Locator, Page, Playwright
+
+CHROMIUM_PATH = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TRANSPORT_LABELS = {"sse": "SSE", "ws": "WebSocket"}
+
+# Records every value the status line takes, so a test can see short-lived ones
+# ("reconnecting") after the fact.
+_STATUS_RECORDER = """
+window.__statusLog = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const status = document.getElementById("status");
+  const record = () => window.__statusLog.push(status.dataset.status);
+  new MutationObserver(record).observe(status, { attributeFilter: ["data-status"] });
+});
+"""
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
+
+
+def expected_completion(base_url: str, prompt: str, max_tokens: int = 256) -> str:
+    """The uninterrupted reply, from the non-streaming OpenAI-compatible endpoint."""
+    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
+    request = urllib.request.Request(
+        base_url + "/v1/chat/completions",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["choices"][0]["message"]["content"]
+
+
+class DemoPage:
+    """The demo page, found the way a person finds it: by labels and roles."""
+
+    def __init__(self, page: Page, base_url: str) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.add_init_script(_STATUS_RECORDER)
+        page.goto(base_url + "/")
+        page.wait_for_selector("html[data-ready]")
+
+    @property
+    def response(self) -> Locator:
+        return self.page.get_by_role("region", name="Response")
+
+    @property
+    def error(self) -> Locator:
+        return self.page.get_by_role("alert")
+
+    def button(self, name: str) -> Locator:
+        return self.page.get_by_role("button", name=name, exact=True)
+
+    def send(self, prompt: str, transport: str, max_tokens: int | None = None) -> None:
+        self.page.get_by_label("Prompt").fill(prompt)
+        self.page.get_by_label(TRANSPORT_LABELS[transport], exact=False).check()
+        if max_tokens is not None:
+            self.page.get_by_label("Max tokens").fill(str(max_tokens))
+        self.button("Send").click()
+
+    def status(self) -> str:
+        return self.page.locator("#status").get_attribute("data-status") or ""
+
+    def status_log(self) -> list[str]:
+        return self.page.evaluate("window.__statusLog")
+
+    def wait_for_status(self, *statuses: str, timeout: float = 30) -> str:
+        self.page.wait_for_function(
+            "wanted => wanted.includes(document.getElementById('status').dataset.status)",
+            arg=list(statuses),
+            timeout=timeout * 1000,
+        )
+        return self.status()
+
+    def wait_for_text(self, characters: int, timeout: float = 30) -> str:
+        """Wait until Response holds at least ``characters`` characters; return its text."""
+        self.page.wait_for_function(
+            "n => document.getElementById('response').textContent.length >= n",
+            arg=characters,
+            timeout=timeout * 1000,
+        )
+        return self.response_text()
+
+    def response_text(self) -> str:
+        return self.response.text_content() or ""
+
+    def metric(self, name: str) -> str:
+        return self.page.locator(f"#metric-{name}").inner_text()
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        """Past runs, newest first, as {column header: cell text}."""
+        return self.page.evaluate(
+            """() => {
+              const headers = [...document.querySelectorAll('#history thead th')]
+                .map((th) => th.textContent.trim());
+              return [...document.querySelectorAll('#history-body tr:not(.empty)')].map((tr) =>
+                Object.fromEntries([...tr.cells].map((td, i) => [headers[i], td.textContent])));
+            }"""
+        )

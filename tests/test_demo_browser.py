@@ -1,0 +1,168 @@
+"""The browser demo in a real headless Chromium (Debian's), against the real server.
+
+Each test opens the page at ``/`` and uses it like a person would: labelled
+controls, the Response region, the status line. The synthetic model is
+deterministic, so the expected reply comes from an uninterrupted run of the
+same prompt through ``/v1/chat/completions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+from browser_demo import DemoPage, expected_completion, launch_chromium
+from playwright.sync_api import Browser, sync_playwright
+
+from server.app import Settings
+
+TRANSPORTS = ["sse", "ws"]
+SHORT_PROMPT = "Compare the two transports"  # 42 tokens: about a second at 40 tokens/s
+MEDIUM_PROMPT = "Explain SSE and WebSockets"  # 72 tokens: about two seconds
+LONG_PROMPT = "What is Last-Event-ID?"  # 169 tokens: about four seconds
+
+
+@pytest.fixture(scope="module")
+def uninterrupted() -> Iterator[ThreadPoolExecutor]:
+    """Fetches expected replies in the background while the browser streams the same prompt."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield pool
+
+
+def expect_reply(pool: ThreadPoolExecutor, live_server, prompt: str) -> Future[str]:
+    return pool.submit(expected_completion, live_server.url, prompt)
+
+
+@pytest.fixture
+def live_settings() -> Settings:
+    # Paced so that a stream lasts long enough to be dropped or stopped mid-way.
+    return Settings(tokens_per_second=40, first_token_latency=0, ws_ping_interval=0)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def demo(browser: Browser, live_server) -> Iterator[DemoPage]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = DemoPage(context.new_page(), live_server.url)
+        yield page
+        assert page.errors == [], "the page raised JavaScript errors"
+    finally:
+        context.close()
+
+
+def server_events(live_server, stream_id: str) -> list[dict]:
+    """A stream's event log as the server holds it (read on the server's own loop)."""
+    store = live_server.store
+    return live_server.call(lambda: list(store.get(stream_id).events))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_streams_the_full_completion(demo: DemoPage, live_server, transport: str) -> None:
+    expected = expected_completion(live_server.url, SHORT_PROMPT)
+
+    demo.send(SHORT_PROMPT, transport)
+
+    assert demo.wait_for_status("done", "error", "cancelled") == "done"
+    assert demo.response_text() == expected
+    tokens = int(demo.metric("tokens"))
+    assert tokens > 10
+    assert int(demo.metric("events")) == tokens + 2  # start, the deltas, done
+    assert int(demo.metric("bytes").replace(",", "")) > len(expected.encode())
+    assert demo.metric("reconnects") == "0"
+    assert "streaming" in demo.status_log()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_drop_connection_resumes_to_the_same_text(
+    demo: DemoPage, live_server, uninterrupted: ThreadPoolExecutor, transport: str
+) -> None:
+    reply = expect_reply(uninterrupted, live_server, LONG_PROMPT)
+
+    demo.send(LONG_PROMPT, transport)
+    before_drop = demo.wait_for_text(60)
+    demo.button("Drop connection").click()
+
+    assert demo.wait_for_status("done", "error", "cancelled") == "done"
+    expected = reply.result(timeout=30)
+    assert len(before_drop) < len(expected), "the drop must happen mid-stream"
+    assert demo.response_text() == expected
+    assert demo.metric("reconnects") == "1"
+    log = demo.status_log()
+    assert "reconnecting" in log
+    assert log.index("reconnecting") < len(log) - 1 - log[::-1].index("streaming")
+    assert int(demo.metric("events")) == int(demo.metric("tokens")) + 2  # no duplicates
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stop_cancels_the_stream_on_the_server(
+    demo: DemoPage, live_server, uninterrupted: ThreadPoolExecutor, transport: str
+) -> None:
+    reply = expect_reply(uninterrupted, live_server, MEDIUM_PROMPT)
+
+    demo.send(MEDIUM_PROMPT, transport)
+    demo.wait_for_text(20)
+    demo.button("Stop").click()
+
+    assert demo.wait_for_status("done", "error", "cancelled") == "cancelled"
+    expected = reply.result(timeout=30)
+    text = demo.response_text()
+    assert 20 <= len(text) < len(expected)
+    assert expected.startswith(text)
+    stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
+    last_event = server_events(live_server, stream_id)[-1]
+    assert (last_event["type"], last_event["finish_reason"]) == ("done", "cancelled")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_server_error_is_shown(demo: DemoPage, transport: str) -> None:
+    demo.send("x" * 40 * 1024, transport)
+
+    assert demo.wait_for_status("done", "error", "cancelled") == "error"
+    message = demo.error.inner_text()
+    assert "40960 bytes" in message
+    assert "32768 bytes" in message
+    assert "prompt_too_long" in message
+    assert demo.response_text() == ""
+
+
+def test_past_runs_compare_transports(demo: DemoPage, live_server) -> None:
+    expected = expected_completion(live_server.url, SHORT_PROMPT)
+    demo.send(SHORT_PROMPT, "sse")
+    assert demo.wait_for_status("done", "error", "cancelled") == "done"
+
+    # The second run is sent with Enter from the prompt box.
+    demo.page.get_by_label("WebSocket").check()
+    demo.page.get_by_label("Prompt").press("Enter")
+    demo.page.wait_for_function("() => document.querySelectorAll('#history-body tr').length == 2")
+
+    assert demo.status() == "done"
+    assert demo.response_text() == expected
+    rows = demo.history_rows()
+    assert [row["Transport"] for row in rows] == ["WebSocket", "SSE"]
+    assert {row["Result"] for row in rows} == {"done"}
+    assert rows[0]["Tokens"] == rows[1]["Tokens"] == demo.metric("tokens")
+    chart = demo.page.locator("#chart svg")
+    assert chart.locator(".series-sse path").count() == 1
+    assert chart.locator(".series-ws path").count() == 1
+
+
+def test_fits_a_phone_screen(demo: DemoPage) -> None:
+    demo.page.set_viewport_size({"width": 360, "height": 740})
+    overflow = demo.page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    for name in ("Send", "Stop", "Drop connection"):
+        box = demo.button(name).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
