@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import Browser, Locator, Page, Playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, Response
 
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -52,13 +54,39 @@ def expected_completion(base_url: str, prompt: str, max_tokens: int = 256) -> st
         return json.loads(response.read())["choices"][0]["message"]["content"]
 
 
+@dataclass
+class Exchange:
+    """One HTTP request the page made, and the status it got."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    status: int
+
+    @classmethod
+    def from_response(cls, response: Response) -> Exchange:
+        url = urlsplit(response.url)
+        return cls(
+            method=response.request.method,
+            path=url.path,
+            query=parse_qs(url.query),
+            headers=response.request.all_headers(),
+            status=response.status,
+        )
+
+
 class DemoPage:
     """The demo page, found the way a person finds it: by labels and roles."""
 
     def __init__(self, page: Page, base_url: str) -> None:
         self.page = page
         self.errors: list[str] = []
+        self.exchanges: list[Exchange] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on(
+            "response", lambda response: self.exchanges.append(Exchange.from_response(response))
+        )
         page.add_init_script(_STATUS_RECORDER)
         page.goto(base_url + "/")
         page.wait_for_selector("html[data-ready]")
@@ -103,6 +131,9 @@ class DemoPage:
             timeout=timeout * 1000,
         )
         return self.response_text()
+
+    def requests_to(self, path: str, method: str = "GET") -> list[Exchange]:
+        return [x for x in self.exchanges if x.path == path and x.method == method]
 
     def response_text(self) -> str:
         return self.response.text_content() or ""

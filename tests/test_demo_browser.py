@@ -102,6 +102,27 @@ def test_drop_connection_resumes_to_the_same_text(
     assert "reconnecting" in log
     assert log.index("reconnecting") < len(log) - 1 - log[::-1].index("streaming")
     assert int(demo.metric("events")) == int(demo.metric("tokens")) + 2  # no duplicates
+    if transport == "sse":
+        assert_sse_resumed_with_last_event_id(demo)
+
+
+def assert_sse_resumed_with_last_event_id(demo: DemoPage) -> None:
+    """The second /sse request resumed the first stream after a seq it had delivered.
+
+    With the server's ``POST /debug/drop`` the browser's EventSource reconnects by
+    itself and sends the ``Last-Event-ID`` header; without it, the page reopens
+    the EventSource with ``?last_event_id=``.
+    """
+    first, resumed = demo.requests_to("/sse")
+    stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
+    dropped_by_server = any(x.status == 200 for x in demo.requests_to("/debug/drop", "POST"))
+    if dropped_by_server:
+        last_event_id = resumed.headers.get("last-event-id", "")
+    else:
+        last_event_id = resumed.query["last_event_id"][0]
+    stream, _, seq = last_event_id.rpartition(":")
+    assert "prompt" in first.query and stream == stream_id and int(seq) >= 1
+    assert resumed.status == 200
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -122,6 +143,8 @@ def test_stop_cancels_the_stream_on_the_server(
     stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
     last_event = server_events(live_server, stream_id)[-1]
     assert (last_event["type"], last_event["finish_reason"]) == ("done", "cancelled")
+    if transport == "sse":
+        assert [x.status for x in demo.requests_to("/cancel", "POST")] == [200]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
