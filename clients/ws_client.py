@@ -250,10 +250,11 @@ class WebSocketClient:
                 reader.failure = failure
                 return
             sleep_before_retry(policy, self._failures, None)
+            for stream in self._bound.values():
+                stream.stats.reconnects += 1
             try:
                 self._ensure_connected()
                 for stream in list(self._bound.values()):
-                    stream.stats.reconnects += 1
                     stream.resumed = True
                     self._send(
                         {"type": "resume", "stream": stream.stream_id, "after": stream.last_seq}
