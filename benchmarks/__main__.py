@@ -1,0 +1,233 @@
+"""``python -m benchmarks``: run the SSE-vs-WebSocket benchmark suite.
+
+Examples::
+
+    python -m benchmarks --quick               # everything, in under two minutes
+    python -m benchmarks                       # the full suite (1,000-stream sweep)
+    python -m benchmarks latency reconnect     # some parts only
+    python -m benchmarks --url http://127.0.0.1:8888/ latency   # an already running server
+    python -m benchmarks report benchmarks/results/2026-...      # rebuild report.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .config import PRESETS
+from .report import write_report
+
+PARTS = ("latency", "throughput", "reconnect", "peers")
+RESULTS_ROOT = Path(__file__).resolve().parent / "results"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=(
+            "Benchmark twinstream's two transports side by side -- Server-Sent Events and "
+            "WebSocket -- for latency, throughput and reconnection, plus the same "
+            "workloads against two reference servers (sse-starlette on uvicorn, the "
+            "websockets library). Servers are started as subprocesses on free loopback "
+            "ports; client load runs in separate processes. Writes results.json, "
+            "report.md and PNG plots to --out."
+        ),
+        epilog=(
+            "Parts: latency (time to first token cold/warm, inter-token gaps, delivery "
+            "delay, at 1 and many streams); throughput (concurrency sweep, server CPU/RSS, "
+            "memory per stream, one unthrottled stream, wire bytes per token); reconnect "
+            "(streams cut by either side and resumed: recovery time, events lost and "
+            "duplicated); peers (latency and throughput against the reference servers). "
+            "'report DIR' rebuilds report.md and plots from DIR/results.json."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "parts",
+        nargs="*",
+        metavar="PART",
+        help=f"parts to run: {', '.join(PARTS)} (default: all), or 'report DIR'",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        action="store_const",
+        dest="preset",
+        const="quick",
+        help="a smaller run (sweep 1/10/100 streams, fewer samples): under two minutes",
+    )
+    size.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="full",
+        help="run size: tiny (tests), quick, full (default: full)",
+    )
+    parser.set_defaults(preset="full")
+    parser.add_argument(
+        "--url",
+        help="measure an already running twinstream at this URL instead of starting one "
+        "(latency, throughput and reconnect; server CPU/RSS and the unthrottled stream "
+        "need a server the suite starts itself)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: a new timestamped folder under benchmarks/results/)",
+    )
+    parser.add_argument("--workers", type=int, help="client load processes (default: 2)")
+    parser.add_argument(
+        "--tokens-per-second",
+        type=float,
+        help="the synthetic model's pace for every server (default: 30)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars on stderr"
+    )
+    return parser
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": {
+            name: _version(name)
+            for name in ("tornado", "websockets", "sse-starlette", "uvicorn", "starlette",
+                         "psutil")
+        },
+    }
+
+
+def _write_json(results: dict[str, Any], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def run_suite(
+    parts: Sequence[str],
+    preset: str = "full",
+    out: Path | None = None,
+    url: str | None = None,
+    workers: int | None = None,
+    tokens_per_second: float | None = None,
+    progress: bool = True,
+    command: str = "",
+) -> tuple[dict[str, Any], Path]:
+    """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
+    from .latency import run_latency
+    from .peer_comparison import run_peers
+    from .reconnect import run_reconnect
+    from .servers import TWINSTREAM
+    from .throughput import run_throughput
+
+    config = PRESETS[preset]
+    if workers is not None:
+        config = config.replace(workers=workers)
+    if tokens_per_second is not None:
+        config = config.replace(tokens_per_second=tokens_per_second)
+    started = dt.datetime.now(dt.timezone.utc)
+    if out is None:
+        out = RESULTS_ROOT / f"{started:%Y%m%d-%H%M%S}-{preset}"
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "meta": {
+            **machine_info(),
+            "command": command,
+            "started": started.strftime("%Y-%m-%d %H:%M:%S"),
+            "parts": list(parts),
+            "url": url,
+            "config": config.as_dict(),
+        }
+    }
+    began = time.monotonic()
+    for part in parts:
+        if progress:
+            print(f"== {part}", file=sys.stderr, flush=True)
+        if part == "latency":
+            results.setdefault("latency", {}).update(
+                run_latency(config, (TWINSTREAM,), url=url, progress=progress)
+            )
+        elif part == "throughput":
+            results.setdefault("throughput", {}).update(
+                run_throughput(config, (TWINSTREAM,), url=url, progress=progress)
+            )
+        elif part == "reconnect":
+            results["reconnect"] = run_reconnect(config, url=url, progress=progress)
+        elif part == "peers":
+            peers = run_peers(config, progress=progress)
+            results.setdefault("latency", {}).update(peers["latency"])
+            results.setdefault("throughput", {}).update(peers["throughput"])
+        results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
+        _write_json(results, out)  # after every part, so a failure keeps what was done
+    write_report(results, out)
+    return results, out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    parts = list(args.parts)
+    if parts and parts[0] == "report":
+        if len(parts) != 2:
+            parser.error("usage: python -m benchmarks report DIR")
+        folder = Path(parts[1])
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        print(write_report(results, folder))
+        return 0
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    if args.url and parts == ["peers"]:
+        parser.error("--url applies to twinstream; the peers part starts its own servers")
+    command = "python -m benchmarks " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+    results, out = run_suite(
+        parts or list(PARTS),
+        preset=args.preset,
+        out=args.out,
+        url=args.url,
+        workers=args.workers,
+        tokens_per_second=args.tokens_per_second,
+        progress=not args.no_progress,
+        command=command.strip(),
+    )
+    print(f"results: {out / 'results.json'}\nreport:  {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""Reconnection: streams cut mid-way, resumed, checked event by event.
+
+Every stream runs through a :class:`~benchmarks.proxy.CountingProxy` and is
+cut several times at planned points (after the client has processed a given
+``seq``), alternating two ways:
+
+* **server side** -- the proxy drops both of its sockets (RST): to the client
+  this is the server or the network going away; the client notices on its
+  next read;
+* **client side** -- the client aborts its own socket, as a browser tab losing
+  its network would.
+
+The client then reconnects at once and resumes: SSE with the same URL and
+``Last-Event-ID: S:seq`` (what ``EventSource`` does, minus the server's
+``retry:`` wait), WebSocket with a new socket and ``{"type":"resume"}``.
+
+Measured per transport and side: **time until events flow again** (from the
+cut to the first event received on the new connection), **reconnect time**
+(cut to new connection open), and, over the whole stream, **events lost**
+(seqs never received) and **events duplicated** (seqs received more than
+once), plus whether the text equals the model's deterministic output. Lost and
+duplicated must be 0. Only twinstream is measured: the peer servers keep no
+event log and cannot resume.
+
+Run alone: ``python -m benchmarks reconnect [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+from websockets.asyncio.client import ClientConnection
+
+from .clients import (
+    Endpoint,
+    HTTPStatusError,
+    SSEConnection,
+    expected_text,
+    open_websocket,
+    prompts_with_tokens,
+)
+from .clients import sse_path as new_stream_path
+from .config import SuiteConfig
+from .proxy import CountingProxy
+from .servers import TWINSTREAM, ServerProcess, ServerSpec
+from .stats import summarize
+
+__all__ = ["Cut", "CutStream", "plan_cuts", "run_reconnect"]
+
+SIDES = ("server", "client")
+
+
+@dataclass
+class Cut:
+    side: str
+    after_seq: int  # cut once the client has processed this seq
+    cut_at: float = 0.0
+    connection: int = 0  # the connection number it cut
+    reconnected_at: float | None = None
+    flowing_at: float | None = None
+
+
+@dataclass
+class CutStream:
+    """One stream's life through its cuts."""
+
+    transport: str
+    prompt: str
+    max_tokens: int
+    plan: list[Cut]
+    stream_id: str | None = None
+    receipts: list[int] = field(default_factory=list)  # every seq received, in order
+    contents: dict[int, str] = field(default_factory=dict)
+    final_seq: int | None = None
+    finish_reason: str | None = None
+    connections: int = 0
+    error: str | None = None
+    _next_cut: int = 0
+    _pending: Cut | None = None
+    _last_event_id: str | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self.receipts[-1] if self.receipts else -1
+
+    @property
+    def cuts_made(self) -> list[Cut]:
+        return self.plan[: self._next_cut]
+
+    def connected(self) -> None:
+        self.connections += 1
+        if (
+            self._pending is not None
+            and self._pending.reconnected_at is None
+            and self.connections > self._pending.connection
+        ):
+            self._pending.reconnected_at = time.time()
+
+    def receive(self, event: dict[str, Any], event_id: str | None) -> Cut | None:
+        """Record one event; return the cut to make now, if one is due."""
+        now = time.time()
+        if self._pending is not None and self.connections > self._pending.connection:
+            # the first event on a new connection (events still arriving on the cut
+            # one were in flight before the cut and do not count as recovery)
+            self._pending.flowing_at = now
+            self._pending = None
+        seq = int(event["seq"])
+        self.receipts.append(seq)
+        self._last_event_id = event_id
+        if self.stream_id is None:
+            self.stream_id = event.get("stream")
+        if event.get("type") == "delta":
+            self.contents.setdefault(seq, str(event.get("content", "")))
+        if event.get("type") in ("done", "error"):
+            self.final_seq = seq
+            self.finish_reason = str(event.get("finish_reason") or event.get("code"))
+            return None
+        if self._next_cut < len(self.plan) and seq >= self.plan[self._next_cut].after_seq:
+            cut = self.plan[self._next_cut]
+            self._next_cut += 1
+            cut.cut_at = time.time()
+            cut.connection = self.connections
+            self._pending = cut
+            return cut
+        return None
+
+    @property
+    def finished(self) -> bool:
+        return self.final_seq is not None
+
+    def lost(self) -> int:
+        if self.final_seq is None:
+            return 0 if not self.receipts else max(self.receipts) + 1 - len(set(self.receipts))
+        return len(set(range(self.final_seq + 1)) - set(self.receipts))
+
+    def duplicated(self) -> int:
+        return len(self.receipts) - len(set(self.receipts))
+
+    def text(self) -> str:
+        return "".join(self.contents[seq] for seq in sorted(self.contents))
+
+
+def plan_cuts(rng: random.Random, max_tokens: int, cuts: int, first_side: int) -> list[Cut]:
+    """``cuts`` distinct cut points among the stream's deltas (seq 1..max_tokens-1),
+    sides alternating."""
+    points = sorted(rng.sample(range(1, max_tokens), min(cuts, max_tokens - 1)))
+    return [Cut(side=SIDES[(first_side + i) % 2], after_seq=p) for i, p in enumerate(points)]
+
+
+async def _cut(proxy: CountingProxy, cut: Cut, local_port: int, abort_own: Any) -> bool:
+    """Make ``cut``; return True when the client should stop reading this connection."""
+    if cut.side == "client":
+        abort_own()
+        return True
+    proxy.cut(local_port)
+    return False  # keep reading until the client notices, as a real one would
+
+
+async def _sse_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStream) -> None:
+    attempts = 0
+    while not stream.finished and attempts <= len(stream.plan) + 5:
+        attempts += 1
+        connection = SSEConnection(endpoint)
+        try:
+            await connection.connect()
+            stream.connected()
+            last_id = stream._last_event_id
+            path = new_stream_path(stream.prompt, stream.max_tokens)
+            got_any = False
+            async for event_id, data in connection.events(path, last_id):
+                got_any = True
+                cut = stream.receive(json.loads(data), event_id)
+                if stream.finished:
+                    break
+                if cut is not None and await _cut(
+                    proxy, cut, connection.local_port, connection.abort
+                ):
+                    break
+            else:
+                if not got_any and last_id is not None and not stream.finished:
+                    # 204: the server says everything was delivered already
+                    stream.error = "204 before the terminal event was received"
+                    return
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            pass  # the connection died: resume
+        except HTTPStatusError as exc:
+            stream.error = str(exc)
+            return
+        finally:
+            connection.abort()
+    if not stream.finished:
+        stream.error = stream.error or "gave up reconnecting"
+
+
+async def _ws_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStream) -> None:
+    attempts = 0
+    while not stream.finished and attempts <= len(stream.plan) + 5:
+        attempts += 1
+        websocket: ClientConnection | None = None
+        try:
+            websocket = await open_websocket(endpoint)
+            stream.connected()
+            if stream.stream_id is None:
+                request = {
+                    "type": "start",
+                    "prompt": stream.prompt,
+                    "max_tokens": stream.max_tokens,
+                    "ref": 1,
+                }
+            else:
+                request = {"type": "resume", "stream": stream.stream_id, "after": stream.last_seq}
+            await websocket.send(json.dumps(request))
+            local_port = websocket.local_address[1]
+            async for message in websocket:
+                event = json.loads(message)
+                if event.get("stream") is None and event.get("type") == "error":
+                    stream.error = f"{event.get('code')}: {event.get('message')}"
+                    return
+                cut = stream.receive(event, None)
+                if stream.finished:
+                    break
+                if cut is not None and await _cut(
+                    proxy, cut, local_port, websocket.transport.abort
+                ):
+                    break
+        except Exception:  # ConnectionClosed, OSError: resume
+            pass
+        finally:
+            if websocket is not None:
+                websocket.transport.abort()
+    if not stream.finished:
+        stream.error = stream.error or "gave up reconnecting"
+
+
+def _summarize(streams: Sequence[CutStream], side: str | None = None) -> dict[str, Any]:
+    cuts = [c for s in streams for c in s.cuts_made if side is None or c.side == side]
+    to_flow = [
+        c.flowing_at - c.cut_at
+        for c in cuts
+        if c.flowing_at is not None and c.reconnected_at is not None
+    ]
+    reconnect = [c.reconnected_at - c.cut_at for c in cuts if c.reconnected_at is not None]
+    return {
+        "cuts": len(cuts),
+        "resumed": len(to_flow),
+        "time_to_flow_ms": summarize(to_flow, 1000.0),
+        "reconnect_ms": summarize(reconnect, 1000.0),
+    }
+
+
+def measure_transport(streams: Sequence[CutStream]) -> dict[str, Any]:
+    return {
+        "streams": len(streams),
+        "finished": sum(1 for s in streams if s.finished),
+        "errors": sum(1 for s in streams if s.error),
+        "error_examples": sorted({s.error for s in streams if s.error})[:3],
+        "connections": sum(s.connections for s in streams),
+        "events_received": sum(len(s.receipts) for s in streams),
+        "events_expected": sum((s.final_seq or 0) + 1 for s in streams),
+        "lost": sum(s.lost() for s in streams),
+        "duplicated": sum(s.duplicated() for s in streams),
+        "text_mismatches": sum(
+            1 for s in streams if s.text() != expected_text(s.prompt, s.max_tokens)
+        ),
+        "all": _summarize(streams),
+        "server_side": _summarize(streams, "server"),
+        "client_side": _summarize(streams, "client"),
+    }
+
+
+async def _run_all(
+    endpoint: Endpoint, config: SuiteConfig, progress: tqdm | None
+) -> dict[str, list[CutStream]]:
+    rng = random.Random(config.seed)
+    prompts = prompts_with_tokens(config.reconnect_streams, config.reconnect_max_tokens, "cut")
+    async with CountingProxy(endpoint.host, endpoint.port) as proxy:
+        via_proxy = endpoint.with_port(proxy.port)
+        streams: dict[str, list[CutStream]] = {"sse": [], "ws": []}
+        tasks = []
+        for index, prompt in enumerate(prompts):
+            for transport in ("sse", "ws"):
+                stream = CutStream(
+                    transport,
+                    prompt,
+                    config.reconnect_max_tokens,
+                    plan_cuts(rng, config.reconnect_max_tokens, config.reconnect_cuts, index % 2),
+                )
+                streams[transport].append(stream)
+                run = _sse_stream if transport == "sse" else _ws_stream
+                tasks.append(asyncio.ensure_future(run(proxy, via_proxy, stream)))
+        for done in asyncio.as_completed(tasks):
+            await done
+            if progress is not None:
+                progress.update()
+        return streams
+
+
+def run_reconnect(
+    config: SuiteConfig,
+    spec: ServerSpec = TWINSTREAM,
+    url: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Cut and resume ``config.reconnect_streams`` streams per transport, concurrently."""
+    server = None if url else ServerProcess(
+        spec.command(config.tokens_per_second, config.first_token_latency)
+    ).start()
+    try:
+        endpoint = Endpoint(url or (server.url if server else ""))
+        with tqdm(
+            total=2 * config.reconnect_streams,
+            desc="reconnect",
+            unit="stream",
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            streams = asyncio.run(_run_all(endpoint, config, bar))
+    finally:
+        if server is not None:
+            server.stop()
+    return {
+        "server": spec.name,
+        "cuts_per_stream": config.reconnect_cuts,
+        "max_tokens": config.reconnect_max_tokens,
+        "transports": {t: measure_transport(s) for t, s in streams.items()},
+    }

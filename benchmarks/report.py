@@ -1,0 +1,416 @@
+"""Turning ``results.json`` into ``report.md`` and PNG plots (matplotlib, Agg).
+
+``python -m benchmarks report DIR`` rebuilds the report of an earlier run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report", "summary_rows", "summary_table", "plot_all"]
+
+DASH = "—"
+
+
+def _get(data: Any, *path: Any) -> Any:
+    for key in path:
+        if isinstance(data, dict):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return DASH
+    return f"{a / b:.2f}×"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _top_level(results: dict[str, Any], server: str, transport: str) -> dict[str, Any] | None:
+    levels = _get(results, "throughput", server, "sweep", transport)
+    return levels[-1] if levels else None
+
+
+def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:
+    """``(metric, twinstream SSE, twinstream WS, sse-starlette SSE, websockets WS)``."""
+    lat = results.get("latency", {})
+    rec = _get(results, "reconnect", "transports") or {}
+
+    def lat_value(server: str, transport: str, *path: str) -> Any:
+        return _get(lat, server, "transports", transport, *path)
+
+    columns = [("twinstream", "sse"), ("twinstream", "ws"), ("sse-starlette", "sse"),
+               ("websockets", "ws")]
+
+    def row(label: str, getter: Any) -> tuple[str, Any, Any, Any, Any]:
+        values = [getter(server, transport) for server, transport in columns]
+        return (label, values[0], values[1], values[2], values[3])
+
+    concurrency = _get(lat, "twinstream", "transports", "sse", "concurrent", "streams") or _get(
+        lat, "sse-starlette", "transports", "sse", "concurrent", "streams"
+    )
+    top = _top_level(results, "twinstream", "sse") or _top_level(results, "sse-starlette", "sse")
+    top_streams = top["streams"] if top else None
+    rows = [
+        row("TTFT, cold: new connection (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "cold", "ttft_ms", "p50")),
+        row("TTFT, warm: connection reused (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "warm", "ttft_ms", "p50")),
+        row("Time to start event, cold (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "cold", "time_to_start_ms", "p50")),
+        row("Time to start event, warm (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "warm", "time_to_start_ms", "p50")),
+        row("Delivery delay, 1 stream (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "delivery_delay_ms", "p50")),
+        row("Delivery delay, 1 stream (ms, p99)",
+            lambda s, t: lat_value(s, t, "single", "delivery_delay_ms", "p99")),
+        row(f"TTFT, {fmt(concurrency)} concurrent streams (ms, p50)",
+            lambda s, t: lat_value(s, t, "concurrent", "ttft_ms", "p50")),
+        row(f"Delivery delay, {fmt(concurrency)} streams (ms, p50)",
+            lambda s, t: lat_value(s, t, "concurrent", "delivery_delay_ms", "p50")),
+        row(f"Delivery delay, {fmt(concurrency)} streams (ms, p99)",
+            lambda s, t: lat_value(s, t, "concurrent", "delivery_delay_ms", "p99")),
+        row(f"Inter-token gap, {fmt(concurrency)} streams (ms, p99)",
+            lambda s, t: lat_value(s, t, "concurrent", "inter_token_gap_ms", "p99")),
+        row(f"Delivered events/s, {fmt(top_streams)} streams",
+            lambda s, t: _get(_top_level(results, s, t), "delivered_events_per_s")),
+        row(f"Offered events/s, {fmt(top_streams)} streams",
+            lambda s, t: _get(_top_level(results, s, t), "offered_events_per_s")),
+        row(f"Server CPU, {fmt(top_streams)} streams (% of a core)",
+            lambda s, t: _get(_top_level(results, s, t), "server_cpu_percent")),
+        row(f"Server CPU per 1k events, {fmt(top_streams)} streams (ms)",
+            lambda s, t: _get(_top_level(results, s, t), "server_cpu_ms_per_1k_events")),
+        row(f"Memory per live stream, {fmt(top_streams)} streams (KiB)",
+            lambda s, t: _get(_top_level(results, s, t), "memory_per_stream_kib")),
+        row("One unthrottled stream (events/s)",
+            lambda s, t: _get(results, "throughput", s, "unthrottled", t, "events_per_s")),
+        row("Wire bytes per token, server → client",
+            lambda s, t: _get(results, "throughput", s, "wire_bytes", f"{t}_cold",
+                              "bytes_down_per_token")),
+        row("Wire bytes per token, permessage-deflate",
+            lambda s, t: _get(results, "throughput", s, "wire_bytes", "ws_deflate_cold",
+                              "bytes_down_per_token") if t == "ws" else None),
+        row("Reconnect: cut → events flow again (ms, p50)",
+            lambda s, t: _get(rec, t, "all", "time_to_flow_ms", "p50") if s == "twinstream"
+            else None),
+        row("Reconnect: events lost / duplicated",
+            lambda s, t: (f"{_get(rec, t, 'lost')} / {_get(rec, t, 'duplicated')}"
+                          if s == "twinstream" and _get(rec, t) else None)),
+    ]
+    return rows
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The headline table: twinstream SSE vs WebSocket (with the WS/SSE ratio), then peers."""
+    header = ["Metric", "SSE", "WebSocket", "WS / SSE", "sse-starlette (SSE)",
+              "websockets (WS)"]
+    rows = []
+    for label, sse, ws, peer_sse, peer_ws in summary_rows(results):
+        if all(v is None for v in (sse, ws, peer_sse, peer_ws)):
+            continue
+        rows.append([label, fmt(sse), fmt(ws), _ratio(ws, sse), fmt(peer_sse), fmt(peer_ws)])
+    return _table(header, rows)
+
+
+def _latency_details(results: dict[str, Any]) -> str:
+    rows = []
+    for server, data in results.get("latency", {}).items():
+        for transport, measures in data.get("transports", {}).items():
+            for scope, path in (
+                ("1 stream, cold", ("single", "cold")),
+                ("1 stream, warm", ("single", "warm")),
+                (f"{measures['concurrent']['streams']} streams", ("concurrent",)),
+            ):
+                block = _get(measures, *path)
+                for metric in ("ttft_ms", "time_to_start_ms", "inter_token_gap_ms",
+                               "delivery_delay_ms"):
+                    stats = _get(block, metric) or {}
+                    rows.append([
+                        server, transport, scope, metric.removesuffix("_ms").replace("_", " "),
+                        fmt(stats.get("n")), fmt(stats.get("p50"), 2), fmt(stats.get("p90"), 2),
+                        fmt(stats.get("p99"), 2), fmt(stats.get("max"), 2),
+                    ])
+    header = ["Server", "Transport", "Scope", "Measure (ms)", "n", "p50", "p90", "p99", "max"]
+    return _table(header, rows) if rows else "_not run_"
+
+
+def _throughput_details(results: dict[str, Any]) -> str:
+    rows = []
+    for server, data in results.get("throughput", {}).items():
+        for transport, levels in data.get("sweep", {}).items():
+            for level in levels:
+                rows.append([
+                    server, transport, fmt(level["streams"]), fmt(level["offered_events_per_s"]),
+                    fmt(level["delivered_events_per_s"]),
+                    f"{level['complete']}/{level['completions']}",
+                    fmt(level["server_cpu_percent"]), fmt(level["server_cpu_ms_per_1k_events"]),
+                    fmt(level["client_cpu_percent"]), fmt(level["server_peak_rss_mib"]),
+                    fmt(level["memory_per_stream_kib"]),
+                    fmt(_get(level, "delivery_delay_ms", "p50"), 2),
+                    fmt(_get(level, "delivery_delay_ms", "p99"), 2),
+                ])
+    header = ["Server", "Transport", "Streams", "Offered ev/s", "Delivered ev/s", "Complete",
+              "Server CPU %", "Server CPU ms/1k ev", "Client CPU %", "Peak RSS MiB",
+              "KiB/stream", "Delay p50 ms", "Delay p99 ms"]
+    return _table(header, rows) if rows else "_not run_"
+
+
+def _wire_details(results: dict[str, Any]) -> str:
+    rows = []
+    for server, data in results.get("throughput", {}).items():
+        for variant, wire in data.get("wire_bytes", {}).items():
+            rows.append([
+                server, variant, fmt(wire["connections"]), fmt(wire["delta_events"]),
+                fmt(wire["bytes_down"]), fmt(wire["bytes_up"]),
+                fmt(wire["bytes_down_per_token"]), fmt(wire["bytes_total_per_token"]),
+                fmt(wire["deflate_negotiated"]),
+            ])
+    header = ["Server", "Variant", "Connections", "Tokens", "Bytes ↓", "Bytes ↑",
+              "↓ per token", "↓+↑ per token", "Deflate negotiated"]
+    return _table(header, rows) if rows else "_not run_"
+
+
+def _unthrottled_details(results: dict[str, Any]) -> str:
+    rows = []
+    for server, data in results.get("throughput", {}).items():
+        for transport, one in data.get("unthrottled", {}).items():
+            rows.append([server, transport, fmt(one["events_per_s"]), fmt(one["completions"]),
+                         fmt(one["errors"]), fmt(one["server_cpu_percent"])])
+    header = ["Server", "Transport", "Events/s", "Completions", "Errors", "Server CPU %"]
+    return _table(header, rows) if rows else "_not run_"
+
+
+def _reconnect_details(results: dict[str, Any]) -> str:
+    rec = results.get("reconnect")
+    if not rec:
+        return "_not run_"
+    rows = []
+    for transport, data in rec["transports"].items():
+        for side in ("server_side", "client_side"):
+            block = data[side]
+            rows.append([
+                transport, side.replace("_", " "), fmt(block["cuts"]), fmt(block["resumed"]),
+                fmt(_get(block, "reconnect_ms", "p50"), 2),
+                fmt(_get(block, "time_to_flow_ms", "p50"), 2),
+                fmt(_get(block, "time_to_flow_ms", "p90"), 2),
+                fmt(_get(block, "time_to_flow_ms", "max"), 2),
+            ])
+    detail = _table(
+        ["Transport", "Cut by", "Cuts", "Resumed on a new connection", "Reconnect p50 ms",
+         "Events flow again p50 ms", "p90 ms", "max ms"],
+        rows,
+    )
+    totals = _table(
+        ["Transport", "Streams", "Finished", "Connections", "Events received", "Lost",
+         "Duplicated", "Text mismatches", "Errors"],
+        [[t, fmt(d["streams"]), fmt(d["finished"]), fmt(d["connections"]),
+          fmt(d["events_received"]), fmt(d["lost"]), fmt(d["duplicated"]),
+          fmt(d["text_mismatches"]), fmt(d["errors"])] for t, d in rec["transports"].items()],
+    )
+    return detail + "\n\n" + totals
+
+
+GLOSSARY = """\
+- **TTFT (time to first token)**: from the moment the client starts (cold: before
+  opening the TCP connection; warm: before sending the request on an open one) to the
+  first `delta` event. It includes the synthetic model's first-token wait
+  (`first_token_latency`), identical for every server; **time to start event** is the
+  same clock stopped at the `start` event, i.e. the transport's own setup cost.
+- **Cold / warm**: cold opens a new connection per completion (what `EventSource`
+  does, and a page that opens a WebSocket per question); warm reuses one (a
+  WebSocket kept open, or a kept-alive HTTP/1.1 connection for SSE).
+- **Delivery delay**: client receive time minus the `t` the server stamped on the
+  event when it was produced (same machine, same clock): the time an event spends
+  in the server's relay, the kernel and the client's parser.
+- **Inter-token gap**: time between consecutive `delta` events at the client; at
+  30 tokens/s the model's own gap is 33.3 ms, so the spread around it is jitter.
+- **Offered / delivered events/s**: offered = streams × the model's tokens/s;
+  delivered = `delta` events received per second in the window where all streams
+  were live. Delivered below offered means the server (or the client) fell behind.
+- **Server CPU %**: the server process's CPU time over the window, in % of one core
+  (psutil). **ms per 1k events**: CPU time spent per 1,000 delivered tokens over
+  the whole level — the cost of streaming, comparable across transports.
+- **Client CPU %**: the load generator's processes, so you can tell when the client,
+  not the server, is the bottleneck (client and server share this machine's cores).
+- **Memory per live stream**: (peak RSS during the level − RSS before it) / streams:
+  a connection plus its stream's state, on a fresh server.
+- **Wire bytes per token**: every byte the server sent (HTTP headers, chunked
+  framing or WebSocket frames, handshakes) counted at a TCP proxy, divided by the
+  number of `delta` events; "cold" = a new connection per completion.
+- **Reconnect**: each stream is cut several times, alternately by the server side (a
+  proxy drops both sockets) and by the client (it aborts its socket); the client
+  resumes at once (SSE: `Last-Event-ID`; WebSocket: a `resume` message).
+  *Events flow again* = cut → first event on the new connection. *Lost* = seqs never
+  received, *duplicated* = seqs received twice; both must be 0.
+"""
+
+
+def plot_all(results: dict[str, Any], out: Path) -> list[str]:
+    """Write the PNG plots; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[str] = []
+    latency = results.get("latency", {})
+    series = [
+        (server, transport, data["cdf_ms"])
+        for server, server_data in latency.items()
+        for transport, data in server_data.get("transports", {}).items()
+    ]
+    if series:
+        panels = (
+            ("ttft_cold", "TTFT, cold (ms)"),
+            ("ttft_warm", "TTFT, warm (ms)"),
+            ("delivery_delay_single", "Delivery delay, 1 stream (ms)"),
+            ("delivery_delay_concurrent", "Delivery delay, many streams (ms)"),
+        )
+        figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+        for axis, (key, title) in zip(axes.flat, panels):
+            for server, transport, cdf in series:
+                values = cdf.get(key) or []
+                if not values:
+                    continue
+                fractions = [(i + 1) / len(values) for i in range(len(values))]
+                style = "-" if server == "twinstream" else "--"
+                axis.step(values, fractions, style, where="post", label=f"{server} {transport}")
+            axis.set_title(title)
+            axis.set_ylabel("fraction ≤ x")
+            if key.startswith("delivery"):
+                axis.set_xscale("log")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+        figure.suptitle("Latency CDFs (solid: twinstream, dashed: peers)")
+        figure.tight_layout()
+        figure.savefig(out / "latency_cdf.png", dpi=110)
+        plt.close(figure)
+        written.append("latency_cdf.png")
+    throughput = results.get("throughput", {})
+    if throughput:
+        figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+        offered_drawn = False
+        for server, data in throughput.items():
+            for transport, levels in data.get("sweep", {}).items():
+                streams = [level["streams"] for level in levels]
+                style = "o-" if server == "twinstream" else "s--"
+                label = f"{server} {transport}"
+                axes[0].plot(streams, [level["delivered_events_per_s"] or 0 for level in levels],
+                             style, label=label)
+                if not offered_drawn and all(level["offered_events_per_s"] for level in levels):
+                    axes[0].plot(streams, [level["offered_events_per_s"] for level in levels],
+                                 ":", color="grey", label="offered")
+                    offered_drawn = True
+                axes[1].plot(streams, [level["server_cpu_percent"] or 0 for level in levels],
+                             style, label=label)
+                axes[2].plot(streams, [level["memory_per_stream_kib"] or 0 for level in levels],
+                             style, label=label)
+        for axis, title in zip(axes, ("Delivered events/s", "Server CPU (% of one core)",
+                                      "Memory per live stream (KiB)")):
+            axis.set_xscale("log")
+            axis.set_xlabel("concurrent streams")
+            axis.set_title(title)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+        axes[0].set_yscale("log")
+        figure.suptitle("Throughput vs concurrency")
+        figure.tight_layout()
+        figure.savefig(out / "throughput.png", dpi=110)
+        plt.close(figure)
+        written.append("throughput.png")
+    return written
+
+
+def _settings(meta: dict[str, Any]) -> str:
+    config = meta.get("config", {})
+    lines = [
+        f"- Command: `{meta.get('command', '')}`",
+        f"- Run: {meta.get('started', '')} UTC, {fmt(meta.get('duration_s'))} s, "
+        f"parts: {', '.join(meta.get('parts', []))}",
+        f"- Machine: {meta.get('cpu_model', '?')}, {meta.get('cpus', '?')} cores, "
+        f"{fmt(meta.get('memory_gib'))} GiB RAM, {meta.get('platform', '')}; "
+        f"load average at start {meta.get('load_average', '?')} (shared machine)",
+        f"- Python {meta.get('python', '')}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items())),
+        f"- Synthetic model: {fmt(config.get('tokens_per_second'))} tokens/s per stream, "
+        f"first token after {fmt(config.get('first_token_latency'), 2)} s "
+        f"(same for every server); preset `{config.get('name')}`",
+        f"- Client load: {config.get('workers')} worker processes (asyncio clients: a raw "
+        f"HTTP/SSE reader and the `websockets` client); one connection per stream; "
+        f"{fmt(config.get('ramp_per_stream', 0) * 1000, 1)} ms between stream starts",
+        f"- Server under test: {meta.get('url') or 'started by the suite (python -m server)'}",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(results: dict[str, Any], out: Path) -> Path:
+    """Write ``report.md`` (and the plots) into ``out``; returns the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_all(results, out)
+    meta = results.get("meta", {})
+    sections = [
+        "# twinstream benchmark: SSE vs WebSocket",
+        "One LLM chat completion streamed two ways by the same server (twinstream, Tornado), "
+        "with two reference servers a Python user would otherwise pick (sse-starlette on "
+        "uvicorn for SSE, the `websockets` library for WebSocket) run in the same session "
+        "under the same conditions. Numbers are from one run on a shared, noisy machine: "
+        "compare medians and ratios within this report rather than absolute values across "
+        "machines.",
+        "## Summary",
+        summary_table(results),
+        "## Machine and settings",
+        _settings(meta),
+        "## What the numbers mean",
+        GLOSSARY,
+    ]
+    if plots:
+        sections += ["## Plots"] + [f"![{name}]({name})" for name in plots]
+    sections += [
+        "## Latency",
+        _latency_details(results),
+        "## Throughput: concurrency sweep",
+        _throughput_details(results),
+        "## One unthrottled stream",
+        "The model at full speed; completions back to back on one connection.",
+        _unthrottled_details(results),
+        "## Wire bytes per token",
+        "Counted at a TCP proxy between client and server, both directions, everything "
+        "included. SSE responses are not compressed (twinstream switches compression off "
+        "for streams; gzip would buffer them); WebSocket with permessage-deflate was "
+        "negotiated where the table says so.",
+        _wire_details(results),
+        "## Reconnection",
+        "Clients reconnect immediately; a browser's `EventSource` would first wait the "
+        "`retry:` hint the server sends (1 s by default), so add that for SSE in a browser. "
+        "The peer servers keep no event log and cannot resume, so only twinstream is cut.",
+        _reconnect_details(results),
+    ]
+    path = out / "report.md"
+    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    return path
