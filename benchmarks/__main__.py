@@ -92,9 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="the synthetic model's pace for every server (default: 30)",
     )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bars on stderr"
-    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
 
 
@@ -126,8 +124,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {
             name: _version(name)
-            for name in ("tornado", "websockets", "sse-starlette", "uvicorn", "starlette",
-                         "psutil")
+            for name in ("tornado", "websockets", "sse-starlette", "uvicorn", "starlette", "psutil")
         },
     }
 

@@ -120,9 +120,7 @@ async def _single_stream_samples(
                         endpoint, prompt, max_tokens, sse_connection
                     )
                 else:
-                    record, websocket = await ws_completion(
-                        endpoint, prompt, max_tokens, websocket
-                    )
+                    record, websocket = await ws_completion(endpoint, prompt, max_tokens, websocket)
                 samples[transport]["warm"].append(record)
                 if progress is not None:
                     progress.update()
@@ -147,9 +145,13 @@ def measure_server_latency(
     many = prompts_with_tokens(
         config.latency_concurrency, config.concurrent_max_tokens, "latency-many"
     )
-    server = None if url else ServerProcess(
-        spec.command(config.tokens_per_second, config.first_token_latency)
-    ).start()
+    server = (
+        None
+        if url
+        else ServerProcess(
+            spec.command(config.tokens_per_second, config.first_token_latency)
+        ).start()
+    )
     result: dict[str, Any] = {"server": spec.name, "transports": {}}
     try:
         endpoint = Endpoint(url or (server.url if server else ""))

@@ -49,7 +49,9 @@ class LoadResult:
         return [r.error for r in self.records if r.error]
 
 
-async def _one_stream(spec: LoadSpec, endpoint: Endpoint, prompt: str, delay: float) -> StreamRecord:
+async def _one_stream(
+    spec: LoadSpec, endpoint: Endpoint, prompt: str, delay: float
+) -> StreamRecord:
     if delay > 0:
         await asyncio.sleep(delay)
     try:
@@ -81,7 +83,10 @@ async def run_streams(spec: LoadSpec) -> list[StreamRecord]:
     step = spec.ramp_seconds / count if count else 0.0
     return list(
         await asyncio.gather(
-            *(_one_stream(spec, endpoint, prompt, i * step) for i, prompt in enumerate(spec.prompts))
+            *(
+                _one_stream(spec, endpoint, prompt, i * step)
+                for i, prompt in enumerate(spec.prompts)
+            )
         )
     )
 

@@ -23,7 +23,7 @@ class ProxiedConnection:
     bytes_up: int = 0  # client -> server
     bytes_down: int = 0  # server -> client
     cut: bool = False
-    _transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    _transports: list[asyncio.WriteTransport] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -100,9 +100,7 @@ class CountingProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection._transports = [client_writer.transport, server_writer.transport]
         up = asyncio.ensure_future(self._pump(client_reader, server_writer, connection, up=True))
-        down = asyncio.ensure_future(
-            self._pump(server_reader, client_writer, connection, up=False)
-        )
+        down = asyncio.ensure_future(self._pump(server_reader, client_writer, connection, up=False))
         connection._tasks = [up, down]
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(up, down, return_exceptions=True)

@@ -309,9 +309,13 @@ def run_reconnect(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Cut and resume ``config.reconnect_streams`` streams per transport, concurrently."""
-    server = None if url else ServerProcess(
-        spec.command(config.tokens_per_second, config.first_token_latency)
-    ).start()
+    server = (
+        None
+        if url
+        else ServerProcess(
+            spec.command(config.tokens_per_second, config.first_token_latency)
+        ).start()
+    )
     try:
         endpoint = Endpoint(url or (server.url if server else ""))
         with tqdm(

@@ -65,8 +65,12 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
     def lat_value(server: str, transport: str, *path: str) -> Any:
         return _get(lat, server, "transports", transport, *path)
 
-    columns = [("twinstream", "sse"), ("twinstream", "ws"), ("sse-starlette", "sse"),
-               ("websockets", "ws")]
+    columns = [
+        ("twinstream", "sse"),
+        ("twinstream", "ws"),
+        ("sse-starlette", "sse"),
+        ("websockets", "ws"),
+    ]
 
     def row(label: str, getter: Any) -> tuple[str, Any, Any, Any, Any]:
         values = [getter(server, transport) for server, transport in columns]
@@ -78,58 +82,112 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
     top = _top_level(results, "twinstream", "sse") or _top_level(results, "sse-starlette", "sse")
     top_streams = top["streams"] if top else None
     rows = [
-        row("TTFT, cold: new connection (ms, p50)",
-            lambda s, t: lat_value(s, t, "single", "cold", "ttft_ms", "p50")),
-        row("TTFT, warm: connection reused (ms, p50)",
-            lambda s, t: lat_value(s, t, "single", "warm", "ttft_ms", "p50")),
-        row("Time to start event, cold (ms, p50)",
-            lambda s, t: lat_value(s, t, "single", "cold", "time_to_start_ms", "p50")),
-        row("Time to start event, warm (ms, p50)",
-            lambda s, t: lat_value(s, t, "single", "warm", "time_to_start_ms", "p50")),
-        row("Delivery delay, 1 stream (ms, p50)",
-            lambda s, t: lat_value(s, t, "single", "delivery_delay_ms", "p50")),
-        row("Delivery delay, 1 stream (ms, p99)",
-            lambda s, t: lat_value(s, t, "single", "delivery_delay_ms", "p99")),
-        row(f"TTFT, {fmt(concurrency)} concurrent streams (ms, p50)",
-            lambda s, t: lat_value(s, t, "concurrent", "ttft_ms", "p50")),
-        row(f"Delivery delay, {fmt(concurrency)} streams (ms, p50)",
-            lambda s, t: lat_value(s, t, "concurrent", "delivery_delay_ms", "p50")),
-        row(f"Delivery delay, {fmt(concurrency)} streams (ms, p99)",
-            lambda s, t: lat_value(s, t, "concurrent", "delivery_delay_ms", "p99")),
-        row(f"Inter-token gap, {fmt(concurrency)} streams (ms, p99)",
-            lambda s, t: lat_value(s, t, "concurrent", "inter_token_gap_ms", "p99")),
-        row(f"Delivered events/s, {fmt(top_streams)} streams",
-            lambda s, t: _get(_top_level(results, s, t), "delivered_events_per_s")),
-        row(f"Offered events/s, {fmt(top_streams)} streams",
-            lambda s, t: _get(_top_level(results, s, t), "offered_events_per_s")),
-        row(f"Server CPU, {fmt(top_streams)} streams (% of a core)",
-            lambda s, t: _get(_top_level(results, s, t), "server_cpu_percent")),
-        row(f"Server CPU per 1k events, {fmt(top_streams)} streams (ms)",
-            lambda s, t: _get(_top_level(results, s, t), "server_cpu_ms_per_1k_events")),
-        row(f"Memory per live stream, {fmt(top_streams)} streams (KiB)",
-            lambda s, t: _get(_top_level(results, s, t), "memory_per_stream_kib")),
-        row("One unthrottled stream (events/s)",
-            lambda s, t: _get(results, "throughput", s, "unthrottled", t, "events_per_s")),
-        row("Wire bytes per token, server → client",
-            lambda s, t: _get(results, "throughput", s, "wire_bytes", f"{t}_cold",
-                              "bytes_down_per_token")),
-        row("Wire bytes per token, permessage-deflate",
-            lambda s, t: _get(results, "throughput", s, "wire_bytes", "ws_deflate_cold",
-                              "bytes_down_per_token") if t == "ws" else None),
-        row("Reconnect: cut → events flow again (ms, p50)",
-            lambda s, t: _get(rec, t, "all", "time_to_flow_ms", "p50") if s == "twinstream"
-            else None),
-        row("Reconnect: events lost / duplicated",
-            lambda s, t: (f"{_get(rec, t, 'lost')} / {_get(rec, t, 'duplicated')}"
-                          if s == "twinstream" and _get(rec, t) else None)),
+        row(
+            "TTFT, cold: new connection (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "cold", "ttft_ms", "p50"),
+        ),
+        row(
+            "TTFT, warm: connection reused (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "warm", "ttft_ms", "p50"),
+        ),
+        row(
+            "Time to start event, cold (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "cold", "time_to_start_ms", "p50"),
+        ),
+        row(
+            "Time to start event, warm (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "warm", "time_to_start_ms", "p50"),
+        ),
+        row(
+            "Delivery delay, 1 stream (ms, p50)",
+            lambda s, t: lat_value(s, t, "single", "delivery_delay_ms", "p50"),
+        ),
+        row(
+            "Delivery delay, 1 stream (ms, p99)",
+            lambda s, t: lat_value(s, t, "single", "delivery_delay_ms", "p99"),
+        ),
+        row(
+            f"TTFT, {fmt(concurrency)} concurrent streams (ms, p50)",
+            lambda s, t: lat_value(s, t, "concurrent", "ttft_ms", "p50"),
+        ),
+        row(
+            f"Delivery delay, {fmt(concurrency)} streams (ms, p50)",
+            lambda s, t: lat_value(s, t, "concurrent", "delivery_delay_ms", "p50"),
+        ),
+        row(
+            f"Delivery delay, {fmt(concurrency)} streams (ms, p99)",
+            lambda s, t: lat_value(s, t, "concurrent", "delivery_delay_ms", "p99"),
+        ),
+        row(
+            f"Inter-token gap, {fmt(concurrency)} streams (ms, p99)",
+            lambda s, t: lat_value(s, t, "concurrent", "inter_token_gap_ms", "p99"),
+        ),
+        row(
+            f"Delivered events/s, {fmt(top_streams)} streams",
+            lambda s, t: _get(_top_level(results, s, t), "delivered_events_per_s"),
+        ),
+        row(
+            f"Offered events/s, {fmt(top_streams)} streams",
+            lambda s, t: _get(_top_level(results, s, t), "offered_events_per_s"),
+        ),
+        row(
+            f"Server CPU, {fmt(top_streams)} streams (% of a core)",
+            lambda s, t: _get(_top_level(results, s, t), "server_cpu_percent"),
+        ),
+        row(
+            f"Server CPU per 1k events, {fmt(top_streams)} streams (ms)",
+            lambda s, t: _get(_top_level(results, s, t), "server_cpu_ms_per_1k_events"),
+        ),
+        row(
+            f"Memory per live stream, {fmt(top_streams)} streams (KiB)",
+            lambda s, t: _get(_top_level(results, s, t), "memory_per_stream_kib"),
+        ),
+        row(
+            "One unthrottled stream (events/s)",
+            lambda s, t: _get(results, "throughput", s, "unthrottled", t, "events_per_s"),
+        ),
+        row(
+            "Wire bytes per token, server → client",
+            lambda s, t: _get(
+                results, "throughput", s, "wire_bytes", f"{t}_cold", "bytes_down_per_token"
+            ),
+        ),
+        row(
+            "Wire bytes per token, permessage-deflate",
+            lambda s, t: (
+                _get(
+                    results,
+                    "throughput",
+                    s,
+                    "wire_bytes",
+                    "ws_deflate_cold",
+                    "bytes_down_per_token",
+                )
+                if t == "ws"
+                else None
+            ),
+        ),
+        row(
+            "Reconnect: cut → events flow again (ms, p50)",
+            lambda s, t: (
+                _get(rec, t, "all", "time_to_flow_ms", "p50") if s == "twinstream" else None
+            ),
+        ),
+        row(
+            "Reconnect: events lost / duplicated",
+            lambda s, t: (
+                f"{_get(rec, t, 'lost')} / {_get(rec, t, 'duplicated')}"
+                if s == "twinstream" and _get(rec, t)
+                else None
+            ),
+        ),
     ]
     return rows
 
 
 def summary_table(results: dict[str, Any]) -> str:
     """The headline table: twinstream SSE vs WebSocket (with the WS/SSE ratio), then peers."""
-    header = ["Metric", "SSE", "WebSocket", "WS / SSE", "sse-starlette (SSE)",
-              "websockets (WS)"]
+    header = ["Metric", "SSE", "WebSocket", "WS / SSE", "sse-starlette (SSE)", "websockets (WS)"]
     rows = []
     for label, sse, ws, peer_sse, peer_ws in summary_rows(results):
         if all(v is None for v in (sse, ws, peer_sse, peer_ws)):
@@ -148,14 +206,26 @@ def _latency_details(results: dict[str, Any]) -> str:
                 (f"{measures['concurrent']['streams']} streams", ("concurrent",)),
             ):
                 block = _get(measures, *path)
-                for metric in ("ttft_ms", "time_to_start_ms", "inter_token_gap_ms",
-                               "delivery_delay_ms"):
+                for metric in (
+                    "ttft_ms",
+                    "time_to_start_ms",
+                    "inter_token_gap_ms",
+                    "delivery_delay_ms",
+                ):
                     stats = _get(block, metric) or {}
-                    rows.append([
-                        server, transport, scope, metric.removesuffix("_ms").replace("_", " "),
-                        fmt(stats.get("n")), fmt(stats.get("p50"), 2), fmt(stats.get("p90"), 2),
-                        fmt(stats.get("p99"), 2), fmt(stats.get("max"), 2),
-                    ])
+                    rows.append(
+                        [
+                            server,
+                            transport,
+                            scope,
+                            metric.removesuffix("_ms").replace("_", " "),
+                            fmt(stats.get("n")),
+                            fmt(stats.get("p50"), 2),
+                            fmt(stats.get("p90"), 2),
+                            fmt(stats.get("p99"), 2),
+                            fmt(stats.get("max"), 2),
+                        ]
+                    )
     header = ["Server", "Transport", "Scope", "Measure (ms)", "n", "p50", "p90", "p99", "max"]
     return _table(header, rows) if rows else "_not run_"
 
@@ -165,19 +235,38 @@ def _throughput_details(results: dict[str, Any]) -> str:
     for server, data in results.get("throughput", {}).items():
         for transport, levels in data.get("sweep", {}).items():
             for level in levels:
-                rows.append([
-                    server, transport, fmt(level["streams"]), fmt(level["offered_events_per_s"]),
-                    fmt(level["delivered_events_per_s"]),
-                    f"{level['complete']}/{level['completions']}",
-                    fmt(level["server_cpu_percent"]), fmt(level["server_cpu_ms_per_1k_events"]),
-                    fmt(level["client_cpu_percent"]), fmt(level["server_peak_rss_mib"]),
-                    fmt(level["memory_per_stream_kib"]),
-                    fmt(_get(level, "delivery_delay_ms", "p50"), 2),
-                    fmt(_get(level, "delivery_delay_ms", "p99"), 2),
-                ])
-    header = ["Server", "Transport", "Streams", "Offered ev/s", "Delivered ev/s", "Complete",
-              "Server CPU %", "Server CPU ms/1k ev", "Client CPU %", "Peak RSS MiB",
-              "KiB/stream", "Delay p50 ms", "Delay p99 ms"]
+                rows.append(
+                    [
+                        server,
+                        transport,
+                        fmt(level["streams"]),
+                        fmt(level["offered_events_per_s"]),
+                        fmt(level["delivered_events_per_s"]),
+                        f"{level['complete']}/{level['completions']}",
+                        fmt(level["server_cpu_percent"]),
+                        fmt(level["server_cpu_ms_per_1k_events"]),
+                        fmt(level["client_cpu_percent"]),
+                        fmt(level["server_peak_rss_mib"]),
+                        fmt(level["memory_per_stream_kib"]),
+                        fmt(_get(level, "delivery_delay_ms", "p50"), 2),
+                        fmt(_get(level, "delivery_delay_ms", "p99"), 2),
+                    ]
+                )
+    header = [
+        "Server",
+        "Transport",
+        "Streams",
+        "Offered ev/s",
+        "Delivered ev/s",
+        "Complete",
+        "Server CPU %",
+        "Server CPU ms/1k ev",
+        "Client CPU %",
+        "Peak RSS MiB",
+        "KiB/stream",
+        "Delay p50 ms",
+        "Delay p99 ms",
+    ]
     return _table(header, rows) if rows else "_not run_"
 
 
@@ -185,14 +274,30 @@ def _wire_details(results: dict[str, Any]) -> str:
     rows = []
     for server, data in results.get("throughput", {}).items():
         for variant, wire in data.get("wire_bytes", {}).items():
-            rows.append([
-                server, variant, fmt(wire["connections"]), fmt(wire["delta_events"]),
-                fmt(wire["bytes_down"]), fmt(wire["bytes_up"]),
-                fmt(wire["bytes_down_per_token"]), fmt(wire["bytes_total_per_token"]),
-                fmt(wire["deflate_negotiated"]),
-            ])
-    header = ["Server", "Variant", "Connections", "Tokens", "Bytes ↓", "Bytes ↑",
-              "↓ per token", "↓+↑ per token", "Deflate negotiated"]
+            rows.append(
+                [
+                    server,
+                    variant,
+                    fmt(wire["connections"]),
+                    fmt(wire["delta_events"]),
+                    fmt(wire["bytes_down"]),
+                    fmt(wire["bytes_up"]),
+                    fmt(wire["bytes_down_per_token"]),
+                    fmt(wire["bytes_total_per_token"]),
+                    fmt(wire["deflate_negotiated"]),
+                ]
+            )
+    header = [
+        "Server",
+        "Variant",
+        "Connections",
+        "Tokens",
+        "Bytes ↓",
+        "Bytes ↑",
+        "↓ per token",
+        "↓+↑ per token",
+        "Deflate negotiated",
+    ]
     return _table(header, rows) if rows else "_not run_"
 
 
@@ -200,8 +305,16 @@ def _unthrottled_details(results: dict[str, Any]) -> str:
     rows = []
     for server, data in results.get("throughput", {}).items():
         for transport, one in data.get("unthrottled", {}).items():
-            rows.append([server, transport, fmt(one["events_per_s"]), fmt(one["completions"]),
-                         fmt(one["errors"]), fmt(one["server_cpu_percent"])])
+            rows.append(
+                [
+                    server,
+                    transport,
+                    fmt(one["events_per_s"]),
+                    fmt(one["completions"]),
+                    fmt(one["errors"]),
+                    fmt(one["server_cpu_percent"]),
+                ]
+            )
     header = ["Server", "Transport", "Events/s", "Completions", "Errors", "Server CPU %"]
     return _table(header, rows) if rows else "_not run_"
 
@@ -214,24 +327,57 @@ def _reconnect_details(results: dict[str, Any]) -> str:
     for transport, data in rec["transports"].items():
         for side in ("server_side", "client_side"):
             block = data[side]
-            rows.append([
-                transport, side.replace("_", " "), fmt(block["cuts"]), fmt(block["resumed"]),
-                fmt(_get(block, "reconnect_ms", "p50"), 2),
-                fmt(_get(block, "time_to_flow_ms", "p50"), 2),
-                fmt(_get(block, "time_to_flow_ms", "p90"), 2),
-                fmt(_get(block, "time_to_flow_ms", "max"), 2),
-            ])
+            rows.append(
+                [
+                    transport,
+                    side.replace("_", " "),
+                    fmt(block["cuts"]),
+                    fmt(block["resumed"]),
+                    fmt(_get(block, "reconnect_ms", "p50"), 2),
+                    fmt(_get(block, "time_to_flow_ms", "p50"), 2),
+                    fmt(_get(block, "time_to_flow_ms", "p90"), 2),
+                    fmt(_get(block, "time_to_flow_ms", "max"), 2),
+                ]
+            )
     detail = _table(
-        ["Transport", "Cut by", "Cuts", "Resumed on a new connection", "Reconnect p50 ms",
-         "Events flow again p50 ms", "p90 ms", "max ms"],
+        [
+            "Transport",
+            "Cut by",
+            "Cuts",
+            "Resumed on a new connection",
+            "Reconnect p50 ms",
+            "Events flow again p50 ms",
+            "p90 ms",
+            "max ms",
+        ],
         rows,
     )
     totals = _table(
-        ["Transport", "Streams", "Finished", "Connections", "Events received", "Lost",
-         "Duplicated", "Text mismatches", "Errors"],
-        [[t, fmt(d["streams"]), fmt(d["finished"]), fmt(d["connections"]),
-          fmt(d["events_received"]), fmt(d["lost"]), fmt(d["duplicated"]),
-          fmt(d["text_mismatches"]), fmt(d["errors"])] for t, d in rec["transports"].items()],
+        [
+            "Transport",
+            "Streams",
+            "Finished",
+            "Connections",
+            "Events received",
+            "Lost",
+            "Duplicated",
+            "Text mismatches",
+            "Errors",
+        ],
+        [
+            [
+                t,
+                fmt(d["streams"]),
+                fmt(d["finished"]),
+                fmt(d["connections"]),
+                fmt(d["events_received"]),
+                fmt(d["lost"]),
+                fmt(d["duplicated"]),
+                fmt(d["text_mismatches"]),
+                fmt(d["errors"]),
+            ]
+            for t, d in rec["transports"].items()
+        ],
     )
     return detail + "\n\n" + totals
 
@@ -321,18 +467,37 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
                 streams = [level["streams"] for level in levels]
                 style = "o-" if server == "twinstream" else "s--"
                 label = f"{server} {transport}"
-                axes[0].plot(streams, [level["delivered_events_per_s"] or 0 for level in levels],
-                             style, label=label)
+                axes[0].plot(
+                    streams,
+                    [level["delivered_events_per_s"] or 0 for level in levels],
+                    style,
+                    label=label,
+                )
                 if not offered_drawn and all(level["offered_events_per_s"] for level in levels):
-                    axes[0].plot(streams, [level["offered_events_per_s"] for level in levels],
-                                 ":", color="grey", label="offered")
+                    axes[0].plot(
+                        streams,
+                        [level["offered_events_per_s"] for level in levels],
+                        ":",
+                        color="grey",
+                        label="offered",
+                    )
                     offered_drawn = True
-                axes[1].plot(streams, [level["server_cpu_percent"] or 0 for level in levels],
-                             style, label=label)
-                axes[2].plot(streams, [level["memory_per_stream_kib"] or 0 for level in levels],
-                             style, label=label)
-        for axis, title in zip(axes, ("Delivered events/s", "Server CPU (% of one core)",
-                                      "Memory per live stream (KiB)")):
+                axes[1].plot(
+                    streams,
+                    [level["server_cpu_percent"] or 0 for level in levels],
+                    style,
+                    label=label,
+                )
+                axes[2].plot(
+                    streams,
+                    [level["memory_per_stream_kib"] or 0 for level in levels],
+                    style,
+                    label=label,
+                )
+        for axis, title in zip(
+            axes,
+            ("Delivered events/s", "Server CPU (% of one core)", "Memory per live stream (KiB)"),
+        ):
             axis.set_xscale("log")
             axis.set_xlabel("concurrent streams")
             axis.set_title(title)

@@ -29,6 +29,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from server.backends.synthetic import synthetic_tokens
+
 from .clients import (
     Endpoint,
     SSEConnection,
@@ -38,8 +40,6 @@ from .clients import (
     sse_completion,
     ws_completion,
 )
-from server.backends.synthetic import synthetic_tokens
-
 from .config import SuiteConfig
 from .latency import measure_records
 from .loadgen import LoadGenerator, LoadSpec
@@ -72,9 +72,13 @@ def sweep_level(
 ) -> dict[str, Any]:
     """``streams`` concurrent completions over ``transport`` against a fresh server."""
     prompts = prompts_with_tokens(streams, config.sweep_max_tokens, f"sweep-{streams}")
-    server = None if url else ServerProcess(
-        spec.command(config.tokens_per_second, config.first_token_latency)
-    ).start()
+    server = (
+        None
+        if url
+        else ServerProcess(
+            spec.command(config.tokens_per_second, config.first_token_latency)
+        ).start()
+    )
     endpoint = Endpoint(url or (server.url if server else ""))
     try:
         # one completion first, so lazy imports and first-use allocations are in the idle RSS
@@ -89,7 +93,9 @@ def sweep_level(
                     prompts=tuple(prompts),
                     max_tokens=config.sweep_max_tokens,
                     ramp_seconds=config.ramp_per_stream * streams,
-                    timeout=max(60.0, 10 * config.sweep_max_tokens / max(1.0, config.tokens_per_second)),
+                    timeout=max(
+                        60.0, 10 * config.sweep_max_tokens / max(1.0, config.tokens_per_second)
+                    ),
                 )
             )
     finally:
@@ -186,9 +192,7 @@ async def _back_to_back(
     return deltas, completions, elapsed, errors
 
 
-def unthrottled_stream(
-    spec: ServerSpec, transport: str, config: SuiteConfig
-) -> dict[str, Any]:
+def unthrottled_stream(spec: ServerSpec, transport: str, config: SuiteConfig) -> dict[str, Any]:
     """One client, the model unthrottled, completions back to back on one connection."""
     prompts = prompts_with_tokens(8, 200, "unthrottled")
     with ServerProcess(spec.command(0, 0)) as server:
@@ -302,7 +306,10 @@ def run_throughput(
             own_url = url if spec.module == "server" else None
             steps = len(config.sweep) * len(spec.transports) + len(spec.transports) + 1
             bar = tqdm(
-                total=steps, desc=f"throughput {spec.name}", unit="step", disable=not progress,
+                total=steps,
+                desc=f"throughput {spec.name}",
+                unit="step",
+                disable=not progress,
                 leave=False,
             )
             sweep: dict[str, list[dict[str, Any]]] = {t: [] for t in spec.transports}

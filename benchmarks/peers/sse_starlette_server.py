@@ -58,7 +58,10 @@ async def serve(host: str, port: int, backend: SyntheticBackend) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
-        make_app(backend), log_level="warning", access_log=False, lifespan="off",
+        make_app(backend),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
         backlog=2048,
         timeout_graceful_shutdown=1,
     )

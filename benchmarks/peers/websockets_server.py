@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from typing import Any
 
@@ -40,7 +41,13 @@ async def relay(
                 seq = event["seq"]
                 await websocket.send(protocol.dumps(event))
         except asyncio.CancelledError:  # a cancel message
-            await websocket.send(protocol.dumps(protocol.done_event(stream_id, seq + 1, "cancelled")))
+            await websocket.send(
+                protocol.dumps(protocol.done_event(stream_id, seq + 1, "cancelled"))
+            )
+
+
+def _forget(relays: dict[str, asyncio.Task[None]], stream_id: str, _task: object) -> None:
+    relays.pop(stream_id, None)
 
 
 async def handle(websocket: ServerConnection, backend: SyntheticBackend) -> None:
@@ -61,9 +68,7 @@ async def handle(websocket: ServerConnection, backend: SyntheticBackend) -> None
                 relays[stream_id] = asyncio.create_task(
                     relay(websocket, backend, stream_id, request)
                 )
-                relays[stream_id].add_done_callback(
-                    lambda _done, key=stream_id: relays.pop(key, None)
-                )
+                relays[stream_id].add_done_callback(functools.partial(_forget, relays, stream_id))
             elif isinstance(request, protocol.CancelRequest) and request.stream in relays:
                 relays[request.stream].cancel()
             else:
