@@ -160,7 +160,7 @@ function onEvent(record, event, wireBytes) {
     else finish(record, "done", reason === "length" ? "stopped at max tokens" : "");
     return;
   } else if (event.type === "error") {
-    finish(record, "error", `${event.message} (${event.code})`);
+    finish(record, "error", `The stream failed: ${event.message} (${event.code})`);
     return;
   }
   queueRender();
@@ -228,9 +228,20 @@ function cell(text, className = "") {
   return td;
 }
 
+function bytesCell(record, mostBytes) {
+  const td = cell(formatCount(record.bytes), "num bytes-cell");
+  const bar = document.createElement("span");
+  bar.className = `bytes-bar swatch-${record.transport}`;
+  bar.style.width = `${Math.round((record.bytes / mostBytes) * 5)}em`;
+  bar.setAttribute("aria-hidden", "true");
+  td.append(bar);
+  return td;
+}
+
 function renderHistory() {
   ui.clearHistory.disabled = history.length === 0;
   if (!history.length) return;
+  const mostBytes = Math.max(1, ...history.map((record) => record.bytes));
   const rows = history
     .slice()
     .reverse()
@@ -254,7 +265,7 @@ function renderHistory() {
         cell(rate == null ? "–" : rate.toFixed(1), "num"),
         cell(formatCount(record.tokens), "num"),
         cell(formatCount(record.events), "num"),
-        cell(formatCount(record.bytes), "num"),
+        bytesCell(record, mostBytes),
         cell(formatCount(record.reconnects), "num"),
         cell(formatMs(record.endedAt - record.sentAt), "num"),
       );
@@ -288,6 +299,8 @@ ui.clearHistory.addEventListener("click", () => {
 });
 for (const radio of ui.form.elements.transport) radio.addEventListener("change", updateDropHint);
 
+// On phones the explanation starts folded, below the numbers.
+if (matchMedia("(max-width: 859px)").matches) document.querySelector("details.how").open = false;
 updateDropHint();
 setStatus("idle");
 render();

@@ -23,7 +23,9 @@ async function describeErrorResponse(response) {
     // not JSON: fall back to the status line
   }
   const status = `${response.status}${response.statusText ? " " + response.statusText : ""}`;
-  return message ? `${message} (HTTP ${status}, ${code})` : `The server answered HTTP ${status}.`;
+  return message
+    ? `The server refused the request: ${message} (HTTP ${status}, ${code})`
+    : `The server answered HTTP ${status}.`;
 }
 
 /** POST to a helper endpoint; returns {ok, missing, message}. `missing` = no such route. */
@@ -118,6 +120,7 @@ export class SseRun extends BaseRun {
     this.lastEventId = "";
     this.retryTimer = 0;
     this.dropMode = "";
+    this.dropping = false;
   }
 
   start() {
@@ -192,8 +195,10 @@ export class SseRun extends BaseRun {
   }
 
   async drop() {
-    if (this.finished || !this.streamId || this.retryTimer) return;
+    if (this.finished || !this.streamId || this.retryTimer || this.dropping) return;
+    this.dropping = true;
     const asked = await postHelper(`/debug/drop?stream=${encodeURIComponent(this.streamId)}`);
+    this.dropping = false;
     if (this.finished) return;
     if (asked.ok) {
       this.dropMode = "server"; // onerror reports the reconnect
@@ -308,11 +313,11 @@ export class WsRun extends BaseRun {
     const header = length < 126 ? 2 : length < 65536 ? 4 : 10; // server frames are unmasked
     if (event.type === "error" && (event.stream === null || event.stream === undefined)) {
       // An error about our message (e.g. an over-long prompt) rather than a stream.
-      this.fail(`${event.message} (${event.code})`);
+      this.fail(`The server refused the message: ${event.message} (${event.code})`);
       return;
     }
     if (event.type === "error" && event.seq === null && event.stream === this.streamId) {
-      this.fail(`${event.message} (${event.code})`); // e.g. stream_not_found on resume
+      this.fail(`Could not resume: ${event.message} (${event.code})`); // e.g. stream_not_found
       return;
     }
     const fresh = event.type === "start" && this.streamId === null && event.ref === this.ref;
