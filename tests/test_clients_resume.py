@@ -207,12 +207,16 @@ def test_resume_fails_when_the_server_forgot_the_stream(proxy, live_server, tran
         read_timeout=READ_TIMEOUT,
     )
 
+    forgotten = []
+
     def forget_and_cut() -> None:
-        live_server.call(lambda: live_server.store._streams.pop(stream.stream_id).cancel())
+        # as if it had expired: the store no longer has it (its generation goes on)
+        forgotten.append(live_server.call(live_server.store._streams.pop, stream.stream_id))
         proxy.cut()
 
     with pytest.raises(clients.ResumeFailed, match="no longer knows|stream_not_found") as caught:
         read_with(stream, forget_and_cut)
+    live_server.call(forgotten[0].cancel)
     assert stream.text == EXPECTED[: len(stream.text)]
     if transport == "sse":
         assert isinstance(caught.value.__cause__, clients.HTTPStatusError)
