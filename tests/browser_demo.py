@@ -87,6 +87,17 @@ class DemoPage:
         page.on(
             "response", lambda response: self.exchanges.append(Exchange.from_response(response))
         )
+        # Headers the network stack adds (EventSource's Last-Event-ID among them) show
+        # only in the DevTools protocol's "extra info" events, keyed by request id.
+        self.raw_headers: list[dict[str, str]] = []
+        devtools = page.context.new_cdp_session(page)
+        devtools.on(
+            "Network.requestWillBeSentExtraInfo",
+            lambda params: self.raw_headers.append(
+                {name.lower(): value for name, value in params["headers"].items()}
+            ),
+        )
+        devtools.send("Network.enable")
         page.add_init_script(_STATUS_RECORDER)
         page.goto(base_url + "/")
         page.wait_for_selector("html[data-ready]")
@@ -134,6 +145,10 @@ class DemoPage:
 
     def requests_to(self, path: str, method: str = "GET") -> list[Exchange]:
         return [x for x in self.exchanges if x.path == path and x.method == method]
+
+    def last_event_ids_sent(self) -> list[str]:
+        """Every ``Last-Event-ID`` header the browser sent, in order."""
+        return [h["last-event-id"] for h in self.raw_headers if "last-event-id" in h]
 
     def response_text(self) -> str:
         return self.response.text_content() or ""

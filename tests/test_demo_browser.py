@@ -8,12 +8,15 @@ same prompt through ``/v1/chat/completions``.
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from browser_demo import DemoPage, expected_completion, launch_chromium
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Route, sync_playwright
 
 from server.app import Settings
 
@@ -35,9 +38,15 @@ def expect_reply(pool: ThreadPoolExecutor, live_server, prompt: str) -> Future[s
 
 
 @pytest.fixture
-def live_settings() -> Settings:
-    # Paced so that a stream lasts long enough to be dropped or stopped mid-way.
-    return Settings(tokens_per_second=40, first_token_latency=0, ws_ping_interval=0)
+def live_settings(request: pytest.FixtureRequest) -> Settings:
+    # Paced so that a stream lasts long enough to be dropped or stopped mid-way;
+    # a test may parametrize this fixture (indirect) with a fail_after_tokens count.
+    return Settings(
+        tokens_per_second=40,
+        first_token_latency=0,
+        ws_ping_interval=0,
+        fail_after_tokens=getattr(request, "param", None),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,26 +112,77 @@ def test_drop_connection_resumes_to_the_same_text(
     assert log.index("reconnecting") < len(log) - 1 - log[::-1].index("streaming")
     assert int(demo.metric("events")) == int(demo.metric("tokens")) + 2  # no duplicates
     if transport == "sse":
-        assert_sse_resumed_with_last_event_id(demo)
+        assert_sse_resumed_after_a_delivered_event(demo)
 
 
-def assert_sse_resumed_with_last_event_id(demo: DemoPage) -> None:
-    """The second /sse request resumed the first stream after a seq it had delivered.
+def assert_sse_resumed_after_a_delivered_event(demo: DemoPage) -> None:
+    """The second /sse request resumed the page's stream after a seq it had received.
 
     With the server's ``POST /debug/drop`` the browser's EventSource reconnects by
-    itself and sends the ``Last-Event-ID`` header; without it, the page reopens
-    the EventSource with ``?last_event_id=``.
+    itself to the same URL with a ``Last-Event-ID`` header; without it, the page
+    reopens the EventSource at ``?last_event_id=``.
     """
     first, resumed = demo.requests_to("/sse")
-    stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
-    dropped_by_server = any(x.status == 200 for x in demo.requests_to("/debug/drop", "POST"))
-    if dropped_by_server:
-        last_event_id = resumed.headers.get("last-event-id", "")
+    if any(x.status == 200 for x in demo.requests_to("/debug/drop", "POST")):
+        assert resumed.query == first.query
+        (last_event_id,) = demo.last_event_ids_sent()
     else:
-        last_event_id = resumed.query["last_event_id"][0]
+        (last_event_id,) = resumed.query["last_event_id"]
     stream, _, seq = last_event_id.rpartition(":")
+    stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
     assert "prompt" in first.query and stream == stream_id and int(seq) >= 1
     assert resumed.status == 200
+
+
+def test_sse_drop_by_the_server_lets_eventsource_reconnect_by_itself(
+    demo: DemoPage, live_server
+) -> None:
+    """The page's preferred SSE drop: the server cuts the response and the browser's
+    own EventSource reconnects, sending the ``Last-Event-ID`` header.
+
+    Until the server has ``POST /debug/drop``, the test stands in for it: it
+    answers the page's POST and closes the server's connections itself.
+    """
+    if not server_has_drop_endpoint(live_server.url):
+        demo.page.route("**/debug/drop?*", lambda route: cut_connections(route, live_server))
+    demo.send(MEDIUM_PROMPT, "sse")
+    before_drop = demo.wait_for_text(60)
+    demo.button("Drop connection").click()
+
+    assert demo.wait_for_status("done", "error", "cancelled") == "done"
+    # The reconnect resumed the stream (Last-Event-ID): the server never started a second one.
+    assert len(live_server.store) == 1
+    first, resumed = demo.requests_to("/sse")
+    assert resumed.query == first.query  # same URL: the browser's own reconnect, not the page's
+    (last_event_id,) = demo.last_event_ids_sent()
+    stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
+    assert last_event_id.startswith(stream_id + ":") and int(last_event_id.split(":")[1]) >= 1
+    assert demo.metric("reconnects") == "1"
+    assert "reconnecting" in demo.status_log()
+    expected = expected_completion(live_server.url, MEDIUM_PROMPT)  # (a cut would cut it too)
+    assert len(before_drop) < len(expected)
+    assert demo.response_text() == expected
+
+
+def server_has_drop_endpoint(base_url: str) -> bool:
+    request = urllib.request.Request(base_url + "/debug/drop?stream=unknown-stream", method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())["error"]["code"] != "not_found"
+    return True
+
+
+def cut_connections(route: Route, live_server) -> None:
+    """Close every server-side connection (mid-stream, only the SSE one is busy)."""
+    server = live_server._server
+
+    def cut() -> None:
+        for connection in list(server._connections):
+            connection.stream.close()
+
+    live_server.call(cut)
+    route.fulfill(status=200, json={"dropped": 1})
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -157,6 +217,18 @@ def test_server_error_is_shown(demo: DemoPage, transport: str) -> None:
     assert "32768 bytes" in message
     assert "prompt_too_long" in message
     assert demo.response_text() == ""
+
+
+@pytest.mark.parametrize("live_settings", [12], indirect=True)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stream_error_is_shown(demo: DemoPage, transport: str) -> None:
+    demo.send(SHORT_PROMPT, transport)
+
+    assert demo.wait_for_status("done", "error", "cancelled") == "error"
+    assert "the model failed while generating" in demo.error.inner_text()
+    assert "upstream_error" in demo.error.inner_text()
+    assert int(demo.metric("tokens")) == 12
+    assert demo.history_rows()[0]["Result"] == "error"
 
 
 def test_past_runs_compare_transports(demo: DemoPage, live_server) -> None:
