@@ -170,7 +170,10 @@ def run_suite(
         }
     }
     began = time.monotonic()
+    part_seconds: dict[str, float] = {}
+    results["meta"]["part_seconds"] = part_seconds
     for part in parts:
+        part_began = time.monotonic()
         if progress:
             print(f"== {part}", file=sys.stderr, flush=True)
         if part == "latency":
@@ -187,8 +190,11 @@ def run_suite(
             peers = run_peers(config, progress=progress)
             results.setdefault("latency", {}).update(peers["latency"])
             results.setdefault("throughput", {}).update(peers["throughput"])
+        part_seconds[part] = round(time.monotonic() - part_began, 1)
         results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
         _write_json(results, out)  # after every part, so a failure keeps what was done
+    results["meta"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    _write_json(results, out)
     write_report(results, out)
     return results, out
 

@@ -62,7 +62,20 @@ TINY = SuiteConfig(
     reconnect_max_tokens=40,
     workers=1,
 )
-QUICK = SuiteConfig(name="quick")
+QUICK = SuiteConfig(
+    name="quick",
+    latency_samples=6,
+    latency_max_tokens=8,
+    latency_concurrency=100,
+    concurrent_max_tokens=30,
+    sweep=(1, 10, 100),
+    sweep_max_tokens=60,
+    unthrottled_seconds=1.0,
+    wire_streams=3,
+    reconnect_streams=10,
+    reconnect_cuts=5,
+    reconnect_max_tokens=80,
+)
 FULL = SuiteConfig(
     name="full",
     latency_samples=30,

@@ -16,7 +16,9 @@ The client then reconnects at once and resumes: SSE with the same URL and
 
 Measured per transport and side: **time until events flow again** (from the
 cut to the first event received on the new connection), **reconnect time**
-(cut to new connection open), and, over the whole stream, **events lost**
+(cut to new connection open), **resumed event delay** (how late the first
+event on the new connection arrived after the server produced it: what the
+cut cost the reader), and, over the whole stream, **events lost**
 (seqs never received) and **events duplicated** (seqs received more than
 once), plus whether the text equals the model's deterministic output. Lost and
 duplicated must be 0. Only twinstream is measured: the peer servers keep no
@@ -65,6 +67,8 @@ class Cut:
     connection: int = 0  # the connection number it cut
     reconnected_at: float | None = None
     flowing_at: float | None = None
+    #: how late the first event on the new connection was (receive time - its ``t``)
+    resumed_event_delay: float | None = None
 
 
 @dataclass
@@ -110,6 +114,8 @@ class CutStream:
             # the first event on a new connection (events still arriving on the cut
             # one were in flight before the cut and do not count as recovery)
             self._pending.flowing_at = now
+            if event.get("t"):
+                self._pending.resumed_event_delay = now - float(event["t"])
             self._pending = None
         seq = int(event["seq"])
         self.receipts.append(seq)
@@ -247,11 +253,13 @@ def _summarize(streams: Sequence[CutStream], side: str | None = None) -> dict[st
         if c.flowing_at is not None and c.reconnected_at is not None
     ]
     reconnect = [c.reconnected_at - c.cut_at for c in cuts if c.reconnected_at is not None]
+    lateness = [c.resumed_event_delay for c in cuts if c.resumed_event_delay is not None]
     return {
         "cuts": len(cuts),
         "resumed": len(to_flow),
         "time_to_flow_ms": summarize(to_flow, 1000.0),
         "reconnect_ms": summarize(reconnect, 1000.0),
+        "resumed_event_delay_ms": summarize(lateness, 1000.0),
     }
 
 

@@ -412,8 +412,11 @@ GLOSSARY = """\
 - **Reconnect**: each stream is cut several times, alternately by the server side (a
   proxy drops both sockets) and by the client (it aborts its socket); the client
   resumes at once (SSE: `Last-Event-ID`; WebSocket: a `resume` message).
-  *Events flow again* = cut → first event on the new connection. *Lost* = seqs never
-  received, *duplicated* = seqs received twice; both must be 0.
+  *Reconnect* = cut → new connection open. *Events flow again* = cut → first event on
+  the new connection; at a paced model this is often just the wait for the next token,
+  so *resumed event delay* (that event's receive time − the server's `t`) shows what
+  the cut cost the reader. *Lost* = seqs never received, *duplicated* = seqs received
+  twice; both must be 0.
 """
 
 
@@ -517,10 +520,12 @@ def _settings(meta: dict[str, Any]) -> str:
     lines = [
         f"- Command: `{meta.get('command', '')}`",
         f"- Run: {meta.get('started', '')} UTC, {fmt(meta.get('duration_s'))} s, "
-        f"parts: {', '.join(meta.get('parts', []))}",
+        f"parts: {', '.join(meta.get('parts', []))} "
+        f"({', '.join(f'{k} {v} s' for k, v in meta.get('part_seconds', {}).items())})",
         f"- Machine: {meta.get('cpu_model', '?')}, {meta.get('cpus', '?')} cores, "
         f"{fmt(meta.get('memory_gib'))} GiB RAM, {meta.get('platform', '')}; "
-        f"load average at start {meta.get('load_average', '?')} (shared machine)",
+        f"load average at start {meta.get('load_average', '?')}, at the end "
+        f"{meta.get('load_average_end', '?')} (a shared machine: other work ran too)",
         f"- Python {meta.get('python', '')}; "
         + ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items())),
         f"- Synthetic model: {fmt(config.get('tokens_per_second'))} tokens/s per stream, "

@@ -1,0 +1,238 @@
+"""The benchmark suite's parts, each in a tiny configuration: shape and sanity of
+their output (no timing assertions -- timings on a shared machine are noise).
+
+Every server is a subprocess on a free loopback port, stopped by the part that
+started it; the client load runs in one worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.__main__ import main
+from benchmarks.clients import SSEParser, expected_text, prompts_with_tokens
+from benchmarks.config import TINY
+from benchmarks.latency import run_latency
+from benchmarks.proxy import CountingProxy
+from benchmarks.reconnect import plan_cuts, run_reconnect
+from benchmarks.report import summary_table
+from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess
+from benchmarks.stats import percentile, summarize
+from benchmarks.throughput import run_throughput
+
+CONFIG = TINY.replace(workers=1)
+STAT_KEYS = {"n", "p50", "p90", "p99", "max", "mean"}
+
+
+def assert_stats(stats: dict[str, Any], n: int | None = None) -> None:
+    assert set(stats) == STAT_KEYS
+    assert stats["n"] > 0
+    if n is not None:
+        assert stats["n"] == n
+    assert stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
+
+
+# -- pure helpers ----------------------------------------------------------------------
+
+
+def test_percentiles_and_summary() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    summary = summarize([0.001, 0.002, 0.003], scale=1000)
+    assert summary["n"] == 3 and summary["p50"] == 2.0 and summary["max"] == 3.0
+    assert summarize([])["p50"] is None
+
+
+def test_sse_parser_handles_split_crlf_and_partial_events() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"id: s:0\r") == []
+    assert parser.feed(b'\ndata: {"a":') == []
+    assert parser.feed(b"1}\r\n\r\n: comment\n\ndata: x\n\n") == [
+        ("s:0", '{"a":1}'),
+        ("s:0", "x"),
+    ]
+
+
+def test_prompts_are_long_enough_and_distinct() -> None:
+    prompts = prompts_with_tokens(5, 150)
+    assert len(set(prompts)) == 5
+    assert all(len(expected_text(p, 150)) > 0 for p in prompts)
+
+
+def test_cut_plan_alternates_sides_inside_the_stream() -> None:
+    plan = plan_cuts(random.Random(1), max_tokens=30, cuts=6, first_side=1)
+    assert [c.side for c in plan] == ["client", "server"] * 3
+    seqs = [c.after_seq for c in plan]
+    assert seqs == sorted(set(seqs)) and 1 <= seqs[0] and seqs[-1] < 30
+
+
+def test_counting_proxy_counts_and_cuts() -> None:
+    async def scenario() -> None:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(1024):
+                writer.write(data * 2)
+                await writer.drain()
+            writer.close()
+
+        upstream = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = upstream.sockets[0].getsockname()[1]
+        try:
+            async with CountingProxy("127.0.0.1", port) as proxy:
+                reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+                writer.write(b"hello")
+                assert await reader.readexactly(10) == b"hellohello"
+                assert proxy.bytes_up == 5 and proxy.bytes_down == 10
+                local_port = writer.get_extra_info("sockname")[1]
+                assert proxy.cut(local_port)
+                with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+                    await reader.readexactly(1)
+                writer.close()
+        finally:
+            upstream.close()
+            await upstream.wait_closed()
+
+    asyncio.run(scenario())
+
+
+# -- the peer servers speak the contract --------------------------------------------
+
+
+@pytest.mark.parametrize("spec", PEER_SPECS, ids=lambda s: s.name)
+def test_peer_servers_stream_the_synthetic_model(spec: Any) -> None:
+    from benchmarks.clients import Endpoint, sse_completion, ws_completion
+
+    prompt = prompts_with_tokens(1, 20, "peer")[0]
+
+    async def one(url: str) -> Any:
+        endpoint = Endpoint(url)
+        if "sse" in spec.transports:
+            record, connection = await sse_completion(endpoint, prompt, 20)
+            await connection.close()
+        else:
+            record, websocket = await ws_completion(endpoint, prompt, 20)
+            assert websocket is not None
+            await websocket.close()
+        return record
+
+    with ServerProcess(spec.command(0, 0)) as server:
+        record = asyncio.run(one(server.url))
+    assert record.error is None
+    assert record.kinds[0] == "start" and record.kinds[-1] == "done"
+    assert record.seqs == list(range(len(record.seqs)))
+    assert record.text == expected_text(prompt, 20)
+    assert all(t > 0 for t in record.produced)
+
+
+# -- the parts, tiny ----------------------------------------------------------------------
+
+
+def test_latency_part() -> None:
+    results = run_latency(CONFIG, (TWINSTREAM,), progress=False)
+    data = results["twinstream"]["transports"]
+    assert set(data) == {"sse", "ws"}
+    for transport, measures in data.items():
+        for mode in ("cold", "warm"):
+            block = measures["single"][mode]
+            assert block["completions"] == CONFIG.latency_samples
+            assert block["complete"] == CONFIG.latency_samples and block["errors"] == 0
+            assert_stats(block["ttft_ms"], CONFIG.latency_samples)
+            assert_stats(block["time_to_start_ms"], CONFIG.latency_samples)
+        assert_stats(measures["single"]["inter_token_gap_ms"])
+        assert_stats(measures["single"]["delivery_delay_ms"])
+        concurrent = measures["concurrent"]
+        assert concurrent["streams"] == CONFIG.latency_concurrency
+        assert concurrent["complete"] == CONFIG.latency_concurrency, concurrent["error_examples"]
+        # start + max_tokens deltas + done, per stream
+        assert concurrent["events"] == CONFIG.latency_concurrency * (
+            CONFIG.concurrent_max_tokens + 2
+        )
+        assert_stats(concurrent["delivery_delay_ms"], concurrent["events"])
+        assert concurrent["client_cpu_percent"] >= 0
+        cdf = measures["cdf_ms"]["ttft_cold"]
+        assert cdf == sorted(cdf) and len(cdf) == CONFIG.latency_samples
+
+
+def test_throughput_part() -> None:
+    results = run_throughput(CONFIG, (TWINSTREAM,), progress=False)["twinstream"]
+    for transport in ("sse", "ws"):
+        levels = results["sweep"][transport]
+        assert [level["streams"] for level in levels] == list(CONFIG.sweep)
+        for level in levels:
+            assert level["errors"] == 0, level["error_examples"]
+            assert level["complete"] == level["completions"] == level["streams"]
+            assert level["delta_events"] == level["expected_delta_events"]
+            assert level["exact_text"] == level["streams"]
+            assert level["offered_events_per_s"] is None  # unthrottled model
+            assert level["delivered_events_per_s"] > 0
+            assert level["server_idle_rss_mib"] > 0
+            assert level["client_cpu_percent"] >= 0
+        unthrottled = results["unthrottled"][transport]
+        assert unthrottled["errors"] == 0 and unthrottled["completions"] >= 1
+        assert unthrottled["events_per_s"] > 0
+    wire = results["wire_bytes"]
+    assert set(wire) == {
+        f"{variant}_{mode}" for variant in ("sse", "ws", "ws_deflate") for mode in ("cold", "warm")
+    }
+    for name, variant in wire.items():
+        assert variant["errors"] == 0
+        assert variant["connections"] == (1 if name.endswith("warm") else CONFIG.wire_streams)
+        # every token's content at least crosses the wire (uncompressed variants)
+        if not variant["compression"]:
+            assert variant["bytes_down_per_token"] > 1
+    assert wire["ws_deflate_cold"]["deflate_negotiated"] is True
+    assert wire["ws_cold"]["deflate_negotiated"] is False
+    assert wire["ws_deflate_cold"]["bytes_down"] < wire["ws_cold"]["bytes_down"]
+
+
+def test_reconnect_part_loses_and_duplicates_nothing() -> None:
+    # paced so cuts land while the stream is still being generated
+    config = CONFIG.replace(tokens_per_second=200.0, reconnect_streams=2, reconnect_cuts=4)
+    results = run_reconnect(config, progress=False)
+    for transport in ("sse", "ws"):
+        data = results["transports"][transport]
+        assert data["errors"] == 0, data["error_examples"]
+        assert data["finished"] == data["streams"] == 2
+        assert data["lost"] == 0
+        assert data["duplicated"] == 0
+        assert data["text_mismatches"] == 0
+        assert data["all"]["cuts"] == 2 * 4  # cuts are planned by seq, so all happen
+        assert data["server_side"]["cuts"] + data["client_side"]["cuts"] == data["all"]["cuts"]
+        # a client-side cut always needs a new connection
+        assert data["client_side"]["resumed"] == data["client_side"]["cuts"]
+        assert data["connections"] >= data["streams"] + data["client_side"]["cuts"]
+        assert data["events_received"] >= data["events_expected"]
+
+
+def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["--preset", "tiny", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["parts"] == ["latency", "throughput", "reconnect", "peers"]
+    assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets"}
+    assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets"}
+    assert results["reconnect"]["transports"]["sse"]["lost"] == 0
+    assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
+    report = (out / "report.md").read_text()
+    assert "## Summary" in report and "| Metric | SSE | WebSocket |" in report
+    for plot in ("latency_cdf.png", "throughput.png"):
+        assert (out / plot).stat().st_size > 1000
+        assert f"]({plot})" in report
+    # the report can be rebuilt from results.json alone
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").exists()
+    assert summary_table(results).count("\n") >= 5
+
+
+def test_cli_help_and_bad_part(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["nonsense"])
