@@ -170,6 +170,11 @@ class Stream:
         """Ask for generation to stop. Safe from another thread."""
         raise NotImplementedError
 
+    def reconnect(self) -> None:
+        """Drop the current connection on purpose; the next read reconnects
+        and resumes after the last event seen (as after a network change)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Close the connection (if this stream owns it) and end iteration."""
         if self._iterator is not None and hasattr(self._iterator, "close"):

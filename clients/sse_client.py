@@ -97,8 +97,6 @@ class SSEStream(Stream):
         self._close_transport()
 
     def reconnect(self) -> None:
-        """Drop the current connection on purpose; the next read resumes on a
-        new one (what happens after a network change)."""
         self._close_transport()
 
     def _close_transport(self) -> None:

@@ -314,7 +314,7 @@ class WebSocketStream(Stream):
         self.client._cancel(self)
 
     def reconnect(self) -> None:
-        """Drop the socket on purpose; the next read reconnects and resumes."""
+        """Drops the client's socket: every stream on it resumes."""
         self.client.reconnect_now()
 
     def _raw_events(self) -> Iterator[dict[str, Any]]:

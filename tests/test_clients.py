@@ -99,3 +99,13 @@ def test_unknown_transport_is_a_value_error():
         clients.connect("carrier-pigeon", "http://127.0.0.1:1")
     with pytest.raises(ValueError, match="URL"):
         clients.connect("sse", "ftp://example.com")
+
+
+def test_reconnect_delay_doubles_is_capped_and_jittered():
+    policy = clients.ReconnectPolicy(initial_delay=0.1, max_delay=1.0, jitter=0.5)
+    for attempt, full in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (9, 1.0)]:
+        delays = [policy.delay(attempt) for _ in range(200)]
+        assert all(full * 0.5 <= d <= full for d in delays)
+        assert len(set(delays)) > 1  # jitter: not all clients come back at once
+    assert 1.0 <= clients.ReconnectPolicy(jitter=0).delay(1, server_retry=1.0) == 1.0
+    assert clients.ReconnectPolicy(jitter=0, max_delay=30).delay(3, server_retry=2.0) == 8.0

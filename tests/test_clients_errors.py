@@ -384,6 +384,19 @@ def test_sse_closed_mid_event_without_reconnect(raw_server):
         read_all(server.url, "sse")
 
 
+def test_sse_resume_answered_204_without_the_last_event(raw_server):
+    def start_then_nothing_more(server: RawServer, conn: socket.socket, head: bytes) -> None:
+        if b"Last-Event-ID" in head:
+            conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        else:
+            sse_start_then_cut(server, conn, head)
+
+    server = raw_server(start_then_nothing_more)
+    with pytest.raises(clients.ResumeFailed, match="last event never arrived"):
+        read_all(server.url, "sse", reconnect=QUICK_RETRY)
+    assert len(server.requests) == 2
+
+
 def test_websocket_closed_mid_frame_is_resumed_then_given_up(raw_server):
     def start_then_cut(server: RawServer, conn: socket.socket, head: bytes) -> None:
         ws_handshake(conn, head)

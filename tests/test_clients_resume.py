@@ -152,6 +152,8 @@ def test_resumes_after_the_peer_cuts_the_connection(proxy, transport, reset):
     assert_complete_and_unique(stream, events)
     assert stream.stats.reconnects >= 1
     assert proxy.accepted >= 2
+    if transport == "sse":
+        assert stream.server_retry_ms == 20  # the server's hint, used as the backoff base
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -164,7 +166,7 @@ def test_resumes_after_the_client_drops_the_connection(live_server, transport):
         reconnect=FAST_RETRY,
         read_timeout=READ_TIMEOUT,
     )
-    events = read_with(stream, stream.reconnect)  # type: ignore[attr-defined]
+    events = read_with(stream, stream.reconnect)
     assert_complete_and_unique(stream, events)
     assert stream.stats.reconnects == 1
 

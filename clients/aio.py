@@ -1,0 +1,79 @@
+"""Async use of the clients: the sync stream, read in a worker thread.
+
+    async for event in clients.aio.astream("Hello", transport="ws"):
+        ...
+
+Each stream gets one worker thread that does the blocking reads, so the
+event loop never blocks; reconnects, resume and the exceptions are the sync
+client's. Leaving the ``async for`` early, or cancelling the task, cancels
+the stream (WebSocket: a ``cancel`` message; SSE: the request is closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from . import DEFAULT_URL, ReconnectPolicy, Stream, stream
+
+__all__ = ["astream", "acomplete"]
+
+_END: dict[str, Any] = {}
+
+
+async def astream(
+    prompt: str,
+    transport: str = "sse",
+    url: str = DEFAULT_URL,
+    *,
+    max_tokens: int | None = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+    reconnect: ReconnectPolicy | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield the events of one completion, as :func:`clients.stream` does."""
+    sync_stream = stream(
+        prompt,
+        transport,
+        url,
+        max_tokens=max_tokens,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        reconnect=reconnect,
+    )
+    iterator = iter(sync_stream)
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twinstream-reader")
+    step: Future[dict[str, Any]] | None = None
+    try:
+        while True:
+            step = worker.submit(next, iterator, _END)
+            event = await asyncio.wrap_future(step)
+            if event is _END:
+                return
+            yield event
+    finally:
+        _finish(sync_stream, step)
+        worker.shutdown(wait=False)
+
+
+def _finish(sync_stream: Stream, step: Future[dict[str, Any]] | None) -> None:
+    if not sync_stream.ended:
+        sync_stream.cancel()  # thread-safe: wakes a read blocked in the worker
+    if step is not None and not step.done():
+        # the worker is still inside the stream; close it once that read returns
+        step.add_done_callback(lambda _: sync_stream.close())
+    else:
+        sync_stream.close()
+
+
+async def acomplete(
+    prompt: str, transport: str = "sse", url: str = DEFAULT_URL, **options: Any
+) -> str:
+    """The whole completion text."""
+    parts = []
+    async for event in astream(prompt, transport, url, **options):
+        if event["type"] == "delta":
+            parts.append(event["content"])
+    return "".join(parts)
