@@ -10,8 +10,6 @@ errors are the :class:`ClientError` subclasses in :mod:`clients.errors`.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from .base import DEFAULT_URL, ReconnectPolicy, Stream, StreamStats
 from .errors import (
     ClientError,
@@ -53,7 +51,6 @@ __all__ = [
 ]
 
 TRANSPORTS = ("sse", "ws")
-Transport = Literal["sse", "ws"]
 Client = SSEClient | WebSocketClient
 
 
@@ -73,15 +70,14 @@ def connect(
     tolerated mid-stream (the server sends SSE heartbeats every 15 s and
     WebSocket pings every 20 s by default).
     """
-    options = {
-        "connect_timeout": connect_timeout,
-        "read_timeout": read_timeout,
-        "reconnect": reconnect,
-    }
     if transport == "sse":
-        return SSEClient(url, **options)  # type: ignore[arg-type]
+        return SSEClient(
+            url, connect_timeout=connect_timeout, read_timeout=read_timeout, reconnect=reconnect
+        )
     if transport == "ws":
-        return WebSocketClient(url, **options)  # type: ignore[arg-type]
+        return WebSocketClient(
+            url, connect_timeout=connect_timeout, read_timeout=read_timeout, reconnect=reconnect
+        )
     raise ValueError(f"unknown transport {transport!r}; use 'sse' or 'ws'")
 
 
@@ -111,7 +107,24 @@ def stream(
     return result
 
 
-def complete(prompt: str, transport: str = "sse", url: str = DEFAULT_URL, **options: object) -> str:
+def complete(
+    prompt: str,
+    transport: str = "sse",
+    url: str = DEFAULT_URL,
+    *,
+    max_tokens: int | None = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+    reconnect: ReconnectPolicy | None = None,
+) -> str:
     """The whole completion text (blocks until the stream ends)."""
-    with stream(prompt, transport, url, **options) as result:  # type: ignore[arg-type]
+    with stream(
+        prompt,
+        transport,
+        url,
+        max_tokens=max_tokens,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        reconnect=reconnect,
+    ) as result:
         return result.collect()
