@@ -18,6 +18,7 @@ CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
