@@ -18,7 +18,7 @@ import codecs
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -217,10 +217,14 @@ class SSEConnection:
         self.reusable = False
 
     async def events(
-        self, path: str, last_event_id: str | None = None
+        self,
+        path: str,
+        last_event_id: str | None = None,
+        on_response: Callable[[int], None] | None = None,
     ) -> AsyncIterator[tuple[str | None, str]]:
         """Send ``GET path`` and yield ``(id, data)`` for each event of the response.
 
+        ``on_response(status)`` is called once the response head has arrived.
         Raises :class:`HTTPStatusError` for a status other than 200 (``204`` is
         "nothing more to send": the generator simply ends)."""
         if not self.connected:
@@ -244,6 +248,8 @@ class SSEConnection:
             if ":" in header:
                 name, _, value = header.partition(":")
                 headers[name.strip().lower()] = value.strip()
+        if on_response is not None:
+            on_response(status)
         keep_alive = headers.get("connection", "").lower() != "close"
         parser = SSEParser()
         if headers.get("transfer-encoding", "").lower() == "chunked":

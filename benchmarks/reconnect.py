@@ -16,7 +16,8 @@ The client then reconnects at once and resumes: SSE with the same URL and
 
 Measured per transport and side: **time until events flow again** (from the
 cut to the first event received on the new connection), **reconnect time**
-(cut to new connection open), **resumed event delay** (how late the first
+(cut to the new connection ready: SSE response head received, WebSocket
+handshake done), **resumed event delay** (how late the first
 event on the new connection arrived after the server produced it: what the
 cut cost the reader), and, over the whole stream, **events lost**
 (seqs never received) and **events duplicated** (seqs received more than
@@ -175,12 +176,15 @@ async def _sse_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStrea
         attempts += 1
         connection = SSEConnection(endpoint)
         try:
-            await connection.connect()
-            stream.connected()
             last_id = stream._last_event_id
             path = new_stream_path(stream.prompt, stream.max_tokens)
             got_any = False
-            async for event_id, data in connection.events(path, last_id):
+
+            def responded(_status: int) -> None:
+                # connected = the response head arrived (WebSocket: the handshake is done)
+                stream.connected()
+
+            async for event_id, data in connection.events(path, last_id, responded):
                 got_any = True
                 cut = stream.receive(json.loads(data), event_id)
                 if stream.finished:

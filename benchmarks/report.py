@@ -57,6 +57,15 @@ def _top_level(results: dict[str, Any], server: str, transport: str) -> dict[str
     return levels[-1] if levels else None
 
 
+def _deflate_bytes(results: dict[str, Any], server: str) -> Any:
+    wire = _get(results, "throughput", server, "wire_bytes", "ws_deflate_cold")
+    if not wire:
+        return None
+    if not wire.get("deflate_negotiated"):
+        return "not negotiated"
+    return wire.get("bytes_down_per_token")
+
+
 def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:
     """``(metric, twinstream SSE, twinstream WS, sse-starlette SSE, websockets WS)``."""
     lat = results.get("latency", {})
@@ -139,6 +148,10 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
             lambda s, t: _get(_top_level(results, s, t), "server_cpu_ms_per_1k_events"),
         ),
         row(
+            f"Client CPU, {fmt(top_streams)} streams (% of a core, all load processes)",
+            lambda s, t: _get(_top_level(results, s, t), "client_cpu_percent"),
+        ),
+        row(
             f"Memory per live stream, {fmt(top_streams)} streams (KiB)",
             lambda s, t: _get(_top_level(results, s, t), "memory_per_stream_kib"),
         ),
@@ -153,24 +166,23 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
             ),
         ),
         row(
-            "Wire bytes per token, permessage-deflate",
-            lambda s, t: (
-                _get(
-                    results,
-                    "throughput",
-                    s,
-                    "wire_bytes",
-                    "ws_deflate_cold",
-                    "bytes_down_per_token",
-                )
-                if t == "ws"
-                else None
-            ),
+            "Wire bytes per token, WebSocket + permessage-deflate",
+            lambda s, t: _deflate_bytes(results, s) if t == "ws" else None,
         ),
         row(
             "Reconnect: cut → events flow again (ms, p50)",
             lambda s, t: (
                 _get(rec, t, "all", "time_to_flow_ms", "p50") if s == "twinstream" else None
+            ),
+        ),
+        row(
+            "Reconnect: cut → new connection ready (ms, p50)",
+            lambda s, t: _get(rec, t, "all", "reconnect_ms", "p50") if s == "twinstream" else None,
+        ),
+        row(
+            "Reconnect: first resumed event's delivery delay (ms, p50)",
+            lambda s, t: (
+                _get(rec, t, "all", "resumed_event_delay_ms", "p50") if s == "twinstream" else None
             ),
         ),
         row(
@@ -337,6 +349,8 @@ def _reconnect_details(results: dict[str, Any]) -> str:
                     fmt(_get(block, "time_to_flow_ms", "p50"), 2),
                     fmt(_get(block, "time_to_flow_ms", "p90"), 2),
                     fmt(_get(block, "time_to_flow_ms", "max"), 2),
+                    fmt(_get(block, "resumed_event_delay_ms", "p50"), 2),
+                    fmt(_get(block, "resumed_event_delay_ms", "max"), 2),
                 ]
             )
     detail = _table(
@@ -348,6 +362,8 @@ def _reconnect_details(results: dict[str, Any]) -> str:
             "Reconnect p50 ms",
             "Events flow again p50 ms",
             "p90 ms",
+            "max ms",
+            "Resumed event delay p50 ms",
             "max ms",
         ],
         rows,
@@ -402,7 +418,8 @@ GLOSSARY = """\
 - **Server CPU %**: the server process's CPU time over the window, in % of one core
   (psutil). **ms per 1k events**: CPU time spent per 1,000 delivered tokens over
   the whole level — the cost of streaming, comparable across transports.
-- **Client CPU %**: the load generator's processes, so you can tell when the client,
+- **Client CPU %**: the load generator's processes (summed, averaged over the whole
+  level), so you can tell when the client,
   not the server, is the bottleneck (client and server share this machine's cores).
 - **Memory per live stream**: (peak RSS during the level − RSS before it) / streams:
   a connection plus its stream's state, on a fresh server.
@@ -412,7 +429,8 @@ GLOSSARY = """\
 - **Reconnect**: each stream is cut several times, alternately by the server side (a
   proxy drops both sockets) and by the client (it aborts its socket); the client
   resumes at once (SSE: `Last-Event-ID`; WebSocket: a `resume` message).
-  *Reconnect* = cut → new connection open. *Events flow again* = cut → first event on
+  *Reconnect* = cut → new connection ready (SSE: response head received; WebSocket:
+  handshake done). *Events flow again* = cut → first event on
   the new connection; at a paced model this is often just the wait for the next token,
   so *resumed event delay* (that event's receive time − the server's `t`) shows what
   the cut cost the reader. *Lost* = seqs never received, *duplicated* = seqs received
