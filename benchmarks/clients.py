@@ -305,12 +305,9 @@ async def sse_completion(
         connection = SSEConnection(endpoint)
     record = StreamRecord("sse", prompt, max_tokens, cold=cold, began=time.time())
     try:
+        # read to the end of the response (after done), so the connection can be reused
         async for _event_id, data in connection.events(sse_path(prompt, max_tokens)):
-            event = json.loads(data)
-            record.add(event, time.time())
-            if event.get("type") in ("done", "error"):
-                # finish reading the response so the connection can be reused
-                continue
+            record.add(json.loads(data), time.time())
     except (OSError, asyncio.IncompleteReadError, HTTPStatusError, ValueError) as exc:
         record.error = record.error or f"{type(exc).__name__}: {exc}"
         connection.abort()
@@ -354,10 +351,7 @@ async def ws_completion(
                 break
         else:
             record.error = record.error or "socket closed before the stream ended"
-    except (OSError, asyncio.TimeoutError, ValueError) as exc:
-        record.error = f"{type(exc).__name__}: {exc}"
-        websocket = None
-    except Exception as exc:  # websockets.ConnectionClosed and friends
+    except Exception as exc:  # OSError, bad JSON, websockets.ConnectionClosed and friends
         record.error = f"{type(exc).__name__}: {exc}"
         websocket = None
     return record, websocket
