@@ -438,9 +438,9 @@ def silent(server: RawServer, conn: socket.socket, head: bytes) -> None:
 
 def test_sse_server_that_never_answers(raw_server):
     server = raw_server(silent)
-    with pytest.raises(clients.Timeout, match="sent no answer within 0.2 s") as caught:
-        read_all(server.url, "sse", read_timeout=0.2)
-    assert (caught.value.phase, caught.value.seconds) == ("read", 0.2)
+    with pytest.raises(clients.Timeout, match="sent no answer within 0.5 s") as caught:
+        read_all(server.url, "sse", read_timeout=0.5)
+    assert (caught.value.phase, caught.value.seconds) == ("read", 0.5)
 
 
 def test_websocket_server_that_never_answers(raw_server):
@@ -457,14 +457,14 @@ def sse_start_then_silence(server: RawServer, conn: socket.socket, head: bytes) 
 
 def test_sse_silence_mid_stream_times_out(raw_server):
     server = raw_server(sse_start_then_silence)
-    with pytest.raises(clients.Timeout, match="no data from the server for 0.2 s"):
-        read_all(server.url, "sse", read_timeout=0.2)
+    with pytest.raises(clients.Timeout, match="no data from the server for 0.5 s"):
+        read_all(server.url, "sse", read_timeout=0.5)
 
 
 def test_sse_silence_mid_stream_is_retried_then_given_up(raw_server):
     server = raw_server(sse_start_then_silence)
     with pytest.raises(clients.ResumeFailed) as caught:
-        read_all(server.url, "sse", read_timeout=0.2, reconnect=QUICK_RETRY)
+        read_all(server.url, "sse", read_timeout=0.5, reconnect=QUICK_RETRY)
     assert isinstance(caught.value.__cause__, clients.Timeout)
     assert len(server.requests) == 3
 
@@ -477,8 +477,8 @@ def test_websocket_silence_mid_stream_times_out(raw_server):
         server.hold()
 
     server = raw_server(start_then_silence)
-    with pytest.raises(clients.Timeout, match="no message from the server for 0.2 s"):
-        read_all(server.url, "ws", read_timeout=0.2)
+    with pytest.raises(clients.Timeout, match="no message from the server for 0.5 s"):
+        read_all(server.url, "ws", read_timeout=0.5)
 
 
 # --- the hierarchy ----------------------------------------------------------------------

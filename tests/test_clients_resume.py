@@ -119,7 +119,7 @@ def proxy(live_server) -> Iterator[CutProxy]:
     cut_proxy.cut()
 
 
-def read_with(stream: clients.Stream, action, after_deltas: int = 5) -> list[dict]:
+def read_with(stream: clients.Stream, action, after_deltas: int = 2) -> list[dict]:
     """Read ``stream`` to its end, calling ``action()`` once after a few deltas."""
     events = []
     for event in stream:

@@ -207,6 +207,20 @@ def test_stop_cancels_the_stream_on_the_server(
         assert [x.status for x in demo.requests_to("/cancel", "POST")] == [200]
 
 
+def test_stop_before_the_stream_starts_gives_up_locally(demo: DemoPage) -> None:
+    held: list[Route] = []
+    demo.page.route("**/sse?*", lambda route: held.append(route))  # never answered
+
+    demo.send(SHORT_PROMPT, "sse")
+    demo.page.wait_for_function("() => document.getElementById('stop').disabled === false")
+    demo.button("Stop").click()
+
+    assert demo.wait_for_status("done", "error", "cancelled") == "cancelled"
+    assert len(held) == 1
+    assert demo.button("Send").is_enabled()
+    assert demo.history_rows()[0]["Result"] == "cancelled"
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_server_error_is_shown(demo: DemoPage, transport: str) -> None:
     demo.send("x" * 40 * 1024, transport)
