@@ -126,6 +126,7 @@ function send() {
       queueRender();
     },
     onFailure: (message) => finish(record, "error", message),
+    onAbandoned: (message) => finish(record, "cancelled", message),
   };
   const Runner = transport === "sse" ? SseRun : WsRun;
   const runner = new Runner({ prompt, maxTokens }, handlers);

@@ -5,6 +5,7 @@
 //   onEvent(event, wireBytes)  every new event once, in seq order (duplicates are dropped)
 //   onReconnect(how)           a connection was lost and is being replaced
 //   onFailure(message)         the run cannot go on (a readable sentence)
+//   onAbandoned(message)       Stop before the server named the stream: given up locally
 //
 // and offer start(), drop(), stop() and dispose().
 
@@ -101,6 +102,18 @@ class BaseRun {
     this.finished = true;
     this.dispose();
     this.handlers.onFailure(message);
+  }
+
+  /** Stop before the start event: wait a moment for the stream id (to cancel it on the
+   * server), then give up locally; an unread stream is cancelled by the server's idle timeout. */
+  stopBeforeStart() {
+    this.stopRequested = true;
+    setTimeout(() => {
+      if (this.finished || this.streamId) return;
+      this.finished = true;
+      this.dispose();
+      this.handlers.onAbandoned("stopped before the server started the stream");
+    }, 1500);
   }
 }
 
@@ -219,8 +232,11 @@ export class SseRun extends BaseRun {
 
   async stop() {
     if (this.finished) return;
+    if (!this.streamId) {
+      this.stopBeforeStart(); // cancelled as soon as the start event names the stream
+      return;
+    }
     this.stopRequested = true;
-    if (!this.streamId) return; // cancelled as soon as the start event names the stream
     const path = `/cancel?stream=${encodeURIComponent(this.streamId)}`;
     const asked = await postHelper(path);
     if (asked.missing) {
@@ -341,8 +357,12 @@ export class WsRun extends BaseRun {
 
   stop() {
     if (this.finished) return;
+    if (!this.streamId) {
+      this.stopBeforeStart();
+      return;
+    }
     this.stopRequested = true;
-    if (this.streamId) this.sendCancel(); // otherwise: on start, or right after a resume
+    this.sendCancel(); // if the socket is down: right after the resume
   }
 
   dispose() {
