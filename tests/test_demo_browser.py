@@ -189,9 +189,9 @@ def cut_connections(route: Route, live_server) -> None:
 def test_stop_cancels_the_stream_on_the_server(
     demo: DemoPage, live_server, uninterrupted: ThreadPoolExecutor, transport: str
 ) -> None:
-    reply = expect_reply(uninterrupted, live_server, MEDIUM_PROMPT)
+    reply = expect_reply(uninterrupted, live_server, LONG_PROMPT)
 
-    demo.send(MEDIUM_PROMPT, transport)
+    demo.send(LONG_PROMPT, transport)
     demo.wait_for_text(20)
     demo.button("Stop").click()
 
