@@ -6,12 +6,14 @@
 Each stream gets one worker thread that does the blocking reads, so the
 event loop never blocks; reconnects, resume and the exceptions are the sync
 client's. Leaving the ``async for`` early, or cancelling the task, cancels
-the stream (WebSocket: a ``cancel`` message; SSE: the request is closed).
+the stream (WebSocket: a ``cancel`` message; SSE: ``POST /cancel``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -59,13 +61,19 @@ async def astream(
 
 
 def _finish(sync_stream: Stream, step: Future[dict[str, Any]] | None) -> None:
-    if not sync_stream.ended:
-        sync_stream.cancel()  # thread-safe: wakes a read blocked in the worker
-    if step is not None and not step.done():
-        # the worker is still inside the stream; close it once that read returns
-        step.add_done_callback(lambda _: sync_stream.close())
-    else:
+    """Cancel (unless ended) and close the stream, off the event loop: the
+    cancel may be a request, and closing must wait for a read in progress."""
+
+    def cancel_then_close() -> None:
+        if not sync_stream.ended:
+            sync_stream.cancel()
+        if step is not None:
+            with contextlib.suppress(Exception):
+                step.result()  # the worker's read returns soon after the cancel
         sync_stream.close()
+
+    # not a daemon: at interpreter exit, the cancel still goes out
+    threading.Thread(target=cancel_then_close, name="twinstream-cancel").start()
 
 
 async def acomplete(

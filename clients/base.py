@@ -118,10 +118,12 @@ class Stream:
     Each event is yielded exactly once and in order, even across reconnects
     (events are deduplicated by ``seq``). An ``error`` event is raised as
     :class:`StreamError` (its ``event`` attribute holds it) instead of being
-    yielded. Iteration ends after ``done``, or when :meth:`cancel` is called
-    and the transport cannot report the end (SSE). Leaving a ``with`` block,
-    or :meth:`close`, closes the connection; generation on the server then
-    goes on until it ends or idles out, unless the stream was cancelled.
+    yielded. Iteration ends after ``done``; after :meth:`cancel`, that is a
+    ``done`` with ``finish_reason`` ``"cancelled"`` (or ``"stop"``/``"length"``
+    if the model finished first). Leaving a ``with`` block, or :meth:`close`,
+    closes the connection; generation on the server then goes on until it
+    ends or idles out, unless the stream was cancelled. Read a stream from
+    one thread; :meth:`cancel` may come from any.
     """
 
     transport = ""
@@ -204,6 +206,8 @@ class Stream:
     # -- shared machinery -----------------------------------------------------------------
 
     def _run(self) -> Iterator[dict[str, Any]]:
+        if self.cancelled:
+            return  # cancelled before anything was sent: nothing to read
         try:
             for event in self._raw_events():
                 if self._accept(event):

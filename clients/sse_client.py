@@ -76,9 +76,13 @@ class SSEStream(Stream):
     hint (doubled per failed attempt, with jitter); a ``204`` answer means
     nothing is left, a ``404`` that the stream expired (:class:`ResumeFailed`).
     A drop before ``start`` raises at once, since nothing could be resumed.
-    :meth:`cancel` closes the connection and ends iteration without a ``done``
-    event; the server notices the closed connection, stops relaying and, once
-    no reader is left, cancels generation after its idle timeout.
+
+    :meth:`cancel` asks the server with ``POST /cancel?stream=S``; the server
+    ends the stream with ``done`` (``finish_reason`` ``cancelled``), which
+    iteration yields, as over WebSocket. If the server cannot be asked (an
+    older server, or unreachable), the request is closed instead and
+    iteration ends without ``done``; the server then stops generating only
+    after its idle timeout.
     """
 
     transport = "sse"
@@ -89,12 +93,45 @@ class SSEStream(Stream):
         self.server_retry_ms: int | None = None
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
+        self._cancel_sent = False
+        self._abandoned = False  # stop reading without waiting for the end
 
     # -- control -------------------------------------------------------------------------
 
     def cancel(self) -> None:
+        """Ask the server to stop; without a stream id yet, the request goes
+        out as soon as the ``start`` event arrives. Safe from another thread."""
         self.cancelled = True
-        self._close_transport()
+        if not self.ended and self.stream_id is not None:
+            self._send_cancel()
+
+    def _send_cancel(self) -> None:
+        with self._lock:
+            if self._cancel_sent:
+                return
+            self._cancel_sent = True
+        if not self._post_cancel():
+            self._abandoned = True
+            self._close_transport()
+
+    def _post_cancel(self) -> bool:
+        """``POST /cancel?stream=S``; True if the server took it."""
+        client = self.client
+        scheme, netloc, prefix = base_url(client.url)
+        connection_class = (
+            http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(netloc, timeout=client.connect_timeout)
+        path = f"{prefix}/cancel?{urlencode({'stream': self.stream_id})}"
+        try:
+            connection.request("POST", path, body=b"", headers={"Content-Length": "0"})
+            response = connection.getresponse()
+            response.read(MAX_ERROR_BODY)
+            return response.status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
 
     def reconnect(self) -> None:
         self._close_transport()
@@ -117,7 +154,7 @@ class SSEStream(Stream):
     def _raw_events(self) -> Iterator[dict[str, Any]]:
         policy = self.client.reconnect
         failures = 0
-        while not self.cancelled:
+        while not self._abandoned:
             resuming = self.stream_id is not None
             seen = self.last_seq
             try:
@@ -132,13 +169,15 @@ class SSEStream(Stream):
                     return
                 for event in self._read(response):
                     yield event
+                    if self.cancelled and self.stream_id is not None and not self.ended:
+                        self._send_cancel()  # once only; cancel() may have come before start
                     if self.last_seq > seen:
                         failures = 0
-                    if self.ended or self.cancelled:
+                    if self.ended or self._abandoned:
                         return
                 raise _Dropped("the server closed the connection before the stream ended")
             except (_Dropped, Timeout, ServerUnreachable, HTTPStatusError) as exc:
-                if self.cancelled:
+                if self._abandoned:
                     return
                 if isinstance(exc, HTTPStatusError) and (not resuming or exc.status < 500):
                     if resuming:
@@ -165,7 +204,7 @@ class SSEStream(Stream):
                 sleep_before_retry(policy, failures, retry)
                 self.stats.reconnects += 1
             finally:
-                if self.ended or self.cancelled:
+                if self.ended or self._abandoned:
                     self._close_transport()
 
     def _open(self, resuming: bool) -> http.client.HTTPResponse | None:
@@ -189,7 +228,7 @@ class SSEStream(Stream):
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ServerUnreachable(f"cannot connect to {netloc}: {reason}") from None
-        if self.cancelled:
+        if self._abandoned:
             raise _Dropped("cancelled")
         assert connection.sock is not None
         connection.sock.settimeout(client.read_timeout)

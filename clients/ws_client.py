@@ -318,8 +318,6 @@ class WebSocketStream(Stream):
         self.client.reconnect_now()
 
     def _raw_events(self) -> Iterator[dict[str, Any]]:
-        if self.cancelled:
-            return
         self.client._start(self)
         while True:
             while self.queue:

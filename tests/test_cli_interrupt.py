@@ -48,8 +48,8 @@ def test_ctrl_c_stops_quietly_with_exit_130(live_server, transport):
     assert text.endswith("\n") and "".join(synthetic_tokens(PROMPT)).startswith(text[:-1])
     stream = only_stream(live_server)
     live_server.call(stream.wait_ended)
-    if transport == "ws":  # the WebSocket cancel reached the server
-        assert stream.events[-1]["finish_reason"] == "cancelled"
+    # the cancel reached the server (WebSocket: a message; SSE: POST /cancel)
+    assert stream.events[-1]["finish_reason"] == "cancelled"
     assert stream.readers == 0
 
 

@@ -429,6 +429,30 @@ def test_websocket_closed_before_start_cannot_be_resumed(raw_server):
     assert len(server.requests) == 1
 
 
+# --- cancel on a server without POST /cancel ------------------------------------------
+
+
+def test_sse_cancel_falls_back_to_closing_the_request(raw_server):
+    def no_cancel_endpoint(server: RawServer, conn: socket.socket, head: bytes) -> None:
+        if head.startswith(b"POST "):
+            body = b'{"error": {"code": "not_found", "message": "no such endpoint"}}'
+            conn.sendall(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            return
+        delta = {"type": "delta", "stream": STREAM_ID, "seq": 1, "content": "hi"}
+        conn.sendall(SSE_HEAD + sse_event(START) + sse_event(delta))
+        server.hold()  # a stream that would go on forever
+
+    server = raw_server(no_cancel_endpoint)
+    stream = clients.stream("hello", "sse", server.url, read_timeout=30)
+    for event in stream:
+        if event["type"] == "delta":
+            stream.cancel()
+    assert stream.cancelled and stream.finish_reason is None and stream.text == "hi"
+    assert server.requests[1].startswith(f"POST /cancel?stream={STREAM_ID} ".encode())
+
+
 # --- a server that never answers --------------------------------------------------------
 
 

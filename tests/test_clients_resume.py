@@ -281,36 +281,54 @@ def test_cancel_from_another_thread(live_server, transport):
     assert stream.cancelled
     assert stream.stats.tokens < 190
     assert "".join(synthetic_tokens(PROMPT)).startswith(stream.text)
-    if transport == "ws":  # the server ends the stream and says so
-        assert types[-1] == "done" and stream.finish_reason == "cancelled"
-    else:  # the SSE cancel closes the request: iteration ends without a done event
-        assert "done" not in types and stream.finish_reason is None
+    # WebSocket: a cancel message; SSE: POST /cancel. Either way the server ends the
+    # stream and says so on the stream itself.
+    assert types[-1] == "done" and stream.finish_reason == "cancelled"
+    server_stream = live_server.store.get(stream.stream_id)
+    assert server_stream.events[-1]["finish_reason"] == "cancelled"
 
 
-def test_websocket_cancel_stops_generation_on_the_server(live_server):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancel_before_the_start_event(live_server, transport):
+    stream = clients.stream(PROMPT, transport, live_server.url)
+    stream.cancel()  # nothing has been sent yet
+    assert list(stream) == []
+    assert stream.stream_id is None and stream.cancelled
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancel_while_the_start_is_on_its_way(live_server, transport):
+    """cancel() from another thread before ``start`` arrives is sent once it does."""
+    stream = clients.stream(PROMPT, transport, live_server.url)
+    iterator = iter(stream)
+    cancelled = threading.Event()
+
+    def cancel_early() -> None:
+        stream.cancel()
+        cancelled.set()
+
+    # first read happens in this thread; the cancel races it from another one
+    threading.Thread(target=cancel_early).start()
+    events = list(iterator)
+    cancelled.wait(10)
+    if events:  # the request went out before the cancel: the stream must end cancelled
+        assert events[-1]["type"] == "done"
+        server_stream = live_server.store.get(stream.stream_id)
+        assert server_stream.events[-1]["finish_reason"] == "cancelled"
+        assert stream.stats.tokens < 190
+    else:  # cancelled before anything was sent
+        assert stream.stream_id is None
+
+
+def test_websocket_cancel_keeps_the_socket_for_the_next_turn(live_server):
     with clients.connect("ws", live_server.url) as client:
         stream = client.stream(PROMPT)
         for event in stream:
             if event["type"] == "delta":
                 stream.cancel()
-        server_stream = live_server.store.get(stream.stream_id)
-        assert server_stream.ended
-        assert server_stream.events[-1]["finish_reason"] == "cancelled"
         assert stream.finish_reason == "cancelled"
-        # the socket is still good for the next turn
         assert client.stream("next", 3).collect() == "".join(synthetic_tokens("next")[:3])
-
-
-def test_sse_cancel_closes_the_request(live_server):
-    stream = clients.stream(PROMPT, "sse", live_server.url)
-    for event in stream:
-        if event["type"] == "delta":
-            stream.cancel()
-    assert stream.stats.tokens < 190 and stream.finish_reason is None
-    server_stream = live_server.store.get(stream.stream_id)
-    # no cancel endpoint for SSE yet: the server only loses its reader
-    live_server.call(server_stream.wait_ended)  # (it keeps generating until the end)
-    assert server_stream.readers == 0
+        assert client.connections == 1
 
 
 def test_our_decoder_matches_httpx_sse_on_a_real_stream(live_server):
