@@ -265,6 +265,12 @@ class WebSocketClient:
             except (_Dropped, Timeout, ServerUnreachable) as retry_exc:
                 self._drop_socket()
                 exc = retry_exc
+            except HTTPStatusError as status_exc:
+                if status_exc.status < 500:
+                    reader.failure = ResumeFailed(f"cannot reconnect: {status_exc}", self._failures)
+                    reader.failure.__cause__ = status_exc
+                    return
+                exc = status_exc  # a server restarting (502/503): try again
             except ClientError as fatal:
                 reader.failure = ResumeFailed(f"cannot reconnect: {fatal}", self._failures)
                 reader.failure.__cause__ = fatal

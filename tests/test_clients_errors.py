@@ -429,6 +429,59 @@ def test_websocket_closed_before_start_cannot_be_resumed(raw_server):
     assert len(server.requests) == 1
 
 
+# --- a server restarting: 503 while resuming is retried --------------------------------
+
+
+def delta(seq: int, content: str) -> dict:
+    return {"type": "delta", "stream": STREAM_ID, "seq": seq, "content": content}
+
+
+DONE = {"type": "done", "stream": STREAM_ID, "seq": 3, "finish_reason": "stop"}
+UNAVAILABLE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 62\r\n\r\n{"error": {"code": "unavailable", "message": "restarting..."}}'
+)
+
+
+def test_sse_resume_retries_through_a_503(raw_server):
+    def restarting(server: RawServer, conn: socket.socket, head: bytes) -> None:
+        attempt = len(server.requests)
+        if attempt == 1:
+            conn.sendall(SSE_HEAD + sse_event(START) + sse_event(delta(1, "a")))
+        elif attempt == 2:
+            conn.sendall(UNAVAILABLE)
+        else:
+            conn.sendall(SSE_HEAD + sse_event(delta(2, "b")) + sse_event(DONE))
+
+    server = raw_server(restarting)
+    stream = read_all(server.url, "sse", reconnect=QUICK_RETRY)
+    assert (stream.text, stream.finish_reason, stream.stats.reconnects) == ("ab", "stop", 2)
+    assert f"Last-Event-ID: {STREAM_ID}:1".encode() in server.requests[2]
+
+
+def test_websocket_resume_retries_through_a_503(raw_server):
+    def restarting(server: RawServer, conn: socket.socket, head: bytes) -> None:
+        attempt = len(server.requests)
+        if attempt == 2:
+            conn.sendall(UNAVAILABLE)
+            return
+        ws_handshake(conn, head)
+        message = ws_receive(conn)
+        server.messages.append(message)
+        if attempt == 1:
+            for event in ({**START, "ref": message["ref"]}, delta(1, "a")):
+                conn.sendall(ws_frame(json.dumps(event).encode()))
+        else:
+            conn.sendall(ws_frame(json.dumps(delta(2, "b")).encode()))
+            conn.sendall(ws_frame(json.dumps(DONE).encode()))
+            server.hold()
+
+    server = raw_server(restarting)
+    stream = read_all(server.url, "ws", reconnect=QUICK_RETRY)
+    assert (stream.text, stream.finish_reason, stream.stats.reconnects) == ("ab", "stop", 2)
+    assert server.messages[1] == {"type": "resume", "stream": STREAM_ID, "after": 1}
+
+
 # --- cancel on a server without POST /cancel ------------------------------------------
 
 
