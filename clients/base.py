@@ -68,9 +68,10 @@ class ReconnectPolicy:
 
 @dataclass
 class StreamStats:
-    """Measured on the client. Times are ``time.monotonic()`` seconds;
-    ``bytes_received`` counts what the transport carried for this stream
-    (SSE: response body bytes; WebSocket: message payload bytes)."""
+    """Measured on the client, from when reading starts (the request goes
+    out). Times are ``time.monotonic()`` seconds; ``bytes_received`` counts
+    what the transport carried for this stream (SSE: response body bytes;
+    WebSocket: message payload bytes); ``reconnects`` counts attempts."""
 
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
@@ -208,6 +209,7 @@ class Stream:
     def _run(self) -> Iterator[dict[str, Any]]:
         if self.cancelled:
             return  # cancelled before anything was sent: nothing to read
+        self.stats.started_at = time.monotonic()  # the request goes out now
         try:
             for event in self._raw_events():
                 if self._accept(event):
