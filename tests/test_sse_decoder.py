@@ -197,3 +197,25 @@ def test_round_trip_with_server_encoder(data: str):
     expected = data.replace("\r\n", "\n").replace("\r", "\n")
     for size in (None, 1):
         assert decode_all(wire, size) == [E(expected, id="S:4", retry=10)]
+
+
+def test_decoder_module_is_pure():
+    """clients/sse.py imports no I/O, no asyncio, no tornado: only text tools."""
+    import ast
+
+    import clients.sse
+
+    assert clients.sse.__file__ is not None
+    with open(clients.sse.__file__, encoding="utf-8") as source:
+        tree = ast.parse(source.read())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert imported == {"__future__", "codecs", "dataclasses"}
