@@ -35,8 +35,8 @@ const ui = {
 const TRANSPORT_NAMES = { sse: "SSE", ws: "WebSocket" };
 const DROP_HINTS = {
   sse:
-    "Drop connection cuts the SSE response mid-stream; EventSource reconnects and resumes " +
-    "with Last-Event-ID.",
+    "Drop connection cuts the SSE connection mid-stream; EventSource resumes with " +
+    "Last-Event-ID.",
   ws: "Drop connection closes the socket mid-stream; a new socket sends resume with the last seq.",
 };
 const HISTORY_LIMIT = 8;
