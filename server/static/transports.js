@@ -29,40 +29,16 @@ async function describeErrorResponse(response) {
     : `The server answered HTTP ${status}.`;
 }
 
-/** POST to a helper endpoint; returns {ok, missing, message}. `missing` = no such route. */
+/** POST to /cancel or /debug/drop; returns {ok, message}. */
 async function postHelper(path) {
   let response;
   try {
     response = await fetch(path, { method: "POST" });
   } catch (error) {
-    return { ok: false, missing: false, message: `network error: ${error.message}` };
+    return { ok: false, message: `network error: ${error.message}` };
   }
-  if (response.ok) return { ok: true, missing: false, message: "" };
-  let code = "";
-  try {
-    code = (await response.clone().json())?.error?.code ?? "";
-  } catch {
-    // ignore: judged by status alone
-  }
-  const missing = response.status === 405 || (response.status === 404 && code !== "stream_not_found");
-  return { ok: false, missing, message: await describeErrorResponse(response) };
-}
-
-/** Cancels a stream through a short-lived WebSocket (the stream store is shared). */
-function cancelOverWebSocket(streamId) {
-  return new Promise((resolve) => {
-    const socket = new WebSocket(webSocketUrl());
-    const finish = () => {
-      socket.close(1000);
-      resolve();
-    };
-    socket.onopen = () => {
-      socket.send(JSON.stringify({ type: "cancel", stream: streamId }));
-      // The cancel is processed before the close frame; give the server a beat anyway.
-      setTimeout(finish, 200);
-    };
-    socket.onerror = () => resolve();
-  });
+  if (response.ok) return { ok: true, message: "" };
+  return { ok: false, message: await describeErrorResponse(response) };
 }
 
 function webSocketUrl() {
@@ -237,14 +213,9 @@ export class SseRun extends BaseRun {
       return;
     }
     this.stopRequested = true;
-    const path = `/cancel?stream=${encodeURIComponent(this.streamId)}`;
-    const asked = await postHelper(path);
-    if (asked.missing) {
-      // No SSE cancel endpoint on this server: the WebSocket endpoint shares the streams.
-      await cancelOverWebSocket(this.streamId);
-    } else if (!asked.ok) {
-      this.fail(`Stop failed: ${asked.message}`);
-    }
+    // SSE has no way back to the server, so Stop is a separate request.
+    const asked = await postHelper(`/cancel?stream=${encodeURIComponent(this.streamId)}`);
+    if (!asked.ok) this.fail(`Stop failed: ${asked.message}`);
     // The done/cancelled event arrives on the EventSource.
   }
 
