@@ -196,6 +196,9 @@ def measure_server_latency(
                         "streams": len(many),
                         **_public(concurrent),
                         "client_cpu_percent": round(100 * loaded.client_cpu_seconds / wall, 1),
+                        "machine_cpu_percent": sampler.machine_cpu_percent_between(
+                            loaded.began, loaded.ended
+                        ),
                         "server_cpu_percent": sampler.cpu_percent_between(
                             loaded.began, loaded.ended
                         ),

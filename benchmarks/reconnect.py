@@ -295,6 +295,13 @@ async def _run_all(
     async with CountingProxy(endpoint.host, endpoint.port) as proxy:
         via_proxy = endpoint.with_port(proxy.port)
         streams: dict[str, list[CutStream]] = {"sse": [], "ws": []}
+        limits = {t: asyncio.Semaphore(max(1, config.reconnect_concurrency)) for t in streams}
+
+        async def limited(transport: str, stream: CutStream) -> None:
+            run = _sse_stream if transport == "sse" else _ws_stream
+            async with limits[transport]:
+                await run(proxy, via_proxy, stream)
+
         tasks = []
         for index, prompt in enumerate(prompts):
             for transport in ("sse", "ws"):
@@ -305,8 +312,7 @@ async def _run_all(
                     plan_cuts(rng, config.reconnect_max_tokens, config.reconnect_cuts, index % 2),
                 )
                 streams[transport].append(stream)
-                run = _sse_stream if transport == "sse" else _ws_stream
-                tasks.append(asyncio.ensure_future(run(proxy, via_proxy, stream)))
+                tasks.append(asyncio.ensure_future(limited(transport, stream)))
         for done in asyncio.as_completed(tasks):
             await done
             if progress is not None:
@@ -320,7 +326,8 @@ def run_reconnect(
     url: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Cut and resume ``config.reconnect_streams`` streams per transport, concurrently."""
+    """Cut and resume ``config.reconnect_streams`` streams per transport, both transports
+    at once, at most ``config.reconnect_concurrency`` streams of each in flight."""
     server = (
         None
         if url
@@ -337,13 +344,20 @@ def run_reconnect(
             disable=not progress,
             leave=False,
         ) as bar:
+            cpu_before, wall_before = time.process_time(), time.monotonic()
             streams = asyncio.run(_run_all(endpoint, config, bar))
+            client_cpu_percent = round(
+                100 * (time.process_time() - cpu_before) / (time.monotonic() - wall_before), 1
+            )
     finally:
         if server is not None:
             server.stop()
     return {
         "server": spec.name,
         "cuts_per_stream": config.reconnect_cuts,
+        "concurrency": config.reconnect_concurrency,
+        # the proxy and the clients run in this process: if it is busy, recovery times grow
+        "client_and_proxy_cpu_percent": client_cpu_percent,
         "max_tokens": config.reconnect_max_tokens,
         "transports": {t: measure_transport(s) for t, s in streams.items()},
     }

@@ -152,6 +152,10 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
             lambda s, t: _get(_top_level(results, s, t), "client_cpu_percent"),
         ),
         row(
+            f"Machine busy, {fmt(top_streams)} streams (% of all cores, every process)",
+            lambda s, t: _get(_top_level(results, s, t), "machine_cpu_percent"),
+        ),
+        row(
             f"Memory per live stream, {fmt(top_streams)} streams (KiB)",
             lambda s, t: _get(_top_level(results, s, t), "memory_per_stream_kib"),
         ),
@@ -258,10 +262,13 @@ def _throughput_details(results: dict[str, Any]) -> str:
                         fmt(level["server_cpu_percent"]),
                         fmt(level["server_cpu_ms_per_1k_events"]),
                         fmt(level["client_cpu_percent"]),
+                        fmt(level.get("machine_cpu_percent")),
                         fmt(level["server_peak_rss_mib"]),
                         fmt(level["memory_per_stream_kib"]),
                         fmt(_get(level, "delivery_delay_ms", "p50"), 2),
                         fmt(_get(level, "delivery_delay_ms", "p99"), 2),
+                        fmt(_get(level, "model_lag_ms", "p50"), 2),
+                        fmt(_get(level, "model_lag_ms", "p99"), 2),
                     ]
                 )
     header = [
@@ -274,10 +281,13 @@ def _throughput_details(results: dict[str, Any]) -> str:
         "Server CPU %",
         "Server CPU ms/1k ev",
         "Client CPU %",
+        "Machine busy %",
         "Peak RSS MiB",
         "KiB/stream",
         "Delay p50 ms",
         "Delay p99 ms",
+        "Model lag p50 ms",
+        "Model lag p99 ms",
     ]
     return _table(header, rows) if rows else "_not run_"
 
@@ -395,7 +405,13 @@ def _reconnect_details(results: dict[str, Any]) -> str:
             for t, d in rec["transports"].items()
         ],
     )
-    return detail + "\n\n" + totals
+    note = (
+        f"{fmt(rec.get('cuts_per_stream'))} cuts per stream, "
+        f"{fmt(rec.get('concurrency'))} streams per transport in flight at once; the proxy "
+        f"and the clients (one process) used {fmt(rec.get('client_and_proxy_cpu_percent'))} % "
+        "of a core."
+    )
+    return note + "\n\n" + detail + "\n\n" + totals
 
 
 GLOSSARY = """\
@@ -415,12 +431,19 @@ GLOSSARY = """\
 - **Offered / delivered events/s**: offered = streams × the model's tokens/s;
   delivered = `delta` events received per second in the window where all streams
   were live. Delivered below offered means the server (or the client) fell behind.
+- **Model lag**: how late the server *produced* each token against the synthetic
+  model's schedule, from the server's own `t` stamps. A large lag means the server's
+  event loop fell behind; a small lag with a large delivery delay means the relay, the
+  kernel or the client did.
 - **Server CPU %**: the server process's CPU time over the window, in % of one core
   (psutil). **ms per 1k events**: CPU time spent per 1,000 delivered tokens over
   the whole level — the cost of streaming, comparable across transports.
 - **Client CPU %**: the load generator's processes (summed, averaged over the whole
   level), so you can tell when the client,
   not the server, is the bottleneck (client and server share this machine's cores).
+- **Machine busy %**: the whole machine's CPU use (all processes, all cores) during the
+  window. Near 100 % means server, clients and whatever else runs here competed for
+  the cores, so a shortfall of delivered vs offered is not the server's alone.
 - **Memory per live stream**: (peak RSS during the level − RSS before it) / streams:
   a connection plus its stream's state, on a fresh server. RSS moves in pages and
   allocator arenas, so at a few streams this is noise; read it at the largest level.

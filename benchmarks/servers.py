@@ -142,6 +142,15 @@ class Sample:
     at: float  # wall clock
     cpu_seconds: float  # user + system, cumulative
     rss_bytes: int
+    machine_busy_seconds: float = 0.0  # all cores, all processes, cumulative
+    machine_total_seconds: float = 0.0
+
+
+def _machine_times() -> tuple[float, float]:
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    total = sum(times)
+    return total - idle, total
 
 
 @dataclass
@@ -176,7 +185,8 @@ class ResourceSampler:
                 rss = self._process.memory_info().rss
         except psutil.Error:
             return None
-        sample = Sample(time.time(), times.user + times.system, rss)
+        busy, total = _machine_times()
+        sample = Sample(time.time(), times.user + times.system, rss, busy, total)
         self.samples.append(sample)
         return sample
 
@@ -224,6 +234,16 @@ class ResourceSampler:
         if used is None or end <= start:
             return None
         return round(100.0 * used / (end - start), 1)
+
+    def machine_cpu_percent_between(self, start: float, end: float) -> float | None:
+        """How busy the whole machine was in ``[start, end]`` (all processes, % of all
+        cores): near 100 means everything, server and clients alike, competed for CPU."""
+        inside = [s for s in self.samples if start <= s.at <= end]
+        if len(inside) < 2:
+            return None
+        total = inside[-1].machine_total_seconds - inside[0].machine_total_seconds
+        busy = inside[-1].machine_busy_seconds - inside[0].machine_busy_seconds
+        return round(100.0 * busy / total, 1) if total > 0 else None
 
     def peak_rss_between(self, start: float, end: float) -> int | None:
         inside = [s.rss_bytes for s in self.samples if start <= s.at <= end]

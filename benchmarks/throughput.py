@@ -45,6 +45,7 @@ from .latency import measure_records
 from .loadgen import LoadGenerator, LoadSpec
 from .proxy import CountingProxy
 from .servers import ResourceSampler, ServerProcess, ServerSpec
+from .stats import summarize
 
 __all__ = ["run_throughput", "sweep_level", "unthrottled_stream", "wire_bytes"]
 
@@ -60,6 +61,26 @@ def _window(records: Sequence[StreamRecord]) -> tuple[float, float, bool]:
     if end - start >= 0.2:
         return start, end, True
     return min(firsts), max(lasts), False
+
+
+def model_lag(records: Sequence[StreamRecord], config: SuiteConfig) -> list[float]:
+    """How late the server produced each token against the model's own schedule
+    (``first_token_latency`` after ``start``, then one every 1/tokens_per_second),
+    from the server's ``t`` stamps only: the server falling behind, whatever the client."""
+    if not config.tokens_per_second:
+        return []
+    interval = 1.0 / config.tokens_per_second
+    lags: list[float] = []
+    for record in records:
+        if not record.kinds or record.kinds[0] != "start":
+            continue
+        scheduled = record.produced[0] + config.first_token_latency
+        index = 0
+        for kind, produced in zip(record.kinds, record.produced):
+            if kind == "delta":
+                lags.append(produced - (scheduled + index * interval))
+                index += 1
+    return lags
 
 
 def sweep_level(
@@ -130,6 +151,9 @@ def sweep_level(
         "error_examples": measures["error_examples"],
         "exact_text": text_ok,
         "server_cpu_percent": sampler.cpu_percent_between(start, end) if window > 0 else None,
+        "machine_cpu_percent": (
+            sampler.machine_cpu_percent_between(start, end) if window > 0 else None
+        ),
         "server_cpu_ms_per_1k_events": (
             round(1e6 * server_cpu_seconds / deltas, 2) if server_cpu_seconds and deltas else None
         ),
@@ -143,6 +167,7 @@ def sweep_level(
         "memory_per_stream_kib": (
             round((peak_rss - idle) / streams / 1024, 1) if peak_rss and idle else None
         ),
+        "model_lag_ms": summarize(model_lag(records, config), 1000.0),
         "ttft_ms": measures["ttft_ms"],
         "delivery_delay_ms": measures["delivery_delay_ms"],
         "inter_token_gap_ms": measures["inter_token_gap_ms"],
