@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env(p + "WS_COMPRESSION", False, lambda s: s.lower() in ("1", "true", "yes")),
         help=f"offer permessage-deflate on /ws to clients that ask for it [env {p}WS_COMPRESSION]",
     )
+    parser.add_argument(
+        "--debug-drop",
+        action=argparse.BooleanOptionalAction,
+        default=_env(p + "DEBUG_DROP", True, lambda s: s.lower() in ("1", "true", "yes")),
+        help="serve POST /debug/drop?stream=S, which cuts that stream's connections so "
+        f"clients can show recovery (the demo's Drop connection) [env {p}DEBUG_DROP]",
+    )
     add(
         "--allowed-origin",
         p + "ALLOWED_ORIGINS",
@@ -192,6 +199,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         retry_ms=args.retry_ms,
         ws_ping_interval=args.ws_ping_interval,
         ws_compression=args.ws_compression,
+        debug_drop=args.debug_drop,
         allowed_origins=origins,
         api_key=args.api_key,
         limits=protocol.Limits(max_prompt_bytes=args.max_prompt_bytes),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import tornado.web
 
@@ -11,7 +12,15 @@ from .backends.base import Backend
 from .openai_compat import ChatCompletionsHandler, ModelsHandler
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore
-from .web import STATIC_DIR, CancelHandler, HealthHandler, IndexHandler, NotFoundHandler
+from .web import (
+    STATIC_DIR,
+    CancelHandler,
+    ConnectionRegistry,
+    DropHandler,
+    HealthHandler,
+    IndexHandler,
+    NotFoundHandler,
+)
 from .ws_handler import StreamSocketHandler
 
 __all__ = ["Settings", "make_backend", "make_app"]
@@ -39,6 +48,7 @@ class Settings:
     ws_ping_interval: float = 20.0
     allowed_origins: tuple[str, ...] = ()
     ws_compression: bool = False
+    debug_drop: bool = True
     api_key: str | None = None
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
@@ -74,10 +84,17 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
         store = MemoryStreamStore(
             make_backend(settings), retention=settings.retention, idle_timeout=settings.idle_timeout
         )
-    common = {"store": store, "limits": settings.limits}
-    openai_args = {**common, "api_key": settings.api_key}
+    connections = ConnectionRegistry()
+    common = {"store": store, "limits": settings.limits, "connections": connections}
+    openai_args = {"store": store, "limits": settings.limits, "api_key": settings.api_key}
+    debug_routes: list[Any] = (
+        [(r"/debug/drop", DropHandler, {"store": store, "connections": connections})]
+        if settings.debug_drop
+        else []
+    )
     return tornado.web.Application(
-        [
+        debug_routes
+        + [
             (r"/", IndexHandler),
             (r"/healthz", HealthHandler, {"store": store}),
             (

@@ -11,7 +11,7 @@ from . import protocol, sse
 from .backends.base import ChatRequest
 from .errors import ApiError, StreamNotFound
 from .streams import MemoryStreamStore, Stream
-from .web import JsonErrorHandler
+from .web import ConnectionRegistry, JsonErrorHandler
 
 __all__ = ["SSEHandler"]
 
@@ -32,8 +32,10 @@ class SSEHandler(JsonErrorHandler):
         limits: protocol.Limits,
         retry_ms: int = 1000,
         heartbeat: float = 15.0,
+        connections: ConnectionRegistry | None = None,
     ) -> None:
         self.store = store
+        self.connections = connections
         self.limits = limits
         self.retry_ms = retry_ms
         self.heartbeat = heartbeat
@@ -94,10 +96,15 @@ class SSEHandler(JsonErrorHandler):
             # algorithm holds small token writes back for an ACK.
             connection_stream.set_nodelay(True)
         self._relay = asyncio.ensure_future(self._relay_events(stream))
+        if self.connections is not None and connection_stream is not None:
+            self.connections.add(stream.id, connection_stream.close)
         try:
             await self._relay
         except (asyncio.CancelledError, StreamClosedError):
             return  # the client went away; the stream itself goes on
+        finally:
+            if self.connections is not None and connection_stream is not None:
+                self.connections.discard(stream.id, connection_stream.close)
         self.finish()
 
     async def _relay_events(self, stream: Stream) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +19,8 @@ __all__ = [
     "HealthHandler",
     "IndexHandler",
     "CancelHandler",
+    "ConnectionRegistry",
+    "DropHandler",
     "NotFoundHandler",
     "STATIC_DIR",
 ]
@@ -95,6 +98,53 @@ class CancelHandler(JsonErrorHandler):
         if stream is None:
             raise StreamNotFound(stream_id)
         self.write({"stream": stream_id, "cancelled": stream.cancel()})
+
+
+class ConnectionRegistry:
+    """Which open connections are relaying which stream, so that
+    ``POST /debug/drop`` can cut them (to demonstrate and test recovery)."""
+
+    def __init__(self) -> None:
+        self._closers: dict[str, set[Callable[[], None]]] = {}
+
+    def add(self, stream_id: str, close: Callable[[], None]) -> None:
+        self._closers.setdefault(stream_id, set()).add(close)
+
+    def discard(self, stream_id: str, close: Callable[[], None]) -> None:
+        closers = self._closers.get(stream_id)
+        if closers is not None:
+            closers.discard(close)
+            if not closers:
+                del self._closers[stream_id]
+
+    def drop(self, stream_id: str) -> int:
+        """Abruptly close every connection relaying ``stream_id``; how many."""
+        closers = self._closers.pop(stream_id, set())
+        for close in closers:
+            close()
+        return len(closers)
+
+
+class DropHandler(JsonErrorHandler):
+    """``POST /debug/drop?stream=S``: cut the TCP connections that relay S, as
+    a network failure would. The stream goes on; clients resume. For demos
+    and tests; ``--no-debug-drop`` removes it."""
+
+    def initialize(self, store: MemoryStreamStore, connections: ConnectionRegistry) -> None:
+        self.store = store
+        self.connections = connections
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    def post(self) -> None:
+        try:
+            stream_id = protocol.validate_stream_id(self.get_query_argument("stream", None))
+        except protocol.ProtocolError as exc:
+            raise ApiError.from_protocol(exc) from None
+        if self.store.get(stream_id) is None:
+            raise StreamNotFound(stream_id)
+        self.write({"stream": stream_id, "dropped": self.connections.drop(stream_id)})
 
 
 class NotFoundHandler(JsonErrorHandler):

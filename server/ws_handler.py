@@ -13,6 +13,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from . import protocol
 from .backends.base import ChatRequest
 from .streams import MemoryStreamStore, Stream
+from .web import ConnectionRegistry
 
 __all__ = ["StreamSocketHandler"]
 
@@ -33,7 +34,9 @@ class StreamSocketHandler(WebSocketHandler):
         limits: protocol.Limits,
         allowed_origins: tuple[str, ...] = (),
         compression: bool = False,
+        connections: ConnectionRegistry | None = None,
     ) -> None:
+        self.connections = connections
         self.store = store
         self.limits = limits
         self.allowed_origins = allowed_origins
@@ -86,7 +89,15 @@ class StreamSocketHandler(WebSocketHandler):
             previous.cancel()  # a resume replaces this socket's earlier relay
         self._relays[stream.id] = asyncio.ensure_future(self._relay(stream, after, ref))
 
+    def _drop(self) -> None:
+        """Cut the TCP connection without a close frame, as a network failure would."""
+        stream = getattr(self.ws_connection, "stream", None)
+        if stream is not None:
+            stream.close()
+
     async def _relay(self, stream: Stream, after: int, ref: Any) -> None:
+        if self.connections is not None:
+            self.connections.add(stream.id, self._drop)
         try:
             async with contextlib.aclosing(stream.follow(after)) as events:
                 async for event in events:
@@ -101,6 +112,8 @@ class StreamSocketHandler(WebSocketHandler):
         finally:
             if self._relays.get(stream.id) is asyncio.current_task():
                 del self._relays[stream.id]
+            if self.connections is not None and stream.id not in self._relays:
+                self.connections.discard(stream.id, self._drop)
 
     async def _send_error(self, stream: str | None, code: str, message: str, **extra: Any) -> None:
         event = protocol.error_event(stream, None, code, message, **extra)

@@ -294,3 +294,60 @@ async def test_wrong_method_is_a_json_405(http_server_client: Any) -> None:
 async def test_invalid_utf8_query_is_a_400(http_server_client: Any) -> None:
     status, error = await error_of(http_server_client, "/sse?prompt=%ff%fe")
     assert status == 400
+
+
+class TestDebugDrop:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(tokens_per_second=100, first_token_latency=0, ws_ping_interval=0)
+
+    async def test_drop_cuts_the_response_and_last_event_id_resumes(
+        self, http_server_client: Any
+    ) -> None:
+        url = base_url(http_server_client) + "/sse"
+        params = {"prompt": "cut me", "max_tokens": 40}
+        events: list[dict[str, Any]] = []
+        ids: list[str] = []
+        dropped = None
+        async with httpx.AsyncClient(timeout=10) as client:
+            async with aconnect_sse(client, "GET", url, params=params) as source:
+                try:
+                    async for sse in source.aiter_sse():
+                        events.append(json.loads(sse.data))
+                        ids.append(sse.id)
+                        if len(events) == 3:
+                            dropped = await http_server_client.fetch(
+                                f"/debug/drop?stream={events[0]['stream']}",
+                                method="POST",
+                                body=b"",
+                            )
+                except httpx.RemoteProtocolError:
+                    pass  # the server cut the chunked response mid-way, as intended
+        assert dropped is not None and json.loads(dropped.body)["dropped"] == 1
+        assert events[-1]["type"] != "done"
+        _, rest, _, _ = await read_sse(url, params, headers={"Last-Event-ID": ids[-1]})
+        assert text_of(events + rest) == expected_text("cut me", 40)
+
+    async def test_drop_of_an_unknown_stream_is_404(self, http_server_client: Any) -> None:
+        status, error = await error_of(
+            http_server_client,
+            "/debug/drop?stream=AAAAAAAAAAAAAAAAAAAAAA",
+            method="POST",
+            body=b"",
+        )
+        assert (status, error["code"]) == (404, "stream_not_found")
+
+
+class TestDebugDropDisabled:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(tokens_per_second=0, ws_ping_interval=0, debug_drop=False)
+
+    async def test_no_drop_endpoint(self, http_server_client: Any) -> None:
+        status, error = await error_of(
+            http_server_client,
+            "/debug/drop?stream=AAAAAAAAAAAAAAAAAAAAAA",
+            method="POST",
+            body=b"",
+        )
+        assert (status, error["code"]) == (404, "not_found")

@@ -233,3 +233,31 @@ class TestCompression:
             assert text_of(await until_end(ws)) == expected_text("zip", 5)
         finally:
             ws.close()
+
+
+class TestDebugDrop:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(tokens_per_second=100, first_token_latency=0, ws_ping_interval=0)
+
+    async def test_drop_cuts_the_socket_and_resume_completes(self, http_server_client: Any) -> None:
+        ws = await connect(http_server_client)
+        ws.write_message(json.dumps({"type": "start", "prompt": "cut me", "max_tokens": 40}))
+        first = [await receive(ws) for _ in range(4)]
+        stream = first[0]["stream"]
+        response = await http_server_client.fetch(
+            f"/debug/drop?stream={stream}", method="POST", body=b""
+        )
+        assert json.loads(response.body) == {"stream": stream, "dropped": 1}
+        while (message := await ws.read_message()) is not None:
+            first.append(json.loads(message))  # events already in flight
+        ws2 = await connect(http_server_client)
+        try:
+            ws2.write_message(
+                json.dumps({"type": "resume", "stream": stream, "after": first[-1]["seq"]})
+            )
+            rest = await until_end(ws2, stream)
+        finally:
+            ws2.close()
+        assert text_of(first + rest) == expected_text("cut me", 40)
+        assert [e["seq"] for e in first + rest] == list(range(42))
