@@ -19,6 +19,7 @@ import os
 import platform
 import shlex
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,13 @@ import psutil
 from .config import PRESETS
 from .report import write_report
 
+EXAMPLES = """\
+  python -m benchmarks --quick                # everything, in under two minutes
+  python -m benchmarks                        # the full suite (1,000-stream sweep)
+  python -m benchmarks latency reconnect      # some parts only
+  python -m benchmarks --url http://127.0.0.1:8888/ latency    # a running server
+  python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
+"""
 PARTS = ("latency", "throughput", "reconnect", "peers")
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
@@ -54,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.description = textwrap.fill(parser.description or "", 88)
+    parser.epilog = textwrap.fill(parser.epilog or "", 88) + "\n\nExamples:\n" + EXAMPLES
     parser.add_argument(
         "parts",
         nargs="*",
@@ -79,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--url",
         help="measure an already running twinstream at this URL instead of starting one "
         "(latency, throughput and reconnect; server CPU/RSS and the unthrottled stream "
-        "need a server the suite starts itself)",
+        "need a server the suite starts itself; pass the server's pace as --tokens-per-second "
+        "so offered rates are right)",
     )
     parser.add_argument(
         "--out",
