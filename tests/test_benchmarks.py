@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from benchmarks.__main__ import main
-from benchmarks.clients import SSEParser, expected_text, prompts_with_tokens
+from benchmarks.clients import SSEParser, StreamRecord, expected_text, prompts_with_tokens
 from benchmarks.config import TINY
 from benchmarks.latency import run_latency
 from benchmarks.proxy import CountingProxy
@@ -24,7 +24,7 @@ from benchmarks.reconnect import plan_cuts, run_reconnect
 from benchmarks.report import summary_table
 from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess
 from benchmarks.stats import percentile, summarize
-from benchmarks.throughput import run_throughput
+from benchmarks.throughput import model_lag, run_throughput
 
 CONFIG = TINY.replace(workers=1)
 STAT_KEYS = {"n", "p50", "p90", "p99", "max", "mean"}
@@ -97,6 +97,25 @@ def test_counting_proxy_counts_and_cuts() -> None:
             await upstream.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_model_lag_measures_tokens_against_the_schedule() -> None:
+    record = StreamRecord("sse", "p", 3, cold=True)
+    start = 1000.0
+    # first token 0.25 s after start, then one every 0.1 s; the last one is 0.05 s late
+    for kind, t in (
+        ("start", start),
+        ("delta", start + 0.25),
+        ("delta", start + 0.35),
+        ("delta", start + 0.50),
+        ("done", start + 0.5),
+    ):
+        record.add({"type": kind, "seq": len(record.kinds), "t": t}, t + 0.001)
+    config = TINY.replace(tokens_per_second=10.0, first_token_latency=0.25)
+    assert [round(lag, 6) for lag in model_lag([record], config)] == [0.0, 0.0, 0.05]
+    assert model_lag([record], TINY) == []  # unthrottled: no schedule to lag behind
+    assert [round(d, 6) for d in record.delivery_delays()] == [0.001] * 5
+    assert [round(g, 6) for g in record.inter_token_gaps()] == [0.1, 0.15]
 
 
 # -- the peer servers speak the contract --------------------------------------------
