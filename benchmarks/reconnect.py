@@ -2,19 +2,21 @@
 
 Every stream runs through a :class:`~benchmarks.proxy.CountingProxy` and is
 cut several times at planned points (after the client has processed a given
-``seq``), alternating two ways:
+``seq``), taking three ways in turn:
 
-* **server side** -- the proxy drops both of its sockets (RST): to the client
-  this is the server or the network going away; the client notices on its
-  next read;
-* **client side** -- the client aborts its own socket, as a browser tab losing
-  its network would.
+* **network** -- the proxy drops both of its sockets (RST): to the client this
+  is the server or the network going away without a word;
+* **client** -- the client aborts its own socket, as a browser tab losing its
+  network would;
+* **server** -- the server closes the connection itself (twinstream's
+  ``POST /debug/drop?stream=S``; skipped when the server does not serve it).
 
-The client then reconnects at once and resumes: SSE with the same URL and
+After a network or server cut the client keeps reading until it notices, as a
+real one would. The client then reconnects at once and resumes: SSE with the same URL and
 ``Last-Event-ID: S:seq`` (what ``EventSource`` does, minus the server's
 ``retry:`` wait), WebSocket with a new socket and ``{"type":"resume"}``.
 
-Measured per transport and side: **time until events flow again** (from the
+Measured per transport and way of cutting: **time until events flow again** (from the
 cut to the first event received on the new connection), **reconnect time**
 (cut to the new connection ready: SSE response head received, WebSocket
 handshake done), **resumed event delay** (how late the first
@@ -57,7 +59,9 @@ from .stats import summarize
 
 __all__ = ["Cut", "CutStream", "plan_cuts", "run_reconnect"]
 
-SIDES = ("server", "client")
+#: who cuts: the network (the proxy drops both sockets), the client (it aborts its own
+#: socket), the server (``POST /debug/drop``: the server closes the connection itself)
+SIDES = ("network", "client", "server")
 
 
 @dataclass
@@ -154,23 +158,76 @@ class CutStream:
         return "".join(self.contents[seq] for seq in sorted(self.contents))
 
 
-def plan_cuts(rng: random.Random, max_tokens: int, cuts: int, first_side: int) -> list[Cut]:
+def plan_cuts(
+    rng: random.Random,
+    max_tokens: int,
+    cuts: int,
+    first_side: int,
+    sides: Sequence[str] = SIDES,
+) -> list[Cut]:
     """``cuts`` distinct cut points among the stream's deltas (seq 1..max_tokens-1),
-    sides alternating."""
+    taking ``sides`` in turn."""
     points = sorted(rng.sample(range(1, max_tokens), min(cuts, max_tokens - 1)))
-    return [Cut(side=SIDES[(first_side + i) % 2], after_seq=p) for i, p in enumerate(points)]
+    return [
+        Cut(side=sides[(first_side + i) % len(sides)], after_seq=p) for i, p in enumerate(points)
+    ]
 
 
-async def _cut(proxy: CountingProxy, cut: Cut, local_port: int, abort_own: Any) -> bool:
-    """Make ``cut``; return True when the client should stop reading this connection."""
-    if cut.side == "client":
-        abort_own()
-        return True
-    proxy.cut(local_port)
-    return False  # keep reading until the client notices, as a real one would
+async def _post(endpoint: Endpoint, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n".encode("ascii")
+        )
+        response = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, body = response.partition(b"\r\n")
+    parts = status_line.split()
+    return (int(parts[1]) if len(parts) > 1 else 0), body
 
 
-async def _sse_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStream) -> None:
+async def server_drop_supported(endpoint: Endpoint) -> bool:
+    """Whether the server serves ``POST /debug/drop`` (an unknown stream then answers
+    ``stream_not_found``, not "no such endpoint")."""
+    try:
+        status, body = await _post(endpoint, "/debug/drop?stream=benchmarkprobe00")
+    except OSError:
+        return False
+    return status == 404 and b"stream_not_found" in body
+
+
+class Cutter:
+    """Makes cuts: through the proxy, by the client, or by asking the server."""
+
+    def __init__(self, proxy: CountingProxy, server: Endpoint) -> None:
+        self.proxy = proxy
+        self.server = server
+        self._requests: set[asyncio.Task[tuple[int, bytes]]] = set()
+
+    def cut(self, cut: Cut, stream: CutStream, local_port: int, abort_own: Any) -> bool:
+        """Make ``cut``; return True when the client should stop reading this connection
+        (otherwise it keeps reading until it notices, as a real client would)."""
+        if cut.side == "client":
+            abort_own()
+            return True
+        if cut.side == "network":
+            self.proxy.cut(local_port)
+            return False
+        request = asyncio.ensure_future(
+            _post(self.server, f"/debug/drop?stream={stream.stream_id}")
+        )
+        self._requests.add(request)
+        request.add_done_callback(self._requests.discard)
+        return False
+
+    async def wait(self) -> None:
+        if self._requests:
+            await asyncio.gather(*self._requests, return_exceptions=True)
+
+
+async def _sse_stream(cutter: Cutter, endpoint: Endpoint, stream: CutStream) -> None:
     attempts = 0
     while not stream.finished and attempts <= len(stream.plan) + 5:
         attempts += 1
@@ -189,8 +246,8 @@ async def _sse_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStrea
                 cut = stream.receive(json.loads(data), event_id)
                 if stream.finished:
                     break
-                if cut is not None and await _cut(
-                    proxy, cut, connection.local_port, connection.abort
+                if cut is not None and cutter.cut(
+                    cut, stream, connection.local_port, connection.abort
                 ):
                     break
             else:
@@ -209,7 +266,7 @@ async def _sse_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStrea
         stream.error = stream.error or "gave up reconnecting"
 
 
-async def _ws_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStream) -> None:
+async def _ws_stream(cutter: Cutter, endpoint: Endpoint, stream: CutStream) -> None:
     attempts = 0
     while not stream.finished and attempts <= len(stream.plan) + 5:
         attempts += 1
@@ -236,8 +293,8 @@ async def _ws_stream(proxy: CountingProxy, endpoint: Endpoint, stream: CutStream
                 cut = stream.receive(event, None)
                 if stream.finished:
                     break
-                if cut is not None and await _cut(
-                    proxy, cut, local_port, websocket.transport.abort
+                if cut is not None and cutter.cut(
+                    cut, stream, local_port, websocket.transport.abort
                 ):
                     break
         except Exception:  # ConnectionClosed, OSError: resume
@@ -282,25 +339,30 @@ def measure_transport(streams: Sequence[CutStream]) -> dict[str, Any]:
             1 for s in streams if s.text() != expected_text(s.prompt, s.max_tokens)
         ),
         "all": _summarize(streams),
-        "server_side": _summarize(streams, "server"),
-        "client_side": _summarize(streams, "client"),
+        "by_side": {
+            side: _summarize(streams, side)
+            for side in SIDES
+            if any(c.side == side for s in streams for c in s.plan)
+        },
     }
 
 
 async def _run_all(
     endpoint: Endpoint, config: SuiteConfig, progress: tqdm | None
-) -> dict[str, list[CutStream]]:
+) -> tuple[dict[str, list[CutStream]], tuple[str, ...]]:
     rng = random.Random(config.seed)
     prompts = prompts_with_tokens(config.reconnect_streams, config.reconnect_max_tokens, "cut")
+    sides = SIDES if await server_drop_supported(endpoint) else ("network", "client")
     async with CountingProxy(endpoint.host, endpoint.port) as proxy:
         via_proxy = endpoint.with_port(proxy.port)
+        cutter = Cutter(proxy, endpoint)
         streams: dict[str, list[CutStream]] = {"sse": [], "ws": []}
         limits = {t: asyncio.Semaphore(max(1, config.reconnect_concurrency)) for t in streams}
 
         async def limited(transport: str, stream: CutStream) -> None:
             run = _sse_stream if transport == "sse" else _ws_stream
             async with limits[transport]:
-                await run(proxy, via_proxy, stream)
+                await run(cutter, via_proxy, stream)
 
         tasks = []
         for index, prompt in enumerate(prompts):
@@ -309,7 +371,13 @@ async def _run_all(
                     transport,
                     prompt,
                     config.reconnect_max_tokens,
-                    plan_cuts(rng, config.reconnect_max_tokens, config.reconnect_cuts, index % 2),
+                    plan_cuts(
+                        rng,
+                        config.reconnect_max_tokens,
+                        config.reconnect_cuts,
+                        index % len(sides),
+                        sides,
+                    ),
                 )
                 streams[transport].append(stream)
                 tasks.append(asyncio.ensure_future(limited(transport, stream)))
@@ -317,7 +385,8 @@ async def _run_all(
             await done
             if progress is not None:
                 progress.update()
-        return streams
+        await cutter.wait()
+        return streams, sides
 
 
 def run_reconnect(
@@ -345,7 +414,7 @@ def run_reconnect(
             leave=False,
         ) as bar:
             cpu_before, wall_before = time.process_time(), time.monotonic()
-            streams = asyncio.run(_run_all(endpoint, config, bar))
+            streams, sides = asyncio.run(_run_all(endpoint, config, bar))
             client_cpu_percent = round(
                 100 * (time.process_time() - cpu_before) / (time.monotonic() - wall_before), 1
             )
@@ -356,6 +425,7 @@ def run_reconnect(
         "server": spec.name,
         "cuts_per_stream": config.reconnect_cuts,
         "concurrency": config.reconnect_concurrency,
+        "sides": list(sides),
         # the proxy and the clients run in this process: if it is busy, recovery times grow
         "client_and_proxy_cpu_percent": client_cpu_percent,
         "max_tokens": config.reconnect_max_tokens,

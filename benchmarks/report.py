@@ -347,12 +347,11 @@ def _reconnect_details(results: dict[str, Any]) -> str:
         return "_not run_"
     rows = []
     for transport, data in rec["transports"].items():
-        for side in ("server_side", "client_side"):
-            block = data[side]
+        for side, block in data.get("by_side", {}).items():
             rows.append(
                 [
                     transport,
-                    side.replace("_", " "),
+                    side,
                     fmt(block["cuts"]),
                     fmt(block["resumed"]),
                     fmt(_get(block, "reconnect_ms", "p50"), 2),
@@ -450,9 +449,10 @@ GLOSSARY = """\
 - **Wire bytes per token**: every byte the server sent (HTTP headers, chunked
   framing or WebSocket frames, handshakes) counted at a TCP proxy, divided by the
   number of `delta` events; "cold" = a new connection per completion.
-- **Reconnect**: each stream is cut several times, alternately by the server side (a
-  proxy drops both sockets) and by the client (it aborts its socket); the client
-  resumes at once (SSE: `Last-Event-ID`; WebSocket: a `resume` message).
+- **Reconnect**: each stream is cut several times, taking in turn the network (a proxy
+  between client and server drops both sockets), the client (it aborts its socket) and
+  the server (it closes the connection: `POST /debug/drop`); the client resumes at once
+  (SSE: `Last-Event-ID`; WebSocket: a `resume` message).
   *Reconnect* = cut → new connection ready (SSE: response head received; WebSocket:
   handshake done). *Events flow again* = cut → first event on
   the new connection; at a paced model this is often just the wait for the next token,

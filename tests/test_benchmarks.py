@@ -66,7 +66,7 @@ def test_prompts_are_long_enough_and_distinct() -> None:
 
 def test_cut_plan_alternates_sides_inside_the_stream() -> None:
     plan = plan_cuts(random.Random(1), max_tokens=30, cuts=6, first_side=1)
-    assert [c.side for c in plan] == ["client", "server"] * 3
+    assert [c.side for c in plan] == ["client", "server", "network"] * 2
     seqs = [c.after_seq for c in plan]
     assert seqs == sorted(set(seqs)) and 1 <= seqs[0] and seqs[-1] < 30
 
@@ -210,7 +210,7 @@ def test_throughput_part() -> None:
 
 def test_reconnect_part_loses_and_duplicates_nothing() -> None:
     # paced so cuts land while the stream is still being generated
-    config = CONFIG.replace(tokens_per_second=200.0, reconnect_streams=2, reconnect_cuts=4)
+    config = CONFIG.replace(tokens_per_second=200.0, reconnect_streams=2, reconnect_cuts=6)
     results = run_reconnect(config, progress=False)
     for transport in ("sse", "ws"):
         data = results["transports"][transport]
@@ -219,11 +219,13 @@ def test_reconnect_part_loses_and_duplicates_nothing() -> None:
         assert data["lost"] == 0
         assert data["duplicated"] == 0
         assert data["text_mismatches"] == 0
-        assert data["all"]["cuts"] == 2 * 4  # cuts are planned by seq, so all happen
-        assert data["server_side"]["cuts"] + data["client_side"]["cuts"] == data["all"]["cuts"]
+        assert data["all"]["cuts"] == 2 * 6  # cuts are planned by seq, so all happen
+        by_side = data["by_side"]
+        assert set(by_side) == {"network", "client", "server"}
+        assert sum(side["cuts"] for side in by_side.values()) == data["all"]["cuts"]
         # a client-side cut always needs a new connection
-        assert data["client_side"]["resumed"] == data["client_side"]["cuts"]
-        assert data["connections"] >= data["streams"] + data["client_side"]["cuts"]
+        assert by_side["client"]["resumed"] == by_side["client"]["cuts"] > 0
+        assert data["connections"] >= data["streams"] + by_side["client"]["cuts"]
         assert data["events_received"] >= data["events_expected"]
 
 
@@ -234,6 +236,7 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     assert results["meta"]["parts"] == ["latency", "throughput", "reconnect", "peers"]
     assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets"}
     assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets"}
+    assert results["reconnect"]["sides"] == ["network", "client", "server"]
     assert results["reconnect"]["transports"]["sse"]["lost"] == 0
     assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
     report = (out / "report.md").read_text()
