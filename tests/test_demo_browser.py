@@ -8,9 +8,6 @@ same prompt through ``/v1/chat/completions``.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -116,73 +113,61 @@ def test_drop_connection_resumes_to_the_same_text(
 
 
 def assert_sse_resumed_after_a_delivered_event(demo: DemoPage) -> None:
-    """The second /sse request resumed the page's stream after a seq it had received.
-
-    With the server's ``POST /debug/drop`` the browser's EventSource reconnects by
-    itself to the same URL with a ``Last-Event-ID`` header; without it, the page
-    reopens the EventSource at ``?last_event_id=``.
-    """
+    """The page asked the server to cut the response (``POST /debug/drop``) and the
+    browser's own EventSource reconnected to the same URL with ``Last-Event-ID``,
+    naming the page's stream and a seq it had received."""
+    (drop,) = demo.requests_to("/debug/drop", "POST")
+    assert drop.status == 200
     first, resumed = demo.requests_to("/sse")
-    if any(x.status == 200 for x in demo.requests_to("/debug/drop", "POST")):
-        assert resumed.query == first.query
-        (last_event_id,) = demo.last_event_ids_sent()
-    else:
-        (last_event_id,) = resumed.query["last_event_id"]
+    assert resumed.query == first.query  # same URL: the browser's reconnect, not the page's
+    (last_event_id,) = demo.last_event_ids_sent()
     stream, _, seq = last_event_id.rpartition(":")
     stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
     assert "prompt" in first.query and stream == stream_id and int(seq) >= 1
     assert resumed.status == 200
 
 
-def test_sse_drop_by_the_server_lets_eventsource_reconnect_by_itself(
-    demo: DemoPage, live_server
-) -> None:
-    """The page's preferred SSE drop: the server cuts the response and the browser's
-    own EventSource reconnects, sending the ``Last-Event-ID`` header.
-
-    Until the server has ``POST /debug/drop``, the test stands in for it: it
-    answers the page's POST and closes the server's connections itself.
-    """
-    if not server_has_drop_endpoint(live_server.url):
-        demo.page.route("**/debug/drop?*", lambda route: cut_connections(route, live_server))
+def test_sse_drop_resumes_one_stream_on_the_server(demo: DemoPage, live_server) -> None:
+    """EventSource's reconnect resumed the stream: the server never started a second one."""
     demo.send(MEDIUM_PROMPT, "sse")
     before_drop = demo.wait_for_text(60)
     demo.button("Drop connection").click()
 
     assert demo.wait_for_status("done", "error", "cancelled") == "done"
-    # The reconnect resumed the stream (Last-Event-ID): the server never started a second one.
     assert len(live_server.store) == 1
-    first, resumed = demo.requests_to("/sse")
-    assert resumed.query == first.query  # same URL: the browser's own reconnect, not the page's
-    (last_event_id,) = demo.last_event_ids_sent()
-    stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
-    assert last_event_id.startswith(stream_id + ":") and int(last_event_id.split(":")[1]) >= 1
-    assert demo.metric("reconnects") == "1"
-    assert "reconnecting" in demo.status_log()
-    expected = expected_completion(live_server.url, MEDIUM_PROMPT)  # (a cut would cut it too)
+    assert_sse_resumed_after_a_delivered_event(demo)
+    expected = expected_completion(live_server.url, MEDIUM_PROMPT)
     assert len(before_drop) < len(expected)
     assert demo.response_text() == expected
 
 
-def server_has_drop_endpoint(base_url: str) -> bool:
-    request = urllib.request.Request(base_url + "/debug/drop?stream=unknown-stream", method="POST")
-    try:
-        urllib.request.urlopen(request, timeout=5).close()
-    except urllib.error.HTTPError as error:
-        return json.loads(error.read())["error"]["code"] != "not_found"
-    return True
+class TestWithoutTheDropEndpoint:
+    """A server started with ``--no-debug-drop``: the page cuts the EventSource
+    itself and reopens it at ``?last_event_id=``, as a careful client would."""
 
+    @pytest.fixture
+    def live_settings(self) -> Settings:
+        return Settings(
+            tokens_per_second=40, first_token_latency=0, ws_ping_interval=0, debug_drop=False
+        )
 
-def cut_connections(route: Route, live_server) -> None:
-    """Close every server-side connection (mid-stream, only the SSE one is busy)."""
-    server = live_server._server
+    def test_page_reopens_with_last_event_id(self, demo: DemoPage, live_server) -> None:
+        demo.send(MEDIUM_PROMPT, "sse")
+        before_drop = demo.wait_for_text(60)
+        demo.button("Drop connection").click()
 
-    def cut() -> None:
-        for connection in list(server._connections):
-            connection.stream.close()
-
-    live_server.call(cut)
-    route.fulfill(status=200, json={"dropped": 1})
+        assert demo.wait_for_status("done", "error", "cancelled") == "done"
+        (drop,) = demo.requests_to("/debug/drop", "POST")
+        assert drop.status == 404
+        first, resumed = demo.requests_to("/sse")
+        (last_event_id,) = resumed.query["last_event_id"]
+        stream_id = demo.page.locator("#run-meta").inner_text().split()[-1]
+        assert last_event_id.startswith(stream_id + ":")
+        assert len(live_server.store) == 1
+        expected = expected_completion(live_server.url, MEDIUM_PROMPT)
+        assert len(before_drop) < len(expected)
+        assert demo.response_text() == expected
+        assert demo.metric("reconnects") == "1"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
