@@ -12,7 +12,7 @@ import tornado.web
 
 from . import protocol
 from .errors import ApiError, StreamNotFound, error_body
-from .streams import MemoryStreamStore
+from .streams import MemoryStreamStore, Stream
 
 __all__ = [
     "JsonErrorHandler",
@@ -77,7 +77,26 @@ class IndexHandler(JsonErrorHandler):
             self.write(page.read())
 
 
-class CancelHandler(JsonErrorHandler):
+class _StreamActionHandler(JsonErrorHandler):
+    """A ``POST ?stream=S`` action on a stream. The stream id is an unguessable
+    capability and no cookie is involved, so there is no XSRF check."""
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    def target_stream(self, store: MemoryStreamStore) -> Stream:
+        """The stream named by ``?stream=``: 400 if malformed, 404 if unknown."""
+        try:
+            stream_id = protocol.validate_stream_id(self.get_query_argument("stream", None))
+        except protocol.ProtocolError as exc:
+            raise ApiError.from_protocol(exc) from None
+        stream = store.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        return stream
+
+
+class CancelHandler(_StreamActionHandler):
     """``POST /cancel?stream=S``: stop a stream's generation (SSE has no
     upstream channel, so this is its Stop button). Readers get ``done`` with
     ``finish_reason: "cancelled"``."""
@@ -85,19 +104,9 @@ class CancelHandler(JsonErrorHandler):
     def initialize(self, store: MemoryStreamStore) -> None:
         self.store = store
 
-    def check_xsrf_cookie(self) -> None:
-        # The stream id is an unguessable capability; no cookie is involved.
-        return None
-
     def post(self) -> None:
-        try:
-            stream_id = protocol.validate_stream_id(self.get_query_argument("stream", None))
-        except protocol.ProtocolError as exc:
-            raise ApiError.from_protocol(exc) from None
-        stream = self.store.get(stream_id)
-        if stream is None:
-            raise StreamNotFound(stream_id)
-        self.write({"stream": stream_id, "cancelled": stream.cancel()})
+        stream = self.target_stream(self.store)
+        self.write({"stream": stream.id, "cancelled": stream.cancel()})
 
 
 class ConnectionRegistry:
@@ -125,7 +134,7 @@ class ConnectionRegistry:
         return len(closers)
 
 
-class DropHandler(JsonErrorHandler):
+class DropHandler(_StreamActionHandler):
     """``POST /debug/drop?stream=S``: cut the TCP connections that relay S, as
     a network failure would. The stream goes on; clients resume. For demos
     and tests; ``--no-debug-drop`` removes it."""
@@ -134,17 +143,9 @@ class DropHandler(JsonErrorHandler):
         self.store = store
         self.connections = connections
 
-    def check_xsrf_cookie(self) -> None:
-        return None
-
     def post(self) -> None:
-        try:
-            stream_id = protocol.validate_stream_id(self.get_query_argument("stream", None))
-        except protocol.ProtocolError as exc:
-            raise ApiError.from_protocol(exc) from None
-        if self.store.get(stream_id) is None:
-            raise StreamNotFound(stream_id)
-        self.write({"stream": stream_id, "dropped": self.connections.drop(stream_id)})
+        stream = self.target_stream(self.store)
+        self.write({"stream": stream.id, "dropped": self.connections.drop(stream.id)})
 
 
 class NotFoundHandler(JsonErrorHandler):
