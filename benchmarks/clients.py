@@ -39,6 +39,7 @@ __all__ = [
     "ws_completion",
     "prompts_with_tokens",
     "expected_text",
+    "sse_path",
 ]
 
 

@@ -156,6 +156,12 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
             lambda s, t: _get(_top_level(results, s, t), "machine_cpu_percent"),
         ),
         row(
+            "Memory per open connection, stream waiting for its first token (KiB)",
+            lambda s, t: _get(
+                results, "throughput", s, "open_connections", t, "memory_per_connection_kib"
+            ),
+        ),
+        row(
             f"Memory per live stream, {fmt(top_streams)} streams (KiB)",
             lambda s, t: _get(_top_level(results, s, t), "memory_per_stream_kib"),
         ),
@@ -323,6 +329,24 @@ def _wire_details(results: dict[str, Any]) -> str:
     return _table(header, rows) if rows else "_not run_"
 
 
+def _open_connection_details(results: dict[str, Any]) -> str:
+    rows = []
+    for server, data in results.get("throughput", {}).items():
+        for transport, held in data.get("open_connections", {}).items():
+            rows.append(
+                [
+                    server,
+                    transport,
+                    f"{held['opened']}/{held['connections']}",
+                    fmt(held["server_idle_rss_mib"]),
+                    fmt(held["server_open_rss_mib"]),
+                    fmt(held["memory_per_connection_kib"]),
+                ]
+            )
+    header = ["Server", "Transport", "Open", "RSS before MiB", "RSS open MiB", "KiB/connection"]
+    return _table(header, rows) if rows else "_not run_"
+
+
 def _unthrottled_details(results: dict[str, Any]) -> str:
     rows = []
     for server, data in results.get("throughput", {}).items():
@@ -443,6 +467,8 @@ GLOSSARY = """\
 - **Machine busy %**: the whole machine's CPU use (all processes, all cores) during the
   window. Near 100 % means server, clients and whatever else runs here competed for
   the cores, so a shortfall of delivered vs offered is not the server's alone.
+- **Memory per open connection**: (RSS with N connections open − RSS before) / N,
+  each connection holding a started stream that has not produced a token yet.
 - **Memory per live stream**: (peak RSS during the level − RSS before it) / streams:
   a connection plus its stream's state, on a fresh server. RSS moves in pages and
   allocator arenas, so at a few streams this is noise; read it at the largest level.
@@ -693,6 +719,10 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         _latency_details(results),
         "## Throughput: concurrency sweep",
         _throughput_details(results),
+        "## Memory per open connection",
+        "Connections held open, each with a started stream still waiting for its first "
+        "token (the model's first-token wait set beyond the test), on a fresh server.",
+        _open_connection_details(results),
         "## One unthrottled stream",
         "The model at full speed; completions back to back on one connection.",
         _unthrottled_details(results),

@@ -10,6 +10,9 @@ What it measures, per server and transport:
   stream's last token). Alongside: the server's CPU use in that window (% of
   one core), server and client CPU-milliseconds per 1,000 events, peak RSS
   and memory per live stream ((peak RSS - idle RSS) / N), delivery delay.
+* **memory per open connection** -- N connections (N = the sweep's largest
+  level) each holding a started stream that waits for its first token:
+  (RSS with them open - RSS before) / N;
 * **one unthrottled stream** -- the model at full speed, completions back to
   back on one connection: the most events/s one stream can carry.
 * **wire bytes per token** -- every byte both ways counted at a TCP proxy
@@ -23,10 +26,12 @@ Run alone: ``python -m benchmarks throughput [--quick]``.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import psutil
 from tqdm import tqdm
 
 from server.backends.synthetic import synthetic_tokens
@@ -36,8 +41,10 @@ from .clients import (
     SSEConnection,
     StreamRecord,
     expected_text,
+    open_websocket,
     prompts_with_tokens,
     sse_completion,
+    sse_path,
     ws_completion,
 )
 from .config import SuiteConfig
@@ -318,6 +325,74 @@ def wire_bytes(spec: ServerSpec, config: SuiteConfig, url: str | None = None) ->
             server.stop()
 
 
+async def _hold_open(
+    endpoint: Endpoint, transport: str, prompts: Sequence[str], measure: Any
+) -> tuple[int, Any]:
+    """Open one stream per prompt, read up to its ``start`` event, then call
+    ``measure()`` while every connection is still open; returns (opened, measure())."""
+    gate = asyncio.Semaphore(50)  # do not flood the listen backlog
+    held: list[Any] = []
+
+    async def open_one(prompt: str) -> bool:
+        async with gate:
+            try:
+                if transport == "sse":
+                    connection = SSEConnection(endpoint)
+                    events = connection.events(sse_path(prompt, 8)).__aiter__()
+                    await asyncio.wait_for(events.__anext__(), 30)
+                    held.append((connection, events))
+                else:
+                    websocket = await open_websocket(endpoint)
+                    held.append((websocket, None))
+                    await websocket.send(
+                        json.dumps({"type": "start", "prompt": prompt, "max_tokens": 8})
+                    )
+                    await asyncio.wait_for(websocket.recv(), 30)
+                return True
+            except Exception:
+                return False
+
+    try:
+        opened = sum(await asyncio.gather(*(open_one(p) for p in prompts)))
+        await asyncio.sleep(0.5)
+        return opened, measure()
+    finally:
+        for connection, events in held:
+            if events is not None:
+                await events.aclose()
+                connection.abort()
+            else:
+                connection.transport.abort()
+
+
+def open_connection_memory(
+    spec: ServerSpec, transport: str, connections: int, config: SuiteConfig
+) -> dict[str, Any]:
+    """RSS cost of open connections that each carry a started stream still waiting
+    for its first token (the model's first-token wait is set far beyond the test)."""
+    prompts = prompts_with_tokens(connections, 8, "open")
+    tokens_per_second = config.tokens_per_second or 30.0
+    with ServerProcess(spec.command(tokens_per_second, 600.0)) as server:
+        endpoint = Endpoint(server.url)
+        asyncio.run(_hold_open(endpoint, transport, prompts[:1], lambda: None))  # warm up
+        time.sleep(0.3)
+        process = psutil.Process(server.pid)
+        idle = process.memory_info().rss
+        opened, open_rss = asyncio.run(
+            _hold_open(endpoint, transport, prompts, lambda: process.memory_info().rss)
+        )
+    return {
+        "transport": transport,
+        "connections": connections,
+        "opened": opened,
+        "server_idle_rss_mib": round(idle / 2**20, 2),
+        "server_open_rss_mib": round(open_rss / 2**20, 2),
+        "memory_per_connection_kib": (
+            round((open_rss - idle) / opened / 1024, 1) if opened else None
+        ),
+    }
+
+
 def run_throughput(
     config: SuiteConfig,
     specs: Sequence[ServerSpec],
@@ -329,7 +404,7 @@ def run_throughput(
     with LoadGenerator(config.workers) as load:
         for spec in specs:
             own_url = url if spec.module == "server" else None
-            steps = len(config.sweep) * len(spec.transports) + len(spec.transports) + 1
+            steps = len(config.sweep) * len(spec.transports) + len(spec.transports) + 2
             bar = tqdm(
                 total=steps,
                 desc=f"throughput {spec.name}",
@@ -353,10 +428,18 @@ def run_throughput(
                     bar.update()
                 wire = wire_bytes(spec, config, own_url)
                 bar.update()
+                open_connections: dict[str, Any] = {}
+                if own_url is None:
+                    for transport in spec.transports:
+                        open_connections[transport] = open_connection_memory(
+                            spec, transport, max(config.sweep), config
+                        )
+                bar.update()
             results[spec.name] = {
                 "server": spec.name,
                 "sweep": sweep,
                 "unthrottled": unthrottled,
                 "wire_bytes": wire,
+                "open_connections": open_connections,
             }
     return results

@@ -193,6 +193,10 @@ def test_throughput_part() -> None:
         unthrottled = results["unthrottled"][transport]
         assert unthrottled["errors"] == 0 and unthrottled["completions"] >= 1
         assert unthrottled["events_per_s"] > 0
+    for transport in ("sse", "ws"):
+        held = results["open_connections"][transport]
+        assert held["opened"] == held["connections"] == max(CONFIG.sweep)
+        assert held["server_open_rss_mib"] > 0
     wire = results["wire_bytes"]
     assert set(wire) == {
         f"{variant}_{mode}" for variant in ("sse", "ws", "ws_deflate") for mode in ("cold", "warm")
