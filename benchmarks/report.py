@@ -434,6 +434,15 @@ def _reconnect_details(results: dict[str, Any]) -> str:
         f"and the clients (one process) used {fmt(rec.get('client_and_proxy_cpu_percent'))} % "
         "of a core."
     )
+    sse_ready = _get(rec, "transports", "sse", "all", "reconnect_ms", "p50")
+    sse_flow = _get(rec, "transports", "sse", "all", "time_to_flow_ms", "p50")
+    if sse_ready and sse_flow and sse_ready > 0.8 * sse_flow:
+        note += (
+            " SSE's *connection ready* is close to *events flow again*: the server sent the "
+            "response head only together with the first event it relayed, so after a resume "
+            "with nothing missed the client learns it is connected only at the next token "
+            "(`EventSource` fires `open` on that head)."
+        )
     return note + "\n\n" + detail + "\n\n" + totals
 
 
@@ -684,9 +693,13 @@ def takeaways(results: dict[str, Any]) -> list[str]:
             f"Reconnection: {fmt(cuts)} cuts, {fmt(lost)} events lost and {fmt(duplicated)} "
             f"duplicated in all. SSE resumes with the standard `Last-Event-ID` header (the "
             f"browser's `EventSource` sends it by itself, after the `retry:` wait); WebSocket "
-            f"needs the application's own `resume` message. New connection ready after "
-            f"{fmt(_get(rec, 'sse', 'all', 'reconnect_ms', 'p50'))} ms (SSE) vs "
-            f"{fmt(_get(rec, 'ws', 'all', 'reconnect_ms', 'p50'))} ms (WebSocket), median."
+            f"needs the application's own `resume` message. After a cut, events flowed again "
+            f"in {fmt(_get(rec, 'sse', 'all', 'time_to_flow_ms', 'p50'))} ms (SSE) vs "
+            f"{fmt(_get(rec, 'ws', 'all', 'time_to_flow_ms', 'p50'))} ms (WebSocket), and the "
+            f"first resumed event reached the reader "
+            f"{fmt(_get(rec, 'sse', 'all', 'resumed_event_delay_ms', 'p50'), 2)} vs "
+            f"{fmt(_get(rec, 'ws', 'all', 'resumed_event_delay_ms', 'p50'), 2)} ms after it "
+            f"was produced (medians, reconnecting at once)."
         )
     return lines
 
