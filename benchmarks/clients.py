@@ -18,9 +18,9 @@ import codecs
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -40,6 +40,7 @@ __all__ = [
     "prompts_with_tokens",
     "expected_text",
     "sse_path",
+    "run_with_deadline",
 ]
 
 
@@ -376,3 +377,18 @@ def prompts_with_tokens(count: int, min_tokens: int, tag: str = "bench") -> list
 def expected_text(prompt: str, max_tokens: int) -> str:
     """What the deterministic synthetic model writes for ``prompt``."""
     return "".join(synthetic_tokens(prompt)[:max_tokens])
+
+
+T = TypeVar("T")
+
+
+def run_with_deadline(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
+    """``asyncio.run(work)``, but a stuck server fails the part instead of hanging it."""
+
+    async def bounded() -> T:
+        try:
+            return await asyncio.wait_for(work, seconds)
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"{what} did not finish within {seconds:.0f} s") from None
+
+    return asyncio.run(bounded())

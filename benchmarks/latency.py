@@ -24,7 +24,6 @@ Run alone: ``python -m benchmarks latency [--quick]``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +34,7 @@ from .clients import (
     SSEConnection,
     StreamRecord,
     prompts_with_tokens,
+    run_with_deadline,
     sse_completion,
     ws_completion,
 )
@@ -163,10 +163,12 @@ def measure_server_latency(
             leave=False,
         )
         with bar:
-            samples = asyncio.run(
+            samples = run_with_deadline(
                 _single_stream_samples(
                     endpoint, transports, prompts, config.latency_max_tokens, bar
-                )
+                ),
+                60 + 30 * len(prompts) * len(transports),
+                "single-stream latency samples",
             )
             for transport in transports:
                 with ResourceSampler(server.pid if server else None) as sampler:

@@ -50,6 +50,7 @@ from .clients import (
     expected_text,
     open_websocket,
     prompts_with_tokens,
+    run_with_deadline,
 )
 from .clients import sse_path as new_stream_path
 from .config import SuiteConfig
@@ -414,7 +415,11 @@ def run_reconnect(
             leave=False,
         ) as bar:
             cpu_before, wall_before = time.process_time(), time.monotonic()
-            streams, sides = asyncio.run(_run_all(endpoint, config, bar))
+            streams, sides = run_with_deadline(
+                _run_all(endpoint, config, bar),
+                120 + 60 * config.reconnect_streams,
+                "reconnection streams",
+            )
             client_cpu_percent = round(
                 100 * (time.process_time() - cpu_before) / (time.monotonic() - wall_before), 1
             )

@@ -541,7 +541,7 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
     throughput = results.get("throughput", {})
     if throughput:
         figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-        offered_drawn = False
+        offered: tuple[list[int], list[float]] | None = None
         for server, data in throughput.items():
             for transport, levels in data.get("sweep", {}).items():
                 streams = [level["streams"] for level in levels]
@@ -553,15 +553,8 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
                     style,
                     label=label,
                 )
-                if not offered_drawn and all(level["offered_events_per_s"] for level in levels):
-                    axes[0].plot(
-                        streams,
-                        [level["offered_events_per_s"] for level in levels],
-                        ":",
-                        color="grey",
-                        label="offered",
-                    )
-                    offered_drawn = True
+                if offered is None and all(level["offered_events_per_s"] for level in levels):
+                    offered = (streams, [level["offered_events_per_s"] for level in levels])
                 axes[1].plot(
                     streams,
                     [level["server_cpu_percent"] or 0 for level in levels],
@@ -574,6 +567,8 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
                     style,
                     label=label,
                 )
+        if offered is not None:  # on top, so it shows where delivered meets it
+            axes[0].plot(*offered, "k:", linewidth=2, label="offered", zorder=5)
         for axis, title in zip(
             axes,
             ("Delivered events/s", "Server CPU (% of one core)", "Memory per live stream (KiB)"),

@@ -43,6 +43,7 @@ from .clients import (
     expected_text,
     open_websocket,
     prompts_with_tokens,
+    run_with_deadline,
     sse_completion,
     sse_path,
     ws_completion,
@@ -110,7 +111,7 @@ def sweep_level(
     endpoint = Endpoint(url or (server.url if server else ""))
     try:
         # one completion first, so lazy imports and first-use allocations are in the idle RSS
-        asyncio.run(_one_completion(endpoint, transport, prompts[0], 2))
+        run_with_deadline(_one_completion(endpoint, transport, prompts[0], 2), 60, "warm-up")
         with ResourceSampler(server.pid if server else None) as sampler:
             time.sleep(0.2)
             idle_rss = sampler.sample()
@@ -229,11 +230,13 @@ def unthrottled_stream(spec: ServerSpec, transport: str, config: SuiteConfig) ->
     prompts = prompts_with_tokens(8, 200, "unthrottled")
     with ServerProcess(spec.command(0, 0)) as server:
         endpoint = Endpoint(server.url)
-        asyncio.run(_one_completion(endpoint, transport, prompts[0], 2))
+        run_with_deadline(_one_completion(endpoint, transport, prompts[0], 2), 60, "warm-up")
         with ResourceSampler(server.pid) as sampler:
             began = time.time()
-            deltas, completions, elapsed, errors = asyncio.run(
-                _back_to_back(endpoint, transport, prompts, config.unthrottled_seconds)
+            deltas, completions, elapsed, errors = run_with_deadline(
+                _back_to_back(endpoint, transport, prompts, config.unthrottled_seconds),
+                60 + config.unthrottled_seconds,
+                "unthrottled stream",
             )
             ended = time.time()
     return {
@@ -315,8 +318,10 @@ def wire_bytes(spec: ServerSpec, config: SuiteConfig, url: str | None = None) ->
         results: dict[str, Any] = {}
         for name, transport, compression in variants:
             for mode in ("cold", "warm"):
-                results[f"{name}_{mode}"] = asyncio.run(
-                    _wire_variant(upstream, transport, compression, prompts, warm=mode == "warm")
+                results[f"{name}_{mode}"] = run_with_deadline(
+                    _wire_variant(upstream, transport, compression, prompts, warm=mode == "warm"),
+                    120 + 60 * len(prompts),
+                    "wire bytes",
                 )
                 results[f"{name}_{mode}"].update(transport=transport, compression=compression)
         return results
@@ -374,12 +379,16 @@ def open_connection_memory(
     tokens_per_second = config.tokens_per_second or 30.0
     with ServerProcess(spec.command(tokens_per_second, 600.0)) as server:
         endpoint = Endpoint(server.url)
-        asyncio.run(_hold_open(endpoint, transport, prompts[:1], lambda: None))  # warm up
+        run_with_deadline(  # warm up
+            _hold_open(endpoint, transport, prompts[:1], lambda: None), 60, "warm-up"
+        )
         time.sleep(0.3)
         process = psutil.Process(server.pid)
         idle = process.memory_info().rss
-        opened, open_rss = asyncio.run(
-            _hold_open(endpoint, transport, prompts, lambda: process.memory_info().rss)
+        opened, open_rss = run_with_deadline(
+            _hold_open(endpoint, transport, prompts, lambda: process.memory_info().rss),
+            120 + 0.1 * connections,
+            "open connections",
         )
     return {
         "transport": transport,
