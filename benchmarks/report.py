@@ -209,7 +209,14 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
 
 def summary_table(results: dict[str, Any]) -> str:
     """The headline table: twinstream SSE vs WebSocket (with the WS/SSE ratio), then peers."""
-    header = ["Metric", "SSE", "WebSocket", "WS / SSE", "sse-starlette (SSE)", "websockets (WS)"]
+    header = [
+        "Metric",
+        "twinstream SSE",
+        "twinstream WebSocket",
+        "WS / SSE",
+        "sse-starlette (SSE)",
+        "websockets (WS)",
+    ]
     rows = []
     for label, sse, ws, peer_sse, peer_ws in summary_rows(results):
         if all(v is None for v in (sse, ws, peer_sse, peer_ws)):

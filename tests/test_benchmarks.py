@@ -244,7 +244,7 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     assert results["reconnect"]["transports"]["sse"]["lost"] == 0
     assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
     report = (out / "report.md").read_text()
-    assert "## Summary" in report and "| Metric | SSE | WebSocket |" in report
+    assert "## Summary" in report and "| Metric | twinstream SSE | twinstream WebSocket |" in report
     for plot in ("latency_cdf.png", "throughput.png"):
         assert (out / plot).stat().st_size > 1000
         assert f"]({plot})" in report
