@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import protocol
-from .app import Settings, make_app
+from .app import Settings, http_server_options, make_app
 
 _ENV_PREFIX = "TWINSTREAM_"
 
@@ -27,8 +27,10 @@ def _env(name: str, default: Any, convert: Callable[[str], Any] = str) -> Any:
         return default
     try:
         return convert(raw)
-    except ValueError:
-        raise SystemExit(f"error: environment variable {name}={raw!r} is not valid") from None
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise SystemExit(
+            f"error: environment variable {name}={raw!r} is not valid: {exc}"
+        ) from None
 
 
 def _non_negative(convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -40,6 +42,20 @@ def _non_negative(convert: Callable[[str], Any]) -> Callable[[str], Any]:
 
     check.__name__ = convert.__name__
     return check
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,9 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     def add(
         flag: str, env: str, default: Any, convert: Callable[[str], Any], help: str, **kw: Any
     ) -> None:
+        value = _env(env, default, convert)
+        if "choices" in kw and value not in kw["choices"]:
+            # argparse checks choices on the command line only, not on defaults.
+            raise SystemExit(
+                f"error: environment variable {env}={value!r} must be one of "
+                + ", ".join(kw["choices"])
+            )
         parser.add_argument(
             flag,
-            default=_env(env, default, convert),
+            default=value,
             type=convert,
             help=f"{help} [env {env}]",
             **kw,
@@ -66,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _ENV_PREFIX
     add("--host", p + "HOST", "127.0.0.1", str, "interface to listen on")
-    add("--port", p + "PORT", 8888, int, "TCP port to listen on; 0 picks a free one")
+    add("--port", p + "PORT", 8888, _port, "TCP port to listen on; 0 picks a free one")
     add(
         "--backend",
         p + "BACKEND",
@@ -124,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         p + "HEARTBEAT",
         15.0,
         _non_negative(float),
-        "seconds between SSE comment heartbeats while a stream is idle",
+        "seconds between SSE comment heartbeats while a stream is idle; 0 = none",
     )
     add(
         "--retry-ms",
@@ -152,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env(p + "DEBUG_DROP", True, lambda s: s.lower() in ("1", "true", "yes")),
         help="serve POST /debug/drop?stream=S, which cuts that stream's connections so "
         f"clients can show recovery (the demo's Drop connection) [env {p}DEBUG_DROP]",
+    )
+    add(
+        "--max-streams",
+        p + "MAX_STREAMS",
+        10_000,
+        _positive_int,
+        "most streams generating at once; more get too_many_streams (HTTP 503)",
+    )
+    add(
+        "--max-streams-per-socket",
+        p + "MAX_STREAMS_PER_SOCKET",
+        100,
+        _positive_int,
+        "most streams one WebSocket may have generating at once",
     )
     add(
         "--allowed-origin",
@@ -200,6 +237,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ws_ping_interval=args.ws_ping_interval,
         ws_compression=args.ws_compression,
         debug_drop=args.debug_drop,
+        max_streams=args.max_streams,
+        max_streams_per_socket=args.max_streams_per_socket,
         allowed_origins=origins,
         api_key=args.api_key,
         limits=protocol.Limits(max_prompt_bytes=args.max_prompt_bytes),
@@ -209,7 +248,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 async def serve(settings: Settings, ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then cancel live streams and stop."""
     app = make_app(settings)
-    server = app.listen(settings.port, settings.host, xheaders=False)
+    server = app.listen(settings.port, settings.host, **http_server_options(settings))
     port = next(iter(server._sockets.values())).getsockname()[1]
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
     if ready is not None:
@@ -223,7 +262,8 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
             pass
     await stop.wait()
     server.stop()
-    await app.settings["store"].close()
+    await app.settings["store"].close()  # every live stream ends with done/cancelled...
+    await app.settings["connections"].wait_idle(timeout=5)  # ...which the relays deliver
     await server.close_all_connections()
 
 

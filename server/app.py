@@ -23,7 +23,7 @@ from .web import (
 )
 from .ws_handler import StreamSocketHandler
 
-__all__ = ["Settings", "make_backend", "make_app"]
+__all__ = ["Settings", "make_backend", "make_app", "http_server_options"]
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     ws_compression: bool = False
     debug_drop: bool = True
+    max_streams: int = 10_000
+    max_streams_per_socket: int = 100
     api_key: str | None = None
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
@@ -82,7 +84,10 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
         raise ValueError(f"unknown store {settings.store!r}; only 'memory' is available")
     if store is None:
         store = MemoryStreamStore(
-            make_backend(settings), retention=settings.retention, idle_timeout=settings.idle_timeout
+            make_backend(settings),
+            retention=settings.retention,
+            idle_timeout=settings.idle_timeout,
+            max_live_streams=settings.max_streams,
         )
     connections = ConnectionRegistry()
     common = {"store": store, "limits": settings.limits, "connections": connections}
@@ -109,6 +114,7 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
                     **common,
                     "allowed_origins": settings.allowed_origins,
                     "compression": settings.ws_compression,
+                    "max_streams_per_socket": settings.max_streams_per_socket,
                 },
             ),
             (r"/cancel", CancelHandler, {"store": store}),
@@ -119,10 +125,18 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
         static_path=STATIC_DIR,
         # Static files gzip; the streaming handlers switch transforms off themselves.
         compress_response=True,
-        websocket_ping_interval=settings.ws_ping_interval,
-        websocket_ping_timeout=settings.ws_ping_interval * 2 if settings.ws_ping_interval else None,
+        # A ping unanswered for one interval closes the socket (Tornado's default).
+        websocket_ping_interval=settings.ws_ping_interval or None,
         # The prompt limit plus room for JSON escaping; larger frames close the socket (1009).
         websocket_max_message_size=settings.limits.max_prompt_bytes * 8,
         store=store,
+        connections=connections,
         twinstream_settings=settings,
     )
+
+
+def http_server_options(settings: Settings) -> dict[str, Any]:
+    """Options for the HTTPServer in front of the app. A prompt travels in the
+    URL of ``/sse``: percent-encoding can triple its bytes, so the header limit
+    grows with ``max_prompt_bytes`` (Tornado's default is 64 KiB)."""
+    return {"max_header_size": 3 * settings.limits.max_prompt_bytes + 16 * 1024}

@@ -50,7 +50,7 @@ def _message_text(content: Any, index: int) -> str:
 def parse_chat_body(body: bytes, limits: protocol.Limits) -> tuple[ChatRequest, bool, bool]:
     """Validate a chat completions body: (request, stream?, include_usage?)."""
     try:
-        data = json.loads(body or b"null")
+        data = protocol.loads_strict(body or b"null")
     except (ValueError, RecursionError):
         raise _bad("invalid_json", "the request body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -87,6 +87,14 @@ def parse_chat_body(body: bytes, limits: protocol.Limits) -> tuple[ChatRequest, 
     options = data.get("stream_options") or {}
     include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
     return ChatRequest(messages=tuple(messages), max_tokens=max_tokens), stream, include_usage
+
+
+def _failure(event: dict[str, Any]) -> tuple[str, str]:
+    """Code and message for a stream that did not finish: OpenAI's API has no
+    "cancelled" finish reason, and a cut answer must not look complete."""
+    if event["type"] == "error":
+        return event["code"], event["message"]
+    return "cancelled", "the completion was cancelled before it finished"
 
 
 class _OpenAIHandler(JsonErrorHandler):
@@ -132,7 +140,10 @@ class ChatCompletionsHandler(_OpenAIHandler):
         )
 
     async def post(self) -> None:
-        self._stream = stream = self.store.create(self.chat)
+        try:
+            self._stream = stream = self.store.create(self.chat)
+        except protocol.ProtocolError as exc:
+            raise ApiError.from_protocol(exc) from None
         if not self.streaming:
             await stream.wait_ended()
             self._write_completion(stream)
@@ -194,6 +205,8 @@ class ChatCompletionsHandler(_OpenAIHandler):
         last = stream.events[-1]
         if last["type"] == "error":
             raise ApiError(502, last["code"], last["message"])
+        if last["finish_reason"] == "cancelled":
+            raise ApiError(503, *_failure(last))
         self.write(
             {
                 "id": f"chatcmpl-{stream.id}",

@@ -103,12 +103,33 @@ def dumps(event: dict[str, Any]) -> str:
     """Serialise an event to the compact one-line JSON both transports carry."""
     # ensure_ascii=False keeps tokens readable; JSON escapes CR/LF inside
     # strings, so the result never contains a raw line break (one SSE data line).
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    # allow_nan=False: NaN/Infinity are not JSON (RFC 8259) and browsers reject them.
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """Parse client JSON strictly (RFC 8259): no NaN/Infinity, no lone UTF-16
+    surrogates (``"\\ud800"`` decodes to a str that cannot be encoded as UTF-8).
+    Raises ValueError."""
+    value = json.loads(text, parse_constant=_reject_constant)
+    try:
+        # Raises ValueError for 1e999 (parsed as inf), UnicodeEncodeError
+        # (a ValueError too) for a lone surrogate.
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("string holds a lone surrogate") from None
+    return value
 
 
 # --- event ids ("S:seq") ---------------------------------------------------------
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() rejects or misreads.
+_DECIMAL = re.compile(r"[0-9]{1,9}")
 
 
 def format_event_id(stream: str, seq: int) -> str:
@@ -118,7 +139,7 @@ def format_event_id(stream: str, seq: int) -> str:
 def parse_event_id(value: str) -> tuple[str, int]:
     """Parse ``S:seq`` as sent in ``Last-Event-ID``; raise ProtocolError if malformed."""
     stream, sep, seq_text = value.strip().rpartition(":")
-    if not sep or not _STREAM_ID.fullmatch(stream) or not seq_text.isdigit() or len(seq_text) > 9:
+    if not sep or not _STREAM_ID.fullmatch(stream) or not _DECIMAL.fullmatch(seq_text):
         raise ProtocolError(
             "invalid_last_event_id",
             "Last-Event-ID must look like 'STREAM:SEQ' as sent in the event's id field",
@@ -142,7 +163,10 @@ def validate_prompt(prompt: Any, limits: Limits) -> str:
         raise ProtocolError("invalid_prompt", "'prompt' must be a string")
     if not prompt.strip():
         raise ProtocolError("missing_prompt", "'prompt' is required and must not be empty")
-    size = len(prompt.encode("utf-8"))
+    try:
+        size = len(prompt.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ProtocolError("invalid_prompt", "'prompt' is not valid Unicode text") from None
     if size > limits.max_prompt_bytes:
         raise ProtocolError(
             "prompt_too_long",
@@ -160,7 +184,7 @@ def validate_max_tokens(
         return limits.default_max_tokens
     if from_query and isinstance(value, str):
         text = value.strip()
-        if not (text.isdigit() and len(text) <= 9):
+        if not _DECIMAL.fullmatch(text):
             raise ProtocolError(
                 "invalid_max_tokens",
                 f"'{name}' must be an integer from 1 to {limits.max_tokens_limit}",
@@ -205,9 +229,9 @@ ClientMessage = StartRequest | ResumeRequest | CancelRequest
 def parse_client_message(text: str, limits: Limits) -> ClientMessage:
     """Parse one WebSocket text message from a client; raise ProtocolError."""
     try:
-        message = json.loads(text)
+        message = loads_strict(text)
     except (ValueError, RecursionError):
-        raise ProtocolError("invalid_json", "message is not valid JSON") from None
+        raise ProtocolError("invalid_json", "message is not valid JSON (RFC 8259, UTF-8)") from None
     if not isinstance(message, dict):
         raise ProtocolError("invalid_message", "message must be a JSON object")
     try:

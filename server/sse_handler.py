@@ -73,12 +73,12 @@ class SSEHandler(JsonErrorHandler):
         stream = self.store.get(stream_id)
         if stream is None:
             raise StreamNotFound(stream_id)
-        if seq > stream.last_seq and not stream.ended:
+        if seq > stream.last_seq:
             raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is ahead of the stream")
         self._stream, self._after = stream, seq
 
     async def get(self) -> None:
-        if self._stream is not None and self._stream.ended and self._after >= self._stream.last_seq:
+        if self._stream is not None and self._stream.ended and self._after == self._stream.last_seq:
             # Everything was delivered: 204 tells EventSource to stop reconnecting
             # (WHATWG: a 204 response "fails the connection" for good).
             self.set_status(204)
@@ -86,7 +86,10 @@ class SSEHandler(JsonErrorHandler):
         stream = self._stream
         if stream is None:
             assert self._request is not None
-            stream = self.store.create(self._request)
+            try:
+                stream = self.store.create(self._request)
+            except protocol.ProtocolError as exc:
+                raise ApiError.from_protocol(exc) from None
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
@@ -110,7 +113,7 @@ class SSEHandler(JsonErrorHandler):
     async def _relay_events(self, stream: Stream) -> None:
         retry_ms: int | None = self.retry_ms
         async with contextlib.aclosing(
-            stream.follow(self._after, heartbeat=self.heartbeat)
+            stream.follow(self._after, heartbeat=self.heartbeat or None)  # 0: no heartbeats
         ) as events:
             async for event in events:
                 if event is None:

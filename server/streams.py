@@ -128,8 +128,15 @@ class Stream:
         return True
 
     async def wait_ended(self) -> None:
-        while not self.ended:
-            await self._changed.wait()
+        """Wait for the terminal event. The waiter counts as a reader, so a
+        request waiting for a whole answer is never idle-cancelled."""
+        self.readers += 1
+        try:
+            while not self.ended:
+                await self._changed.wait()
+        finally:
+            self.readers -= 1
+            self.last_read_at = self._clock()
 
     # -- reading -------------------------------------------------------------------
 
@@ -183,8 +190,10 @@ class MemoryStreamStore:
         idle_timeout: float = 60.0,
         reap_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        max_live_streams: int = 10_000,
     ) -> None:
         self.backend = backend
+        self.max_live_streams = max_live_streams
         self.retention = retention
         self.idle_timeout = idle_timeout
         self.reap_interval = reap_interval
@@ -195,7 +204,15 @@ class MemoryStreamStore:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def live_count(self) -> int:
+        return sum(1 for stream in self._streams.values() if not stream.ended)
+
     def create(self, request: ChatRequest) -> Stream:
+        """Start a stream; ProtocolError ``too_many_streams`` (503) at the cap."""
+        if self.live_count() >= self.max_live_streams:
+            raise protocol.ProtocolError(
+                "too_many_streams", "the server is running too many streams; retry later", 503
+            )
         stream = Stream(new_stream_id(), self.backend, request, clock=self._clock)
         self._streams[stream.id] = stream
         self.start_reaper()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable
@@ -125,6 +126,12 @@ class ConnectionRegistry:
             closers.discard(close)
             if not closers:
                 del self._closers[stream_id]
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until no connection relays any stream."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._closers and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     def drop(self, stream_id: str) -> int:
         """Abruptly close every connection relaying ``stream_id``; how many."""

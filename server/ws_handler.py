@@ -35,8 +35,11 @@ class StreamSocketHandler(WebSocketHandler):
         allowed_origins: tuple[str, ...] = (),
         compression: bool = False,
         connections: ConnectionRegistry | None = None,
+        max_streams_per_socket: int = 100,
     ) -> None:
         self.connections = connections
+        self.max_streams_per_socket = max_streams_per_socket
+        self._started: list[Stream] = []
         self.store = store
         self.limits = limits
         self.allowed_origins = allowed_origins
@@ -68,8 +71,7 @@ class StreamSocketHandler(WebSocketHandler):
             await self._send_error(None, exc.code, exc.message, **extra)
             return
         if isinstance(request, protocol.StartRequest):
-            stream = self.store.create(ChatRequest.from_prompt(request.prompt, request.max_tokens))
-            self._follow(stream, after=-1, ref=request.ref)
+            await self._start(request)
             return
         found = self.store.get(request.stream)
         if found is None:
@@ -79,9 +81,36 @@ class StreamSocketHandler(WebSocketHandler):
                 "this stream is unknown or expired and cannot be resumed; start a new one",
             )
         elif isinstance(request, protocol.ResumeRequest):
-            self._follow(found, after=request.after, ref=None)
+            if request.after > found.last_seq:
+                await self._send_error(found.id, "invalid_after", "'after' is ahead of the stream")
+            elif found.ended and request.after == found.last_seq:
+                # SSE answers 204 here: nothing left, and nothing will come.
+                await self._send_error(
+                    found.id, "stream_ended", "this stream ended and every event was delivered"
+                )
+            else:
+                self._follow(found, after=request.after, ref=None)
         else:
             found.cancel()  # the relay delivers done/cancelled, if one is following
+
+    async def _start(self, request: protocol.StartRequest) -> None:
+        extra = {"ref": request.ref} if request.ref is not None else {}
+        self._started = [stream for stream in self._started if not stream.ended]
+        if len(self._started) >= self.max_streams_per_socket:
+            await self._send_error(
+                None,
+                "too_many_streams",
+                f"this socket already runs {len(self._started)} streams; wait for one to end",
+                **extra,
+            )
+            return
+        try:
+            stream = self.store.create(ChatRequest.from_prompt(request.prompt, request.max_tokens))
+        except protocol.ProtocolError as exc:
+            await self._send_error(None, exc.code, exc.message, **extra)
+            return
+        self._started.append(stream)
+        self._follow(stream, after=-1, ref=request.ref)
 
     def _follow(self, stream: Stream, after: int, ref: Any) -> None:
         previous = self._relays.pop(stream.id, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import tornado.httpserver
@@ -20,7 +20,9 @@ import tornado.ioloop
 import tornado.testing
 import tornado.web
 
-from server.app import Settings, make_app
+from server.app import Settings, http_server_options, make_app
+from server.backends.base import ChatRequest, Finish
+from server.streams import MemoryStreamStore
 
 
 @pytest.fixture
@@ -35,6 +37,23 @@ def app(settings: Settings, io_loop: tornado.ioloop.IOLoop) -> Iterator[tornado.
     application = make_app(settings)
     yield application
     io_loop.run_sync(application.settings["store"].close, timeout=10)
+
+
+@pytest.fixture
+def http_server(
+    request: pytest.FixtureRequest,
+    io_loop: tornado.ioloop.IOLoop,
+    http_server_port: tuple[object, int],
+    app: tornado.web.Application,
+    settings: Settings,
+) -> Iterator[tornado.httpserver.HTTPServer]:
+    """pytest-tornasync's ``http_server``, with the options ``python -m server``
+    uses (a larger header limit for long prompts in URLs)."""
+    server = tornado.httpserver.HTTPServer(app, **http_server_options(settings))
+    server.add_socket(http_server_port[0])
+    yield server
+    server.stop()
+    io_loop.run_sync(server.close_all_connections, timeout=10)
 
 
 class LiveServer:
@@ -67,7 +86,9 @@ class LiveServer:
         async def boot() -> None:
             sock, port = tornado.testing.bind_unused_port()
             self.app = make_app(self.settings)
-            self._server = tornado.httpserver.HTTPServer(self.app)
+            self._server = tornado.httpserver.HTTPServer(
+                self.app, **http_server_options(self.settings)
+            )
             self._server.add_sockets([sock])
             self.port = port
             self.url = f"http://127.0.0.1:{port}"
@@ -125,3 +146,42 @@ def live_server(live_settings: Settings) -> Iterator[LiveServer]:
     server = LiveServer(dataclasses.replace(live_settings)).start()
     yield server
     server.stop()
+
+
+class StepBackend:
+    """A backend the test drives: each ``release(piece)`` lets one piece out;
+    ``finish()`` ends the completion. It proves that every event leaves the
+    server as soon as it exists: a test releases one piece and must receive
+    it before releasing the next, so any buffering stalls the test."""
+
+    model = "step-model"
+
+    def __init__(self) -> None:
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def release(self, piece: str) -> None:
+        self._pieces.put_nowait(piece)
+
+    def finish(self) -> None:
+        self._pieces.put_nowait(None)
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[str | Finish]:
+        while (piece := await self._pieces.get()) is not None:
+            yield piece
+        yield Finish(reason="stop")
+
+
+@pytest.fixture
+def step_backend() -> StepBackend:
+    return StepBackend()
+
+
+@pytest.fixture
+def step_app(
+    step_backend: StepBackend, io_loop: tornado.ioloop.IOLoop
+) -> Iterator[tornado.web.Application]:
+    """The application over a :class:`StepBackend`; use as ``app`` with
+    ``@pytest.fixture def app(step_app): return step_app``."""
+    application = make_app(Settings(ws_ping_interval=0), store=MemoryStreamStore(step_backend))
+    yield application
+    io_loop.run_sync(application.settings["store"].close, timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -111,6 +112,19 @@ async def test_models_list(http_server_client: Any) -> None:
             413,
             "prompt_too_long",
         ),
+        (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, "invalid_json"),
+        (
+            b'{"messages": [{"role": "system", "content": "\\udfff"}, '
+            b'{"role": "user", "content": "hi"}]}',
+            400,
+            "invalid_json",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": NaN}',
+            400,
+            "invalid_json",
+        ),
+        (b'{"messages": [{"role": "user", "content": "hi\xff"}]}', 400, "invalid_json"),
     ],
 )
 async def test_malformed_bodies_get_a_clear_json_error(
@@ -177,3 +191,67 @@ class TestUpstreamFailure:
         )
         assert response.code == 502
         assert json.loads(response.body)["error"]["code"] == "upstream_error"
+
+
+class TestSlowWholeAnswers:
+    """A non-streaming request waits for the whole answer: it is a reader, so the
+    idle timeout never cuts it, and a cancelled answer is never passed off as done."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(
+            tokens_per_second=20, first_token_latency=0, idle_timeout=0.2, ws_ping_interval=0
+        )
+
+    async def test_idle_timeout_does_not_cut_a_waiting_request(
+        self, http_server_client: Any
+    ) -> None:
+        async with sdk(http_server_client) as client:
+            completion = await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "hello"}], max_tokens=40
+            )
+        assert completion.choices[0].message.content == "".join(synthetic_tokens("hello")[:40])
+        assert completion.choices[0].finish_reason == "length"
+
+    async def test_a_cancelled_answer_is_an_error_not_a_stop(self, http_server_client: Any) -> None:
+        store = http_server_client._http_server.request_callback.settings["store"]
+        body = b'{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 40}'
+        pending = http_server_client.fetch(
+            "/v1/chat/completions", method="POST", body=body, raise_error=False
+        )
+        while not store._streams:
+            await asyncio.sleep(0.01)
+        next(iter(store._streams.values())).cancel()
+        response = await pending
+        assert response.code == 503
+        assert json.loads(response.body)["error"]["code"] == "cancelled"
+
+
+class TestEachChunkLeavesAtOnce:
+    @pytest.fixture
+    def app(self, step_app: Any) -> Any:
+        return step_app
+
+    async def test_every_chunk_is_delivered_before_the_next_is_produced(
+        self, http_server_client: Any, step_backend: Any
+    ) -> None:
+        async with openai.AsyncOpenAI(
+            base_url=http_server_client.get_url("/v1"),
+            api_key="k",
+            max_retries=0,
+            default_headers={"Accept-Encoding": "gzip"},
+        ) as client:
+            response = await client.chat.completions.with_raw_response.create(
+                model="x", messages=[{"role": "user", "content": "p"}], stream=True
+            )
+            assert "content-encoding" not in response.headers
+            chunks = response.parse().__aiter__()
+            first = await asyncio.wait_for(anext(chunks), 5)
+            assert first.choices[0].delta.role == "assistant"
+            for piece in ["one", " two", " three"]:
+                step_backend.release(piece)
+                chunk = await asyncio.wait_for(anext(chunks), 5)
+                assert chunk.choices[0].delta.content == piece
+            step_backend.finish()
+            last = await asyncio.wait_for(anext(chunks), 5)
+            assert last.choices[0].finish_reason == "stop"

@@ -102,7 +102,9 @@ def test_prompt_limit_counts_utf8_bytes() -> None:
     assert protocol.validate_prompt("x" * 64, LIMITS) == "x" * 64
 
 
-@pytest.mark.parametrize("value", ["abc", "1.5", "-1", "0", "101", 0, 101, True, 2.0, [], ""])
+@pytest.mark.parametrize(
+    "value", ["abc", "1.5", "-1", "0", "101", 0, 101, True, 2.0, [], "", "²", "٣", "1_0"]
+)
 def test_bad_max_tokens(value: object) -> None:
     with pytest.raises(ProtocolError) as raised:
         protocol.validate_max_tokens(value, LIMITS, from_query=True)
@@ -137,6 +139,10 @@ def test_parse_start_resume_cancel() -> None:
     ("text", "code"),
     [
         ("not json", "invalid_json"),
+        ('{"type":"start","prompt":"\\ud800"}', "invalid_json"),
+        ('{"type":"start","prompt":"hi","ref":NaN}', "invalid_json"),
+        ('{"type":"start","prompt":"hi","ref":-Infinity}', "invalid_json"),
+        ('{"type":"start","prompt":"hi","ref":1e999}', "invalid_json"),
         ("[1,2]", "invalid_message"),
         ('"start"', "invalid_message"),
         ("{}", "invalid_message"),
@@ -162,3 +168,14 @@ def test_bad_message_keeps_its_ref_for_the_error_reply() -> None:
     with pytest.raises(ProtocolError) as raised:
         protocol.parse_client_message('{"type":"start","prompt":"","ref":7}', LIMITS)
     assert raised.value.ref == 7
+
+
+def test_dumps_refuses_non_json_numbers() -> None:
+    with pytest.raises(ValueError):
+        protocol.dumps({"ref": float("nan")})
+
+
+def test_loads_strict_accepts_ordinary_json() -> None:
+    assert protocol.loads_strict('{"a": [1, 2.5, "é", null, true]}') == {
+        "a": [1, 2.5, "é", None, True]
+    }

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+import urllib.parse
 from typing import Any
 
 import httpx
@@ -85,14 +86,13 @@ async def test_wire_layout_retry_once_and_one_data_line(http_server_client: Any)
         assert sum(line.startswith("data: ") for line in lines) == 1
 
 
-async def test_no_gzip_and_no_etag_even_when_asked(http_server_client: Any) -> None:
+async def test_no_gzip_even_when_asked(http_server_client: Any) -> None:
     response = await http_server_client.fetch(
         "/sse?prompt=gzip&max_tokens=5",
         headers={"Accept-Encoding": "gzip"},
         decompress_response=False,
     )
     assert "Content-Encoding" not in response.headers
-    assert "Etag" not in response.headers
     assert response.body.startswith(b"id: ")
     # ...while the app does compress other text (the trap is real).
     long_prompt = next(
@@ -232,7 +232,8 @@ class TestResume:
         _, rest, _, _ = await read_sse(url, {"last_event_id": ids[-1]})
         assert rest[-1]["type"] == "done"
         assert rest[-1]["finish_reason"] == "cancelled"
-        assert len(first + rest) < 4000
+        deltas = [e for e in first + rest if e["type"] == "delta"]
+        assert len(deltas) < len(synthetic_tokens("stop me"))  # it stopped early
         again = await http_server_client.fetch(
             f"/cancel?stream={stream_id}", method="POST", body=b""
         )
@@ -259,6 +260,13 @@ async def error_of(http_server_client: Any, path: str, **kwargs: Any) -> tuple[i
         ("/sse?prompt=hi&max_tokens=0", 400, "invalid_max_tokens"),
         ("/sse?prompt=hi&max_tokens=4097", 400, "invalid_max_tokens"),
         ("/sse?prompt=hi&max_tokens=-3", 400, "invalid_max_tokens"),
+        (
+            "/sse?prompt=hi&max_tokens=%C2%B2",
+            400,
+            "invalid_max_tokens",
+        ),  # "²": isdigit() but no int
+        ("/sse?prompt=hi&max_tokens=%D9%A3", 400, "invalid_max_tokens"),  # Arabic-Indic 3
+        ("/sse?last_event_id=AAAAAAAAAAAAAAAAAAAAAA:%C2%B2", 400, "invalid_last_event_id"),
         ("/sse?last_event_id=garbage", 400, "invalid_last_event_id"),
         ("/sse?last_event_id=AAAAAAAAAAAAAAAAAAAAAA:3", 404, "stream_not_found"),
         ("/cancel?stream=AAAAAAAAAAAAAAAAAAAAAA", 404, "stream_not_found"),
@@ -277,6 +285,43 @@ async def test_bad_requests_get_a_clear_json_error(
     assert error["message"]
     healthy = await http_server_client.fetch("/healthz")  # and the server keeps serving
     assert healthy.code == 200
+
+
+async def test_a_prompt_at_the_limit_fits_in_the_url(http_server_client: Any) -> None:
+    """32 KiB of CJK text is ~96 KiB percent-encoded: over Tornado's default header limit."""
+    prompt = "漢" * (32 * 1024 // 3)
+    response = await http_server_client.fetch(
+        "/sse?max_tokens=2&prompt=" + urllib.parse.quote(prompt)
+    )
+    assert response.code == 200
+    assert response.body.decode().count("data: ") == 4
+    status, error = await error_of(
+        http_server_client, "/sse?prompt=" + urllib.parse.quote("漢" * 11000)
+    )
+    assert (status, error["code"]) == (413, "prompt_too_long")
+
+
+async def test_resume_ahead_of_an_ended_stream_is_a_400(http_server_client: Any) -> None:
+    _, _, ids, _ = await read_sse(
+        base_url(http_server_client) + "/sse", {"prompt": "end", "max_tokens": 2}
+    )
+    stream = ids[0].split(":")[0]
+    status, error = await error_of(http_server_client, f"/sse?last_event_id={stream}:99")
+    assert (status, error["code"]) == (400, "invalid_last_event_id")
+
+
+class TestNoHeartbeat:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(
+            tokens_per_second=10, first_token_latency=0.3, heartbeat=0, ws_ping_interval=0
+        )
+
+    async def test_heartbeat_zero_means_none(self, http_server_client: Any) -> None:
+        response = await http_server_client.fetch("/sse?prompt=quiet&max_tokens=2")
+        body = response.body.decode()
+        assert ":" not in [line[:1] for line in body.splitlines()]
+        assert body.count("data: ") == 4
 
 
 async def test_malformed_last_event_id_header(http_server_client: Any) -> None:
@@ -351,3 +396,33 @@ class TestDebugDropDisabled:
             body=b"",
         )
         assert (status, error["code"]) == (404, "not_found")
+
+
+class TestEachEventLeavesAtOnce:
+    """No buffering anywhere (gzip, ETag, batching): the test lets the model
+    produce one piece at a time and must receive each before the next exists."""
+
+    @pytest.fixture
+    def app(self, step_app: Any) -> Any:
+        return step_app
+
+    async def test_every_event_is_delivered_before_the_next_is_produced(
+        self, http_server_client: Any, step_backend: Any
+    ) -> None:
+        url = base_url(http_server_client) + "/sse"
+        headers = {"Accept-Encoding": "gzip"}
+        async with httpx.AsyncClient(timeout=10) as client:
+            async with aconnect_sse(
+                client, "GET", url, params={"prompt": "p"}, headers=headers
+            ) as source:
+                assert "content-encoding" not in source.response.headers
+                events = source.aiter_sse()
+                start = json.loads((await asyncio.wait_for(anext(events), 5)).data)
+                assert start["type"] == "start"  # before the model produced anything
+                for piece in ["one", " two", " three", " four"]:
+                    step_backend.release(piece)
+                    delta = json.loads((await asyncio.wait_for(anext(events), 5)).data)
+                    assert delta["content"] == piece
+                step_backend.finish()
+                done = json.loads((await asyncio.wait_for(anext(events), 5)).data)
+                assert done["type"] == "done"

@@ -54,15 +54,31 @@ async def test_two_readers_see_the_same_events_live() -> None:
     await store.close()
 
 
-async def test_cancel_ends_with_done_cancelled_and_stops_generation() -> None:
+async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=20, first_token_latency=0))
     stream = store.create(ChatRequest.from_prompt("long", 200))
-    assert stream.cancel() is True
+    assert stream.cancel() is True  # the task has not run yet
     events = await read_all(stream)
-    assert events[-1]["type"] == "done"
+    assert [e["type"] for e in events] == ["start", "done"]
     assert events[-1]["finish_reason"] == "cancelled"
-    assert len(events) < 200
     assert stream.cancel() is False  # already ended
+    await store.close()
+
+
+async def test_cancel_mid_stream_stops_generation() -> None:
+    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=200, first_token_latency=0))
+    stream = store.create(ChatRequest.from_prompt("long", 200))
+    async with contextlib.aclosing(stream.follow()) as events:
+        async for event in events:
+            assert event is not None
+            if event["seq"] == 3:
+                stream.cancel()  # following goes on until the terminal event
+    assert stream.ended
+    assert stream.events[-1]["finish_reason"] == "cancelled"
+    deltas = stream.last_seq - 1
+    assert 3 <= deltas < len(synthetic_tokens("long"))
+    await asyncio.sleep(0.05)  # generation really stopped: nothing is appended any more
+    assert stream.last_seq - 1 == deltas
     await store.close()
 
 

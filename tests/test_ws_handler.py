@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -139,7 +140,8 @@ class TestResumeAndCancel:
             rest = await until_end(ws, start["stream"])
             assert rest[-1]["type"] == "done"
             assert rest[-1]["finish_reason"] == "cancelled"
-            assert len(rest) < 4000
+            deltas = [e for e in rest if e["type"] == "delta"]
+            assert len(deltas) < len(synthetic_tokens("long"))  # it stopped early
             # the socket still works afterwards
             ws.write_message(json.dumps({"type": "start", "prompt": "again", "max_tokens": 2}))
             assert (await until_end(ws))[-1]["finish_reason"] == "length"
@@ -261,3 +263,107 @@ class TestDebugDrop:
             ws2.close()
         assert text_of(first + rest) == expected_text("cut me", 40)
         assert [e["seq"] for e in first + rest] == list(range(42))
+
+
+class TestEachEventLeavesAtOnce:
+    @pytest.fixture
+    def app(self, step_app: Any) -> Any:
+        return step_app
+
+    async def test_every_event_is_delivered_before_the_next_is_produced(
+        self, http_server_client: Any, step_backend: Any
+    ) -> None:
+        ws = await connect(http_server_client)
+        try:
+            ws.write_message(json.dumps({"type": "start", "prompt": "p"}))
+            assert (await asyncio.wait_for(receive(ws), 5))["type"] == "start"
+            for piece in ["one", " two", " three"]:
+                step_backend.release(piece)
+                assert (await asyncio.wait_for(receive(ws), 5))["content"] == piece
+            step_backend.finish()
+            assert (await asyncio.wait_for(receive(ws), 5))["type"] == "done"
+        finally:
+            ws.close()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"type": "start", "prompt": "\\ud800"}',
+        '{"type": "start", "prompt": "hi", "ref": "\\udfff"}',
+        '{"type": "start", "prompt": "hi", "ref": NaN}',
+        '{"type": "start", "prompt": "hi", "ref": 1e999}',
+        '{"type": "start", "prompt": "hi", "max_tokens": Infinity}',
+    ],
+)
+async def test_json_that_is_not_rfc_8259_is_refused_and_the_socket_lives(
+    http_server_client: Any, message: str
+) -> None:
+    ws = await connect(http_server_client)
+    try:
+        ws.write_message(message)
+        raw = await ws.read_message()
+        assert isinstance(raw, str)
+        error = json.loads(raw)  # strict JSON, as a browser would parse it
+        assert (error["type"], error["code"]) == ("error", "invalid_json")
+        ws.write_message(json.dumps({"type": "start", "prompt": "still here", "max_tokens": 2}))
+        assert (await until_end(ws))[-1]["type"] == "done"
+    finally:
+        ws.close()
+
+
+async def test_resume_beyond_the_log_or_after_the_end_says_so(http_server_client: Any) -> None:
+    ws = await connect(http_server_client)
+    try:
+        ws.write_message(json.dumps({"type": "start", "prompt": "short", "max_tokens": 3}))
+        events = await until_end(ws)
+        stream, last = events[0]["stream"], events[-1]["seq"]
+        ws.write_message(json.dumps({"type": "resume", "stream": stream, "after": last + 5}))
+        ahead = await receive(ws)
+        assert (ahead["stream"], ahead["code"]) == (stream, "invalid_after")
+        ws.write_message(json.dumps({"type": "resume", "stream": stream, "after": last}))
+        ended = await receive(ws)
+        assert (ended["stream"], ended["code"]) == (stream, "stream_ended")
+    finally:
+        ws.close()
+
+
+class TestStreamCaps:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        # Streams that start and then wait: only start events (or refusals) arrive.
+        return Settings(
+            tokens_per_second=5,
+            first_token_latency=30,
+            ws_ping_interval=0,
+            max_streams_per_socket=2,
+            max_streams=3,
+        )
+
+    async def test_a_socket_may_run_only_so_many_streams(self, http_server_client: Any) -> None:
+        ws = await connect(http_server_client)
+        try:
+            for n in range(3):
+                ws.write_message(json.dumps({"type": "start", "prompt": f"p{n}", "ref": n}))
+            seen = [await receive(ws) for _ in range(3)]
+            refused = [e for e in seen if e["type"] == "error"]
+            assert len(refused) == 1
+            assert (refused[0]["code"], refused[0]["ref"]) == ("too_many_streams", 2)
+            assert sorted(e["ref"] for e in seen if e["type"] == "start") == [0, 1]
+        finally:
+            ws.close()
+
+    async def test_the_server_runs_only_so_many_streams(self, http_server_client: Any) -> None:
+        sockets = [await connect(http_server_client) for _ in range(2)]
+        try:
+            for n in range(3):
+                sockets[n % 2].write_message(json.dumps({"type": "start", "prompt": f"p{n}"}))
+            for ws in sockets:
+                assert (await receive(ws))["type"] == "start"
+            assert (await receive(sockets[0]))["type"] == "start"
+            response = await http_server_client.fetch("/sse?prompt=one+more", raise_error=False)
+            assert response.code == 503
+            assert json.loads(response.body)["error"]["code"] == "too_many_streams"
+        finally:
+            for ws in sockets:
+                ws.close()
