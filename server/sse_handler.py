@@ -98,6 +98,9 @@ class SSEHandler(JsonErrorHandler):
             # Tornado sets TCP_NODELAY only at finish(); without it, Nagle's
             # algorithm holds small token writes back for an ACK.
             connection_stream.set_nodelay(True)
+        # Send the head now: a client learns it is connected (EventSource's
+        # "open") before the next event exists, e.g. after a resume.
+        self.flush()
         self._relay = asyncio.ensure_future(self._relay_events(stream))
         if self.connections is not None and connection_stream is not None:
             self.connections.add(stream.id, connection_stream.close)
@@ -127,6 +130,8 @@ class SSEHandler(JsonErrorHandler):
                         )
                     )
                     retry_ms = None  # the hint rides on the first event only
+                    if event["seq"] < stream.last_seq:
+                        continue  # more are ready: send them in the same flush
                 await self.flush()  # backpressure: wait until the kernel took it
 
     def on_connection_close(self) -> None:

@@ -11,6 +11,7 @@ has read for ``idle_timeout`` seconds, so nobody pays for unread tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -54,9 +55,13 @@ class Stream:
         self.last_read_at = self.created_at
         self.readers = 0
         self._clock = clock
-        self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        # Futures of readers waiting for the next event; _append resolves them.
+        # Plain futures, not an asyncio.Event per append or a wait_for task per
+        # wait: at 1,000 streams the per-event overhead is what limits throughput.
+        self._waiters: list[asyncio.Future[bool]] = []
         self._append(protocol.start_event(stream_id, self.model, created=int(time.time())))
-        self._task = asyncio.get_running_loop().create_task(self._run(backend))
+        self._task = self._loop.create_task(self._run(backend))
         self._task.add_done_callback(self._on_generation_finished)
 
     # -- state -------------------------------------------------------------------
@@ -79,9 +84,27 @@ class Stream:
         self.events.append(event)
         if protocol.is_terminal(event):
             self.ended_at = self._clock()
-        # Wake every reader waiting on this stream, then arm a fresh event.
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+
+    async def _next_change(self, timeout: float | None = None) -> bool:
+        """Wait until an event is appended (True) or ``timeout`` passes (False)."""
+        waiter: asyncio.Future[bool] = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = (
+            self._loop.call_later(timeout, _resolve, waiter, False) if timeout is not None else None
+        )
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not waiter.done():  # cancelled while waiting
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
 
     # -- generation ----------------------------------------------------------------
 
@@ -133,7 +156,7 @@ class Stream:
         self.readers += 1
         try:
             while not self.ended:
-                await self._changed.wait()
+                await self._next_change()
         finally:
             self.readers -= 1
             self.last_read_at = self._clock()
@@ -162,17 +185,16 @@ class Stream:
                     yield event
                 if self.ended:
                     return
-                changed = self._changed
-                if heartbeat is None:
-                    await changed.wait()
-                else:
-                    try:
-                        await asyncio.wait_for(changed.wait(), heartbeat)
-                    except asyncio.TimeoutError:
-                        yield None
+                if not await self._next_change(heartbeat):
+                    yield None  # idle for ``heartbeat`` seconds
         finally:
             self.readers -= 1
             self.last_read_at = self._clock()
+
+
+def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
 
 
 class MemoryStreamStore:

@@ -20,6 +20,13 @@ __all__ = ["StreamSocketHandler"]
 log = logging.getLogger("twinstream.ws")
 
 
+def _consume_outcome(future: asyncio.Future[None]) -> None:
+    """Mark an un-awaited write's failure as seen (a later awaited write, or
+    on_close, reports the closed socket)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class StreamSocketHandler(WebSocketHandler):
     """One socket, any number of streams.
 
@@ -133,9 +140,14 @@ class StreamSocketHandler(WebSocketHandler):
                     assert event is not None  # no heartbeat asked for: pings keep alive
                     if ref is not None and event["type"] == "start":
                         event = {**event, "ref": ref}
-                    # Awaiting the write is the backpressure: a slow reader
-                    # slows its relay, never the stream.
-                    await self.write_message(protocol.dumps(event))
+                    sent = self.write_message(protocol.dumps(event))
+                    if event["seq"] == stream.last_seq:
+                        # Caught up: awaiting the write is the backpressure (a
+                        # slow reader slows its relay, never the stream). While
+                        # more are ready, they are written without waiting.
+                        await sent
+                    else:
+                        sent.add_done_callback(_consume_outcome)
         except WebSocketClosedError:
             pass
         finally:
