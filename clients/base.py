@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -125,6 +126,11 @@ class Stream:
     closes the connection; generation on the server then goes on until it
     ends or idles out, unless the stream was cancelled. Read a stream from
     one thread; :meth:`cancel` may come from any.
+
+    Events the transport has received wait in :attr:`queue` until they are
+    yielded, and leave it only when the caller asks for the next one; if an
+    exception such as ``KeyboardInterrupt`` (Ctrl-C) interrupts iteration,
+    :meth:`drain` still hands over every event already received.
     """
 
     transport = ""
@@ -142,6 +148,9 @@ class Stream:
         self.stats = StreamStats()
         self._parts: list[str] = []
         self._iterator: Iterator[dict[str, Any]] | None = None
+        # received from the transport, not yet taken by the caller (duplicates included)
+        self.queue: deque[dict[str, Any]] = deque()
+        self._in_flight: dict[str, Any] | None = None  # yielded, the caller not yet back
 
     # -- what callers use ------------------------------------------------------------
 
@@ -168,6 +177,23 @@ class Stream:
         for _ in self:
             pass
         return self.text
+
+    def drain(self) -> Iterator[dict[str, Any]]:
+        """The events already received but not yet taken, without reading
+        more: for after iteration was interrupted (e.g. by Ctrl-C) part way
+        through what one read brought. They are checked and recorded (text,
+        stats, ``seq``) as iteration does. The first may be the event the
+        interrupted loop had been handed (it had not asked for the next one),
+        so a caller that may have handled it should compare ``seq``."""
+        event, self._in_flight = self._in_flight, None
+        if event is not None:
+            if self.queue and self.queue[0] is event:
+                self.queue.popleft()
+            yield event
+        while self.queue and not self.ended:
+            event = self.queue.popleft()
+            if self._accept(event):
+                yield event
 
     def cancel(self) -> None:
         """Ask for generation to stop. Safe from another thread."""
@@ -204,6 +230,16 @@ class Stream:
     def _close_transport(self) -> None:
         pass
 
+    def _queued(self) -> Iterator[dict[str, Any]]:
+        """Yield :attr:`queue` in order, for a transport's ``_raw_events``.
+        Each event leaves the queue only when the next one is asked for, so
+        an interruption in between leaves it to :meth:`drain`."""
+        while self.queue:
+            event = self.queue[0]
+            yield event
+            if self.queue and self.queue[0] is event:  # drain() may have taken it
+                self.queue.popleft()
+
     # -- shared machinery -----------------------------------------------------------------
 
     def _run(self) -> Iterator[dict[str, Any]]:
@@ -213,7 +249,9 @@ class Stream:
         try:
             for event in self._raw_events():
                 if self._accept(event):
+                    self._in_flight = event
                     yield event
+                    self._in_flight = None
                 if self.ended:
                     return
         finally:

@@ -303,18 +303,26 @@ class SSEStream(Stream):
             events = decoder.feed(chunk)
             if decoder.retry is not None:
                 self.server_retry_ms = decoder.retry
+            # one read often brings several events: they wait in self.queue, not in
+            # this frame, so an interruption while they are handed out loses none
+            malformed: MalformedData | None = None
             for sse_event in events:
                 if sse_event.event != "message":
                     continue  # not part of our contract; a newer server's extra
                 try:
                     event = json.loads(sse_event.data)
                 except ValueError:
-                    raise MalformedData(
-                        f"event data is not JSON: {sse_event.data[:80]!r}"
-                    ) from None
+                    malformed = MalformedData(f"event data is not JSON: {sse_event.data[:80]!r}")
+                    break
                 if not isinstance(event, dict):
-                    raise MalformedData(f"event data is not a JSON object: {sse_event.data[:80]!r}")
-                yield event
+                    malformed = MalformedData(
+                        f"event data is not a JSON object: {sse_event.data[:80]!r}"
+                    )
+                    break
+                self.queue.append(event)
+            yield from self._queued()
+            if malformed is not None:
+                raise malformed
             if decoder.pending_line_length > MAX_LINE:
                 raise MalformedData(
                     f"a line longer than {MAX_LINE} characters: not an event stream"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -310,7 +309,6 @@ class WebSocketStream(Stream):
         super().__init__(prompt, max_tokens)
         self.client = client
         self.ref = ref
-        self.queue: deque[dict[str, Any]] = deque()
         self.failure: ClientError | None = None
         self.resumed = False
         self.owns_client = False
@@ -326,8 +324,7 @@ class WebSocketStream(Stream):
     def _raw_events(self) -> Iterator[dict[str, Any]]:
         self.client._start(self)
         while True:
-            while self.queue:
-                event = self.queue.popleft()
+            for event in self._queued():
                 if (
                     event.get("type") == "error"
                     and event.get("seq") is None

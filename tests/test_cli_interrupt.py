@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
 
 import pytest
+from test_clients_interrupt import StallingSSEServer
 
 from server.app import Settings
 from server.backends.synthetic import synthetic_tokens
@@ -39,13 +44,16 @@ def only_stream(live_server):
 def test_ctrl_c_stops_quietly_with_exit_130(live_server, transport):
     process = start_cli(PROMPT, "-t", transport, "--url", live_server.url)
     assert process.stdout is not None
-    first = process.stdout.read(1)  # the answer has started
+    # the answer has started; os.read takes just this byte (a buffered read(1)
+    # would take more, which communicate() below would then not see)
+    first = os.read(process.stdout.fileno(), 1)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130
     assert err.decode().splitlines() == ["interrupted"]
     text = (first + out).decode()
-    assert text.endswith("\n") and "".join(synthetic_tokens(PROMPT)).startswith(text[:-1])
+    assert len(text) > 2 and text.endswith("\n")
+    assert "".join(synthetic_tokens(PROMPT)).startswith(text[:-1])
     stream = only_stream(live_server)
     live_server.call(stream.wait_ended)
     # the cancel reached the server (WebSocket: a message; SSE: POST /cancel)
@@ -62,7 +70,7 @@ def test_interactive_terminal_ctrl_c_ends_only_the_turn(live_server):
         banner = process.stderr.read1(4096).decode()
         assert "twinstream chat over ws" in banner
         os.write(controller, PROMPT.encode() + b"\n")
-        assert process.stdout.read(1)  # the answer has started
+        assert os.read(process.stdout.fileno(), 1)  # the answer has started
         process.send_signal(signal.SIGINT)
         os.write(controller, b"next\n\x04")  # another turn, then Ctrl-D
         out, err = process.communicate(timeout=30)
@@ -72,3 +80,51 @@ def test_interactive_terminal_ctrl_c_ends_only_the_turn(live_server):
     errors = err.decode()
     assert "(stopped)" in errors and "Traceback" not in errors
     assert out.decode().endswith("".join(synthetic_tokens("next")) + "\n")
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="needs Linux pipe sizes")
+def test_ctrl_c_prints_every_event_already_received():
+    """Ctrl-C while a batch of received events is being printed: all of them
+    are printed (none is dropped with the interrupted read), then the stream
+    is cancelled and the CLI exits 130 quietly.
+
+    Deterministic: stdout is a one-page pipe nobody reads, so the CLI blocks
+    writing the batch part way through; the signal lands there, with events
+    of the same read still waiting to be printed."""
+    deltas = [f"<{n}>" + chr(ord("a") + n) * 600 for n in range(8)]  # ~4.9 KB of text
+    server = StallingSSEServer(deltas)
+    assert len(server.batch) < 8000  # one read of the client's buffered socket
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clients", "hello", "--url", server.url],
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+        )
+        os.close(write_end)
+        # wait until the CLI has printed part of the batch and blocks on the full pipe
+        deadline = time.monotonic() + 20
+        previous, stable_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            waiting = struct.unpack("i", fcntl.ioctl(read_end, termios.FIONREAD, b"\0" * 4))[0]
+            if waiting != previous:
+                previous, stable_since = waiting, time.monotonic()
+            elif waiting > 0 and time.monotonic() - stable_since > 0.5:
+                break
+            time.sleep(0.02)
+        assert 0 < previous < len("".join(deltas))  # blocked part way through the batch
+        process.send_signal(signal.SIGINT)
+        with os.fdopen(read_end, "rb") as out_pipe:
+            read_end = -1
+            out = out_pipe.read()
+        err = process.communicate(timeout=30)[1]
+    finally:
+        if read_end >= 0:
+            os.close(read_end)
+        server.close()
+    assert process.returncode == 130
+    assert err.decode().splitlines() == ["interrupted"]
+    assert out.decode() == "".join(deltas) + "\n"
+    assert len(server.cancels) == 1 and "stream=s1" in server.cancels[0]
