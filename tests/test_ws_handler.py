@@ -36,6 +36,16 @@ async def until_end(ws: WebSocketClientConnection, stream: str | None = None) ->
             return events
 
 
+async def resume_on_a_new_socket(http_server_client: Any, stream: str, after: int) -> list[dict]:
+    """Open a new socket, ``resume`` ``stream`` after ``after``; events to its end."""
+    ws = await connect(http_server_client)
+    try:
+        ws.write_message(json.dumps({"type": "resume", "stream": stream, "after": after}))
+        return await until_end(ws, stream)
+    finally:
+        ws.close()
+
+
 def text_of(events: list[dict[str, Any]]) -> str:
     return "".join(e["content"] for e in events if e["type"] == "delta")
 
@@ -104,14 +114,7 @@ class TestResumeAndCancel:
         stream = first[0]["stream"]
         store = http_server_client._http_server.request_callback.settings["store"]
         streams_before = len(store)
-        ws2 = await connect(http_server_client)
-        try:
-            ws2.write_message(
-                json.dumps({"type": "resume", "stream": stream, "after": first[-1]["seq"]})
-            )
-            rest = await until_end(ws2, stream)
-        finally:
-            ws2.close()
+        rest = await resume_on_a_new_socket(http_server_client, stream, first[-1]["seq"])
         assert len(store) == streams_before
         joined = first + rest
         assert [e["seq"] for e in joined] == list(range(32))
@@ -253,14 +256,7 @@ class TestDebugDrop:
         assert json.loads(response.body) == {"stream": stream, "dropped": 1}
         while (message := await ws.read_message()) is not None:
             first.append(json.loads(message))  # events already in flight
-        ws2 = await connect(http_server_client)
-        try:
-            ws2.write_message(
-                json.dumps({"type": "resume", "stream": stream, "after": first[-1]["seq"]})
-            )
-            rest = await until_end(ws2, stream)
-        finally:
-            ws2.close()
+        rest = await resume_on_a_new_socket(http_server_client, stream, first[-1]["seq"])
         assert text_of(first + rest) == expected_text("cut me", 40)
         assert [e["seq"] for e in first + rest] == list(range(42))
 
