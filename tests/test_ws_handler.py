@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -363,3 +364,22 @@ class TestStreamCaps:
         finally:
             for ws in sockets:
                 ws.close()
+
+
+class TestKeepalivePings:
+    @pytest.fixture
+    def live_settings(self) -> Settings:
+        return Settings(tokens_per_second=0, ws_ping_interval=0.1)
+
+    def test_server_pings_an_idle_socket(self, live_server: Any) -> None:
+        # websocket-client shows control frames (and answers pings itself).
+        ws = websocket.create_connection(
+            live_server.url.replace("http://", "ws://") + "/ws", timeout=5
+        )
+        try:
+            opcode, _ = ws.recv_data(control_frame=True)  # nothing sent: only a ping can come
+            assert opcode == websocket.ABNF.OPCODE_PING
+            opcode, _ = ws.recv_data(control_frame=True)
+            assert opcode == websocket.ABNF.OPCODE_PING  # still open, still pinging
+        finally:
+            ws.close()
