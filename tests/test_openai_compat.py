@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import openai
@@ -255,3 +256,22 @@ class TestEachChunkLeavesAtOnce:
             step_backend.finish()
             last = await asyncio.wait_for(anext(chunks), 5)
             assert last.choices[0].finish_reason == "stop"
+
+    async def test_tcp_nodelay_is_set_while_streaming(
+        self, http_server_client: Any, http_server: Any, step_backend: Any
+    ) -> None:
+        async with sdk(http_server_client) as client:
+            stream = await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "p"}], stream=True
+            )
+            chunks = stream.__aiter__()
+            await asyncio.wait_for(anext(chunks), 5)  # headers and first chunk are out
+            flags = [
+                c.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                for c in http_server._connections
+                if c.stream.socket is not None
+            ]
+            assert flags and all(flags)
+            step_backend.finish()
+            async for _ in chunks:
+                pass
