@@ -99,12 +99,17 @@ def is_terminal(event: dict[str, Any]) -> bool:
     return event.get("type") in TERMINAL_TYPES and event.get("stream") is not None
 
 
+# ensure_ascii=False keeps tokens readable; JSON escapes CR/LF inside strings,
+# so the result never contains a raw line break (one SSE data line).
+# allow_nan=False: NaN/Infinity are not JSON (RFC 8259) and browsers reject them.
+# One encoder for the process: json.dumps with non-default options builds a new
+# JSONEncoder per call, which costs as much as the encoding itself.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(event: dict[str, Any]) -> str:
     """Serialise an event to the compact one-line JSON both transports carry."""
-    # ensure_ascii=False keeps tokens readable; JSON escapes CR/LF inside
-    # strings, so the result never contains a raw line break (one SSE data line).
-    # allow_nan=False: NaN/Infinity are not JSON (RFC 8259) and browsers reject them.
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(event)
 
 
 def _reject_constant(name: str) -> Any:

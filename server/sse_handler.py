@@ -7,7 +7,7 @@ import contextlib
 
 from tornado.iostream import StreamClosedError
 
-from . import protocol, sse
+from . import protocol
 from .backends.base import ChatRequest
 from .errors import ApiError, StreamNotFound
 from .streams import MemoryStreamStore, Stream
@@ -114,25 +114,33 @@ class SSEHandler(JsonErrorHandler):
         self.finish()
 
     async def _relay_events(self, stream: Stream) -> None:
-        retry_ms: int | None = self.retry_ms
+        # Written straight to the HTTP connection: headers went out in get(),
+        # there are no output transforms (prepare) and nothing else writes
+        # meanwhile, so RequestHandler.write/flush would only add layers.
+        connection = self.request.connection
+        assert connection is not None
+        # Stream ids are [A-Za-z0-9_-] and protocol JSON never holds a raw CR
+        # or LF, so each event is one "id:" and one "data:" line (the framing
+        # sse.encode_event produces, without its per-field checks).
+        prefix = f"id: {stream.id}:"
+        # The retry hint rides on the first event only.
+        retry = f"\nretry: {int(self.retry_ms)}" if self.retry_ms is not None else ""
+        pending: list[str] = []
         async with contextlib.aclosing(
             stream.follow(self._after, heartbeat=self.heartbeat or None)  # 0: no heartbeats
         ) as events:
             async for event in events:
                 if event is None:
-                    self.write(sse.encode_comment("heartbeat"))
+                    pending.append(": heartbeat\n")
                 else:
-                    self.write(
-                        sse.encode_event(
-                            protocol.dumps(event),
-                            event_id=protocol.format_event_id(stream.id, event["seq"]),
-                            retry_ms=retry_ms,
-                        )
-                    )
-                    retry_ms = None  # the hint rides on the first event only
-                    if event["seq"] < stream.last_seq:
-                        continue  # more are ready: send them in the same flush
-                await self.flush()  # backpressure: wait until the kernel took it
+                    seq = event["seq"]
+                    pending.append(f"{prefix}{seq}{retry}\ndata: {stream.encoded(seq)}\n\n")
+                    retry = ""
+                    if seq < stream.last_seq:
+                        continue  # more are ready: send them in the same write
+                chunk = "".join(pending).encode("utf-8")
+                pending.clear()
+                await connection.write(chunk)  # backpressure: wait until the kernel took it
 
     def on_connection_close(self) -> None:
         if self._relay is not None:

@@ -50,6 +50,8 @@ class Stream:
         self.request = request
         self.model = request.model or backend.model
         self.events: list[dict[str, Any]] = []
+        # events[seq] as protocol JSON, serialised once on first use (see encoded())
+        self._encoded: list[str | None] = []
         self.created_at = clock()
         self.ended_at: float | None = None
         self.last_read_at = self.created_at
@@ -82,12 +84,22 @@ class Stream:
             return
         event.setdefault("t", round(time.time(), 6))  # produced-at, for delivery-delay measures
         self.events.append(event)
+        self._encoded.append(None)
         if protocol.is_terminal(event):
             self.ended_at = self._clock()
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(True)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
+
+    def encoded(self, seq: int) -> str:
+        """``events[seq]`` as protocol JSON (:func:`protocol.dumps`), serialised
+        once per stream however many readers and resumes send it."""
+        text = self._encoded[seq]
+        if text is None:
+            text = self._encoded[seq] = protocol.dumps(self.events[seq])
+        return text
 
     async def _next_change(self, timeout: float | None = None) -> bool:
         """Wait until an event is appended (True) or ``timeout`` passes (False)."""
@@ -101,10 +113,18 @@ class Stream:
         finally:
             if timer is not None:
                 timer.cancel()
-            if not waiter.done():  # cancelled while waiting
-                waiter.cancel()
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+            self._forget(waiter)
+
+    def _forget(self, waiter: asyncio.Future[bool]) -> None:
+        """Withdraw a waiter that _append did not resolve (timed out or cancelled)."""
+        if not waiter.done():  # cancelled while waiting
+            waiter.cancel()
+        elif not waiter.cancelled() and waiter.result():
+            # Resolved by _append, which already took it off the list (the
+            # common case: no list scan, no ValueError raised and caught).
+            return
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
 
     # -- generation ----------------------------------------------------------------
 
@@ -175,19 +195,39 @@ class Stream:
         away) releases it. It never touches generation.
         """
         self.readers += 1
+        loop = self._loop
+        events = self.events
+        # With a heartbeat, one timer per follower rather than one per wait:
+        # creating and cancelling a TimerHandle for every event was a visible
+        # part of the per-event cost. The timer is re-armed lazily: when it
+        # fires early (events came meanwhile) it moves itself to the deadline.
+        beat = _Heartbeat(loop, heartbeat) if heartbeat is not None else None
         try:
             next_seq = after + 1
             while True:
-                while next_seq < len(self.events):
-                    event = self.events[next_seq]
+                while next_seq < len(events):
+                    event = events[next_seq]
                     next_seq += 1
-                    self.last_read_at = self._clock()
                     yield event
                 if self.ended:
                     return
-                if not await self._next_change(heartbeat):
+                # (last_read_at matters only once readers drops to 0; the
+                # finally below stamps it then.)
+                waiter: asyncio.Future[bool] = loop.create_future()
+                self._waiters.append(waiter)
+                if beat is not None:
+                    beat.arm(waiter)
+                try:
+                    changed = await waiter
+                finally:
+                    if beat is not None:
+                        beat.waiter = None
+                    self._forget(waiter)
+                if not changed:
                     yield None  # idle for ``heartbeat`` seconds
         finally:
+            if beat is not None:
+                beat.stop()
             self.readers -= 1
             self.last_read_at = self._clock()
 
@@ -195,6 +235,43 @@ class Stream:
 def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
     if not waiter.done():
         waiter.set_result(value)
+
+
+class _Heartbeat:
+    """Resolves a follower's current waiter with False once it has waited
+    ``interval`` seconds, using one lazily re-armed timer per follower."""
+
+    __slots__ = ("loop", "interval", "deadline", "waiter", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.deadline = 0.0
+        self.waiter: asyncio.Future[bool] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def arm(self, waiter: asyncio.Future[bool]) -> None:
+        self.waiter = waiter
+        self.deadline = self.loop.time() + self.interval
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None:
+            return  # not waiting now; the next arm() starts a timer
+        if self.loop.time() < self.deadline - 1e-4:  # early: events came meanwhile
+            self.timer = self.loop.call_at(self.deadline, self._fire)
+            return
+        if not waiter.done():
+            waiter.set_result(False)
+
+    def stop(self) -> None:
+        self.waiter = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class MemoryStreamStore:

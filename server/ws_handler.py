@@ -8,7 +8,8 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
 from . import protocol
 from .backends.base import ChatRequest
@@ -25,6 +26,9 @@ def _consume_outcome(future: asyncio.Future[None]) -> None:
     on_close, reports the closed socket)."""
     if not future.cancelled():
         future.exception()
+
+
+_TEXT = 0x1  # WebSocket opcode of a text frame (RFC 6455 5.2)
 
 
 class StreamSocketHandler(WebSocketHandler):
@@ -138,23 +142,51 @@ class StreamSocketHandler(WebSocketHandler):
             async with contextlib.aclosing(stream.follow(after)) as events:
                 async for event in events:
                     assert event is not None  # no heartbeat asked for: pings keep alive
+                    seq = event["seq"]
                     if ref is not None and event["type"] == "start":
-                        event = {**event, "ref": ref}
-                    sent = self.write_message(protocol.dumps(event))
-                    if event["seq"] == stream.last_seq:
+                        text = protocol.dumps({**event, "ref": ref})
+                    else:
+                        text = stream.encoded(seq)  # serialised once per stream
+                    sent = self._send_text(text)
+                    if seq == stream.last_seq:
                         # Caught up: awaiting the write is the backpressure (a
                         # slow reader slows its relay, never the stream). While
                         # more are ready, they are written without waiting.
                         await sent
                     else:
                         sent.add_done_callback(_consume_outcome)
-        except WebSocketClosedError:
+        except (WebSocketClosedError, StreamClosedError):
             pass
         finally:
             if self._relays.get(stream.id) is asyncio.current_task():
                 del self._relays[stream.id]
             if self.connections is not None and stream.id not in self._relays:
                 self.connections.discard(stream.id, self._drop)
+
+    def _send_text(self, text: str) -> asyncio.Future[None]:
+        """Send one text message; the future resolves once the kernel took it.
+
+        Like write_message, minus the asyncio Task that Tornado's
+        write_message wraps around every frame write (only to turn
+        StreamClosedError into WebSocketClosedError): with one message per
+        token, that task and its scheduling were a large share of the
+        server's CPU per event. The returned future is the IOStream's write
+        future, which fails with StreamClosedError if the socket closes
+        (Tornado marks those failures retrieved, so un-awaited ones are not
+        logged). Compressed connections, and any protocol other than
+        Tornado's RFC 6455 one, go through write_message.
+        """
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            raise WebSocketClosedError()
+        if not isinstance(connection, WebSocketProtocol13) or connection._compressor is not None:
+            return self.write_message(text)
+        data = text.encode("utf-8")
+        connection._message_bytes_out += len(data)
+        try:
+            return connection._write_frame(True, _TEXT, data)
+        except StreamClosedError:
+            raise WebSocketClosedError() from None
 
     async def _send_error(self, stream: str | None, code: str, message: str, **extra: Any) -> None:
         event = protocol.error_event(stream, None, code, message, **extra)
