@@ -173,18 +173,25 @@ class StreamSocketHandler(WebSocketHandler):
         server's CPU per event. The returned future is the IOStream's write
         future, which fails with StreamClosedError if the socket closes
         (Tornado marks those failures retrieved, so un-awaited ones are not
-        logged). Compressed connections, and any protocol other than
-        Tornado's RFC 6455 one, go through write_message.
+        logged). This uses Tornado internals (``_write_frame``,
+        ``_compressor``); compressed connections, other protocol classes, and
+        a Tornado without them, go through the public write_message.
         """
         connection = self.ws_connection
         if connection is None or connection.is_closing():
             raise WebSocketClosedError()
-        if not isinstance(connection, WebSocketProtocol13) or connection._compressor is not None:
+        write_frame = getattr(connection, "_write_frame", None)
+        if (
+            not isinstance(connection, WebSocketProtocol13)
+            or write_frame is None
+            or getattr(connection, "_compressor", True) is not None
+        ):
             return self.write_message(text)
         data = text.encode("utf-8")
-        connection._message_bytes_out += len(data)
+        if hasattr(connection, "_message_bytes_out"):
+            connection._message_bytes_out += len(data)
         try:
-            return connection._write_frame(True, _TEXT, data)
+            return write_frame(True, _TEXT, data)
         except StreamClosedError:
             raise WebSocketClosedError() from None
 
