@@ -7,13 +7,15 @@ import contextlib
 
 from tornado.iostream import StreamClosedError
 
-from . import protocol
+from . import protocol, sse
 from .backends.base import ChatRequest
 from .errors import ApiError, StreamNotFound
 from .streams import MemoryStreamStore, Stream
 from .web import ConnectionRegistry, JsonErrorHandler
 
 __all__ = ["SSEHandler"]
+
+_HEARTBEAT = sse.encode_comment("heartbeat").decode()
 
 
 class SSEHandler(JsonErrorHandler):
@@ -119,23 +121,22 @@ class SSEHandler(JsonErrorHandler):
         # meanwhile, so RequestHandler.write/flush would only add layers.
         connection = self.request.connection
         assert connection is not None
-        # Stream ids are [A-Za-z0-9_-] and protocol JSON never holds a raw CR
-        # or LF, so each event is one "id:" and one "data:" line (the framing
-        # sse.encode_event produces, without its per-field checks).
-        prefix = f"id: {stream.id}:"
-        # The retry hint rides on the first event only.
-        retry = f"\nretry: {int(self.retry_ms)}" if self.retry_ms is not None else ""
+        retry_ms: int | None = self.retry_ms  # the hint rides on the first event only
         pending: list[str] = []
         async with contextlib.aclosing(
             stream.follow(self._after, heartbeat=self.heartbeat or None)  # 0: no heartbeats
         ) as events:
             async for event in events:
                 if event is None:
-                    pending.append(": heartbeat\n")
+                    pending.append(_HEARTBEAT)
                 else:
                     seq = event["seq"]
-                    pending.append(f"{prefix}{seq}{retry}\ndata: {stream.encoded(seq)}\n\n")
-                    retry = ""
+                    pending.append(
+                        sse.format_trusted_event(
+                            stream.encoded(seq), protocol.format_event_id(stream.id, seq), retry_ms
+                        )
+                    )
+                    retry_ms = None
                     if seq < stream.last_seq:
                         continue  # more are ready: send them in the same write
                 chunk = "".join(pending).encode("utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from server.sse import encode_comment, encode_event
+from server.sse import encode_comment, encode_event, format_trusted_event
 
 
 def decode(raw: bytes, chunk: int | None = None) -> list[tuple[str, str, str, int | None]]:
@@ -60,3 +60,11 @@ def test_unencodable_fields_are_refused(kwargs: dict[str, object]) -> None:
 def test_comment_with_line_break_is_refused() -> None:
     with pytest.raises(ValueError):
         encode_comment("a\nb")
+
+
+@pytest.mark.parametrize("retry_ms", [None, 0, 1500])
+@pytest.mark.parametrize("data", ['{"type":"delta","content":"é ☃"}', "", "plain"])
+def test_trusted_fast_path_gives_the_same_bytes(data: str, retry_ms: int | None) -> None:
+    event_id = "AbCdEfGh12345678_-xyz:42"
+    fast = format_trusted_event(data, event_id, retry_ms).encode("utf-8")
+    assert fast == encode_event(data, event_id=event_id, retry_ms=retry_ms)
