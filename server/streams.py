@@ -101,18 +101,18 @@ class Stream:
             text = self._encoded[seq] = protocol.dumps(self.events[seq])
         return text
 
-    async def _next_change(self, timeout: float | None = None) -> bool:
-        """Wait until an event is appended (True) or ``timeout`` passes (False)."""
+    async def _next_change(self, beat: _Heartbeat | None = None) -> bool:
+        """Wait until an event is appended (True) or, with ``beat``, until the
+        follower has been idle for its interval (False)."""
         waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiters.append(waiter)
-        timer = (
-            self._loop.call_later(timeout, _resolve, waiter, False) if timeout is not None else None
-        )
+        if beat is not None:
+            beat.arm(waiter)
         try:
             return await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if beat is not None:
+                beat.waiter = None
             self._forget(waiter)
 
     def _forget(self, waiter: asyncio.Future[bool]) -> None:
@@ -195,13 +195,12 @@ class Stream:
         away) releases it. It never touches generation.
         """
         self.readers += 1
-        loop = self._loop
         events = self.events
         # With a heartbeat, one timer per follower rather than one per wait:
         # creating and cancelling a TimerHandle for every event was a visible
         # part of the per-event cost. The timer is re-armed lazily: when it
         # fires early (events came meanwhile) it moves itself to the deadline.
-        beat = _Heartbeat(loop, heartbeat) if heartbeat is not None else None
+        beat = _Heartbeat(self._loop, heartbeat) if heartbeat is not None else None
         try:
             next_seq = after + 1
             while True:
@@ -213,16 +212,7 @@ class Stream:
                     return
                 # (last_read_at matters only once readers drops to 0; the
                 # finally below stamps it then.)
-                waiter: asyncio.Future[bool] = loop.create_future()
-                self._waiters.append(waiter)
-                if beat is not None:
-                    beat.arm(waiter)
-                try:
-                    changed = await waiter
-                finally:
-                    if beat is not None:
-                        beat.waiter = None
-                    self._forget(waiter)
+                changed = await self._next_change(beat)
                 if not changed:
                     yield None  # idle for ``heartbeat`` seconds
         finally:
@@ -230,11 +220,6 @@ class Stream:
                 beat.stop()
             self.readers -= 1
             self.last_read_at = self._clock()
-
-
-def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
-    if not waiter.done():
-        waiter.set_result(value)
 
 
 class _Heartbeat:
