@@ -21,7 +21,7 @@ from . import protocol, sse
 from .backends.base import ChatRequest
 from .errors import ApiError, Unauthorized, error_body
 from .streams import MemoryStreamStore, Stream
-from .web import JsonErrorHandler
+from .web import JsonErrorHandler, begin_event_stream, create_stream
 
 __all__ = ["ChatCompletionsHandler", "ModelsHandler", "parse_chat_body"]
 
@@ -140,21 +140,12 @@ class ChatCompletionsHandler(_OpenAIHandler):
         )
 
     async def post(self) -> None:
-        try:
-            self._stream = stream = self.store.create(self.chat)
-        except protocol.ProtocolError as exc:
-            raise ApiError.from_protocol(exc) from None
+        self._stream = stream = create_stream(self.store, self.chat)
         if not self.streaming:
             await stream.wait_ended()
             self._write_completion(stream)
             return
-        self._transforms = []  # never gzip-buffer a stream
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        connection_stream = getattr(self.request.connection, "stream", None)
-        if connection_stream is not None:
-            connection_stream.set_nodelay(True)
+        begin_event_stream(self)
         self._relay = asyncio.ensure_future(self._relay_chunks(stream))
         try:
             await self._relay

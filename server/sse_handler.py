@@ -11,7 +11,7 @@ from . import protocol, sse
 from .backends.base import ChatRequest
 from .errors import ApiError, StreamNotFound
 from .streams import MemoryStreamStore, Stream
-from .web import ConnectionRegistry, JsonErrorHandler
+from .web import ConnectionRegistry, JsonErrorHandler, begin_event_stream, create_stream
 
 __all__ = ["SSEHandler"]
 
@@ -51,9 +51,6 @@ class SSEHandler(JsonErrorHandler):
         return None
 
     def prepare(self) -> None:
-        # The article's Rack::ETag trap, Tornado edition: with compress_response
-        # on, GZipContentEncoding buffers "text/*" bodies. No transforms here.
-        self._transforms = []
         last_event_id = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
             "last_event_id", None
         )
@@ -88,18 +85,8 @@ class SSEHandler(JsonErrorHandler):
         stream = self._stream
         if stream is None:
             assert self._request is not None
-            try:
-                stream = self.store.create(self._request)
-            except protocol.ProtocolError as exc:
-                raise ApiError.from_protocol(exc) from None
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
-        connection_stream = getattr(self.request.connection, "stream", None)
-        if connection_stream is not None:
-            # Tornado sets TCP_NODELAY only at finish(); without it, Nagle's
-            # algorithm holds small token writes back for an ACK.
-            connection_stream.set_nodelay(True)
+            stream = create_stream(self.store, self._request)
+        connection_stream = begin_event_stream(self)
         # Send the head now: a client learns it is connected (EventSource's
         # "open") before the next event exists, e.g. after a resume.
         self.flush()

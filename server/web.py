@@ -10,8 +10,10 @@ from http import HTTPStatus
 from typing import Any
 
 import tornado.web
+from tornado.iostream import IOStream
 
 from . import protocol
+from .backends.base import ChatRequest
 from .errors import ApiError, StreamNotFound, error_body
 from .streams import MemoryStreamStore, Stream
 
@@ -57,6 +59,34 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         self.clear_header("Content-Encoding")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(error_body(status_code, code, message)))
+
+
+def create_stream(store: MemoryStreamStore, request: ChatRequest) -> Stream:
+    """``store.create``, with its refusal (``too_many_streams``) as an ApiError."""
+    try:
+        return store.create(request)
+    except protocol.ProtocolError as exc:
+        raise ApiError.from_protocol(exc) from None
+
+
+def begin_event_stream(handler: tornado.web.RequestHandler) -> IOStream | None:
+    """Make ``handler``'s response a ``text/event-stream`` that nothing holds back;
+    returns the connection's IOStream (None if it has none).
+
+    The article's Rack::ETag trap, Tornado edition: with ``compress_response``
+    on, GZipContentEncoding buffers ``text/*`` bodies, so the handler's output
+    transforms are dropped (call before the first write). Tornado sets
+    TCP_NODELAY only at ``finish()``; without it Nagle's algorithm holds small
+    token writes back for an ACK.
+    """
+    handler._transforms = []
+    handler.set_header("Content-Type", "text/event-stream; charset=utf-8")
+    handler.set_header("Cache-Control", "no-cache")
+    handler.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
+    connection_stream: IOStream | None = getattr(handler.request.connection, "stream", None)
+    if connection_stream is not None:
+        connection_stream.set_nodelay(True)
+    return connection_stream
 
 
 class HealthHandler(JsonErrorHandler):
