@@ -70,15 +70,16 @@ def connect(
     tolerated mid-stream (the server sends SSE heartbeats every 15 s and
     WebSocket pings every 20 s by default).
     """
+    client_class: type[Client]
     if transport == "sse":
-        return SSEClient(
-            url, connect_timeout=connect_timeout, read_timeout=read_timeout, reconnect=reconnect
-        )
-    if transport == "ws":
-        return WebSocketClient(
-            url, connect_timeout=connect_timeout, read_timeout=read_timeout, reconnect=reconnect
-        )
-    raise ValueError(f"unknown transport {transport!r}; use 'sse' or 'ws'")
+        client_class = SSEClient
+    elif transport == "ws":
+        client_class = WebSocketClient
+    else:
+        raise ValueError(f"unknown transport {transport!r}; use 'sse' or 'ws'")
+    return client_class(
+        url, connect_timeout=connect_timeout, read_timeout=read_timeout, reconnect=reconnect
+    )
 
 
 def stream(
