@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import protocol
+from .access import AccessPolicy, KeyFileError
 from .app import Settings, http_server_options, make_app
+from .edge_server import install_log_redaction, make_server
 
 _ENV_PREFIX = "TWINSTREAM_"
 
@@ -58,6 +60,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in --help, except a secret's: only whether it is set."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if getattr(action, "secret", False):
+            state = "set" if action.default else "not set"
+            return f"{action.help} (now: {state})"
+        return super()._get_help_string(action)
+
+
+def _flag(env: str, default: bool) -> bool:
+    return bool(_env(env, default, lambda s: s.lower() in ("1", "true", "yes", "on")))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m server",
@@ -66,12 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
             "WebSocket (GET /ws) and an OpenAI-compatible API (POST /v1/chat/completions). "
             "Open http://HOST:PORT/ for the browser demo."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
 
     def add(
         flag: str, env: str, default: Any, convert: Callable[[str], Any], help: str, **kw: Any
-    ) -> None:
+    ) -> argparse.Action:
         value = _env(env, default, convert)
         if "choices" in kw and value not in kw["choices"]:
             # argparse checks choices on the command line only, not on defaults.
@@ -79,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                 f"error: environment variable {env}={value!r} must be one of "
                 + ", ".join(kw["choices"])
             )
-        parser.add_argument(
+        return parser.add_argument(
             flag,
             default=value,
             type=convert,
@@ -170,11 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"offer permessage-deflate on /ws to clients that ask for it [env {p}WS_COMPRESSION]",
     )
     parser.add_argument(
-        "--debug-drop",
+        "--debug",
         action=argparse.BooleanOptionalAction,
-        default=_env(p + "DEBUG_DROP", True, lambda s: s.lower() in ("1", "true", "yes")),
+        default=_flag(p + "DEBUG", False),
         help="serve POST /debug/drop?stream=S, which cuts that stream's connections so "
-        f"clients can show recovery (the demo's Drop connection) [env {p}DEBUG_DROP]",
+        f"clients can show recovery (the demo's Drop connection) [env {p}DEBUG]",
     )
     add(
         "--max-streams",
@@ -205,7 +221,94 @@ def build_parser() -> argparse.ArgumentParser:
         _non_negative(int),
         "longest prompt accepted, in UTF-8 bytes",
     )
-    add("--api-key", p + "API_KEY", None, str, "if set, /v1 requires 'Authorization: Bearer KEY'")
+    secret = add(
+        "--api-key",
+        p + "API_KEY",
+        None,
+        str,
+        "an API key every endpoint but /, /healthz and /static requires: "
+        "'Authorization: Bearer KEY', or a token from POST /auth/token as ?access_token= "
+        "(prefer the variable: a flag shows in the process list)",
+    )
+    secret.secret = True  # type: ignore[attr-defined]
+    add(
+        "--api-keys-file",
+        p + "API_KEYS_FILE",
+        None,
+        str,
+        "a file of API keys, one a line ('#' comments), accepted as --api-key is",
+    )
+    add(
+        "--token-ttl",
+        p + "TOKEN_TTL",
+        600.0,
+        _non_negative(float),
+        "seconds a token from POST /auth/token stays valid",
+    )
+    add(
+        "--allowed-host",
+        p + "ALLOWED_HOSTS",
+        [],
+        lambda s: s.split(","),
+        "host names clients may use in the Host header besides the listening address and "
+        "localhost (comma-separated; '*' = any, which gives up DNS-rebinding protection)",
+        action="extend",
+    )
+    add(
+        "--trusted-proxy",
+        p + "TRUSTED_PROXIES",
+        [],
+        lambda s: s.split(","),
+        "addresses of reverse proxies whose X-Forwarded-For/-Proto and X-Real-IP are "
+        "believed (comma-separated); nobody else's are",
+        action="extend",
+    )
+    add(
+        "--max-body-bytes",
+        p + "MAX_BODY_BYTES",
+        0,
+        _non_negative(int),
+        "largest request body, refused from Content-Length before it is read; "
+        "0 = 8 x --max-prompt-bytes",
+    )
+    add(
+        "--idle-connection-timeout",
+        p + "IDLE_CONNECTION_TIMEOUT",
+        30.0,
+        _non_negative(float),
+        "seconds a connection may take to send a request's headers, or stay idle "
+        "between requests (slowloris); 0 = no limit",
+    )
+    add(
+        "--body-timeout",
+        p + "BODY_TIMEOUT",
+        30.0,
+        _non_negative(float),
+        "seconds a client may take to send a request body; 0 = no limit",
+    )
+    add(
+        "--max-connections",
+        p + "MAX_CONNECTIONS",
+        0,
+        _non_negative(int),
+        "most open connections; at the cap the one idle longest is closed, or the "
+        "newcomer gets 503; 0 = the open-file limit less 64",
+    )
+    add(
+        "--streams-per-minute",
+        p + "STREAMS_PER_MINUTE",
+        600.0,
+        _non_negative(float),
+        "streams one client address may start per minute (bursts up to that many); "
+        "more get 429 with Retry-After; 0 = no limit",
+    )
+    parser.add_argument(
+        "--public-metrics",
+        action=argparse.BooleanOptionalAction,
+        default=_flag(p + "PUBLIC_METRICS", False),
+        help="serve GET /metrics without the API key (it needs one when keys are set) "
+        f"[env {p}PUBLIC_METRICS]",
+    )
     add(
         "--log-level",
         p + "LOG_LEVEL",
@@ -236,11 +339,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         retry_ms=args.retry_ms,
         ws_ping_interval=args.ws_ping_interval,
         ws_compression=args.ws_compression,
-        debug_drop=args.debug_drop,
+        debug_drop=args.debug,
         max_streams=args.max_streams,
         max_streams_per_socket=args.max_streams_per_socket,
         allowed_origins=origins,
         api_key=args.api_key,
+        api_keys_file=args.api_keys_file,
+        token_ttl=args.token_ttl,
+        allowed_hosts=tuple(h.strip() for h in args.allowed_host if h.strip()),
+        trusted_proxies=tuple(a.strip() for a in args.trusted_proxy if a.strip()),
+        max_body_bytes=args.max_body_bytes,
+        idle_connection_timeout=args.idle_connection_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
+        streams_per_minute=args.streams_per_minute,
+        public_metrics=args.public_metrics,
         limits=protocol.Limits(max_prompt_bytes=args.max_prompt_bytes),
     )
 
@@ -248,9 +361,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 async def serve(settings: Settings, ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then cancel live streams and stop."""
     app = make_app(settings)
-    server = app.listen(settings.port, settings.host, **http_server_options(settings))
+    server = make_server(app, http_server_options(settings))
+    server.listen(settings.port, settings.host)
     port = next(iter(server._sockets.values())).getsockname()[1]
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
+    app.settings["edge"].log_summary()
     if ready is not None:
         ready(port)
     stop = asyncio.Event()
@@ -265,6 +380,7 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
     await app.settings["store"].close()  # every live stream ends with done/cancelled...
     await app.settings["connections"].wait_idle(timeout=5)  # ...which the relays deliver
     await server.close_all_connections()
+    app.settings["metrics"].close()  # the log line of each stream still open
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_log_redaction()  # Tornado's own messages quote request lines
     if (
         args.backend == "openai"
         and not os.environ.get("OPENAI_API_KEY")
@@ -283,12 +400,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    settings = settings_from_args(args)
+    try:
+        AccessPolicy.from_settings(settings.api_key, settings.api_keys_file, settings.token_ttl)
+    except KeyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         # The ready line goes to stdout so scripts (benchmarks) can read the
         # port chosen for --port 0.
         asyncio.run(
             serve(
-                settings_from_args(args),
+                settings,
                 ready=lambda port: print(
                     f"twinstream serving on http://{args.host}:{port}/", flush=True
                 ),

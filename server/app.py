@@ -9,6 +9,8 @@ import tornado.web
 
 from . import protocol
 from .backends.base import Backend
+from .edge_server import Edge, TokenHandler, log_request
+from .metrics import Metrics, MetricsHandler
 from .openai_compat import ChatCompletionsHandler, ModelsHandler
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore
@@ -48,10 +50,21 @@ class Settings:
     ws_ping_interval: float = 20.0
     allowed_origins: tuple[str, ...] = ()
     ws_compression: bool = False
-    debug_drop: bool = True
+    debug_drop: bool = False
     max_streams: int = 10_000
     max_streams_per_socket: int = 100
     api_key: str | None = None
+    # issue 10: the edge (server/edge.py, server/edge_server.py, server/access.py)
+    api_keys_file: str | None = None
+    token_ttl: float = 600.0
+    allowed_hosts: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_bytes: int = 0  # 0: 8 x max_prompt_bytes
+    idle_connection_timeout: float = 30.0
+    body_timeout: float = 30.0
+    max_connections: int = 0  # 0: the open-file limit less 64
+    streams_per_minute: float = 600.0
+    public_metrics: bool = False
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
 
@@ -90,8 +103,10 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
             max_live_streams=settings.max_streams,
         )
     connections = ConnectionRegistry()
+    metrics = Metrics()
+    edge = Edge.from_settings(settings, metrics)
     common = {"store": store, "limits": settings.limits, "connections": connections}
-    openai_args = {"store": store, "limits": settings.limits, "api_key": settings.api_key}
+    openai_args = {"store": store, "limits": settings.limits}  # keys: checked at the edge
     debug_routes: list[Any] = (
         [(r"/debug/drop", DropHandler, {"store": store, "connections": connections})]
         if settings.debug_drop
@@ -120,6 +135,8 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
             (r"/cancel", CancelHandler, {"store": store}),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
             (r"/v1/models", ModelsHandler, openai_args),
+            (r"/auth/token", TokenHandler, {"access": edge.access}),
+            (r"/metrics", MetricsHandler, {"metrics": metrics}),
         ],
         default_handler_class=NotFoundHandler,
         static_path=STATIC_DIR,
@@ -132,6 +149,9 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
         store=store,
         connections=connections,
         twinstream_settings=settings,
+        metrics=metrics,
+        edge=edge,
+        log_function=log_request,  # the access log never holds prompts or stream ids
     )
 
 
@@ -139,4 +159,9 @@ def http_server_options(settings: Settings) -> dict[str, Any]:
     """Options for the HTTPServer in front of the app. A prompt travels in the
     URL of ``/sse``: percent-encoding can triple its bytes, so the header limit
     grows with ``max_prompt_bytes`` (Tornado's default is 64 KiB)."""
-    return {"max_header_size": 3 * settings.limits.max_prompt_bytes + 16 * 1024}
+    return {
+        "max_header_size": 3 * settings.limits.max_prompt_bytes + 16 * 1024,
+        # Slowloris: headers (and keep-alive idleness) and bodies get a deadline.
+        "idle_connection_timeout": settings.idle_connection_timeout or None,
+        "body_timeout": settings.body_timeout or None,
+    }

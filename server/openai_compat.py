@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from tornado.iostream import StreamClosedError
 
 from . import protocol, sse
 from .backends.base import ChatRequest
-from .errors import ApiError, Unauthorized, error_body
+from .errors import ApiError, error_body
 from .streams import MemoryStreamStore, Stream
 from .web import JsonErrorHandler, begin_event_stream, create_stream
 
@@ -98,18 +97,11 @@ def _failure(event: dict[str, Any]) -> tuple[str, str]:
 
 
 class _OpenAIHandler(JsonErrorHandler):
-    def initialize(
-        self, store: MemoryStreamStore, limits: protocol.Limits, api_key: str | None = None
-    ) -> None:
+    """API keys are checked at the edge (server/edge_server.py), before the body is read."""
+
+    def initialize(self, store: MemoryStreamStore, limits: protocol.Limits) -> None:
         self.store = store
         self.limits = limits
-        self.api_key = api_key
-
-    def prepare(self) -> None:
-        if self.api_key:
-            given = self.request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
-                raise Unauthorized()
 
 
 class ModelsHandler(_OpenAIHandler):
@@ -134,25 +126,30 @@ class ChatCompletionsHandler(_OpenAIHandler):
         return None
 
     def prepare(self) -> None:
-        super().prepare()
         self.chat, self.streaming, self.include_usage = parse_chat_body(
             self.request.body, self.limits
         )
 
     async def post(self) -> None:
         self._stream = stream = create_stream(self.store, self.chat)
-        if not self.streaming:
-            await stream.wait_ended()
-            self._write_completion(stream)
-            return
-        begin_event_stream(self)
-        self._relay = asyncio.ensure_future(self._relay_chunks(stream))
+        metrics = self.settings["metrics"]
+        metrics.stream_started(stream, "v1")
+        metrics.relay_opened(stream, "v1")
         try:
-            await self._relay
-        except (asyncio.CancelledError, StreamClosedError):
-            stream.cancel()
-            return
-        self.finish()
+            if not self.streaming:
+                await stream.wait_ended()
+                self._write_completion(stream)
+                return
+            begin_event_stream(self)
+            self._relay = asyncio.ensure_future(self._relay_chunks(stream))
+            try:
+                await self._relay
+            except (asyncio.CancelledError, StreamClosedError):
+                stream.cancel()
+                return
+            self.finish()
+        finally:
+            metrics.relay_closed(stream, "v1")
 
     def _chunk(self, stream: Stream, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {
@@ -163,7 +160,14 @@ class ChatCompletionsHandler(_OpenAIHandler):
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
+    def _emit(self, data: str) -> int:
+        """Write one SSE event; its size in bytes."""
+        encoded = sse.encode_event(data)
+        self.write(encoded)
+        return len(encoded)
+
     async def _relay_chunks(self, stream: Stream) -> None:
+        metrics = self.settings["metrics"]
         async with contextlib.aclosing(stream.follow()) as events:
             async for event in events:
                 assert event is not None
@@ -176,21 +180,19 @@ class ChatCompletionsHandler(_OpenAIHandler):
                     reason = "length" if event["finish_reason"] == "length" else "stop"
                     chunk = self._chunk(stream, {}, reason)
                 else:  # error: OpenAI's mid-stream error object; the SDK raises on it
-                    self.write(
-                        sse.encode_event(
-                            json.dumps(error_body(502, event["code"], event["message"]))
-                        )
-                    )
+                    size = self._emit(json.dumps(error_body(502, event["code"], event["message"])))
+                    metrics.sent(stream, "v1", 1, size, event["seq"], event.get("t"))
                     return
-                self.write(sse.encode_event(json.dumps(chunk)))
+                size = self._emit(json.dumps(chunk))
                 if kind == "done":
                     if self.include_usage:
                         usage_chunk = self._chunk(stream, {}, None)
                         usage_chunk["choices"] = []
                         usage_chunk["usage"] = event.get("usage", {})
-                        self.write(sse.encode_event(json.dumps(usage_chunk)))
-                    self.write(sse.encode_event("[DONE]"))
+                        size += self._emit(json.dumps(usage_chunk))
+                    size += self._emit("[DONE]")
                 await self.flush()
+                metrics.sent(stream, "v1", 1, size, event["seq"], event.get("t"))
 
     def _write_completion(self, stream: Stream) -> None:
         last = stream.events[-1]
@@ -198,7 +200,7 @@ class ChatCompletionsHandler(_OpenAIHandler):
             raise ApiError(502, last["code"], last["message"])
         if last["finish_reason"] == "cancelled":
             raise ApiError(503, *_failure(last))
-        self.write(
+        body = json.dumps(
             {
                 "id": f"chatcmpl-{stream.id}",
                 "object": "chat.completion",
@@ -215,7 +217,10 @@ class ChatCompletionsHandler(_OpenAIHandler):
                 ],
                 "usage": last.get("usage", {}),
             }
-        )
+        ).encode()
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.write(body)
+        self.settings["metrics"].sent(stream, "v1", len(stream.events), len(body), stream.last_seq)
 
     def on_connection_close(self) -> None:
         if self._relay is not None:

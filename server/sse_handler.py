@@ -71,8 +71,10 @@ class SSEHandler(JsonErrorHandler):
         stream_id, seq = protocol.parse_event_id(last_event_id)
         stream = self.store.get(stream_id)
         if stream is None:
+            self.settings["metrics"].resume("sse", "not_found")
             raise StreamNotFound(stream_id)
         if seq > stream.last_seq:
+            self.settings["metrics"].resume("sse", "invalid")
             raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is ahead of the stream")
         self._stream, self._after = stream, seq
 
@@ -81,11 +83,15 @@ class SSEHandler(JsonErrorHandler):
             # Everything was delivered: 204 tells EventSource to stop reconnecting
             # (WHATWG: a 204 response "fails the connection" for good).
             self.set_status(204)
+            self.settings["metrics"].resume("sse", "ended")
             return
         stream = self._stream
         if stream is None:
             assert self._request is not None
             stream = create_stream(self.store, self._request)
+            self.settings["metrics"].stream_started(stream, "sse")
+        else:
+            self.settings["metrics"].resume("sse", "resumed", stream)
         connection_stream = begin_event_stream(self)
         # Send the head now: a client learns it is connected (EventSource's
         # "open") before the next event exists, e.g. after a resume.
@@ -93,11 +99,13 @@ class SSEHandler(JsonErrorHandler):
         self._relay = asyncio.ensure_future(self._relay_events(stream))
         if self.connections is not None and connection_stream is not None:
             self.connections.add(stream.id, connection_stream.close)
+        self.settings["metrics"].relay_opened(stream, "sse")
         try:
             await self._relay
         except (asyncio.CancelledError, StreamClosedError):
             return  # the client went away; the stream itself goes on
         finally:
+            self.settings["metrics"].relay_closed(stream, "sse")
             if self.connections is not None and connection_stream is not None:
                 self.connections.discard(stream.id, connection_stream.close)
         self.finish()
@@ -110,6 +118,7 @@ class SSEHandler(JsonErrorHandler):
         assert connection is not None
         retry_ms: int | None = self.retry_ms  # the hint rides on the first event only
         pending: list[str] = []
+        metrics, batch, produced = self.settings["metrics"], 0, None
         async with contextlib.aclosing(
             stream.follow(self._after, heartbeat=self.heartbeat or None)  # 0: no heartbeats
         ) as events:
@@ -124,11 +133,15 @@ class SSEHandler(JsonErrorHandler):
                         )
                     )
                     retry_ms = None
+                    batch, produced = batch + 1, produced or event.get("t")
                     if seq < stream.last_seq:
                         continue  # more are ready: send them in the same write
                 chunk = "".join(pending).encode("utf-8")
                 pending.clear()
                 await connection.write(chunk)  # backpressure: wait until the kernel took it
+                if batch:
+                    metrics.sent(stream, "sse", batch, len(chunk), seq, produced)
+                    batch, produced = 0, None
 
     def on_connection_close(self) -> None:
         if self._relay is not None:

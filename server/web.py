@@ -56,6 +56,8 @@ class JsonErrorHandler(tornado.web.RequestHandler):
                 message = HTTPStatus(status_code).phrase
             except ValueError:
                 message = "request failed"
+        if (metrics := self.settings.get("metrics")) is not None:
+            metrics.error(code)  # issue 10: errors by code
         self.clear_header("Content-Encoding")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(error_body(status_code, code, message)))

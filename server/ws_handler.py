@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
@@ -60,9 +59,9 @@ class StreamSocketHandler(WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         """Same-origin pages, listed origins (``*`` for any) and non-browser
         clients (which send no Origin header, so this is not called)."""
-        if "*" in self.allowed_origins or origin in self.allowed_origins:
-            return True
-        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+        # Scheme, host and port compared (server/edge.py); the edge already refused others.
+        policy = self.settings["edge"].origins
+        return bool(policy.allows(origin, self.request.protocol, self.request.host))
 
     def get_compression_options(self) -> dict[str, Any] | None:
         # permessage-deflate (RFC 7692), negotiated only if the client offers it.
@@ -86,6 +85,8 @@ class StreamSocketHandler(WebSocketHandler):
             return
         found = self.store.get(request.stream)
         if found is None:
+            if isinstance(request, protocol.ResumeRequest):
+                self.settings["metrics"].resume("ws", "not_found")
             await self._send_error(
                 request.stream,
                 "stream_not_found",
@@ -93,13 +94,16 @@ class StreamSocketHandler(WebSocketHandler):
             )
         elif isinstance(request, protocol.ResumeRequest):
             if request.after > found.last_seq:
+                self.settings["metrics"].resume("ws", "invalid")
                 await self._send_error(found.id, "invalid_after", "'after' is ahead of the stream")
             elif found.ended and request.after == found.last_seq:
                 # SSE answers 204 here: nothing left, and nothing will come.
+                self.settings["metrics"].resume("ws", "ended")
                 await self._send_error(
                     found.id, "stream_ended", "this stream ended and every event was delivered"
                 )
             else:
+                self.settings["metrics"].resume("ws", "resumed", found)
                 self._follow(found, after=request.after, ref=None)
         else:
             found.cancel()  # the relay delivers done/cancelled, if one is following
@@ -115,11 +119,16 @@ class StreamSocketHandler(WebSocketHandler):
                 **extra,
             )
             return
+        refusal = self.settings["edge"].allow_start(self.request.remote_ip)  # rate limit
+        if refusal is not None:
+            await self._send_error(None, refusal.code, refusal.message, **extra)
+            return
         try:
             stream = self.store.create(ChatRequest.from_prompt(request.prompt, request.max_tokens))
         except protocol.ProtocolError as exc:
             await self._send_error(None, exc.code, exc.message, **extra)
             return
+        self.settings["metrics"].stream_started(stream, "ws")
         self._started.append(stream)
         self._follow(stream, after=-1, ref=request.ref)
 
@@ -138,6 +147,8 @@ class StreamSocketHandler(WebSocketHandler):
     async def _relay(self, stream: Stream, after: int, ref: Any) -> None:
         if self.connections is not None:
             self.connections.add(stream.id, self._drop)
+        metrics, batch, nbytes, produced = self.settings["metrics"], 0, 0, None
+        metrics.relay_opened(stream, "ws")
         try:
             async with contextlib.aclosing(stream.follow(after)) as events:
                 async for event in events:
@@ -148,16 +159,21 @@ class StreamSocketHandler(WebSocketHandler):
                     else:
                         text = stream.encoded(seq)  # serialised once per stream
                     sent = self._send_text(text)
+                    batch, nbytes = batch + 1, nbytes + len(text)
+                    produced = produced or event.get("t")
                     if seq == stream.last_seq:
                         # Caught up: awaiting the write is the backpressure (a
                         # slow reader slows its relay, never the stream). While
                         # more are ready, they are written without waiting.
                         await sent
+                        metrics.sent(stream, "ws", batch, nbytes, seq, produced)
+                        batch, nbytes, produced = 0, 0, None
                     else:
                         sent.add_done_callback(_consume_outcome)
         except (WebSocketClosedError, StreamClosedError):
             pass
         finally:
+            metrics.relay_closed(stream, "ws")
             if self._relays.get(stream.id) is asyncio.current_task():
                 del self._relays[stream.id]
             if self.connections is not None and stream.id not in self._relays:
@@ -197,6 +213,7 @@ class StreamSocketHandler(WebSocketHandler):
 
     async def _send_error(self, stream: str | None, code: str, message: str, **extra: Any) -> None:
         event = protocol.error_event(stream, None, code, message, **extra)
+        self.settings["metrics"].error(code)
         with contextlib.suppress(WebSocketClosedError):
             await self.write_message(protocol.dumps(event))
 

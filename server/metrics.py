@@ -1,0 +1,279 @@
+"""The operator's view: Prometheus metrics (``GET /metrics``) and one JSON
+log line per stream when it ends.
+
+Handlers report what they do through one :class:`Metrics` object
+(``application.settings["metrics"]``), one call per fact: a stream started,
+a write of N events and B bytes went to the kernel, a resume was answered.
+Per-stream figures (events, bytes, reconnects) are kept in a small record
+until the stream ends; then the ``streams_ended`` counter moves and the log
+line ``twinstream.stream`` is written. It never holds the prompt, the text,
+or the stream id (the id is the right to read the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .web import JsonErrorHandler
+
+__all__ = ["Metrics", "MetricsHandler", "TRANSPORTS"]
+
+stream_log = logging.getLogger("twinstream.stream")
+
+TRANSPORTS = ("sse", "ws", "v1")
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+@dataclass
+class _StreamRecord:
+    transport: str
+    started: float  # monotonic
+    stream: Any
+    events: int = 0
+    bytes: int = 0
+    reconnects: int = 0
+    relays: int = 0
+    first_token: bool = False
+    delivered_end: bool = False
+
+
+def _outcome(stream: Any) -> str:
+    """``stop`` / ``length`` / ``cancelled`` for done, ``error:CODE`` for error."""
+    last: Any = None
+    events = getattr(stream, "events", None)
+    if events:
+        last = events[-1]
+    elif hasattr(stream, "read") and getattr(stream, "last_seq", -1) >= 0:
+        texts = stream.read(stream.last_seq - 1)
+        last = json.loads(texts[-1]) if texts else None
+    if not isinstance(last, dict):
+        return "unknown"
+    if last.get("type") == "error":
+        return f"error:{last.get('code', 'unknown')}"
+    return str(last.get("finish_reason", "unknown"))
+
+
+class Metrics:
+    """Every metric of one server, in its own registry (several apps can live
+    in one process, e.g. in tests)."""
+
+    def __init__(self, sweep_interval: float = 1.0) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.open_connections = Gauge(
+            "twinstream_open_connections",
+            "Connections relaying streams now, per transport",
+            ["transport"],
+            registry=r,
+        )
+        self.tcp_connections = Gauge(
+            "twinstream_tcp_connections", "Open TCP connections (all endpoints)", registry=r
+        )
+        self.live_streams = Gauge(
+            "twinstream_live_streams",
+            "Streams started here that have not ended, per transport that started them",
+            ["transport"],
+            registry=r,
+        )
+        self.streams_started = Counter(
+            "twinstream_streams_started",
+            "Streams started, per transport",
+            ["transport"],
+            registry=r,
+        )
+        self.streams_ended = Counter(
+            "twinstream_streams_ended",
+            "Streams ended, per transport and outcome (stop, length, cancelled, error)",
+            ["transport", "outcome"],
+            registry=r,
+        )
+        self.events_sent = Counter(
+            "twinstream_events_sent", "Events written to clients", ["transport"], registry=r
+        )
+        self.bytes_sent = Counter(
+            "twinstream_bytes_sent", "Event bytes written to clients", ["transport"], registry=r
+        )
+        self.resumes = Counter(
+            "twinstream_resumes",
+            "Resume requests, per transport and answer (resumed, ended, not_found, invalid)",
+            ["transport", "answer"],
+            registry=r,
+        )
+        self.slow_consumer_disconnects = Counter(
+            "twinstream_slow_consumer_disconnects",
+            "Connections closed because the client did not keep up",
+            ["transport"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "twinstream_errors", "Errors answered, per stable error code", ["code"], registry=r
+        )
+        self.refused_connections = Counter(
+            "twinstream_refused_connections",
+            "TCP connections refused or evicted at the edge, per reason",
+            ["reason"],
+            registry=r,
+        )
+        self.first_token_seconds = Histogram(
+            "twinstream_first_token_seconds",
+            "From a stream's start to its first token written to a client",
+            ["transport"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "twinstream_event_delivery_seconds",
+            "From an event's creation to its write to a client (per write)",
+            ["transport"],
+            buckets=_DELIVERY_BUCKETS,
+            registry=r,
+        )
+        for transport in TRANSPORTS:  # every series exists from the start, at 0
+            self.open_connections.labels(transport)
+            self.live_streams.labels(transport)
+            self.streams_started.labels(transport)
+            self.events_sent.labels(transport)
+            self.bytes_sent.labels(transport)
+        self._records: dict[str, _StreamRecord] = {}
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- what handlers report ----------------------------------------------------
+
+    def stream_started(self, stream: Any, transport: str) -> None:
+        self.streams_started.labels(transport).inc()
+        self.live_streams.labels(transport).inc()
+        self._records[stream.id] = _StreamRecord(transport, time.monotonic(), stream)
+        self._arm_sweeper()
+
+    def relay_opened(self, stream: Any, transport: str) -> None:
+        self.open_connections.labels(transport).inc()
+        record = self._records.get(stream.id)
+        if record is not None:
+            record.relays += 1
+
+    def relay_closed(self, stream: Any, transport: str) -> None:
+        self.open_connections.labels(transport).dec()
+        record = self._records.get(stream.id)
+        if record is not None:
+            record.relays -= 1
+            if record.relays <= 0 and stream.ended:
+                self._finish(stream.id, record)
+
+    def sent(
+        self,
+        stream: Any,
+        transport: str,
+        events: int,
+        nbytes: int,
+        through_seq: int,
+        produced_at: float | None = None,
+    ) -> None:
+        """A write of ``events`` events (``nbytes`` bytes) ending at seq
+        ``through_seq`` was taken by the kernel; ``produced_at`` is the
+        wall-clock time the oldest of them was created."""
+        self.events_sent.labels(transport).inc(events)
+        self.bytes_sent.labels(transport).inc(nbytes)
+        if produced_at is not None:
+            self.delivery_seconds.labels(transport).observe(max(0.0, time.time() - produced_at))
+        record = self._records.get(stream.id)
+        if record is None:
+            return
+        record.events += events
+        record.bytes += nbytes
+        if not record.first_token and through_seq >= 1:
+            record.first_token = True
+            self.first_token_seconds.labels(record.transport).observe(
+                time.monotonic() - record.started
+            )
+        if stream.ended and through_seq >= stream.last_seq:
+            self._finish(stream.id, record)
+
+    def resume(self, transport: str, answer: str, stream: Any = None) -> None:
+        self.resumes.labels(transport, answer).inc()
+        if answer == "resumed" and stream is not None:
+            record = self._records.get(stream.id)
+            if record is not None:
+                record.reconnects += 1
+
+    def slow_consumer(self, transport: str) -> None:
+        self.slow_consumer_disconnects.labels(transport).inc()
+
+    def error(self, code: str) -> None:
+        self.errors.labels(code).inc()
+
+    def refused_connection(self, reason: str) -> None:
+        self.refused_connections.labels(reason).inc()
+
+    # -- ends ----------------------------------------------------------------------
+
+    def _finish(self, stream_id: str, record: _StreamRecord) -> None:
+        if self._records.pop(stream_id, None) is None:
+            return
+        outcome = _outcome(record.stream)
+        label = outcome.split(":", 1)[0]
+        self.streams_ended.labels(record.transport, label).inc()
+        self.live_streams.labels(record.transport).dec()
+        line = {
+            "event": "stream_end",
+            "transport": record.transport,
+            "duration_s": round(time.monotonic() - record.started, 3),
+            "events": record.events,
+            "bytes": record.bytes,
+            "reconnects": record.reconnects,
+            "outcome": outcome,
+        }
+        stream_log.info(json.dumps(line, separators=(",", ":")))
+
+    def sweep(self) -> None:
+        """End the records of streams that ended with nobody relaying them."""
+        for stream_id, record in list(self._records.items()):
+            if record.relays <= 0 and record.stream.ended:
+                self._finish(stream_id, record)
+
+    def _arm_sweeper(self) -> None:
+        if self._sweeper is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._sweeper = loop.call_later(self._sweep_interval, self._sweep_tick)
+
+    def _sweep_tick(self) -> None:
+        self._sweeper = None
+        self.sweep()
+        if self._records:  # re-armed only while there is something to watch
+            self._arm_sweeper()
+
+    def close(self) -> None:
+        """Write the end of every stream still recorded (at shutdown)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self.sweep()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsHandler(JsonErrorHandler):
+    """``GET /metrics``: the Prometheus text format. With API keys configured
+    it needs one (the edge checks), unless ``--public-metrics``."""
+
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Cache-Control", "no-store")
+        self.write(self.metrics.exposition())
