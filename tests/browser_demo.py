@@ -43,13 +43,16 @@ def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
 
 
-def expected_completion(base_url: str, prompt: str, max_tokens: int = 256) -> str:
+def expected_completion(
+    base_url: str, prompt: str, max_tokens: int = 256, api_key: str | None = None
+) -> str:
     """The uninterrupted reply, from the non-streaming OpenAI-compatible endpoint."""
     body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(
-        base_url + "/v1/chat/completions",
-        data=body.encode(),
-        headers={"Content-Type": "application/json"},
+        base_url + "/v1/chat/completions", data=body.encode(), headers=headers
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["choices"][0]["message"]["content"]

@@ -2,6 +2,7 @@
 // arrives, measure the run, keep a table and a chart of past runs.
 // Server text only ever goes through textContent / text nodes.
 
+import { accessToken, keyRequired } from "./access.js";
 import { renderChart } from "./chart.js";
 import { SseRun, WsRun } from "./transports.js";
 
@@ -9,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("compose-form"),
   prompt: $("prompt"),
+  apiKeyRow: $("api-key-row"),
+  apiKey: $("api-key"),
   maxTokens: $("max-tokens"),
   send: $("send"),
   stop: $("stop"),
@@ -104,13 +107,27 @@ function newRecord(transport, prompt, maxTokens) {
   };
 }
 
-function send() {
-  if (current) return;
+let sending = false; // a token is being fetched for the next run
+
+async function send() {
+  if (current || sending) return;
   const prompt = ui.prompt.value;
   if (!prompt.trim()) {
     showError("Type a prompt first.");
     ui.prompt.focus();
     return;
+  }
+  let token;
+  sending = true;
+  try {
+    token = await accessToken(ui.apiKey.value.trim());
+  } catch (error) {
+    showError(error.message);
+    ui.apiKeyRow.hidden = false;
+    ui.apiKey.focus();
+    return;
+  } finally {
+    sending = false;
   }
   const maxTokens = Number.parseInt(ui.maxTokens.value, 10) || 256;
   const transport = selectedTransport();
@@ -129,7 +146,7 @@ function send() {
     onAbandoned: (message) => finish(record, "cancelled", message),
   };
   const Runner = transport === "sse" ? SseRun : WsRun;
-  const runner = new Runner({ prompt, maxTokens }, handlers);
+  const runner = new Runner({ prompt, maxTokens, token }, handlers);
   current = { record, runner };
   ui.runMeta.textContent = `Run #${record.id} over ${TRANSPORT_NAMES[transport]}`;
   queueRender();
@@ -305,4 +322,8 @@ if (matchMedia("(max-width: 859px)").matches) document.querySelector("details.ho
 updateDropHint();
 setStatus("idle");
 render();
-document.documentElement.dataset.ready = "true"; // for tests: the module has loaded
+// The key field shows only when the server asks for a key.
+keyRequired().then((needed) => {
+  ui.apiKeyRow.hidden = !needed;
+  document.documentElement.dataset.ready = "true"; // for tests: the module has loaded
+});
