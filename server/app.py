@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.web
 
-from . import protocol
 from .backends.base import Backend
+from .config import Settings
 from .openai_compat import ChatCompletionsHandler, ModelsHandler
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore
@@ -24,35 +23,6 @@ from .web import (
 from .ws_handler import StreamSocketHandler
 
 __all__ = ["Settings", "make_backend", "make_app", "http_server_options"]
-
-
-@dataclass
-class Settings:
-    """Everything the server can be told (``python -m server --help`` documents each)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8888
-    backend: str = "synthetic"
-    model: str | None = None
-    tokens_per_second: float = 30.0
-    first_token_latency: float = 0.25
-    fail_after_tokens: int | None = None
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    openai_max_retries: int = 2
-    store: str = "memory"
-    retention: float = 300.0
-    idle_timeout: float = 60.0
-    heartbeat: float = 15.0
-    retry_ms: int = 1000
-    ws_ping_interval: float = 20.0
-    allowed_origins: tuple[str, ...] = ()
-    ws_compression: bool = False
-    debug_drop: bool = True
-    max_streams: int = 10_000
-    max_streams_per_socket: int = 100
-    api_key: str | None = None
-    limits: protocol.Limits = field(default_factory=protocol.Limits)
 
 
 def make_backend(settings: Settings) -> Backend:
