@@ -37,7 +37,7 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
     await stop.wait()
     server.stop()
     await app.settings["store"].close()  # every live stream ends with done/cancelled...
-    await app.settings["connections"].wait_idle(timeout=5)  # ...which the relays deliver
+    await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
     await server.close_all_connections()
 
 
