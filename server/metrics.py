@@ -13,13 +13,16 @@ or the stream id (the id is the right to read the stream).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .web import JsonErrorHandler
@@ -30,6 +33,8 @@ stream_log = logging.getLogger("twinstream.stream")
 
 TRANSPORTS = ("sse", "ws", "v1")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: A relay's framing function: events ``first_seq``... as JSON texts -> wire bytes.
+Frame = Callable[[int, list[str]], bytes]
 _DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
@@ -41,20 +46,16 @@ class _StreamRecord:
     events: int = 0
     bytes: int = 0
     reconnects: int = 0
-    relays: int = 0
     first_token: bool = False
-    delivered_end: bool = False
+    ended_seen: bool = False
 
 
 def _outcome(stream: Any) -> str:
     """``stop`` / ``length`` / ``cancelled`` for done, ``error:CODE`` for error."""
-    last: Any = None
-    events = getattr(stream, "events", None)
-    if events:
-        last = events[-1]
-    elif hasattr(stream, "read") and getattr(stream, "last_seq", -1) >= 0:
-        texts = stream.read(stream.last_seq - 1)
-        last = json.loads(texts[-1]) if texts else None
+    try:
+        last = stream.last_event()
+    except (AttributeError, IndexError, ValueError):
+        return "unknown"
     if not isinstance(last, dict):
         return "unknown"
     if last.get("type") == "error":
@@ -62,11 +63,38 @@ def _outcome(stream: Any) -> str:
     return str(last.get("finish_reason", "unknown"))
 
 
+def _produced_at(text: str) -> float | None:
+    """The ``t`` (wall-clock creation time) an event's JSON ends with, if any."""
+    at = text.rfind('"t":')
+    if at < 0:
+        return None
+    try:
+        return float(text[at + 4 : -1])
+    except ValueError:
+        return None
+
+
+class _SlowConsumers:
+    """``watch.slow_consumers`` (counted by the relays) as a Prometheus counter."""
+
+    def __init__(self, watch: Any) -> None:
+        self.watch = watch
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "twinstream_slow_consumer_disconnects",
+            "Connections cut because the client did not keep up (any transport)",
+        )
+        family.add_metric([], float(getattr(self.watch, "slow_consumers", 0)))
+        yield family
+
+
 class Metrics:
     """Every metric of one server, in its own registry (several apps can live
-    in one process, e.g. in tests)."""
+    in one process, e.g. in tests). ``watch`` is the relays' ConnectionWatch,
+    which counts slow-consumer disconnects."""
 
-    def __init__(self, sweep_interval: float = 1.0) -> None:
+    def __init__(self, watch: Any = None, sweep_interval: float = 1.0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.open_connections = Gauge(
@@ -100,18 +128,17 @@ class Metrics:
             "twinstream_events_sent", "Events written to clients", ["transport"], registry=r
         )
         self.bytes_sent = Counter(
-            "twinstream_bytes_sent", "Event bytes written to clients", ["transport"], registry=r
+            "twinstream_bytes_sent",
+            "Event bytes written to clients, as framed by the transport (SSE text, "
+            "WebSocket frames) before chunked coding or gzip",
+            ["transport"],
+            registry=r,
         )
         self.resumes = Counter(
             "twinstream_resumes",
-            "Resume requests, per transport and answer (resumed, ended, not_found, invalid)",
+            "Resume requests, per transport and answer (resumed, or the error code: "
+            "stream_ended, stream_not_found, ...)",
             ["transport", "answer"],
-            registry=r,
-        )
-        self.slow_consumer_disconnects = Counter(
-            "twinstream_slow_consumer_disconnects",
-            "Connections closed because the client did not keep up",
-            ["transport"],
             registry=r,
         )
         self.errors = Counter(
@@ -132,17 +159,20 @@ class Metrics:
         )
         self.delivery_seconds = Histogram(
             "twinstream_event_delivery_seconds",
-            "From an event's creation to its write to a client (per write)",
+            "From an event's creation to its write to a client (one sample per write)",
             ["transport"],
             buckets=_DELIVERY_BUCKETS,
             registry=r,
         )
+        if watch is not None:
+            r.register(_SlowConsumers(watch))
+        self._events = {t: self.events_sent.labels(t) for t in TRANSPORTS}
+        self._bytes = {t: self.bytes_sent.labels(t) for t in TRANSPORTS}
+        self._delivery = {t: self.delivery_seconds.labels(t) for t in TRANSPORTS}
         for transport in TRANSPORTS:  # every series exists from the start, at 0
             self.open_connections.labels(transport)
             self.live_streams.labels(transport)
             self.streams_started.labels(transport)
-            self.events_sent.labels(transport)
-            self.bytes_sent.labels(transport)
         self._records: dict[str, _StreamRecord] = {}
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.TimerHandle | None = None
@@ -155,19 +185,33 @@ class Metrics:
         self._records[stream.id] = _StreamRecord(transport, time.monotonic(), stream)
         self._arm_sweeper()
 
-    def relay_opened(self, stream: Any, transport: str) -> None:
-        self.open_connections.labels(transport).inc()
-        record = self._records.get(stream.id)
-        if record is not None:
-            record.relays += 1
+    @contextlib.contextmanager
+    def connection(self, transport: str) -> Iterator[None]:
+        """Counts an open connection relaying a stream while the block runs."""
+        gauge = self.open_connections.labels(transport)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
 
-    def relay_closed(self, stream: Any, transport: str) -> None:
-        self.open_connections.labels(transport).dec()
-        record = self._records.get(stream.id)
-        if record is not None:
-            record.relays -= 1
-            if record.relays <= 0 and stream.ended:
-                self._finish(stream.id, record)
+    def counting(self, frame: Frame, stream: Any, transport: str) -> Frame:
+        """``frame`` (a relay's events-to-bytes function), counting what it frames:
+        every batch it makes is written to the connection at once."""
+
+        def counted(first_seq: int, texts: list[str]) -> bytes:
+            data = frame(first_seq, texts)
+            self.sent(
+                stream,
+                transport,
+                len(texts),
+                len(data),
+                first_seq + len(texts) - 1,
+                _produced_at(texts[0]) if texts else None,
+            )
+            return data
+
+        return counted
 
     def sent(
         self,
@@ -179,12 +223,12 @@ class Metrics:
         produced_at: float | None = None,
     ) -> None:
         """A write of ``events`` events (``nbytes`` bytes) ending at seq
-        ``through_seq`` was taken by the kernel; ``produced_at`` is the
-        wall-clock time the oldest of them was created."""
-        self.events_sent.labels(transport).inc(events)
-        self.bytes_sent.labels(transport).inc(nbytes)
+        ``through_seq``; ``produced_at`` is the wall-clock creation time of the
+        oldest of them."""
+        self._events[transport].inc(events)
+        self._bytes[transport].inc(nbytes)
         if produced_at is not None:
-            self.delivery_seconds.labels(transport).observe(max(0.0, time.time() - produced_at))
+            self._delivery[transport].observe(max(0.0, time.time() - produced_at))
         record = self._records.get(stream.id)
         if record is None:
             return
@@ -198,21 +242,23 @@ class Metrics:
         if stream.ended and through_seq >= stream.last_seq:
             self._finish(stream.id, record)
 
+    def answered(self, stream: Any, transport: str, nbytes: int) -> None:
+        """A whole answer (``/v1`` without streaming) of ``nbytes`` was written."""
+        self.sent(stream, transport, stream.last_seq + 1, nbytes, stream.last_seq)
+
     def resume(self, transport: str, answer: str, stream: Any = None) -> None:
+        """A resume request answered ``answer``: ``resumed`` or an error code."""
         self.resumes.labels(transport, answer).inc()
         if answer == "resumed" and stream is not None:
             record = self._records.get(stream.id)
             if record is not None:
                 record.reconnects += 1
 
-    def slow_consumer(self, transport: str) -> None:
-        self.slow_consumer_disconnects.labels(transport).inc()
-
     def error(self, code: str) -> None:
         self.errors.labels(code).inc()
 
-    def refused_connection(self, reason: str) -> None:
-        self.refused_connections.labels(reason).inc()
+    def refused_connection(self, reason: str, count: int = 1) -> None:
+        self.refused_connections.labels(reason).inc(count)
 
     # -- ends ----------------------------------------------------------------------
 
@@ -234,11 +280,15 @@ class Metrics:
         }
         stream_log.info(json.dumps(line, separators=(",", ":")))
 
-    def sweep(self) -> None:
-        """End the records of streams that ended with nobody relaying them."""
+    def sweep(self, final: bool = False) -> None:
+        """End the records of streams that ended but whose terminal event no
+        relay wrote (nobody was reading): seen ended on two sweeps in a row, so
+        a relay still writing the end gets to count it first."""
         for stream_id, record in list(self._records.items()):
-            if record.relays <= 0 and record.stream.ended:
-                self._finish(stream_id, record)
+            if record.stream.ended:
+                if record.ended_seen or final:
+                    self._finish(stream_id, record)
+                record.ended_seen = True
 
     def _arm_sweeper(self) -> None:
         if self._sweeper is not None:
@@ -260,7 +310,7 @@ class Metrics:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        self.sweep()
+        self.sweep(final=True)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

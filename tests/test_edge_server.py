@@ -321,7 +321,7 @@ def test_help_shows_whether_a_key_is_set_never_the_key() -> None:
     )
     assert shown.returncode == 0
     assert secret not in shown.stdout + shown.stderr
-    assert "(now: set)" in shown.stdout
+    assert "(default: set)" in shown.stdout
     plain = subprocess.run(
         [sys.executable, "-m", "server", "--help"],
         capture_output=True,
@@ -329,7 +329,7 @@ def test_help_shows_whether_a_key_is_set_never_the_key() -> None:
         timeout=30,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert "(now: not set)" in plain.stdout
+    assert "(default: not set)" in plain.stdout
 
 
 def test_a_bad_keys_file_stops_the_server_with_a_message(tmp_path: Path) -> None:

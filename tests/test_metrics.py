@@ -23,6 +23,12 @@ def sse_events(body: bytes) -> list[dict[str, Any]]:
     ]
 
 
+def ws_frame_bytes(text: str) -> int:
+    """A server's (unmasked) text frame: the payload and its 2- or 4-byte header."""
+    size = len(text.encode())
+    return size + (2 if size < 126 else 4 if size < 65536 else 10)
+
+
 def scrape(server: ServerProcess, headers: dict[str, str] | None = None) -> dict[tuple, float]:
     status, response_headers, body = server.request("GET", "/metrics", headers=headers or AUTH)
     assert status == 200
@@ -61,7 +67,7 @@ def run() -> Iterator[tuple[ServerProcess, dict[str, Any]]]:
                 events = []
                 while not events or events[-1]["type"] not in ("done", "error"):
                     text = ws.recv()
-                    seen["ws_bytes"] += len(text.encode())
+                    seen["ws_bytes"] += ws_frame_bytes(text)
                     events.append(json.loads(text))
                 seen["ws"].append(events)
             # Resumes: WebSocket after seq 3 of the second stream (3 events again)...
@@ -69,7 +75,7 @@ def run() -> Iterator[tuple[ServerProcess, dict[str, Any]]]:
             ws.send(json.dumps({"type": "resume", "stream": second, "after": 3}))
             for _ in range(4):
                 text = ws.recv()
-                seen["ws_bytes"] += len(text.encode())
+                seen["ws_bytes"] += ws_frame_bytes(text)
             # ...and one for a stream that does not exist.
             ws.send(json.dumps({"type": "resume", "stream": "A" * 22, "after": 0}))
             assert json.loads(ws.recv())["code"] == "stream_not_found"
@@ -123,9 +129,11 @@ def test_metrics_parse_and_match_the_run(run: tuple[ServerProcess, dict[str, Any
     assert value(samples, "twinstream_bytes_sent_total", transport="sse") == seen["sse_bytes"]
     assert value(samples, "twinstream_bytes_sent_total", transport="ws") == seen["ws_bytes"]
     assert value(samples, "twinstream_resumes_total", transport="sse", answer="resumed") == 1
-    assert value(samples, "twinstream_resumes_total", transport="sse", answer="ended") == 1
+    assert value(samples, "twinstream_resumes_total", transport="sse", answer="stream_ended") == 1
     assert value(samples, "twinstream_resumes_total", transport="ws", answer="resumed") == 1
-    assert value(samples, "twinstream_resumes_total", transport="ws", answer="not_found") == 1
+    assert (
+        value(samples, "twinstream_resumes_total", transport="ws", answer="stream_not_found") == 1
+    )
     assert value(samples, "twinstream_errors_total", code="stream_not_found") == 2  # ws + cancel
     assert value(samples, "twinstream_first_token_seconds_count", transport="sse") == 3
     assert value(samples, "twinstream_first_token_seconds_count", transport="ws") == 2
