@@ -172,6 +172,23 @@ class Edge:
                 ),
                 cors,
             )
+        if (
+            origin is None
+            and headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
+            and not is_public_path(path)
+            and "*" not in self.origins.allowed
+        ):
+            # A browser request from another site that sends no Origin: an
+            # <img src=/sse?prompt=...> or a link. It would start (and pay
+            # for) a generation on the visitor's behalf.
+            return (
+                Refusal(
+                    403,
+                    "origin_not_allowed",
+                    "requests from another site's page are not allowed here",
+                ),
+                cors,
+            )
         length = headers.get("Content-Length")
         if length is not None:
             size = _content_length(length)

@@ -163,6 +163,17 @@ def test_origin_must_match_scheme_host_and_port(open_server: ServerProcess) -> N
         {"Content-Type": "text/plain", "Origin": "http://evil.example"},
     )
     assert (status, error_code(body)) == (403, "origin_not_allowed")
+    # Nor with a request that carries no Origin (an <img src=...>): browsers say Sec-Fetch-Site.
+    for site in ("cross-site", "same-site"):
+        status, _, body = open_server.request(
+            "GET", "/sse?prompt=hi&max_tokens=1", headers={"Sec-Fetch-Site": site}
+        )
+        assert (status, error_code(body)) == (403, "origin_not_allowed"), site
+    for site in ("same-origin", "none"):  # the page itself; a URL typed in
+        status, _, _ = open_server.request(
+            "GET", "/sse?prompt=hi&max_tokens=1", headers={"Sec-Fetch-Site": site}
+        )
+        assert status == 200, site
 
 
 def peak_rss(pid: int) -> int:
