@@ -29,6 +29,11 @@ _WORDS = (
     "café naïve über façade piñata résumé"
 ).split()
 _MIN_TOKENS, _MAX_TOKENS = 40, 220
+# Every token is one of these shared strings: a stream's token list holds
+# references, not a new string per token (thousands of live streams).
+_SPACED = {word: " " + word for word in _WORDS}
+_CAPITAL = {word: word.capitalize() for word in _WORDS}
+_SPACED_CAPITAL = {word: " " + word.capitalize() for word in _WORDS}
 
 
 def synthetic_tokens(prompt: str) -> list[str]:
@@ -47,13 +52,13 @@ def synthetic_tokens(prompt: str) -> list[str]:
                 if len(tokens) >= total:
                     break
             sentence_left = rng.randint(5, 14)
-            word = rng.choice(_WORDS).capitalize()
+            word = rng.choice(_WORDS)
             first = not tokens or tokens[-1] == "\n\n"
-            tokens.append(word if first else " " + word)
+            tokens.append(_CAPITAL[word] if first else _SPACED_CAPITAL[word])
         else:
             if rng.random() < 0.07:
                 tokens.append(",")
-            tokens.append(" " + rng.choice(_WORDS))
+            tokens.append(_SPACED[rng.choice(_WORDS)])
         sentence_left -= 1
     return tokens[:total]
 
