@@ -33,8 +33,8 @@ stream_log = logging.getLogger("twinstream.stream")
 
 TRANSPORTS = ("sse", "ws", "v1")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-#: A relay's framing function: events ``first_seq``... as JSON texts -> wire bytes.
-Frame = Callable[[int, list[str]], bytes]
+#: A relay's framing function: events ``first_seq``... as JSON (bytes) -> wire bytes.
+Frame = Callable[[int, list[bytes]], bytes]
 _DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
@@ -63,9 +63,9 @@ def _outcome(stream: Any) -> str:
     return str(last.get("finish_reason", "unknown"))
 
 
-def _produced_at(text: str) -> float | None:
+def _produced_at(text: bytes) -> float | None:
     """The ``t`` (wall-clock creation time) an event's JSON ends with, if any."""
-    at = text.rfind('"t":')
+    at = text.rfind(b'"t":')
     if at < 0:
         return None
     try:
@@ -199,7 +199,7 @@ class Metrics:
         """``frame`` (a relay's events-to-bytes function), counting what it frames:
         every batch it makes is written to the connection at once."""
 
-        def counted(first_seq: int, texts: list[str]) -> bytes:
+        def counted(first_seq: int, texts: list[bytes]) -> bytes:
             data = frame(first_seq, texts)
             self.sent(
                 stream,

@@ -123,7 +123,9 @@ def _chunk(stream: StreamLog, delta: dict[str, Any], finish: str | None) -> dict
     }
 
 
-def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[str]], bytes]:
+def chunk_frames(
+    stream: StreamLog, include_usage: bool
+) -> Callable[[int, list[bytes]], bytes]:
     """Frames a stream's events as OpenAI ``chat.completion.chunk`` events,
     ending with ``data: [DONE]`` (or OpenAI's error object, which the SDK
     raises on)."""
@@ -131,7 +133,7 @@ def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[
     def data(payload: Any) -> str:
         return sse.format_trusted_data(json.dumps(payload))
 
-    def frame(first_seq: int, texts: list[str]) -> bytes:
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
         out: list[str] = []
         for text in texts:
             event = json.loads(text)
