@@ -61,6 +61,7 @@ def connect(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
 ) -> Client:
     """A client for one server over ``transport`` (``"sse"`` or ``"ws"``).
 
@@ -68,7 +69,8 @@ def connect(
     WebSocket client keeps one socket for all of its streams; close it (or
     use ``with``) when done. ``read_timeout`` is the longest silence
     tolerated mid-stream (the server sends SSE heartbeats every 15 s and
-    WebSocket pings every 20 s by default).
+    WebSocket pings every 20 s by default). ``api_key`` is sent as
+    ``Authorization: Bearer KEY`` to a server that needs one.
     """
     client_class: type[Client]
     if transport == "sse":
@@ -78,7 +80,11 @@ def connect(
     else:
         raise ValueError(f"unknown transport {transport!r}; use 'sse' or 'ws'")
     return client_class(
-        url, connect_timeout=connect_timeout, read_timeout=read_timeout, reconnect=reconnect
+        url,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        reconnect=reconnect,
+        api_key=api_key,
     )
 
 
@@ -91,6 +97,7 @@ def stream(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
 ) -> Stream:
     """One completion: iterate the result for events, ``.deltas()`` for text
     pieces, ``.collect()`` for the whole text. The connection is opened when
@@ -101,6 +108,7 @@ def stream(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         reconnect=reconnect,
+        api_key=api_key,
     )
     result = client.stream(prompt, max_tokens)
     if isinstance(result, WebSocketStream):
@@ -117,6 +125,7 @@ def complete(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
 ) -> str:
     """The whole completion text (blocks until the stream ends)."""
     with stream(
@@ -127,5 +136,6 @@ def complete(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         reconnect=reconnect,
+        api_key=api_key,
     ) as result:
         return result.collect()

@@ -34,6 +34,7 @@ async def astream(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield the events of one completion, as :func:`clients.stream` does."""
     sync_stream = stream(
@@ -44,6 +45,7 @@ async def astream(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         reconnect=reconnect,
+        api_key=api_key,
     )
     iterator = iter(sync_stream)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twinstream-reader")

@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-tokens", type=_positive_int, help="cut the completion after N tokens"
     )
     parser.add_argument(
+        "--api-key",
+        default=os.environ.get("TWINSTREAM_API_KEY") or None,
+        help="API key for a server that needs one (default: $TWINSTREAM_API_KEY; "
+        "prefer the variable: a flag shows in the process list)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print each event as one JSON line instead of text"
     )
     parser.add_argument(
@@ -261,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connect_timeout=args.connect_timeout,
             read_timeout=args.read_timeout,
             reconnect=ReconnectPolicy(max_attempts=args.retries),
+            api_key=args.api_key,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
