@@ -107,6 +107,12 @@ def run() -> Iterator[tuple[ServerProcess, dict[str, Any]]]:
         assert status == 404
         status, _, _ = server.request("GET", "/sse", headers={**AUTH, "Last-Event-ID": "zebra:1"})
         assert status == 400
+        # A token in URLs (as the demo sends it) is redacted from the logs too.
+        status, _, body = server.request("POST", "/auth/token", "", AUTH)
+        token = json.loads(body)["token"]
+        status, _, _ = server.request("GET", f"/sse?last_event_id={first}:4&access_token={token}")
+        assert status == 204
+        seen["token"] = token
         samples = scrape(server)
         server.stop()
         seen["logs"] = server.logs()
@@ -129,7 +135,7 @@ def test_metrics_parse_and_match_the_run(run: tuple[ServerProcess, dict[str, Any
     assert value(samples, "twinstream_bytes_sent_total", transport="sse") == seen["sse_bytes"]
     assert value(samples, "twinstream_bytes_sent_total", transport="ws") == seen["ws_bytes"]
     assert value(samples, "twinstream_resumes_total", transport="sse", answer="resumed") == 1
-    assert value(samples, "twinstream_resumes_total", transport="sse", answer="stream_ended") == 1
+    assert value(samples, "twinstream_resumes_total", transport="sse", answer="stream_ended") == 2
     assert value(samples, "twinstream_resumes_total", transport="ws", answer="resumed") == 1
     assert (
         value(samples, "twinstream_resumes_total", transport="ws", answer="stream_not_found") == 1
@@ -184,6 +190,7 @@ def test_logs_never_hold_the_key_the_prompt_or_stream_ids(
     logs = seen["logs"]
     assert "tornado.access" in logs  # the access log is there (DEBUG level), redacted
     assert KEY not in logs
+    assert seen["token"] not in logs and seen["token"].split(".")[1] not in logs
     for word in ("zebra", "umbrella", "4471"):
         assert word not in logs
     stream_ids = {events[0]["stream"] for events in seen["sse"] + seen["ws"]} | {"B" * 22}
