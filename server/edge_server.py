@@ -408,6 +408,11 @@ class EdgeHTTPServer(HTTPServer):
             kwargs.setdefault("trusted_downstream", sorted(self.edge.trusted_proxies))
         kwargs.setdefault("max_body_size", self.edge.max_body_bytes)
         super().initialize(request_callback, **kwargs)
+        if self.edge.metrics is not None:  # counted when scraped (WebSockets close unseen)
+            self.edge.metrics.tcp_connections.set_function(self.open_connections)
+
+    def open_connections(self) -> int:
+        return sum(1 for stream in self._open if not stream.closed())
 
     # accepting
 
@@ -435,8 +440,6 @@ class EdgeHTTPServer(HTTPServer):
             stream.write(accept.REFUSAL).add_done_callback(lambda _: stream.close())
             return
         self._open.add(stream)
-        if self.edge.metrics is not None:
-            self.edge.metrics.tcp_connections.set(len(self._open))
         super().handle_stream(stream, address)
 
     def _evict_idle(self) -> bool:
@@ -479,8 +482,6 @@ class EdgeHTTPServer(HTTPServer):
         stream = getattr(server_conn, "stream", None)
         if stream is not None and stream.closed():
             self._open.discard(stream)
-        if self.edge.metrics is not None:
-            self.edge.metrics.tcp_connections.set(len(self._open))
         super().on_close(server_conn)
 
 

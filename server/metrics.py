@@ -13,6 +13,7 @@ or the stream id (the id is the right to read the stream).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.utils import floatToGoString
 
 from .web import JsonErrorHandler
 
@@ -33,6 +35,7 @@ stream_log = logging.getLogger("twinstream.stream")
 
 TRANSPORTS = ("sse", "ws", "v1")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_SAMPLE_EVERY = 0.001  # seconds between delivery-delay samples, per transport
 #: A relay's framing function: events ``first_seq``... as JSON (bytes) -> wire bytes.
 Frame = Callable[[int, list[bytes]], bytes]
 _DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
@@ -72,6 +75,59 @@ def _produced_at(text: bytes) -> float | None:
         return float(text[at + 4 : -1])
     except ValueError:
         return None
+
+
+class _Delivery:
+    """One transport's events and bytes sent, and its delivery-delay histogram."""
+
+    __slots__ = ("events", "bytes", "buckets", "sum", "next_sample")
+
+    def __init__(self) -> None:
+        self.next_sample = 0.0
+        self.events = 0
+        self.bytes = 0
+        self.buckets = [0] * (len(_DELIVERY_BUCKETS) + 1)  # the last one: +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.buckets[bisect.bisect_left(_DELIVERY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+
+class _DeliveryCollector:
+    """The per-write figures of :class:`_Delivery` as Prometheus metrics."""
+
+    def __init__(self, delivery: dict[str, _Delivery]) -> None:
+        self.delivery = delivery
+
+    def collect(self) -> Iterator[Any]:
+        events = CounterMetricFamily(
+            "twinstream_events_sent", "Events written to clients", labels=["transport"]
+        )
+        nbytes = CounterMetricFamily(
+            "twinstream_bytes_sent",
+            "Event bytes written to clients, as framed by the transport (SSE text, "
+            "WebSocket frames) before chunked coding or gzip",
+            labels=["transport"],
+        )
+        delays = HistogramMetricFamily(
+            "twinstream_event_delivery_seconds",
+            "From an event's creation to its write to a client (sampled: at most one "
+            "write per millisecond per transport)",
+            labels=["transport"],
+        )
+        for transport, figures in self.delivery.items():
+            events.add_metric([transport], figures.events)
+            nbytes.add_metric([transport], figures.bytes)
+            cumulative, buckets = 0, []
+            for bound, count in zip((*_DELIVERY_BUCKETS, float("inf")), figures.buckets):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            delays.add_metric([transport], buckets, figures.sum)
+        yield events
+        yield nbytes
+        yield delays
 
 
 class _SlowConsumers:
@@ -124,16 +180,6 @@ class Metrics:
             ["transport", "outcome"],
             registry=r,
         )
-        self.events_sent = Counter(
-            "twinstream_events_sent", "Events written to clients", ["transport"], registry=r
-        )
-        self.bytes_sent = Counter(
-            "twinstream_bytes_sent",
-            "Event bytes written to clients, as framed by the transport (SSE text, "
-            "WebSocket frames) before chunked coding or gzip",
-            ["transport"],
-            registry=r,
-        )
         self.resumes = Counter(
             "twinstream_resumes",
             "Resume requests, per transport and answer (resumed, or the error code: "
@@ -157,18 +203,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.delivery_seconds = Histogram(
-            "twinstream_event_delivery_seconds",
-            "From an event's creation to its write to a client (one sample per write)",
-            ["transport"],
-            buckets=_DELIVERY_BUCKETS,
-            registry=r,
-        )
         if watch is not None:
             r.register(_SlowConsumers(watch))
-        self._events = {t: self.events_sent.labels(t) for t in TRANSPORTS}
-        self._bytes = {t: self.bytes_sent.labels(t) for t in TRANSPORTS}
-        self._delivery = {t: self.delivery_seconds.labels(t) for t in TRANSPORTS}
+        # Counted on every write: plain numbers here, turned into metrics only
+        # when scraped (a prometheus_client Counter takes a lock per inc).
+        self.delivery = {t: _Delivery() for t in TRANSPORTS}
+        r.register(_DeliveryCollector(self.delivery))
         for transport in TRANSPORTS:  # every series exists from the start, at 0
             self.open_connections.labels(transport)
             self.live_streams.labels(transport)
@@ -199,15 +239,19 @@ class Metrics:
         """``frame`` (a relay's events-to-bytes function), counting what it frames:
         every batch it makes is written to the connection at once."""
 
+        delivery = self.delivery[transport]
+
         def counted(first_seq: int, texts: list[bytes]) -> bytes:
             data = frame(first_seq, texts)
+            # The delay is sampled: at most one write a millisecond per transport
+            # (reading the event's time costs more than the rest of the count).
+            now = time.time()
+            produced = None
+            if now >= delivery.next_sample and texts:
+                delivery.next_sample = now + _SAMPLE_EVERY
+                produced = _produced_at(texts[0])
             self.sent(
-                stream,
-                transport,
-                len(texts),
-                len(data),
-                first_seq + len(texts) - 1,
-                _produced_at(texts[0]) if texts else None,
+                stream, transport, len(texts), len(data), first_seq + len(texts) - 1, produced
             )
             return data
 
@@ -225,10 +269,11 @@ class Metrics:
         """A write of ``events`` events (``nbytes`` bytes) ending at seq
         ``through_seq``; ``produced_at`` is the wall-clock creation time of the
         oldest of them."""
-        self._events[transport].inc(events)
-        self._bytes[transport].inc(nbytes)
+        delivery = self.delivery[transport]
+        delivery.events += events
+        delivery.bytes += nbytes
         if produced_at is not None:
-            self._delivery[transport].observe(max(0.0, time.time() - produced_at))
+            delivery.observe(time.time() - produced_at)
         record = self._records.get(stream.id)
         if record is None:
             return
