@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import tornado.web
 
 from . import protocol
 from .backends.base import Backend
-from .openai_compat import ChatCompletionsHandler, ModelsHandler
+from .openai_compat import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore
+from .streams_api import StreamsHandler
 from .web import (
     STATIC_DIR,
     CancelHandler,
@@ -90,8 +91,12 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
             max_live_streams=settings.max_streams,
         )
     connections = ConnectionRegistry()
-    common = {"store": store, "limits": settings.limits, "connections": connections}
-    openai_args = {"store": store, "limits": settings.limits, "api_key": settings.api_key}
+    # what the backend cannot do is refused when a request is parsed, before a stream starts
+    limits = replace(
+        settings.limits, supported_parameters=getattr(store.backend, "parameters", None)
+    )
+    common = {"store": store, "limits": limits, "connections": connections}
+    openai_args = {"store": store, "limits": limits, "api_key": settings.api_key}
     debug_routes: list[Any] = (
         [(r"/debug/drop", DropHandler, {"store": store, "connections": connections})]
         if settings.debug_drop
@@ -117,9 +122,15 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
                     "max_streams_per_socket": settings.max_streams_per_socket,
                 },
             ),
+            (r"/streams", StreamsHandler, {"store": store, "limits": limits}),
             (r"/cancel", CancelHandler, {"store": store}),
-            (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
+            (
+                r"/v1/chat/completions",
+                ChatCompletionsHandler,
+                {**openai_args, "heartbeat": settings.heartbeat},
+            ),
             (r"/v1/models", ModelsHandler, openai_args),
+            (r"/v1/models/(.+)", ModelHandler, openai_args),
         ],
         default_handler_class=NotFoundHandler,
         static_path=STATIC_DIR,

@@ -11,99 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
-import time
-from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from . import protocol, sse
-from .backends.base import ChatRequest
-from .errors import ApiError, Unauthorized, error_body
+from . import openai_chunks, protocol, sse
+from .chat_request import parse_chat_body
+from .errors import ApiError, Unauthorized
 from .streams import MemoryStreamStore, Stream
 from .web import JsonErrorHandler, begin_event_stream, create_stream
 
-__all__ = ["ChatCompletionsHandler", "ModelsHandler", "parse_chat_body"]
+__all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler"]
 
-_ROLES = ("system", "developer", "user", "assistant", "tool")
-
-
-def _bad(code: str, message: str) -> ApiError:
-    return ApiError(400, code, message)
-
-
-def _message_text(content: Any, index: int) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):  # content parts: keep the text ones
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise _bad("invalid_messages", f"messages[{index}]: only text parts are supported")
-            if not isinstance(part.get("text"), str):
-                raise _bad("invalid_messages", f"messages[{index}]: a text part needs 'text'")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise _bad("invalid_messages", f"messages[{index}].content must be a string or a list of parts")
-
-
-def parse_chat_body(body: bytes, limits: protocol.Limits) -> tuple[ChatRequest, bool, bool]:
-    """Validate a chat completions body: (request, stream?, include_usage?)."""
-    try:
-        data = protocol.loads_strict(body or b"null")
-    except (ValueError, RecursionError):
-        raise _bad("invalid_json", "the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _bad("invalid_body", "the request body must be a JSON object")
-    raw_messages = data.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise _bad("invalid_messages", "'messages' must be a non-empty list")
-    messages: list[dict[str, str]] = []
-    for index, message in enumerate(raw_messages):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise _bad(
-                "invalid_messages", f"messages[{index}] needs a 'role' of {', '.join(_ROLES)}"
-            )
-        messages.append(
-            {"role": message["role"], "content": _message_text(message.get("content"), index)}
-        )
-    try:
-        user_turns = [m["content"] for m in messages if m["role"] == "user"]
-        protocol.validate_prompt(user_turns[-1] if user_turns else "", limits)
-        total = sum(len(m["content"].encode("utf-8")) for m in messages)
-        if total > limits.max_prompt_bytes:
-            raise protocol.ProtocolError(
-                "prompt_too_long",
-                f"the messages hold {total} bytes; the limit is {limits.max_prompt_bytes} bytes",
-                status=413,
-            )
-        name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
-        max_tokens = protocol.validate_max_tokens(data.get(name), limits, name=name)
-    except protocol.ProtocolError as exc:
-        raise ApiError.from_protocol(exc) from None
-    stream = data.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad("invalid_stream", "'stream' must be true or false")
-    options = data.get("stream_options") or {}
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
-    return ChatRequest(messages=tuple(messages), max_tokens=max_tokens), stream, include_usage
-
-
-def _failure(event: dict[str, Any]) -> tuple[str, str]:
-    """Code and message for a stream that did not finish: OpenAI's API has no
-    "cancelled" finish reason, and a cut answer must not look complete."""
-    if event["type"] == "error":
-        return event["code"], event["message"]
-    return "cancelled", "the completion was cancelled before it finished"
+_HEARTBEAT = sse.encode_comment("heartbeat")
 
 
 class _OpenAIHandler(JsonErrorHandler):
     def initialize(
-        self, store: MemoryStreamStore, limits: protocol.Limits, api_key: str | None = None
+        self,
+        store: MemoryStreamStore,
+        limits: protocol.Limits,
+        api_key: str | None = None,
+        heartbeat: float = 15.0,
     ) -> None:
         self.store = store
         self.limits = limits
         self.api_key = api_key
+        self.heartbeat = heartbeat
 
     def prepare(self) -> None:
         if self.api_key:
@@ -115,12 +48,19 @@ class _OpenAIHandler(JsonErrorHandler):
 class ModelsHandler(_OpenAIHandler):
     def get(self) -> None:
         model = self.store.backend.model
-        self.write(
-            {
-                "object": "list",
-                "data": [{"id": model, "object": "model", "created": 0, "owned_by": "twinstream"}],
-            }
-        )
+        self.write({"object": "list", "data": [openai_chunks.model_object(model)]})
+
+
+class ModelHandler(_OpenAIHandler):
+    """``GET /v1/models/{id}``: the served model, or 404 ``model_not_found``."""
+
+    def get(self, model_id: str) -> None:
+        model = self.store.backend.model
+        if model_id != model:
+            raise ApiError(
+                404, "model_not_found", f"this server serves one model, {model!r}; see /v1/models"
+            )
+        self.write(openai_chunks.model_object(model))
 
 
 class ChatCompletionsHandler(_OpenAIHandler):
@@ -135,15 +75,21 @@ class ChatCompletionsHandler(_OpenAIHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        self.chat, self.streaming, self.include_usage = parse_chat_body(
-            self.request.body, self.limits
-        )
+        try:
+            self.chat, self.streaming, self.include_usage = parse_chat_body(
+                self.request.body, self.limits
+            )
+        except protocol.ProtocolError as exc:
+            raise ApiError.from_protocol(exc) from None
 
     async def post(self) -> None:
         self._stream = stream = create_stream(self.store, self.chat)
         if not self.streaming:
             await stream.wait_ended()
-            self._write_completion(stream)
+            try:
+                self.write(openai_chunks.completion(stream.events, *self._identity(stream)))
+            except protocol.ProtocolError as exc:  # error or cancelled
+                raise ApiError.from_protocol(exc) from None
             return
         begin_event_stream(self)
         self._relay = asyncio.ensure_future(self._relay_chunks(stream))
@@ -154,68 +100,25 @@ class ChatCompletionsHandler(_OpenAIHandler):
             return
         self.finish()
 
-    def _chunk(self, stream: Stream, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {
-            "id": f"chatcmpl-{stream.id}",
-            "object": "chat.completion.chunk",
-            "created": int(stream.events[0].get("created", time.time())),
-            "model": stream.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+    def _identity(self, stream: Stream) -> tuple[str, int, str]:
+        """The completion's id, created time and model, the same in every chunk."""
+        return f"chatcmpl-{stream.id}", int(stream.events[0].get("created", 0)), stream.model
 
     async def _relay_chunks(self, stream: Stream) -> None:
-        async with contextlib.aclosing(stream.follow()) as events:
+        identity = self._identity(stream)
+        # Heartbeats as on /sse: one comment line, which both openai SDKs skip;
+        # behind a proxy (nginx: proxy_read_timeout 60 s) they keep a slow
+        # first token from cutting the stream.
+        async with contextlib.aclosing(stream.follow(heartbeat=self.heartbeat or None)) as events:
             async for event in events:
-                assert event is not None
-                kind = event["type"]
-                if kind == "start":
-                    chunk = self._chunk(stream, {"role": "assistant", "content": ""}, None)
-                elif kind == "delta":
-                    chunk = self._chunk(stream, {"content": event["content"]}, None)
-                elif kind == "done":
-                    reason = "length" if event["finish_reason"] == "length" else "stop"
-                    chunk = self._chunk(stream, {}, reason)
-                else:  # error: OpenAI's mid-stream error object; the SDK raises on it
-                    self.write(
-                        sse.encode_event(
-                            json.dumps(error_body(502, event["code"], event["message"]))
-                        )
-                    )
-                    return
-                self.write(sse.encode_event(json.dumps(chunk)))
-                if kind == "done":
-                    if self.include_usage:
-                        usage_chunk = self._chunk(stream, {}, None)
-                        usage_chunk["choices"] = []
-                        usage_chunk["usage"] = event.get("usage", {})
-                        self.write(sse.encode_event(json.dumps(usage_chunk)))
-                    self.write(sse.encode_event("[DONE]"))
+                if event is None:
+                    self.write(_HEARTBEAT)
+                else:
+                    for payload in openai_chunks.chunk_payloads(
+                        event, *identity, self.include_usage
+                    ):
+                        self.write(sse.encode_event(payload))
                 await self.flush()
-
-    def _write_completion(self, stream: Stream) -> None:
-        last = stream.events[-1]
-        if last["type"] == "error":
-            raise ApiError(502, last["code"], last["message"])
-        if last["finish_reason"] == "cancelled":
-            raise ApiError(503, *_failure(last))
-        self.write(
-            {
-                "id": f"chatcmpl-{stream.id}",
-                "object": "chat.completion",
-                "created": int(stream.events[0].get("created", time.time())),
-                "model": stream.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": stream.text()},
-                        "finish_reason": "length"
-                        if last.get("finish_reason") == "length"
-                        else "stop",
-                    }
-                ],
-                "usage": last.get("usage", {}),
-            }
-        )
 
     def on_connection_close(self) -> None:
         if self._relay is not None:

@@ -57,9 +57,17 @@ class SSEHandler(JsonErrorHandler):
         try:
             if last_event_id:
                 self._prepare_resume(last_event_id)
+            elif self.get_query_argument("stream", None) is not None:  # made by POST /streams
+                stream_id = protocol.validate_stream_id(self.get_query_argument("stream"))
+                self._stream = self.store.get(stream_id)  # followed from its first event
+                if self._stream is None:
+                    raise StreamNotFound(stream_id)
             else:
                 self._request = ChatRequest.from_prompt(
-                    protocol.validate_prompt(self.get_query_argument("prompt", None), self.limits),
+                    # strip=False: the prompt is exactly what was sent, as on /ws and /v1
+                    protocol.validate_prompt(
+                        self.get_query_argument("prompt", None, strip=False), self.limits
+                    ),
                     protocol.validate_max_tokens(
                         self.get_query_argument("max_tokens", None), self.limits, from_query=True
                     ),

@@ -136,7 +136,7 @@ class Stream:
                     finish = piece
                     break
                 if piece:
-                    self._append(protocol.delta_event(self.id, len(self.events), piece))
+                    self._append(protocol.delta_event_from_piece(self.id, len(self.events), piece))
         except asyncio.CancelledError:
             self._append(protocol.done_event(self.id, len(self.events), "cancelled"))
             return

@@ -12,7 +12,6 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
 from . import protocol
-from .backends.base import ChatRequest
 from .streams import MemoryStreamStore, Stream
 from .web import ConnectionRegistry
 
@@ -116,7 +115,7 @@ class StreamSocketHandler(WebSocketHandler):
             )
             return
         try:
-            stream = self.store.create(ChatRequest.from_prompt(request.prompt, request.max_tokens))
+            stream = self.store.create(request.chat)
         except protocol.ProtocolError as exc:
             await self._send_error(None, exc.code, exc.message, **extra)
             return
