@@ -34,6 +34,10 @@ from .errors import (
 
 __all__ = ["WebSocketClient", "WebSocketStream"]
 
+#: a start message this large may be past the server's frame limit (twinstream's
+#: default is 256 KiB); when the socket dies right after one, say so
+LARGE_REQUEST = 64 * 1024
+
 
 class _Dropped(ClientError):
     """The socket closed or broke (internal: triggers a reconnect)."""
@@ -253,7 +257,16 @@ class WebSocketClient:
         lost = list(self._unbound.values())
         self._unbound.clear()
         for stream in lost:
-            stream.failure = ConnectionLost(f"{exc} before the stream started; nothing to resume")
+            size = len(json.dumps(stream.request))
+            note = (
+                f" (the request was {size} bytes: the server may refuse messages that large; "
+                "shorten the prompt or conversation)"
+                if size > LARGE_REQUEST
+                else ""
+            )
+            stream.failure = ConnectionLost(
+                f"{exc} before the stream started; nothing to resume{note}"
+            )
         if reader.failure is not None or reader.cancelled and reader.stream_id is None:
             return
         policy = self.reconnect
