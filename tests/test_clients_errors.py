@@ -204,7 +204,9 @@ def test_sse_prompt_too_large_is_413(live_server):
 def test_websocket_request_too_large_for_a_frame_says_so(live_server):
     # The server closes with 1009; the close frame or a reset (the unread rest
     # of the frame) comes back, and either way the error says why.
-    with pytest.raises(clients.ConnectionLost, match="1009, message too big|the request was 300047 bytes"):
+    with pytest.raises(
+        clients.ConnectionLost, match="1009, message too big|the request was 300047 bytes"
+    ):
         clients.stream("x" * 300_000, "ws", live_server.url).collect()
 
 
