@@ -8,35 +8,31 @@ its stream at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
-
-from tornado.iostream import StreamClosedError
+import json
+from collections.abc import Callable
 
 from . import openai_chunks, protocol, sse
 from .chat_request import parse_chat_body
 from .errors import ApiError, Unauthorized
-from .streams import MemoryStreamStore, Stream
-from .web import JsonErrorHandler, begin_event_stream, create_stream
+from .streams import StreamLog, StreamStore
+from .web import EventStreamHandler, JsonErrorHandler, RelayOptions
 
-__all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler"]
-
-_HEARTBEAT = sse.encode_comment("heartbeat")
+__all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler", "chunk_frames"]
 
 
 class _OpenAIHandler(JsonErrorHandler):
     def initialize(
         self,
-        store: MemoryStreamStore,
+        store: StreamStore,
         limits: protocol.Limits,
+        relays: RelayOptions,
         api_key: str | None = None,
-        heartbeat: float = 15.0,
     ) -> None:
         self.store = store
         self.limits = limits
+        self.relays = relays
         self.api_key = api_key
-        self.heartbeat = heartbeat
 
     def prepare(self) -> None:
         if self.api_key:
@@ -63,65 +59,56 @@ class ModelHandler(_OpenAIHandler):
         self.write(openai_chunks.model_object(model))
 
 
-class ChatCompletionsHandler(_OpenAIHandler):
+def _identity(stream: StreamLog) -> tuple[str, int, str]:
+    """The completion's id, created time and model, the same in every chunk."""
+    return f"chatcmpl-{stream.id}", stream.created, stream.model
+
+
+def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[str]], bytes]:
+    """Frames a stream's events as OpenAI ``chat.completion.chunk`` events
+    (:func:`openai_chunks.chunk_payloads`), ending with ``data: [DONE]`` or
+    OpenAI's error object, which the SDKs raise on."""
+    identity = _identity(stream)
+
+    def frame(first_seq: int, texts: list[str]) -> bytes:
+        return "".join(
+            sse.format_trusted_data(payload)
+            for text in texts
+            for payload in openai_chunks.chunk_payloads(json.loads(text), *identity, include_usage)
+        ).encode()
+
+    return frame
+
+
+class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
     """Streams ``chat.completion.chunk`` events ending in ``data: [DONE]``,
-    or answers one ``chat.completion`` when ``stream`` is false."""
+    or answers one ``chat.completion`` when ``stream`` is false.
 
-    _stream: Stream | None = None
-    _relay: asyncio.Task[None] | None = None
+    There is no resume on ``/v1`` (OpenAI's protocol has none): when the
+    connection closes, the stream is cancelled, so nobody pays for tokens
+    nobody reads.
+    """
 
-    def compute_etag(self) -> None:
-        return None
+    _stream: StreamLog | None = None
 
     def prepare(self) -> None:
         super().prepare()
-        try:
-            self.chat, self.streaming, self.include_usage = parse_chat_body(
-                self.request.body, self.limits
-            )
-        except protocol.ProtocolError as exc:
-            raise ApiError.from_protocol(exc) from None
+        self.chat, self.streaming, self.include_usage = parse_chat_body(
+            self.request.body, self.limits
+        )
 
     async def post(self) -> None:
-        self._stream = stream = create_stream(self.store, self.chat)
+        self._stream = stream = await self.store.create(self.chat)
         if not self.streaming:
             await stream.wait_ended()
-            try:
-                self.write(openai_chunks.completion(stream.events, *self._identity(stream)))
-            except protocol.ProtocolError as exc:  # error or cancelled
-                raise ApiError.from_protocol(exc) from None
+            # an error or a cancelled stream raises ProtocolError: 502 / 503 cancelled
+            self.write(openai_chunks.completion(stream.events, *_identity(stream)))
             return
-        begin_event_stream(self)
-        self._relay = asyncio.ensure_future(self._relay_chunks(stream))
-        try:
-            await self._relay
-        except (asyncio.CancelledError, StreamClosedError):
+        complete = await self.relay_events(stream, -1, chunk_frames(stream, self.include_usage))
+        if not complete:
             stream.cancel()
-            return
-        self.finish()
-
-    def _identity(self, stream: Stream) -> tuple[str, int, str]:
-        """The completion's id, created time and model, the same in every chunk."""
-        return f"chatcmpl-{stream.id}", int(stream.events[0].get("created", 0)), stream.model
-
-    async def _relay_chunks(self, stream: Stream) -> None:
-        identity = self._identity(stream)
-        # Heartbeats as on /sse: one comment line, which both openai SDKs skip;
-        # behind a proxy (nginx: proxy_read_timeout 60 s) they keep a slow
-        # first token from cutting the stream.
-        async with contextlib.aclosing(stream.follow(heartbeat=self.heartbeat or None)) as events:
-            async for event in events:
-                if event is None:
-                    self.write(_HEARTBEAT)
-                else:
-                    for payload in openai_chunks.chunk_payloads(
-                        event, *identity, self.include_usage
-                    ):
-                        self.write(sse.encode_event(payload))
-                await self.flush()
 
     def on_connection_close(self) -> None:
-        if self._relay is not None:
-            self._relay.cancel()
-        elif self._stream is not None and not self.streaming:
-            self._stream.cancel()  # nobody waits for the whole answer any more
+        super().on_connection_close()
+        if self._stream is not None:
+            self._stream.cancel()  # nobody reads the answer any more

@@ -14,8 +14,8 @@ from urllib.parse import quote
 from . import protocol
 from .chat_request import parse_chat_request, parse_json_body
 from .errors import ApiError
-from .streams import MemoryStreamStore
-from .web import JsonErrorHandler, create_stream
+from .streams import StreamStore
+from .web import JsonErrorHandler
 
 __all__ = ["StreamsHandler"]
 
@@ -24,7 +24,7 @@ class StreamsHandler(JsonErrorHandler):
     """Validates the body once (:mod:`server.chat_request`), creates the
     stream through the store and answers where to read it."""
 
-    def initialize(self, store: MemoryStreamStore, limits: protocol.Limits) -> None:
+    def initialize(self, store: StreamStore, limits: protocol.Limits) -> None:
         self.store = store
         self.limits = limits
 
@@ -32,18 +32,15 @@ class StreamsHandler(JsonErrorHandler):
         # No cookie is involved: the answer (a new stream id) is the capability.
         return None
 
-    def post(self) -> None:
+    async def post(self) -> None:
         content_type = self.request.headers.get("Content-Type", "application/json")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise ApiError(
                 415, "unsupported_media_type", "send the request as Content-Type: application/json"
             )
-        try:
-            body = parse_json_body(self.request.body, self.limits)
-            request = parse_chat_request(body, self.limits)
-        except protocol.ProtocolError as exc:
-            raise ApiError.from_protocol(exc) from None
-        stream = create_stream(self.store, request)
+        # A ProtocolError (400/413, too_many_streams 503) is answered by JsonErrorHandler.
+        request = parse_chat_request(parse_json_body(self.request.body, self.limits), self.limits)
+        stream = await self.store.create(request)
         stream_id = quote(stream.id)
         sse_url = f"/sse?stream={stream_id}"
         self.set_status(201)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 
-from server.backends.base import ChatRequest
+from server.backends.base import ChatRequest, Finish
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
 from server.streams import MemoryStreamStore
 
@@ -25,7 +28,7 @@ async def read_all(stream, after: int = -1) -> list[dict]:  # type: ignore[no-un
 
 async def test_log_is_numbered_start_deltas_done() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    stream = store.create(ChatRequest.from_prompt("hi", 6))
+    stream = await store.create(ChatRequest.from_prompt("hi", 6))
     events = await read_all(stream)
     assert [e["seq"] for e in events] == list(range(8))
     assert [e["type"] for e in events] == ["start"] + ["delta"] * 6 + ["done"]
@@ -37,7 +40,7 @@ async def test_log_is_numbered_start_deltas_done() -> None:
 
 async def test_follow_after_seq_resumes_without_repeats() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    stream = store.create(ChatRequest.from_prompt("resume me", 10))
+    stream = await store.create(ChatRequest.from_prompt("resume me", 10))
     whole = await read_all(stream)
     tail = await read_all(stream, after=4)
     assert tail == whole[5:]
@@ -47,7 +50,7 @@ async def test_follow_after_seq_resumes_without_repeats() -> None:
 
 async def test_two_readers_see_the_same_events_live() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=500, first_token_latency=0))
-    stream = store.create(ChatRequest.from_prompt("share", 12))
+    stream = await store.create(ChatRequest.from_prompt("share", 12))
     first, second = await asyncio.gather(read_all(stream), read_all(stream))
     assert first == second
     assert first[-1]["type"] == "done"
@@ -56,7 +59,7 @@ async def test_two_readers_see_the_same_events_live() -> None:
 
 async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=20, first_token_latency=0))
-    stream = store.create(ChatRequest.from_prompt("long", 200))
+    stream = await store.create(ChatRequest.from_prompt("long", 200))
     assert stream.cancel() is True  # the task has not run yet
     events = await read_all(stream)
     assert [e["type"] for e in events] == ["start", "done"]
@@ -67,7 +70,7 @@ async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
 
 async def test_cancel_mid_stream_stops_generation() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=200, first_token_latency=0))
-    stream = store.create(ChatRequest.from_prompt("long", 200))
+    stream = await store.create(ChatRequest.from_prompt("long", 200))
     async with contextlib.aclosing(stream.follow()) as events:
         async for event in events:
             assert event is not None
@@ -84,7 +87,7 @@ async def test_cancel_mid_stream_stops_generation() -> None:
 
 async def test_generation_goes_on_without_readers() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    stream = store.create(ChatRequest.from_prompt("nobody listens", 8))
+    stream = await store.create(ChatRequest.from_prompt("nobody listens", 8))
     await stream.wait_ended()
     assert stream.events[-1]["finish_reason"] == "length"
     assert stream.readers == 0
@@ -96,7 +99,7 @@ async def test_unread_stream_is_cancelled_after_idle_timeout() -> None:
     store = MemoryStreamStore(
         SyntheticBackend(tokens_per_second=5, first_token_latency=0), idle_timeout=60, clock=clock
     )
-    stream = store.create(ChatRequest.from_prompt("idle", 100))
+    stream = await store.create(ChatRequest.from_prompt("idle", 100))
     clock.now += 59
     store.reap()
     assert not stream.ended
@@ -112,7 +115,7 @@ async def test_a_reader_keeps_the_stream_alive() -> None:
     store = MemoryStreamStore(
         SyntheticBackend(tokens_per_second=5, first_token_latency=0), idle_timeout=1, clock=clock
     )
-    stream = store.create(ChatRequest.from_prompt("watched", 100))
+    stream = await store.create(ChatRequest.from_prompt("watched", 100))
     follower = stream.follow()
     assert (await follower.__anext__())["type"] == "start"
     clock.now += 1000
@@ -129,7 +132,7 @@ async def test_a_reader_keeps_the_stream_alive() -> None:
 async def test_ended_streams_are_forgotten_after_retention() -> None:
     clock = FakeClock()
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0), retention=300, clock=clock)
-    stream = store.create(ChatRequest.from_prompt("bye", 3))
+    stream = await store.create(ChatRequest.from_prompt("bye", 3))
     await stream.wait_ended()
     clock.now += 299
     store.reap()
@@ -143,7 +146,102 @@ async def test_ended_streams_are_forgotten_after_retention() -> None:
 
 async def test_stream_ids_are_unguessable_and_distinct() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    ids = {store.create(ChatRequest.from_prompt("x", 1)).id for _ in range(50)}
+    ids = {(await store.create(ChatRequest.from_prompt("x", 1))).id for _ in range(50)}
     assert len(ids) == 50
     assert all(len(i) >= 22 for i in ids)
     await store.close()
+
+
+class EndsAtOnce:
+    """A backend whose completions end immediately: streams to retain, cheaply."""
+
+    model = "instant"
+
+    async def generate(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        yield "x" * 100
+        yield Finish(reason="stop")
+
+
+async def test_log_reads_are_batches_of_the_ready_events() -> None:
+    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    stream = await store.create(ChatRequest.from_prompt("batch", 30))
+    await stream.wait_ended()
+    everything = stream.read(-1, max_bytes=1 << 30)
+    assert len(everything) == 32 and stream.read(31) == []
+    small = stream.read(-1, max_bytes=1)
+    assert len(small) == 1  # always at least one event
+    assert json.loads(stream.read(4)[0])["seq"] == 5  # strictly after
+    assert stream.nbytes == sum(len(text) for text in everything)
+    await store.close()
+
+
+async def test_caps_forget_the_oldest_ended_streams_first() -> None:
+    store = MemoryStreamStore(EndsAtOnce(), max_retained_streams=10)
+    streams = [await store.create(ChatRequest.from_prompt(str(i), 5)) for i in range(25)]
+    for stream in streams:
+        await stream.wait_ended()
+    assert len(store) == 10
+    assert [store.get(s.id) for s in streams[-10:]] == streams[-10:]
+    assert store.get(streams[0].id) is None  # resumes answer stream_not_found
+    await store.close()
+
+    store = MemoryStreamStore(EndsAtOnce(), max_retained_bytes=2000)
+    streams = [await store.create(ChatRequest.from_prompt(str(i), 5)) for i in range(25)]
+    for stream in streams:
+        await stream.wait_ended()
+    assert 0 < store.retained_bytes <= 2000
+    assert store.get(streams[-1].id) is streams[-1] and store.get(streams[0].id) is None
+    await store.close()
+
+
+def lines_run(function, *args):  # type: ignore[no-untyped-def]
+    """Run ``function(*args)`` and count the lines of server/streams.py it
+    executes: an operation count, independent of the machine's speed."""
+    count = 0
+
+    def trace(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal count
+        if frame.f_code.co_filename.endswith(os.path.join("server", "streams.py")):
+            if event == "line":
+                count += 1
+            return trace
+        return None
+
+    sys.settrace(trace)
+    try:
+        result = function(*args)
+    finally:
+        sys.settrace(None)
+    return result, count
+
+
+async def retained_store(retained: int, clock: FakeClock) -> MemoryStreamStore:
+    store = MemoryStreamStore(
+        EndsAtOnce(), clock=clock, retention=300, idle_timeout=60, max_retained_streams=10**6
+    )
+    for i in range(retained):
+        store.create_now(ChatRequest.from_prompt(str(i), 5))
+        if i % 1000 == 999:
+            await asyncio.sleep(0)  # let them end
+    while store.live_count():
+        await asyncio.sleep(0)
+    return store
+
+
+async def test_create_and_reap_cost_the_same_at_100k_retained_streams_as_at_1k() -> None:
+    costs = {}
+    for retained in (1_000, 100_000):
+        clock = FakeClock()
+        store = await retained_store(retained, clock)
+        assert len(store) == retained
+        _, create_cost = lines_run(store.create_now, ChatRequest.from_prompt("new", 5))
+        clock.now += 1  # nothing due yet: a pass over 0 expired streams
+        _, reap_cost = lines_run(store.reap)
+        assert store.last_reap_examined == 0
+        clock.now += 300  # now every stream expires: the reaper pops them in order
+        store.reap()
+        costs[retained] = (create_cost, reap_cost)
+        await store.close()
+    (create_1k, reap_1k), (create_100k, reap_100k) = costs[1_000], costs[100_000]
+    assert create_100k <= 2 * create_1k
+    assert reap_100k <= 2 * reap_1k
