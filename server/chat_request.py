@@ -367,6 +367,7 @@ def parse_chat_request(
     data: Mapping[str, Any], limits: Limits, *, prompt: str | None = None
 ) -> ChatRequest:
     """Validate a Chat Completions request object (already parsed JSON).
+    ``model`` is checked and not kept: the server's model answers.
 
     ``prompt``, if given, stands for ``messages=[{"role": "user", "content":
     prompt}]`` (the WebSocket shorthand); ``data`` then must have no
@@ -384,6 +385,8 @@ def parse_chat_request(
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or len(model) > 256):
         raise _invalid("model", "must be a string")
+    # The server's configured model answers whatever 'model' says: clients do
+    # not choose (or run up the bill of) the provider's models.
     name = "max_tokens"
     if data.get("max_completion_tokens") is not None:
         name = "max_completion_tokens"
@@ -415,7 +418,6 @@ def parse_chat_request(
     return ChatRequest(
         messages=messages,
         max_tokens=max_tokens,
-        model=model,
         params=params,
         extra=extra,
         max_tokens_field=name,

@@ -107,6 +107,8 @@ def test_python_sdk_streams_with_parameters_which_reach_the_upstream(
     }
     assert sent["max_completion_tokens"] == 50 and "max_tokens" not in sent
     assert sent["model"] == "up-model" and sent["stream"] is True
+    client.chat.completions.create(model="gpt-expensive", messages=messages)  # type: ignore[arg-type]
+    assert upstream.requests[-1]["model"] == "up-model"  # the server's model, not the client's
 
 
 def test_python_sdk_tool_calls_arrive_as_tool_calls(client: openai.OpenAI) -> None:
