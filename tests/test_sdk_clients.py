@@ -23,6 +23,7 @@ from openai_upstream import OpenAIUpstream, reply_text
 from pydantic import BaseModel
 
 from server.app import Settings
+from server.backends.synthetic import synthetic_tokens
 
 NODE_DIR = Path(__file__).parent / "node"
 WEATHER_TOOL = {
@@ -245,3 +246,41 @@ def test_node_openai_sdk_streams_tools_and_structured_output(
     assert report["json"] == {"name": "Paris", "population": 3}
     sent = upstream.requests[0]
     assert (sent["temperature"], sent["seed"], sent["stop"]) == (0.5, 3, [" with"])
+
+
+@pytest.fixture
+def synthetic() -> Iterator[LiveServer]:
+    server = LiveServer(Settings(tokens_per_second=0, ws_ping_interval=0)).start()
+    yield server
+    server.stop()
+
+
+def test_langchain_against_the_synthetic_model_needs_no_key(synthetic: LiveServer) -> None:
+    """Tool calling and structured output work with the embedded model too."""
+    llm = ChatOpenAI(
+        model="twinstream-synthetic",
+        base_url=synthetic.url + "/v1",
+        api_key="unused",  # type: ignore[arg-type]
+        max_retries=0,
+        max_tokens=12,
+    )
+    text = "".join(str(chunk.content) for chunk in llm.stream("Hello"))
+    assert text == "".join(synthetic_tokens("Hello")[:12])
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    reply = llm.bind_tools([get_weather]).invoke("What does get_weather say for Paris?")
+    [call] = reply.tool_calls
+    assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
+    city = llm.with_structured_output(City).invoke("A city")
+    assert isinstance(city, City)
+    with pytest.raises(openai.BadRequestError, match="'frequency_penalty'"):
+        ChatOpenAI(
+            base_url=synthetic.url + "/v1",
+            api_key="unused",  # type: ignore[arg-type]
+            max_retries=0,
+            frequency_penalty=0.5,
+        ).invoke("Hi")
