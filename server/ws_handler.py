@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from . import protocol, tornado_adapter
-from .backends.base import ChatRequest
 from .relay import Relay, Sink
 from .streams import StreamLog, StreamStore
 from .web import RelayOptions
@@ -106,9 +105,7 @@ class StreamSocketHandler(WebSocketHandler):
                 ref=request.ref,
             )
         try:
-            stream = await self.store.create(
-                ChatRequest.from_prompt(request.prompt, request.max_tokens)
-            )
+            stream = await self.store.create(request.chat)
         except protocol.ProtocolError as exc:
             exc.ref = request.ref
             raise
