@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import tornado.web
@@ -10,10 +11,11 @@ from .backends.base import Backend
 from .config import Settings
 from .edge_server import Edge, TokenHandler, log_request
 from .metrics import Metrics, MetricsHandler
-from .openai_compat import ChatCompletionsHandler, ModelsHandler
+from .openai_compat import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from .relay import ConnectionWatch
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore, StreamStore
+from .streams_api import StreamsHandler
 from .web import (
     STATIC_DIR,
     CancelHandler,
@@ -76,7 +78,11 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         sse_compression=settings.sse_compression,
         retry_ms=settings.retry_ms,
     )
-    common = {"store": store, "limits": settings.limits, "relays": relays}
+    # what the backend cannot do is refused when a request is parsed, before a stream starts
+    limits = replace(
+        settings.limits, supported_parameters=getattr(store.backend, "parameters", None)
+    )
+    common = {"store": store, "limits": limits, "relays": relays}
     openai_args = common  # API keys are checked at the edge, before the body is read
     metrics = Metrics(watch)
     edge = Edge.from_settings(settings, metrics)
@@ -99,9 +105,11 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
                     "max_streams_per_socket": settings.max_streams_per_socket,
                 },
             ),
+            (r"/streams", StreamsHandler, {"store": store, "limits": limits}),
             (r"/cancel", CancelHandler, {"store": store}),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
             (r"/v1/models", ModelsHandler, openai_args),
+            (r"/v1/models/(.+)", ModelHandler, openai_args),
             (r"/auth/token", TokenHandler, {"access": edge.access}),
             (r"/metrics", MetricsHandler, {"metrics": metrics}),
         ],

@@ -191,7 +191,11 @@ def starts_stream(method: str, path: str, query: str, last_event_id: str | None)
     if method == "GET" and path == "/sse":
         if last_event_id:
             return False
-        return not any(name == "last_event_id" and value for name, value in parse_qsl(query, True))
+        # Resuming (last_event_id) or reading a stream POST /streams made (stream)
+        # starts nothing.
+        return not any(
+            name in ("last_event_id", "stream") and value for name, value in parse_qsl(query, True)
+        )
     return False
 
 

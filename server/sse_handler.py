@@ -60,6 +60,10 @@ class SSEHandler(EventStreamHandler):
                 self.set_status(204)
                 return
             metrics.resume("sse", "resumed", stream)
+        elif self.get_query_argument("stream", None) is not None:  # made by POST /streams
+            stream_id = protocol.validate_stream_id(self.get_query_argument("stream"))
+            stream = await open_stream(self.store, stream_id)
+            after = -1  # from its first event
         else:
             # strip=False: the prompt is exactly what the user sent.
             request = ChatRequest.from_prompt(

@@ -9,7 +9,6 @@ from typing import Any
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from . import protocol, tornado_adapter
-from .backends.base import ChatRequest
 from .relay import Relay, Sink
 from .streams import StreamLog, StreamStore
 from .web import RelayOptions
@@ -110,9 +109,7 @@ class StreamSocketHandler(WebSocketHandler):
         if refusal is not None:
             raise protocol.ProtocolError(refusal.code, refusal.message, 429, ref=request.ref)
         try:
-            stream = await self.store.create(
-                ChatRequest.from_prompt(request.prompt, request.max_tokens)
-            )
+            stream = await self.store.create(request.chat)
         except protocol.ProtocolError as exc:
             exc.ref = request.ref
             raise

@@ -131,6 +131,8 @@ def test_rate_limiter_memory_is_bounded() -> None:
         ("GET", "/sse", "prompt=hi", None, True),
         ("GET", "/sse", "last_event_id=S:1", None, False),
         ("GET", "/sse", "prompt=hi", "S:1", False),
+        ("GET", "/sse", "stream=S", None, False),
+        ("POST", "/streams", "", None, True),
         ("POST", "/v1/chat/completions", "", None, True),
         ("GET", "/v1/models", "", None, False),
         ("POST", "/cancel", "stream=S", None, False),

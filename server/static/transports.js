@@ -51,10 +51,13 @@ function webSocketUrl(token) {
 
 /** Shared bookkeeping: stream id, last seq, de-duplication, terminal state. */
 class BaseRun {
-  constructor({ prompt, maxTokens, token = "" }, handlers) {
+  /** `messages`: the conversation so far plus the new prompt (null for a first turn);
+   * `token`: access token for ?access_token= ("" when the server needs none). */
+  constructor({ prompt, maxTokens, messages = null, token = "" }, handlers) {
     this.prompt = prompt;
     this.maxTokens = maxTokens;
-    this.token = token; // access token for ?access_token= ("" when the server needs none)
+    this.messages = messages;
+    this.token = token;
     this.handlers = handlers;
     this.streamId = null;
     this.lastSeq = -1;
@@ -117,6 +120,10 @@ export class SseRun extends BaseRun {
   }
 
   start() {
+    if (this.messages) {
+      this.startConversation();
+      return;
+    }
     const query = new URLSearchParams({ prompt: this.prompt, max_tokens: String(this.maxTokens) });
     const url = withToken(`/sse?${query}`, this.token);
     if (url.length > 60000) {
@@ -129,6 +136,33 @@ export class SseRun extends BaseRun {
     }
     this.handlers.onStatus("connecting");
     this.open(url);
+  }
+
+  /** A conversation does not fit in a URL: POST it to /streams, then follow the new
+   * stream with EventSource at the URL the server answers (GET /sse?stream=S). */
+  async startConversation() {
+    this.handlers.onStatus("connecting");
+    let response;
+    try {
+      response = await fetch("/streams", {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
+        },
+        body: JSON.stringify({ messages: this.messages, max_tokens: this.maxTokens }),
+      });
+    } catch (error) {
+      this.fail(`Could not reach the server (${error.message}).`);
+      return;
+    }
+    if (response.status !== 201) {
+      this.fail(await describeErrorResponse(response));
+      return;
+    }
+    const created = await response.json();
+    if (this.finished) return; // stopped meanwhile: the idle timeout ends the unread stream
+    this.open(withToken(created.urls.sse, this.token));
   }
 
   open(url) {
@@ -256,7 +290,8 @@ export class WsRun extends BaseRun {
 
   start() {
     this.handlers.onStatus("connecting");
-    this.connect({ type: "start", prompt: this.prompt, max_tokens: this.maxTokens, ref: this.ref });
+    const request = this.messages ? { messages: this.messages } : { prompt: this.prompt };
+    this.connect({ type: "start", ...request, max_tokens: this.maxTokens, ref: this.ref });
   }
 
   connect(firstMessage) {
