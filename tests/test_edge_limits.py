@@ -23,6 +23,12 @@ SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 def enough_descriptors_for_the_test() -> Iterator[None]:
     """This process opens 2,000+ sockets of its own."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 8192:
+        try:  # root (CI) may raise the hard limit too
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, 8192))
+            hard = 8192
+        except (ValueError, OSError):
+            pass
     wanted = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
     if wanted < 4096:
         pytest.fail(f"the test needs 4096 open files (hard limit {hard}); raise ulimit -Hn")
