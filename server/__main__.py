@@ -13,10 +13,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from .access import AccessPolicy, KeyFileError
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
-from .edge_server import install_log_redaction, make_server
+from .edge_server import Edge, install_log_redaction, make_server
 
 __all__ = ["main", "serve"]
 
@@ -53,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     install_log_redaction()  # Tornado's own messages quote request lines
-    try:
-        AccessPolicy.from_settings(settings.api_key, settings.api_keys_file, settings.token_ttl)
-    except KeyFileError as exc:
+    try:  # keys (and their file) and host names: refused here, with a sentence
+        Edge.from_settings(settings)
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     upstream = settings.openai_api_key or settings.openai_base_url

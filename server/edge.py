@@ -118,7 +118,7 @@ class HostPolicy:
         for item in extra:
             parsed = parse_host(item) if item != "*" else ("*", None)
             if parsed is None:
-                raise ValueError(f"not a host name: {item!r}")
+                raise ValueError(f"--allowed-host: {item!r} is not a host name")
             names.add(parsed[0])
         return cls(frozenset(n.lower().strip("[]").rstrip(".") for n in names))
 

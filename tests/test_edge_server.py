@@ -343,15 +343,23 @@ def test_help_shows_whether_a_key_is_set_never_the_key() -> None:
     assert "(default: not set)" in plain.stdout
 
 
-def test_a_bad_keys_file_stops_the_server_with_a_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--api-keys-file", "/nonexistent/keys"], "cannot read API keys file"),
+        (["--api-key", "two words"], "an API key must be printable, without spaces"),
+        (["--allowed-host", "bad host"], "--allowed-host: 'bad host' is not a host name"),
+    ],
+)
+def test_bad_access_settings_stop_the_server_with_a_message(args: list[str], said: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "--api-keys-file", str(tmp_path / "absent")],
+        [sys.executable, "-m", "server", "--port", "0", *args],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 2
-    assert "cannot read API keys file" in result.stderr and "Traceback" not in result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
 
 
 def test_keys_file_keys_all_work(tmp_path: Path) -> None:
