@@ -43,6 +43,7 @@ def live_settings(request: pytest.FixtureRequest) -> Settings:
         first_token_latency=0,
         ws_ping_interval=0,
         fail_after_tokens=getattr(request, "param", None),
+        debug_drop=True,  # the demo's Drop connection asks the server (--debug)
     )
 
 
@@ -142,7 +143,7 @@ def test_sse_drop_resumes_one_stream_on_the_server(demo: DemoPage, live_server) 
 
 
 class TestWithoutTheDropEndpoint:
-    """A server started with ``--no-debug-drop``: the page cuts the EventSource
+    """A server started without ``--debug``: the page cuts the EventSource
     itself and reopens it at ``?last_event_id=``, as a careful client would."""
 
     @pytest.fixture

@@ -2,6 +2,7 @@
 // type the reply out as it arrives, measure the run, keep a table and a chart of past runs.
 // Server text only ever goes through textContent / text nodes.
 
+import { accessToken, keyRequired } from "./access.js";
 import { renderChart } from "./chart.js";
 import { SseRun, WsRun } from "./transports.js";
 
@@ -9,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("compose-form"),
   prompt: $("prompt"),
+  apiKeyRow: $("api-key-row"),
+  apiKey: $("api-key"),
   maxTokens: $("max-tokens"),
   send: $("send"),
   stop: $("stop"),
@@ -109,13 +112,27 @@ function newRecord(transport, prompt, maxTokens) {
   };
 }
 
-function send() {
-  if (current) return;
+let sending = false; // a token is being fetched for the next run
+
+async function send() {
+  if (current || sending) return;
   const prompt = ui.prompt.value;
   if (!prompt.trim()) {
     showError("Type a prompt first.");
     ui.prompt.focus();
     return;
+  }
+  let token;
+  sending = true;
+  try {
+    token = await accessToken(ui.apiKey.value.trim());
+  } catch (error) {
+    showError(error.message);
+    ui.apiKeyRow.hidden = false;
+    ui.apiKey.focus();
+    return;
+  } finally {
+    sending = false;
   }
   const maxTokens = Number.parseInt(ui.maxTokens.value, 10) || 256;
   const transport = selectedTransport();
@@ -135,7 +152,7 @@ function send() {
   };
   const Runner = transport === "sse" ? SseRun : WsRun;
   const messages = conversation.length ? [...conversation, { role: "user", content: prompt }] : null;
-  const runner = new Runner({ prompt, maxTokens, messages }, handlers);
+  const runner = new Runner({ prompt, maxTokens, messages, token }, handlers);
   current = { record, runner };
   ui.runMeta.textContent = `Run #${record.id} over ${TRANSPORT_NAMES[transport]}`;
   queueRender();
@@ -348,4 +365,8 @@ updateDropHint();
 renderConversation();
 setStatus("idle");
 render();
-document.documentElement.dataset.ready = "true"; // for tests: the module has loaded
+// The key field shows only when the server asks for a key.
+keyRequired().then((needed) => {
+  ui.apiKeyRow.hidden = !needed;
+  document.documentElement.dataset.ready = "true"; // for tests: the module has loaded
+});
