@@ -17,6 +17,7 @@ cannot borrow a user's access (no CSRF).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import time
@@ -97,7 +98,7 @@ class AccessPolicy:
     def enabled(self) -> bool:
         return bool(self.keys)
 
-    @property
+    @functools.cached_property
     def _secret(self) -> bytes:
         # Derived from the keys, so processes sharing a keys file share tokens;
         # changing the keys invalidates every token.

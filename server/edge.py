@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+_HOST_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII, nothing else
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "*")
 
 
@@ -53,7 +54,7 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     """``Host`` header -> (lower-case name without a trailing dot, port or
     None); None if malformed. IPv6 literals are bracketed (RFC 3986 3.2.2)."""
     value = value.strip()
-    if not value or any(ch.isspace() or ord(ch) < 0x21 or ord(ch) > 0x7E for ch in value):
+    if not _HOST_CHARS.fullmatch(value):
         return None
     if value.startswith("["):
         end = value.find("]")
@@ -151,6 +152,8 @@ class OriginPolicy:
     def allows(self, origin: str, scheme: str, host_header: str | None) -> bool:
         """Whether a request from a page at ``origin`` may use the API of a
         server reached as ``scheme://host_header``."""
+        if host_header and origin == f"{scheme}://{host_header}":
+            return True  # the common case, spelled exactly alike: no parsing
         if self.listed(origin):
             return True
         theirs = normalize_origin(origin)
@@ -163,6 +166,8 @@ class OriginPolicy:
     def listed(self, origin: str) -> bool:
         if "*" in self.allowed:
             return True
+        if not self.allowed:
+            return False
         theirs = normalize_origin(origin)
         return theirs is not None and any(theirs == normalize_origin(item) for item in self.allowed)
 
@@ -193,6 +198,8 @@ def starts_stream(method: str, path: str, query: str, last_event_id: str | None)
             return False
         # Resuming (last_event_id) or reading a stream POST /streams made (stream)
         # starts nothing.
+        if "last_event_id" not in query and "stream" not in query:
+            return True
         return not any(
             name in ("last_event_id", "stream") and value for name, value in parse_qsl(query, True)
         )

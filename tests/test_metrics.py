@@ -144,6 +144,8 @@ def test_metrics_parse_and_match_the_run(run: tuple[ServerProcess, dict[str, Any
     assert value(samples, "twinstream_first_token_seconds_count", transport="sse") == 3
     assert value(samples, "twinstream_first_token_seconds_count", transport="ws") == 2
     assert value(samples, "twinstream_event_delivery_seconds_count", transport="sse") >= 1
+    assert ("twinstream_slow_consumer_disconnects_total", ()) in samples  # none here
+    assert value(samples, "twinstream_slow_consumer_disconnects_total") == 0
     for transport in ("sse", "ws", "v1"):
         assert value(samples, "twinstream_live_streams", transport=transport) == 0
         assert value(samples, "twinstream_open_connections", transport=transport) == 0
