@@ -28,6 +28,7 @@ __all__ = [
     "is_terminal",
     "dumps",
     "error_body",
+    "delta_json",
     "format_event_id",
     "parse_event_id",
     "parse_client_message",
@@ -145,6 +146,23 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 def dumps(event: dict[str, Any]) -> str:
     """Serialise an event to the compact one-line JSON both transports carry."""
     return _ENCODER.encode(event)
+
+
+_encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
+
+
+def delta_json(stream: str, seq: int, piece: Piece, t: float) -> str:
+    """``dumps(delta_event_from_piece(stream, seq, piece) | {"t": t})``. For
+    text (the hottest serialisation, one per token) it is written out, without
+    building a dict first. ``stream`` is a validated id (no characters JSON
+    would escape)."""
+    if not isinstance(piece, str):
+        return dumps({**delta_event_from_piece(stream, seq, piece), "t": t})
+    content = piece
+    return (
+        f'{{"type":"delta","stream":"{stream}","seq":{seq},'
+        f'"content":{_encode_string(content)},"t":{t!r}}}'
+    )
 
 
 def _reject_constant(name: str) -> Any:

@@ -292,20 +292,20 @@ class Relay:
         """Write everything that is ready, while the connection has room."""
         stream, sink = self.stream, self.sink
         while self.active:
+            if self.next_seq > stream.last_seq:
+                if stream.ended:
+                    self.stop("complete")
+                return
             if not sink.has_room():
                 self.paused = True
                 sink.wait_for_room(self)
                 return
             texts = stream.read(self.next_seq - 1, sink.batch_bytes)
-            if not texts:
-                break
             data = self.frame(self.next_seq, texts)
             self.next_seq += len(texts)
             if not sink.write(data):
                 self.stop("closed")
                 return
-        if self.active and stream.ended and self.next_seq > stream.last_seq:
-            self.stop("complete")
 
     def stop(self, outcome: str = "closed") -> None:
         if not self.active:

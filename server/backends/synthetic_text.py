@@ -57,6 +57,11 @@ _WORDS = (
     "café naïve über façade piñata résumé"
 ).split()
 _MIN_TOKENS, _MAX_TOKENS = 40, 220
+# Every token is one of these shared strings: a stream's token list holds
+# references, not a new string per token (thousands of live streams).
+_SPACED = {word: " " + word for word in _WORDS}
+_CAPITAL = {word: word.capitalize() for word in _WORDS}
+_SPACED_CAPITAL = {word: " " + word.capitalize() for word in _WORDS}
 
 
 def _rng(key: str) -> random.Random:
@@ -83,13 +88,13 @@ def synthetic_tokens(prompt: str, vocabulary: int | None = None) -> list[str]:
                 if len(tokens) >= total:
                     break
             sentence_left = rng.randint(5, 14)
-            word = rng.choice(words).capitalize()
+            word = rng.choice(words)
             first = not tokens or tokens[-1] == "\n\n"
-            tokens.append(word if first else " " + word)
+            tokens.append(_CAPITAL[word] if first else _SPACED_CAPITAL[word])
         else:
             if rng.random() < 0.07:
                 tokens.append(",")
-            tokens.append(" " + rng.choice(words))
+            tokens.append(_SPACED[rng.choice(words)])
         sentence_left -= 1
     return tokens[:total]
 
