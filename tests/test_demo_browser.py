@@ -278,6 +278,20 @@ def test_keeps_a_conversation_over_both_transports(demo: DemoPage, live_server) 
     assert demo.conversation() == [] and demo.response_text() == ""
 
 
+def test_a_long_prompt_goes_by_post_over_sse(demo: DemoPage, live_server) -> None:
+    prompt = "é" * 3000  # 18,000 characters once percent-encoded: too long for a URL
+    expected = expected_completion(live_server.url, prompt, 6)
+    demo.send(prompt, "sse", 6)
+    assert demo.wait_for_status("done", "error", "cancelled") == "done"
+    assert demo.response_text() == expected
+    assert [x.status for x in demo.requests_to("/streams", "POST")] == [201]
+    too_long = "x" * 40_000
+    demo.button("New conversation").click()
+    demo.send(too_long, "sse", 6)
+    assert demo.wait_for_status("done", "error", "cancelled") == "error"
+    assert "prompt_too_long" in (demo.error.text_content() or "")
+
+
 def test_fits_a_phone_screen(demo: DemoPage) -> None:
     demo.page.set_viewport_size({"width": 360, "height": 740})
     overflow = demo.page.evaluate(

@@ -121,20 +121,18 @@ export class SseRun extends BaseRun {
     }
     const query = new URLSearchParams({ prompt: this.prompt, max_tokens: String(this.maxTokens) });
     const url = `/sse?${query}`;
-    if (url.length > 60000) {
-      // Longer request lines are refused by the HTTP server before /sse sees them.
-      this.fail(
-        `This prompt makes a ${url.length.toLocaleString()}-character URL, too long to send ` +
-          "as an SSE query string; shorten it or use WebSocket.",
-      );
+    if (url.length > 8000) {
+      // Long request lines are refused by HTTP servers and proxies: POST it instead.
+      this.messages = [{ role: "user", content: this.prompt }];
+      this.startConversation();
       return;
     }
     this.handlers.onStatus("connecting");
     this.open(url);
   }
 
-  /** A conversation does not fit in a URL: POST it to /streams, then follow the new
-   * stream with EventSource at the URL the server answers (GET /sse?stream=S). */
+  /** A conversation (or a long prompt) does not fit in a URL: POST it to /streams, then
+   * follow the new stream with EventSource at the URL the server answers (/sse?stream=S). */
   async startConversation() {
     this.handlers.onStatus("connecting");
     let response;
