@@ -49,10 +49,11 @@ function webSocketUrl() {
 /** Shared bookkeeping: stream id, last seq, de-duplication, terminal state. */
 class BaseRun {
   /** `messages`: the conversation so far plus the new prompt (null for a first turn). */
-  constructor({ prompt, maxTokens, messages = null }, handlers) {
+  constructor({ prompt, maxTokens, messages = null, params = null }, handlers) {
     this.prompt = prompt;
     this.maxTokens = maxTokens;
     this.messages = messages;
+    this.params = params; // more Chat Completions parameters (e.g. tools), or null
     this.handlers = handlers;
     this.streamId = null;
     this.lastSeq = -1;
@@ -140,7 +141,11 @@ export class SseRun extends BaseRun {
       response = await fetch("/streams", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ messages: this.messages, max_tokens: this.maxTokens }),
+        body: JSON.stringify({
+          messages: this.messages,
+          max_tokens: this.maxTokens,
+          ...this.params,
+        }),
       });
     } catch (error) {
       this.fail(`Could not reach the server (${error.message}).`);
@@ -273,7 +278,13 @@ export class WsRun extends BaseRun {
   start() {
     this.handlers.onStatus("connecting");
     const request = this.messages ? { messages: this.messages } : { prompt: this.prompt };
-    this.connect({ type: "start", ...request, max_tokens: this.maxTokens, ref: this.ref });
+    this.connect({
+      type: "start",
+      ...request,
+      ...this.params,
+      max_tokens: this.maxTokens,
+      ref: this.ref,
+    });
   }
 
   connect(firstMessage) {
