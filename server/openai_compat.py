@@ -64,13 +64,13 @@ def _identity(stream: StreamLog) -> tuple[str, int, str]:
     return f"chatcmpl-{stream.id}", stream.created, stream.model
 
 
-def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[str]], bytes]:
+def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[bytes]], bytes]:
     """Frames a stream's events as OpenAI ``chat.completion.chunk`` events
     (:func:`openai_chunks.chunk_payloads`), ending with ``data: [DONE]`` or
     OpenAI's error object, which the SDKs raise on."""
     identity = _identity(stream)
 
-    def frame(first_seq: int, texts: list[str]) -> bytes:
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
         return "".join(
             sse.format_trusted_data(payload)
             for text in texts
