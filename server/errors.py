@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
-from .protocol import error_body  # pure: /v1's mid-stream errors use it too
+from .protocol import error_body
 
 __all__ = ["ApiError", "Unauthorized", "error_body"]
 

@@ -27,8 +27,8 @@ __all__ = [
     "error_event",
     "is_terminal",
     "dumps",
-    "error_body",
     "delta_json",
+    "error_body",
     "format_event_id",
     "parse_event_id",
     "parse_client_message",
@@ -151,14 +151,10 @@ def dumps(event: dict[str, Any]) -> str:
 _encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
 
 
-def delta_json(stream: str, seq: int, piece: Piece, t: float) -> str:
-    """``dumps(delta_event_from_piece(stream, seq, piece) | {"t": t})``. For
-    text (the hottest serialisation, one per token) it is written out, without
-    building a dict first. ``stream`` is a validated id (no characters JSON
-    would escape)."""
-    if not isinstance(piece, str):
-        return dumps({**delta_event_from_piece(stream, seq, piece), "t": t})
-    content = piece
+def delta_json(stream: str, seq: int, content: str, t: float) -> str:
+    """``dumps(delta_event(stream, seq, content, t=t))``, written out: the
+    hottest serialisation (one per token), without building a dict first.
+    ``stream`` is a validated id (no characters JSON would escape)."""
     return (
         f'{{"type":"delta","stream":"{stream}","seq":{seq},'
         f'"content":{_encode_string(content)},"t":{t!r}}}'

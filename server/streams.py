@@ -308,12 +308,17 @@ class Stream(StreamLog):
                     finish = piece
                     break
                 if piece:
-                    self.append_text(
-                        protocol.delta_json(
-                            stream_id, len(self._ends), piece, round(time.time(), 6)
-                        ),
-                        False,
-                    )
+                    if isinstance(piece, str):
+                        self.append_text(
+                            protocol.delta_json(
+                                stream_id, len(self._ends), piece, round(time.time(), 6)
+                            ),
+                            False,
+                        )
+                    else:
+                        self.append(
+                            protocol.delta_event_from_piece(stream_id, len(self._ends), piece)
+                        )
         except asyncio.CancelledError:
             self.append(protocol.done_event(stream_id, len(self._ends), "cancelled"))
             return

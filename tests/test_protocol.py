@@ -191,6 +191,17 @@ def test_loads_strict_accepts_ordinary_json() -> None:
     }
 
 
+@hypothesis.given(
+    content=hypothesis.strategies.text(),
+    seq=hypothesis.strategies.integers(min_value=1, max_value=10**6),
+    t=hypothesis.strategies.floats(min_value=0, max_value=4e9),
+)
+def test_delta_json_is_byte_equal_to_dumps_of_the_event(content: str, seq: int, t: float) -> None:
+    stream = "AbCdEfGh12345678_-"
+    event = protocol.delta_event(stream, seq, content, t=t)
+    assert protocol.delta_json(stream, seq, content, t) == protocol.dumps(event)
+
+
 def test_start_carries_a_conversation_and_its_parameters() -> None:
     messages = [
         {"role": "system", "content": "be brief"},
@@ -244,21 +255,3 @@ def test_delta_events_from_pieces() -> None:
 def test_new_finish_reasons() -> None:
     for reason in ("tool_calls", "content_filter"):
         assert protocol.done_event(STREAM, 3, reason)["finish_reason"] == reason
-
-
-@hypothesis.given(
-    content=hypothesis.strategies.text(),
-    seq=hypothesis.strategies.integers(min_value=1, max_value=10**6),
-    t=hypothesis.strategies.floats(min_value=0, max_value=4e9),
-)
-def test_delta_json_is_byte_equal_to_dumps_of_the_event(content: str, seq: int, t: float) -> None:
-    stream = "AbCdEfGh12345678_-"
-    event = protocol.delta_event(stream, seq, content, t=t)
-    assert protocol.delta_json(stream, seq, content, t) == protocol.dumps(event)
-
-
-def test_delta_json_of_a_delta_piece_is_the_dumped_event() -> None:
-    piece = Delta(tool_calls=({"index": 0, "function": {"arguments": '{"a": "é"}'}},))
-    text = protocol.delta_json(STREAM, 4, piece, 12.5)
-    assert text == protocol.dumps({**protocol.delta_event_from_piece(STREAM, 4, piece), "t": 12.5})
-    assert json.loads(text)["tool_calls"][0]["function"]["arguments"] == '{"a": "é"}'
