@@ -13,6 +13,7 @@ const ui = {
   apiKeyRow: $("api-key-row"),
   apiKey: $("api-key"),
   maxTokens: $("max-tokens"),
+  offerTool: $("offer-tool"),
   send: $("send"),
   stop: $("stop"),
   drop: $("drop"),
@@ -45,6 +46,17 @@ const DROP_HINTS = {
   ws: "Drop connection closes the socket mid-stream; a new socket sends resume with the last seq.",
 };
 const HISTORY_LIMIT = 8;
+// Offered to the model when "Offer a weather tool" is ticked. The synthetic model
+// calls a tool whose name the prompt mentions ("What is the weather?"); a real
+// model decides for itself. The page only shows the call: it runs no tool.
+const WEATHER_TOOL = {
+  type: "function",
+  function: {
+    name: "weather",
+    description: "The current weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+};
 const CHART_RUNS = 6;
 
 const history = []; // finished runs, newest last
@@ -151,8 +163,10 @@ async function send() {
     onAbandoned: (message) => finish(record, "cancelled", message),
   };
   const Runner = transport === "sse" ? SseRun : WsRun;
-  const messages = conversation.length ? [...conversation, { role: "user", content: prompt }] : null;
-  const runner = new Runner({ prompt, maxTokens, messages, token }, handlers);
+  const params = ui.offerTool.checked ? { tools: [WEATHER_TOOL] } : null;
+  const messages =
+    conversation.length || params ? [...conversation, { role: "user", content: prompt }] : null;
+  const runner = new Runner({ prompt, maxTokens, messages, params, token }, handlers);
   current = { record, runner };
   ui.runMeta.textContent = `Run #${record.id} over ${TRANSPORT_NAMES[transport]}`;
   queueRender();
@@ -176,11 +190,15 @@ function onEvent(record, event, wireBytes) {
     record.arrivals.push([elapsed(record, now), record.tokens]);
     const box = ui.response;
     const following = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
-    box.append(document.createTextNode(event.content));
+    if (event.content) box.append(document.createTextNode(event.content));
+    for (const call of event.tool_calls ?? []) showToolCall(call);
     if (following) box.scrollTop = box.scrollHeight; // keep the newest text in view
   } else if (event.type === "done") {
     const reason = event.finish_reason;
+    const lastCall = ui.response.lastElementChild;
+    if (reason === "tool_calls" && lastCall?.classList.contains("tool-call")) lastCall.append(")");
     if (reason === "cancelled") finish(record, "cancelled");
+    else if (reason === "tool_calls") finish(record, "done", "the model called a tool");
     else finish(record, "done", reason === "length" ? "stopped at max tokens" : "");
     return;
   } else if (event.type === "error") {
@@ -188,6 +206,22 @@ function onEvent(record, event, wireBytes) {
     return;
   }
   queueRender();
+}
+
+/** A tool-call fragment: the first names the function, the rest carry its arguments. */
+function showToolCall(call) {
+  const box = ui.response;
+  let shown = box.lastElementChild;
+  const open = shown?.classList.contains("tool-call");
+  if (call.function?.name || !open) {
+    if (open) shown.append(")"); // the previous call is complete
+    shown = document.createElement("span");
+    shown.className = "tool-call";
+    if (box.textContent) box.append(document.createTextNode("\n"));
+    box.append(shown);
+    shown.append(`${call.function?.name ?? "tool"}(`);
+  }
+  shown.append(call.function?.arguments ?? "");
 }
 
 function finish(record, status, detail = "") {

@@ -52,11 +52,13 @@ function webSocketUrl(token) {
 /** Shared bookkeeping: stream id, last seq, de-duplication, terminal state. */
 class BaseRun {
   /** `messages`: the conversation so far plus the new prompt (null for a first turn);
+   * `params`: more Chat Completions parameters (e.g. tools), or null;
    * `token`: access token for ?access_token= ("" when the server needs none). */
-  constructor({ prompt, maxTokens, messages = null, token = "" }, handlers) {
+  constructor({ prompt, maxTokens, messages = null, params = null, token = "" }, handlers) {
     this.prompt = prompt;
     this.maxTokens = maxTokens;
     this.messages = messages;
+    this.params = params;
     this.token = token;
     this.handlers = handlers;
     this.streamId = null;
@@ -126,20 +128,18 @@ export class SseRun extends BaseRun {
     }
     const query = new URLSearchParams({ prompt: this.prompt, max_tokens: String(this.maxTokens) });
     const url = withToken(`/sse?${query}`, this.token);
-    if (url.length > 60000) {
-      // Longer request lines are refused by the HTTP server before /sse sees them.
-      this.fail(
-        `This prompt makes a ${url.length.toLocaleString()}-character URL, too long to send ` +
-          "as an SSE query string; shorten it or use WebSocket.",
-      );
+    if (url.length > 8000) {
+      // Long request lines are refused by HTTP servers and proxies: POST it instead.
+      this.messages = [{ role: "user", content: this.prompt }];
+      this.startConversation();
       return;
     }
     this.handlers.onStatus("connecting");
     this.open(url);
   }
 
-  /** A conversation does not fit in a URL: POST it to /streams, then follow the new
-   * stream with EventSource at the URL the server answers (GET /sse?stream=S). */
+  /** A conversation (or a long prompt) does not fit in a URL: POST it to /streams, then
+   * follow the new stream with EventSource at the URL the server answers (/sse?stream=S). */
   async startConversation() {
     this.handlers.onStatus("connecting");
     let response;
@@ -150,7 +150,11 @@ export class SseRun extends BaseRun {
           "Content-Type": "application/json",
           ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
         },
-        body: JSON.stringify({ messages: this.messages, max_tokens: this.maxTokens }),
+        body: JSON.stringify({
+          messages: this.messages,
+          max_tokens: this.maxTokens,
+          ...this.params,
+        }),
       });
     } catch (error) {
       this.fail(`Could not reach the server (${error.message}).`);
@@ -291,7 +295,13 @@ export class WsRun extends BaseRun {
   start() {
     this.handlers.onStatus("connecting");
     const request = this.messages ? { messages: this.messages } : { prompt: this.prompt };
-    this.connect({ type: "start", ...request, max_tokens: this.maxTokens, ref: this.ref });
+    this.connect({
+      type: "start",
+      ...request,
+      ...this.params,
+      max_tokens: this.maxTokens,
+      ref: this.ref,
+    });
   }
 
   connect(firstMessage) {
