@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from . import tornado_adapter
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
 from .edge_server import Edge, install_log_redaction, make_server
@@ -25,7 +26,7 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
     app = make_app(settings)
     server = make_server(app, http_server_options(settings))  # the edge (issue 10)
     server.listen(settings.port, settings.host)
-    port = next(iter(server._sockets.values())).getsockname()[1]
+    port = tornado_adapter.listening_port(server)
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
     app.settings["edge"].log_summary()
     if ready is not None:
