@@ -52,6 +52,7 @@ __all__ = [
     "PLANS",
     "TARGETS_KIB",
     "raise_fd_limit",
+    "connection_budget",
     "idle_connection_memory",
     "run_connections",
     "summary_rows",
@@ -80,7 +81,7 @@ class ConnectionsPlan:
 
 PLANS = {
     "tiny": ConnectionsPlan(connections=40, steps=2, samples=3),
-    "quick": ConnectionsPlan(connections=2000, steps=2, samples=3),
+    "quick": ConnectionsPlan(connections=1000, steps=2, samples=3),
     "full": ConnectionsPlan(connections=10000, steps=4, samples=5),
 }
 
@@ -293,6 +294,19 @@ class _Workers:
                 process.join(5)
 
 
+def connection_budget(wanted: int, limits: dict[str, int]) -> tuple[int, str | None]:
+    """How many of ``wanted`` connections the file-descriptor limit allows (the server
+    holds one descriptor per connection, each client worker its share), and a note
+    saying so when that is fewer."""
+    count = min(wanted, max(0, limits["soft"] - FD_MARGIN))
+    if count == wanted:
+        return count, None
+    return count, (
+        f"the file-descriptor limit ({limits['soft']}, hard {limits['hard']}) allows "
+        f"{count} of the {wanted} connections asked for"
+    )
+
+
 def _median_rss(process: psutil.Process, samples: int) -> int:
     values = []
     for index in range(samples):
@@ -322,15 +336,7 @@ def idle_connection_memory(
     plan = plan_for(config)
     wanted = connections or plan.connections
     limits = raise_fd_limit()
-    # the server holds one descriptor per connection, each client worker its share
-    allowed = max(0, limits["soft"] - FD_MARGIN)
-    count = min(wanted, allowed)
-    note = None
-    if count < wanted:
-        note = (
-            f"the file-descriptor limit ({limits['soft']}, hard {limits['hard']}) allows "
-            f"{count} of the {wanted} connections asked for"
-        )
+    count, note = connection_budget(wanted, limits)
     workers = max(1, min(config.workers, count))
     prompts = prompts_with_tokens(count + 1, 8, "idle")
     steps = max(1, min(plan.steps, count))
