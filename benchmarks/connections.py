@@ -475,9 +475,16 @@ def report_section(results: dict[str, Any]) -> str:
         return ""
     rows = []
     notes = []
+    reference = {"sse": "sse-starlette", "ws": "websockets"}
     for server, block in data.items():
         for transport, e in block.get("transports", {}).items():
             value = e.get("memory_per_connection_kib")
+            peer = (
+                _entry(results, reference[transport], transport)
+                if server != reference[transport]
+                else None
+            )
+            peer_value = peer.get("memory_per_connection_kib") if peer else None
             rows.append(
                 [
                     server,
@@ -487,6 +494,7 @@ def report_section(results: dict[str, Any]) -> str:
                     f"{e['server_idle_rss_mib']:.1f} → {e['server_open_rss_mib']:.1f}",
                     " / ".join(f"{v:.1f}" for v in e["step_kib_per_connection"]),
                     "—" if value is None else f"{value:.1f}",
+                    f"{value / peer_value:.2f}×" if value and peer_value else "—",
                     f"≤{e['target_kib']:.0f}" if server == "twinstream" else "—",
                     ("yes" if e["meets_target"] else "no") if server == "twinstream" else "—",
                 ]
@@ -503,6 +511,7 @@ def report_section(results: dict[str, Any]) -> str:
         "RSS MiB",
         "KiB/connection per step",
         "KiB/connection",
+        "vs reference (same transport)",
         "Target",
         "Met",
     ]

@@ -90,8 +90,9 @@ MIB = 1 << 20
 #: issue 8's targets
 TARGET_EXTRA_MIB = 2.0
 TARGET_DELAY_RATIO = 2.0
-#: the stuck reader's max_tokens (the synthetic model writes at most 220)
-STUCK_MAX_TOKENS = 220
+#: every stream's length, the stuck reader's and the normal clients' alike, so the
+#: baseline's memory per stream is the cost of the stuck reader's streams too
+STUCK_MAX_TOKENS = 200
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,6 @@ class StuckPlan:
     window: float  # seconds each run lasts; the stuck reader must be dropped within it
     write_timeout: float  # passed as --write-timeout
     max_pending_bytes: int = MIB  # passed as --max-pending-bytes (the issue's default)
-    normal_max_tokens: int = 60
     flood_per_second: float = 50.0
     pipelined: int = 400  # SSE: requests pipelined on the stuck connection
     tokens_per_second: float | None = None  # None: the suite's pace
@@ -786,12 +786,12 @@ def _run_once(
                 plan.normal_clients,
                 start_at,
                 end_at,
-                plan.normal_max_tokens,
+                STUCK_MAX_TOKENS,
             )
             outcome: StuckOutcome | None = None
             if stuck:
                 time.sleep(max(0.0, start_at + 1.0 - time.time()))
-                prompts = prompts_with_tokens(64, 200, "stuck")
+                prompts = prompts_with_tokens(64, STUCK_MAX_TOKENS, "stuck")
                 if transport == "ws":
                     work = stuck_websocket(endpoint, process, plan, prompts, end_at - 1.0)
                 else:
@@ -947,18 +947,22 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
         if not d["supported"]:
             return "not supported"
         value = d["seconds_to_disconnect"]
-        return value if value is not None else f"not within {d['window_s']:g} s"
+        return _fmt(value) if value is not None else f"not within {d['window_s']:g} s"
+
+    def text(value: Any, digits: int = 1) -> str | None:
+        # text, so the headline table shows no WS / SSE ratio for these rows
+        return None if value is None else _fmt(value, digits)
 
     rows = [
         ("Stuck reader: disconnected after (s)", *both(seconds)),
         (
             "Stuck reader: extra server memory (MiB; target ≤2)",
-            *both(lambda d: d["extra_memory_mib"]),
+            *both(lambda d: text(d["extra_memory_mib"], 2)),
         ),
-        ("Stuck reader: events lost on resume", *both(lambda d: d["events_lost"])),
+        ("Stuck reader: events lost on resume", *both(lambda d: text(d["events_lost"]))),
         (
             "Stuck reader: normal clients' p99 delay, with / without (target ≤2×)",
-            *both(lambda d: d["p99_ratio"]),
+            *both(lambda d: text(d["p99_ratio"], 2)),
         ),
     ]
     return [(label, sse, ws, None, None) for label, sse, ws in rows]
@@ -973,12 +977,14 @@ def report_section(results: dict[str, Any]) -> str:
         "Transport",
         "Bounds",
         "Disconnected after s",
+        "Kernel buffer full after s",
         "How it ended",
         "Streams started / seen / resumed",
         "Lost",
         "Dup.",
         "RSS growth MiB (base / stuck)",
         "Extra MiB",
+        "p50 ms (base / stuck)",
         "p99 ms (base / stuck)",
         "Ratio",
     ]
@@ -992,12 +998,16 @@ def report_section(results: dict[str, Any]) -> str:
                 transport,
                 " ".join(d["flags"]) if d["supported"] else "not supported",
                 _fmt(s.get("seconds_to_disconnect"), 2),
+                f"{_fmt(s.get('seconds_to_kernel_full'), 2)} "
+                f"({_fmt(s.get('max_server_kernel_queue_kib'), 0)} KiB)",
                 _fmt(s.get("how")),
                 f"{d['stuck_streams']} / {s.get('streams_seen', 0)} / {s.get('resumed', 0)}",
                 _fmt(d["events_lost"]),
                 _fmt(s.get("events_duplicated")),
                 f"{_fmt(base['rss_growth_mib'])} / {_fmt(loaded['rss_growth_mib'])}",
                 _fmt(d["extra_memory_mib"], 2),
+                f"{_fmt(base['delivery_delay_ms']['p50'], 2)} / "
+                f"{_fmt(loaded['delivery_delay_ms']['p50'], 2)}",
                 f"{_fmt(base['delivery_delay_ms']['p99'])} / "
                 f"{_fmt(loaded['delivery_delay_ms']['p99'])}",
                 _fmt(d["p99_ratio"], 2),
@@ -1020,8 +1030,12 @@ def report_section(results: dict[str, Any]) -> str:
         f"{any_plan['baseline']['normal_clients']} normal clients stream completions back "
         f"to back for {any_plan['window_s']:g} s, alone (base) and next to one stuck reader "
         "(tiny receive buffer, never reads; WebSocket: floods `start`, sends unsolicited "
-        "pongs and pings; SSE: pipelined replays of its stream). *Disconnected* = the "
-        "server no longer holds its socket. *Extra* = stuck-run RSS growth − base RSS "
+        f"pongs and pings; SSE: pipelined replays of its stream); every stream "
+        f"{STUCK_MAX_TOKENS} tokens. *Disconnected* = the server no longer holds its "
+        "socket; *kernel buffer full* = when the server's unsent kernel queue for it "
+        "stopped growing (from then on only the server's own bounds act). *How it ended* "
+        "is what the reader found when it finally read (a close frame queued behind data "
+        "it never read may never arrive). *Extra* = stuck-run RSS growth − base RSS "
         "growth − the stuck reader's streams at the base run's cost per stream. Targets "
         "(issue 8): disconnected within the deadline, ≤2 MiB extra, 0 lost, p99 ≤2×."
     )
