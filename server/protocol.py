@@ -24,6 +24,7 @@ __all__ = [
     "error_event",
     "is_terminal",
     "dumps",
+    "delta_json",
     "format_event_id",
     "parse_event_id",
     "parse_client_message",
@@ -116,6 +117,19 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 def dumps(event: dict[str, Any]) -> str:
     """Serialise an event to the compact one-line JSON both transports carry."""
     return _ENCODER.encode(event)
+
+
+_encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
+
+
+def delta_json(stream: str, seq: int, content: str, t: float) -> str:
+    """``dumps(delta_event(stream, seq, content, t=t))``, written out: the
+    hottest serialisation (one per token), without building a dict first.
+    ``stream`` is a validated id (no characters JSON would escape)."""
+    return (
+        f'{{"type":"delta","stream":"{stream}","seq":{seq},'
+        f'"content":{_encode_string(content)},"t":{t!r}}}'
+    )
 
 
 def _reject_constant(name: str) -> Any:

@@ -289,7 +289,12 @@ class Stream(StreamLog):
                     finish = piece
                     break
                 if piece:
-                    self.append(protocol.delta_event(stream_id, len(self._texts), piece))
+                    self.append_text(
+                        protocol.delta_json(
+                            stream_id, len(self._texts), piece, round(time.time(), 6)
+                        ),
+                        False,
+                    )
         except asyncio.CancelledError:
             self.append(protocol.done_event(stream_id, len(self._texts), "cancelled"))
             return

@@ -171,7 +171,9 @@ class EventStreamHandler(JsonErrorHandler):
         sink = self._sink = Sink(
             iostream,
             options.watch,
-            cut=lambda why: None,  # the connection closes: that is how an SSE reader learns
+            # A slow consumer's connection is closed: its backlog is dropped
+            # (bounded memory) and EventSource reconnects with Last-Event-ID.
+            cut=lambda why: iostream.close(),
             max_pending=options.max_pending_bytes,
             transform=encoder,
             heartbeat=HEARTBEAT,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from server import protocol
@@ -179,3 +181,14 @@ def test_loads_strict_accepts_ordinary_json() -> None:
     assert protocol.loads_strict('{"a": [1, 2.5, "é", null, true]}') == {
         "a": [1, 2.5, "é", None, True]
     }
+
+
+@hypothesis.given(
+    content=hypothesis.strategies.text(),
+    seq=hypothesis.strategies.integers(min_value=1, max_value=10**6),
+    t=hypothesis.strategies.floats(min_value=0, max_value=4e9),
+)
+def test_delta_json_is_byte_equal_to_dumps_of_the_event(content: str, seq: int, t: float) -> None:
+    stream = "AbCdEfGh12345678_-"
+    event = protocol.delta_event(stream, seq, content, t=t)
+    assert protocol.delta_json(stream, seq, content, t) == protocol.dumps(event)
