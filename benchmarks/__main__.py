@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m benchmarks --quick               # everything, in under two minutes
+    python -m benchmarks --quick               # everything, smaller: about four minutes
     python -m benchmarks                       # the full suite (1,000-stream sweep)
     python -m benchmarks latency reconnect     # some parts only
     python -m benchmarks --url http://127.0.0.1:8888/ latency   # an already running server
@@ -31,7 +31,7 @@ from .config import PRESETS
 from .report import write_report
 
 EXAMPLES = """\
-  python -m benchmarks --quick                # everything, in under two minutes
+  python -m benchmarks --quick                # everything, smaller: about four minutes
   python -m benchmarks                        # the full suite (1,000-stream sweep)
   python -m benchmarks latency reconnect      # some parts only
   python -m benchmarks connections stuck      # issue 8's bounds: idle connections, stuck readers
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         dest="preset",
         const="quick",
-        help="a smaller run (sweep 1/10/100 streams, fewer samples): under two minutes",
+        help="a smaller run (sweep 1/10/100 streams, fewer samples): about four minutes",
     )
     size.add_argument(
         "--preset",

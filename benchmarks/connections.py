@@ -81,7 +81,7 @@ class ConnectionsPlan:
 
 PLANS = {
     "tiny": ConnectionsPlan(connections=40, steps=2, samples=3),
-    "quick": ConnectionsPlan(connections=1000, steps=2, samples=3),
+    "quick": ConnectionsPlan(connections=500, steps=2, samples=3),
     "full": ConnectionsPlan(connections=10000, steps=4, samples=5),
 }
 

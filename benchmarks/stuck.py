@@ -111,7 +111,7 @@ class StuckPlan:
 
 PLANS = {
     "tiny": StuckPlan(normal_clients=4, window=5.0, write_timeout=1.0, tokens_per_second=200.0),
-    "quick": StuckPlan(normal_clients=50, window=16.0, write_timeout=2.0),
+    "quick": StuckPlan(normal_clients=20, window=18.0, write_timeout=2.0),
     "full": StuckPlan(normal_clients=50, window=30.0, write_timeout=5.0),
 }
 
