@@ -810,6 +810,10 @@ def _run_once(
         "errors": loaded["errors"],
         "error_examples": loaded["error_examples"],
         "delivery_delay_ms": summarize(loaded["delays"], 1000.0),
+        # near 100: everything on this machine competed for the cores, so delays say
+        # as much about the machine as about the server
+        "machine_cpu_percent": sampler.machine_cpu_percent_between(start_at, ended),
+        "server_cpu_percent": sampler.cpu_percent_between(start_at, ended),
         "server_idle_rss_mib": round(idle.rss_bytes / MIB, 2) if idle else None,
         "server_peak_rss_mib": round(peak / MIB, 2) if peak else None,
         "rss_growth_mib": round(growth / MIB, 2) if growth is not None else None,
@@ -987,6 +991,7 @@ def report_section(results: dict[str, Any]) -> str:
         "p50 ms (base / stuck)",
         "p99 ms (base / stuck)",
         "Ratio",
+        "Machine busy % (base / stuck)",
     ]
     rows = []
     notes = []
@@ -1011,6 +1016,8 @@ def report_section(results: dict[str, Any]) -> str:
                 f"{_fmt(base['delivery_delay_ms']['p99'])} / "
                 f"{_fmt(loaded['delivery_delay_ms']['p99'])}",
                 _fmt(d["p99_ratio"], 2),
+                f"{_fmt(base['machine_cpu_percent'], 0)} / "
+                f"{_fmt(loaded['machine_cpu_percent'], 0)}",
             ]
         )
         if d.get("note"):

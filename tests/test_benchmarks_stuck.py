@@ -133,6 +133,7 @@ def test_stuck_part_tiny() -> None:
             assert block["completions"] >= plan.normal_clients
             assert block["delivery_delay_ms"]["n"] > 0
             assert block["server_peak_rss_mib"] >= block["server_idle_rss_mib"] > 0
+            assert 0 <= block["machine_cpu_percent"] <= 100
         assert data["baseline"]["stuck"] is None
         # the server keeps every stream of a run, so it counts the normal ones too
         assert data["baseline"]["server_streams"] == data["baseline"]["completions"]
