@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run them: `bash scripts/test.sh [pytest args]`.
 # - Debian's chromium (for the browser-demo tests), via apt-get when it is missing;
+# - Debian's nodejs and npm when missing, and the Node openai SDK into tests/node;
 # - the package with its [test] extras, via pip;
 # then ruff, mypy and pytest. Exits non-zero on the first failure.
 set -euo pipefail
@@ -12,6 +13,15 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "== installing Debian's nodejs and npm (the Node openai SDK test)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+echo "== installing the Node openai SDK (tests/node)"
+npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 
 echo "== installing twinstream with its test extras"
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

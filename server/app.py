@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import tornado.web
 
 from .backends.base import Backend
 from .config import Settings
-from .openai_compat import ChatCompletionsHandler, ModelsHandler
+from .openai_compat import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from .relay import ConnectionWatch
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore, StreamStore
+from .streams_api import StreamsHandler
 from .web import (
     STATIC_DIR,
     CancelHandler,
@@ -74,7 +76,11 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         sse_compression=settings.sse_compression,
         retry_ms=settings.retry_ms,
     )
-    common = {"store": store, "limits": settings.limits, "relays": relays}
+    # what the backend cannot do is refused when a request is parsed, before a stream starts
+    limits = replace(
+        settings.limits, supported_parameters=getattr(store.backend, "parameters", None)
+    )
+    common = {"store": store, "limits": limits, "relays": relays}
     openai_args = {**common, "api_key": settings.api_key}
     debug_routes: list[Any] = (
         [(r"/debug/drop", DropHandler, {"store": store})] if settings.debug_drop else []
@@ -95,9 +101,11 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
                     "max_streams_per_socket": settings.max_streams_per_socket,
                 },
             ),
+            (r"/streams", StreamsHandler, {"store": store, "limits": limits}),
             (r"/cancel", CancelHandler, {"store": store}),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
             (r"/v1/models", ModelsHandler, openai_args),
+            (r"/v1/models/(.+)", ModelHandler, openai_args),
         ],
         default_handler_class=NotFoundHandler,
         static_path=STATIC_DIR,

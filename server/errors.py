@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
+from .protocol import error_body
+
 __all__ = ["ApiError", "Unauthorized", "error_body"]
 
 
@@ -25,9 +27,3 @@ class ApiError(HTTPError):
 class Unauthorized(ApiError):
     def __init__(self) -> None:
         super().__init__(401, "invalid_api_key", "missing or wrong API key (Authorization: Bearer)")
-
-
-def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]]:
-    """The JSON error object, shaped like OpenAI's so its SDK reads it too."""
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"code": code, "message": message, "type": kind}}

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .backends.base import ChatRequest, Piece
+
 __all__ = [
     "ProtocolError",
     "Limits",
@@ -20,11 +22,13 @@ __all__ = [
     "ClientMessage",
     "start_event",
     "delta_event",
+    "delta_event_from_piece",
     "done_event",
     "error_event",
     "is_terminal",
     "dumps",
     "delta_json",
+    "error_body",
     "format_event_id",
     "parse_event_id",
     "parse_client_message",
@@ -35,7 +39,7 @@ __all__ = [
     "FINISH_REASONS",
 ]
 
-FINISH_REASONS = ("stop", "length", "cancelled")
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "cancelled")
 TERMINAL_TYPES = ("done", "error")
 
 
@@ -67,6 +71,9 @@ class Limits:
     max_prompt_bytes: int = 32 * 1024
     max_tokens_limit: int = 4096
     default_max_tokens: int = 256
+    #: the request parameters the backend honours; others get ``unsupported_parameter``
+    #: (``None``: the backend takes every parameter, e.g. the openai backend forwards them)
+    supported_parameters: frozenset[str] | None = None
 
 
 # --- events (server -> client) -------------------------------------------------
@@ -78,6 +85,22 @@ def start_event(stream: str, model: str, **extra: Any) -> dict[str, Any]:
 
 def delta_event(stream: str, seq: int, content: str, **extra: Any) -> dict[str, Any]:
     return {"type": "delta", "stream": stream, "seq": seq, "content": content, **extra}
+
+
+def delta_event_from_piece(stream: str, seq: int, piece: Piece) -> dict[str, Any]:
+    """The ``delta`` event for one backend piece. ``content`` is always there
+    (``""`` when the piece is only a tool call, a refusal or logprobs), so
+    clients that only read text keep working; the other fields only when set."""
+    if isinstance(piece, str):
+        return {"type": "delta", "stream": stream, "seq": seq, "content": piece}
+    event = delta_event(stream, seq, piece.content)
+    if piece.tool_calls:
+        event["tool_calls"] = list(piece.tool_calls)
+    if piece.refusal:
+        event["refusal"] = piece.refusal
+    if piece.logprobs:
+        event["logprobs"] = piece.logprobs
+    return event
 
 
 def done_event(stream: str, seq: int, finish_reason: str, **extra: Any) -> dict[str, Any]:
@@ -99,6 +122,12 @@ def error_event(
         "message": message,
         **extra,
     }
+
+
+def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]]:
+    """An HTTP error's JSON body, shaped like OpenAI's so its SDKs read it too."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"code": code, "message": message, "type": kind}}
 
 
 def is_terminal(event: dict[str, Any]) -> bool:
@@ -262,9 +291,18 @@ def validate_max_tokens(
 
 @dataclass(frozen=True)
 class StartRequest:
-    prompt: str
-    max_tokens: int
+    """A ``start`` message: the chat to complete and the client's ``ref``."""
+
+    chat: ChatRequest
     ref: Any = None
+
+    @property
+    def prompt(self) -> str:
+        return self.chat.last_user_message
+
+    @property
+    def max_tokens(self) -> int:
+        return self.chat.max_tokens
 
 
 @dataclass(frozen=True)
@@ -299,11 +337,15 @@ def parse_client_message(text: str, limits: Limits) -> ClientMessage:
 def _parse_message_object(message: dict[str, Any], limits: Limits) -> ClientMessage:
     kind = message.get("type")
     if kind == "start":
-        return StartRequest(
-            prompt=validate_prompt(message.get("prompt"), limits),
-            max_tokens=validate_max_tokens(message.get("max_tokens"), limits),
-            ref=message.get("ref"),
-        )
+        from .chat_request import parse_chat_request  # it builds on this module
+
+        fields = {key: value for key, value in message.items() if key not in ("type", "ref")}
+        prompt = fields.pop("prompt", None)
+        if prompt is None and fields.get("messages") is None:
+            raise ProtocolError("missing_prompt", "'prompt' or 'messages' is required")
+        if prompt is not None and not isinstance(prompt, str):
+            raise ProtocolError("invalid_prompt", "'prompt' must be a string")
+        return StartRequest(parse_chat_request(fields, limits, prompt=prompt), message.get("ref"))
     if kind == "resume":
         after = message.get("after")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:

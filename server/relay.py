@@ -34,7 +34,7 @@ log = logging.getLogger("twinstream.relay")
 ROOM_BYTES = 64 * 1024
 
 #: Turns ``texts`` (events ``first_seq``, ``first_seq + 1``, ...) into wire bytes.
-Frame = Callable[[int, list[str]], bytes]
+Frame = Callable[[int, list[bytes]], bytes]
 
 
 class ConnectionWatch:

@@ -12,11 +12,11 @@ from .web import EventStreamHandler, RelayOptions, open_stream
 __all__ = ["SSEHandler"]
 
 
-def sse_frames(stream_id: str, retry_ms: int | None) -> Callable[[int, list[str]], bytes]:
+def sse_frames(stream_id: str, retry_ms: int | None) -> Callable[[int, list[bytes]], bytes]:
     """Frames a stream's events as SSE; the ``retry`` hint rides on the first."""
     retry = [retry_ms]
 
-    def frame(first_seq: int, texts: list[str]) -> bytes:
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
         data = sse.format_events(stream_id, first_seq, texts, retry[0])
         retry[0] = None
         return data
@@ -57,6 +57,10 @@ class SSEHandler(EventStreamHandler):
                 # reconnecting (WHATWG: a 204 "fails the connection" for good).
                 self.set_status(204)
                 return
+        elif self.get_query_argument("stream", None) is not None:  # made by POST /streams
+            stream_id = protocol.validate_stream_id(self.get_query_argument("stream"))
+            stream = await open_stream(self.store, stream_id)
+            after = -1  # from its first event
         else:
             # strip=False: the prompt is exactly what the user sent.
             request = ChatRequest.from_prompt(

@@ -115,10 +115,9 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-def websocket_frame(connection: WebSocketProtocol13, text: str) -> bytes:
-    """One unmasked server text frame carrying ``text`` (RFC 6455 5.2),
-    compressed when permessage-deflate was negotiated."""
-    data = text.encode("utf-8")
+def websocket_frame(connection: WebSocketProtocol13, data: bytes) -> bytes:
+    """One unmasked server text frame carrying the UTF-8 ``data`` (RFC 6455
+    5.2), compressed when permessage-deflate was negotiated."""
     connection._message_bytes_out += len(data)
     first = _TEXT
     compressor = connection._compressor

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from . import protocol, tornado_adapter
-from .backends.base import ChatRequest
 from .relay import Relay, Sink
 from .streams import StreamLog, StreamStore
 from .web import RelayOptions
@@ -106,9 +105,7 @@ class StreamSocketHandler(WebSocketHandler):
                 ref=request.ref,
             )
         try:
-            stream = await self.store.create(
-                ChatRequest.from_prompt(request.prompt, request.max_tokens)
-            )
+            stream = await self.store.create(request.chat)
         except protocol.ProtocolError as exc:
             exc.ref = request.ref
             raise
@@ -155,10 +152,11 @@ class StreamSocketHandler(WebSocketHandler):
         assert isinstance(connection, WebSocketProtocol13)
         frame = tornado_adapter.websocket_frame
 
-        def frames(first_seq: int, texts: list[str]) -> bytes:
+        def frames(first_seq: int, texts: list[bytes]) -> bytes:
             if first_seq == 0 and ref is not None:
                 # The start event answers this socket's message: echo its ref.
-                texts = [protocol.dumps({**json.loads(texts[0]), "ref": ref}), *texts[1:]]
+                start = protocol.dumps({**json.loads(texts[0]), "ref": ref}).encode()
+                texts = [start, *texts[1:]]
             if len(texts) == 1:
                 return frame(connection, texts[0])
             return b"".join(frame(connection, text) for text in texts)
@@ -169,7 +167,8 @@ class StreamSocketHandler(WebSocketHandler):
         connection = self.ws_connection
         if self._sink is None or not isinstance(connection, WebSocketProtocol13):
             return
-        self._sink.write(tornado_adapter.websocket_frame(connection, protocol.dumps(event)))
+        data = protocol.dumps(event).encode()
+        self._sink.write(tornado_adapter.websocket_frame(connection, data))
 
     def on_close(self) -> None:
         if self._sink is not None:

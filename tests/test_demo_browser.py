@@ -235,7 +235,10 @@ def test_past_runs_compare_transports(demo: DemoPage, live_server) -> None:
     demo.send(SHORT_PROMPT, "sse")
     assert demo.wait_for_status("done", "error", "cancelled") == "done"
 
-    # The second run is sent with Enter from the prompt box.
+    # A new conversation, so the same prompt asks the same thing; the second run
+    # is sent with Enter from the prompt box.
+    demo.button("New conversation").click()
+    assert demo.conversation() == []
     demo.page.get_by_label("WebSocket").check()
     demo.page.get_by_label("Prompt").press("Enter")
     demo.page.wait_for_function("() => document.querySelectorAll('#history-body tr').length == 2")
@@ -249,6 +252,30 @@ def test_past_runs_compare_transports(demo: DemoPage, live_server) -> None:
     chart = demo.page.locator("#chart svg")
     assert chart.locator(".series-sse path").count() == 1
     assert chart.locator(".series-ws path").count() == 1
+
+
+def test_keeps_a_conversation_over_both_transports(demo: DemoPage, live_server) -> None:
+    """Each answer joins the conversation, which goes with the next prompt, whatever
+    the transport: turn 2 over WebSocket, turn 3 over SSE (POST /streams, then
+    EventSource at /sse?stream=S). Each reply is what /v1 says to the same history."""
+    history: list[dict[str, str]] = []
+    turns = [("Hi there", "sse", 12), ("What did I just say?", "ws", 10), ("And before?", "sse", 8)]
+    for prompt, transport, max_tokens in turns:
+        expected = expected_completion(live_server.url, prompt, max_tokens, history)
+        demo.send(prompt, transport, max_tokens)
+        assert demo.wait_for_status("done", "error", "cancelled") == "done"
+        assert demo.response_text() == expected
+        history += [{"role": "user", "content": prompt}, {"role": "assistant", "content": expected}]
+        assert demo.conversation() == [
+            ("You" if m["role"] == "user" else "Model", m["content"]) for m in history
+        ]
+    assert expected != expected_completion(live_server.url, "And before?", 8)  # context mattered
+    posted = demo.requests_to("/streams", "POST")
+    assert [x.status for x in posted] == [201]  # the SSE turn with a history
+    followed = [x for x in demo.requests_to("/sse") if "stream" in x.query]
+    assert len(followed) == 1 and followed[0].status == 200
+    demo.button("New conversation").click()
+    assert demo.conversation() == [] and demo.response_text() == ""
 
 
 def test_fits_a_phone_screen(demo: DemoPage) -> None:

@@ -55,8 +55,8 @@ def test_websocket_frames_match_rfc6455_lengths() -> None:
 
     connection = FakeProtocol()
     for size, header in ((10, 2), (200, 4), (70_000, 10)):
-        frame = tornado_adapter.websocket_frame(connection, "é" * (size // 2))  # type: ignore[arg-type]
         payload = ("é" * (size // 2)).encode()
+        frame = tornado_adapter.websocket_frame(connection, payload)  # type: ignore[arg-type]
         assert frame[0] == 0x81  # FIN + text
         assert frame[header:] == payload
         if header == 2:
@@ -75,7 +75,7 @@ def test_compressed_frames_set_rsv1_and_inflate() -> None:
         _wire_bytes_out = 0
         _compressor = _PerMessageDeflateCompressor(False, None, None)
 
-    frame = tornado_adapter.websocket_frame(FakeProtocol(), '{"type":"delta"}')  # type: ignore[arg-type]
+    frame = tornado_adapter.websocket_frame(FakeProtocol(), b'{"type":"delta"}')  # type: ignore[arg-type]
     assert frame[0] == 0x81 | 0x40
     inflate = zlib.decompressobj(-zlib.MAX_WBITS)
     assert inflate.decompress(frame[2:] + b"\x00\x00\xff\xff") == b'{"type":"delta"}'

@@ -7,56 +7,14 @@ it short (finish reason ``length``). No key, no network, exact outputs for tests
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
 import itertools
-import random
 from collections.abc import AsyncIterator
 
-from .base import BackendError, ChatRequest, Finish
+from .base import BackendError, ChatRequest, Finish, Piece
+from .synthetic_text import SUPPORTED_PARAMETERS, synthetic_reply, synthetic_tokens
 
 __all__ = ["SyntheticBackend", "Pacer", "synthetic_tokens"]
-
-_WORDS = (
-    "the a stream token server client event socket browser model reply prompt answer "
-    "quick steady small careful bright simple honest latency message signal packet "
-    "buffer flush connection transport network window frame line field value order "
-    "each every one two three first last next early late fast slow clear open close "
-    "reads writes sends carries keeps moves starts ends waits resumes streams returns "
-    "and or but so then while when because after before until with without through "
-    "over under into onto from across between around within of to in on at by for "
-    "is was are were has had can will may should must does did "
-    "café naïve über façade piñata résumé"
-).split()
-_MIN_TOKENS, _MAX_TOKENS = 40, 220
-
-
-def synthetic_tokens(prompt: str) -> list[str]:
-    """The full token sequence for ``prompt`` (before any ``max_tokens`` cut)."""
-    seed = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "big")
-    rng = random.Random(seed)
-    total = rng.randint(_MIN_TOKENS, _MAX_TOKENS)
-    tokens: list[str] = []
-    sentence_left = 0
-    while len(tokens) < total:
-        if sentence_left == 0:
-            if tokens:
-                tokens.append(".")
-                if rng.random() < 0.15:
-                    tokens.append("\n\n")
-                if len(tokens) >= total:
-                    break
-            sentence_left = rng.randint(5, 14)
-            word = rng.choice(_WORDS).capitalize()
-            first = not tokens or tokens[-1] == "\n\n"
-            tokens.append(word if first else " " + word)
-        else:
-            if rng.random() < 0.07:
-                tokens.append(",")
-            tokens.append(" " + rng.choice(_WORDS))
-        sentence_left -= 1
-    return tokens[:total]
-
 
 class Pacer:
     """One timer for every paced stream on an event loop.
@@ -143,11 +101,14 @@ class SyntheticBackend:
     def _interval(self) -> float:
         return 1.0 / self.tokens_per_second if self.tokens_per_second else 0.0
 
-    async def generate(self, request: ChatRequest) -> AsyncIterator[str | Finish]:
-        """Yield the prompt's tokens on schedule, then a Finish. Cancelling the
-        consumer stops it at the next token."""
-        tokens = synthetic_tokens(request.last_user_message)
-        emitted = tokens[: request.max_tokens]
+    #: what it honours; other parameters are refused (``unsupported_parameter``)
+    parameters = SUPPORTED_PARAMETERS
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[Piece | Finish]:
+        """Yield the reply's pieces (:func:`synthetic_reply`) on schedule, then
+        a Finish. Cancelling the consumer stops it at the next token."""
+        reply = synthetic_reply(request)
+        emitted = reply.pieces
         loop = asyncio.get_running_loop()
         interval = self._interval()
         pacer = self._pacer(loop) if interval else None
@@ -163,9 +124,9 @@ class SyntheticBackend:
                 await asyncio.sleep(0)  # behind schedule: catch up, but let others run
             due += interval
             yield token
-        prompt_tokens = len(request.last_user_message.split())
+        prompt_tokens = reply.prompt_tokens
         yield Finish(
-            reason="length" if len(emitted) < len(tokens) else "stop",
+            reason=reply.finish_reason,
             usage={
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": len(emitted),

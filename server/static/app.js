@@ -1,5 +1,5 @@
-// The demo page: send a prompt over SSE or WebSocket, type the reply out as it
-// arrives, measure the run, keep a table and a chart of past runs.
+// The demo page: a conversation over SSE or WebSocket (each turn may take either);
+// type the reply out as it arrives, measure the run, keep a table and a chart of past runs.
 // Server text only ever goes through textContent / text nodes.
 
 import { renderChart } from "./chart.js";
@@ -21,6 +21,8 @@ const ui = {
   runMeta: $("run-meta"),
   chart: $("chart"),
   historyBody: $("history-body"),
+  conversation: $("conversation"),
+  newConversation: $("new-conversation"),
   clearHistory: $("clear-history"),
   metrics: {
     ttft: $("metric-ttft"),
@@ -43,6 +45,9 @@ const HISTORY_LIMIT = 8;
 const CHART_RUNS = 6;
 
 const history = []; // finished runs, newest last
+// The chat so far ({role, content} messages): each finished answer is appended after its
+// question and the whole conversation goes with the next prompt, over either transport.
+const conversation = [];
 let current = null; // {record, runner}
 let runCounter = 0;
 let renderQueued = false;
@@ -129,7 +134,8 @@ function send() {
     onAbandoned: (message) => finish(record, "cancelled", message),
   };
   const Runner = transport === "sse" ? SseRun : WsRun;
-  const runner = new Runner({ prompt, maxTokens }, handlers);
+  const messages = conversation.length ? [...conversation, { role: "user", content: prompt }] : null;
+  const runner = new Runner({ prompt, maxTokens, messages }, handlers);
   current = { record, runner };
   ui.runMeta.textContent = `Run #${record.id} over ${TRANSPORT_NAMES[transport]}`;
   queueRender();
@@ -181,7 +187,34 @@ function finish(record, status, detail = "") {
   }
   history.push(record);
   if (history.length > HISTORY_LIMIT) history.shift();
+  if (status === "done") {
+    // A finished answer joins the conversation; a stopped or failed one does not.
+    conversation.push(
+      { role: "user", content: record.prompt },
+      { role: "assistant", content: ui.response.textContent },
+    );
+    renderConversation();
+  }
   queueRender();
+}
+
+function renderConversation() {
+  ui.newConversation.disabled = conversation.length === 0;
+  const items = conversation.map((message) => {
+    const item = document.createElement("li");
+    item.className = `turn turn-${message.role}`;
+    const who = document.createElement("span");
+    who.className = "turn-role";
+    who.textContent = message.role === "user" ? "You" : "Model";
+    const text = document.createElement("span");
+    text.className = "turn-text";
+    text.textContent = message.content;
+    item.append(who, text);
+    return item;
+  });
+  ui.conversation.replaceChildren(...items);
+  ui.conversation.hidden = items.length === 0;
+  ui.conversation.scrollTop = ui.conversation.scrollHeight;
 }
 
 // --- rendering -----------------------------------------------------------------
@@ -293,16 +326,26 @@ ui.clearHistory.addEventListener("click", () => {
   history.length = 0;
   const empty = document.createElement("tr");
   empty.className = "empty";
-  empty.append(cell("Send the same prompt over SSE and then WebSocket to compare them here."));
+  empty.append(
+    cell("Send a prompt, press New conversation, send it over the other transport: compare here."),
+  );
   empty.firstChild.colSpan = 11;
   ui.historyBody.replaceChildren(empty);
   queueRender();
 });
 for (const radio of ui.form.elements.transport) radio.addEventListener("change", updateDropHint);
+ui.newConversation.addEventListener("click", () => {
+  if (current) return;
+  conversation.length = 0;
+  ui.response.replaceChildren();
+  renderConversation();
+  ui.prompt.focus();
+});
 
 // On phones the explanation starts folded, below the numbers.
 if (matchMedia("(max-width: 859px)").matches) document.querySelector("details.how").open = false;
 updateDropHint();
+renderConversation();
 setStatus("idle");
 render();
 document.documentElement.dataset.ready = "true"; // for tests: the module has loaded

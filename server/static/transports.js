@@ -48,9 +48,11 @@ function webSocketUrl() {
 
 /** Shared bookkeeping: stream id, last seq, de-duplication, terminal state. */
 class BaseRun {
-  constructor({ prompt, maxTokens }, handlers) {
+  /** `messages`: the conversation so far plus the new prompt (null for a first turn). */
+  constructor({ prompt, maxTokens, messages = null }, handlers) {
     this.prompt = prompt;
     this.maxTokens = maxTokens;
+    this.messages = messages;
     this.handlers = handlers;
     this.streamId = null;
     this.lastSeq = -1;
@@ -113,6 +115,10 @@ export class SseRun extends BaseRun {
   }
 
   start() {
+    if (this.messages) {
+      this.startConversation();
+      return;
+    }
     const query = new URLSearchParams({ prompt: this.prompt, max_tokens: String(this.maxTokens) });
     const url = `/sse?${query}`;
     if (url.length > 60000) {
@@ -125,6 +131,30 @@ export class SseRun extends BaseRun {
     }
     this.handlers.onStatus("connecting");
     this.open(url);
+  }
+
+  /** A conversation does not fit in a URL: POST it to /streams, then follow the new
+   * stream with EventSource at the URL the server answers (GET /sse?stream=S). */
+  async startConversation() {
+    this.handlers.onStatus("connecting");
+    let response;
+    try {
+      response = await fetch("/streams", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ messages: this.messages, max_tokens: this.maxTokens }),
+      });
+    } catch (error) {
+      this.fail(`Could not reach the server (${error.message}).`);
+      return;
+    }
+    if (response.status !== 201) {
+      this.fail(await describeErrorResponse(response));
+      return;
+    }
+    const created = await response.json();
+    if (this.finished) return; // stopped meanwhile: the idle timeout ends the unread stream
+    this.open(created.urls.sse);
   }
 
   open(url) {
@@ -244,7 +274,8 @@ export class WsRun extends BaseRun {
 
   start() {
     this.handlers.onStatus("connecting");
-    this.connect({ type: "start", prompt: this.prompt, max_tokens: this.maxTokens, ref: this.ref });
+    const request = this.messages ? { messages: this.messages } : { prompt: this.prompt };
+    this.connect({ type: "start", ...request, max_tokens: this.maxTokens, ref: this.ref });
   }
 
   connect(firstMessage) {
