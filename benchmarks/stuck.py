@@ -950,15 +950,20 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
     def seconds(d: dict[str, Any]) -> Any:
         if not d["supported"]:
             return "not supported"
-        value = d["seconds_to_disconnect"]
-        return _fmt(value) if value is not None else f"not within {d['window_s']:g} s"
+        value = d["with_stuck"]["stuck"]["seconds_after_kernel_full"]
+        if value is None:
+            return f"not within {d['window_s']:g} s"
+        return f"{_fmt(value)} (deadline {d['write_timeout_s']:g})"
 
     def text(value: Any, digits: int = 1) -> str | None:
         # text, so the headline table shows no WS / SSE ratio for these rows
         return None if value is None else _fmt(value, digits)
 
     rows = [
-        ("Stuck reader: disconnected after (s)", *both(seconds)),
+        (
+            "Stuck reader: dropped, s after its kernel buffer filled (deadline: --write-timeout)",
+            *both(seconds),
+        ),
         (
             "Stuck reader: extra server memory (MiB; target ≤2)",
             *both(lambda d: text(d["extra_memory_mib"], 2)),
