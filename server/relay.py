@@ -43,7 +43,9 @@ class ConnectionWatch:
     def __init__(self, write_timeout: float = 10.0, heartbeat: float = 0.0) -> None:
         self.write_timeout = write_timeout
         self.heartbeat = heartbeat
-        periods = [p / 4 for p in (write_timeout, heartbeat) if p > 0]
+        # A tick of an eighth of the shorter period: a deadline or a heartbeat
+        # is late by at most that much.
+        periods = [p / 8 for p in (write_timeout, heartbeat) if p > 0]
         self.tick = max(0.001, min([1.0, *periods]))
         self.blocked: set[Sink] = set()
         self.beating: set[Sink] = set()
