@@ -1,0 +1,998 @@
+"""Streams kept in Redis, so that several processes and machines share them.
+
+The store/log seam of ``server/streams.py`` (``docs/architecture.md``), backed by
+Redis through redis-py's asyncio client:
+
+* Each stream's log is a Redis Stream ``{prefix}s:{id}`` whose entry ids are
+  derived from ``seq`` (``{seq}-1``, field ``e`` = the event's JSON text), and a
+  small hash ``{prefix}m:{id}`` (``owner``, ``last``, ``end``). Both expire
+  ``retention`` seconds after the last append; a stream ends itself with
+  ``error``/``stream_too_long`` before it exceeds ``max_events``.
+* Generation runs once, in the process that created the stream. Its appends
+  reach the local log at once (local followers are pushed synchronously) and
+  are written to Redis in batches: everything appended while one write is in
+  flight goes out in the next single ``EVALSHA`` (all streams in one call), so
+  round trips do not grow with the event rate.
+* The same script publishes each stream's new events on its channel
+  ``{prefix}c:{id}``. Every process has ONE pub/sub connection: a stream opened
+  here but generated elsewhere gets a local mirror, loaded with ``XRANGE`` and
+  then fed by that connection's subscription to the stream's channel.
+* Every process holds a lease ``{prefix}o:{token}`` that it renews; appends
+  are fenced by it (the script writes only while the caller's lease is live and
+  the stream is not ended). A process whose lease is gone (it was killed or
+  stalled) has its streams declared dead by whoever reads them: an ``error``
+  event with code ``interrupted``.
+* ``cancel`` of a stream generated elsewhere is a message on the owner's
+  control channel ``{prefix}k:{token}``.
+* Redis lost: every live stream here ends with ``error``/``store_unavailable``,
+  ``create`` answers 503 ``store_unavailable``; once Redis answers again the
+  store serves again by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from . import protocol
+from .backends.base import Backend, BackendError, ChatRequest, Finish
+
+__all__ = [
+    "RedisStreamStore",
+    "RedisStreamLog",
+    "StoreUnavailable",
+    "connect_check",
+    "parse_redis_url",
+]
+
+log = logging.getLogger("twinstream.redis")
+
+_UNAVAILABLE_MESSAGE = "the stream store (Redis) is unavailable; retry shortly"
+_CANCELLED = ("cancelled", "")
+
+# Append events to several streams in one call, fenced by the caller's lease.
+# KEYS: lease, then (stream key, meta key) per stream.
+# ARGV: token, ttl_ms, then per stream: channel, first_seq, n, ended ("1"/"0"), n texts.
+# Returns -1 if the lease is not the caller's; otherwise the 1-based positions of
+# the streams it refused (owned by someone else, already ended, or a gap).
+# Entries already written (a batch retried after a lost reply) are skipped, so a
+# retry never duplicates: the explicit ids make that check one HGET.
+_APPEND_LUA = """
+local token = ARGV[1]
+if redis.call('GET', KEYS[1]) ~= token then return -1 end
+local ttl = ARGV[2]
+local a = 3
+local refused = {}
+for k = 2, #KEYS, 2 do
+  local skey, mkey = KEYS[k], KEYS[k + 1]
+  local chan, first, n, fin = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
+  a = a + 4
+  local meta = redis.call('HMGET', mkey, 'owner', 'last', 'end')
+  if not meta[1] and first == 0 then
+    redis.call('HSET', mkey, 'owner', token, 'last', -1)
+    meta = {token, '-1', false}
+  end
+  local from = -1
+  if meta[1] == token and not meta[3] then from = tonumber(meta[2]) + 1 - first end
+  if from < 0 then
+    refused[#refused + 1] = k / 2
+  elseif from < n then
+    local parts = {}
+    for i = from, n - 1 do
+      local text = ARGV[a + i]
+      redis.call('XADD', skey, (first + i) .. '-1', 'e', text)
+      parts[#parts + 1] = text
+    end
+    if fin == '1' then
+      redis.call('HSET', mkey, 'last', first + n - 1, 'end', '1')
+    else
+      redis.call('HSET', mkey, 'last', first + n - 1)
+    end
+    redis.call('PEXPIRE', skey, ttl)
+    redis.call('PEXPIRE', mkey, ttl)
+    redis.call('PUBLISH', chan, (first + from) .. '\\n' .. table.concat(parts, '\\n'))
+  end
+  a = a + n
+end
+return refused
+"""
+
+# End a stream whose owner's lease is gone with one terminal event.
+# KEYS: stream key, meta key, the owner's lease. ARGV: seq, text, channel, ttl_ms.
+# Returns 1 written, 0 owner alive, -1 already ended, -2 unknown, -3 seq moved on.
+_DECLARE_DEAD_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local meta = redis.call('HMGET', KEYS[2], 'last', 'end')
+if not meta[1] then return -2 end
+if meta[2] then return -1 end
+if tonumber(meta[1]) + 1 ~= tonumber(ARGV[1]) then return -3 end
+redis.call('XADD', KEYS[1], ARGV[1] .. '-1', 'e', ARGV[2])
+redis.call('HSET', KEYS[2], 'last', ARGV[1], 'end', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. '\\n' .. ARGV[2])
+return 1
+"""
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis cannot be reached (raised by :func:`connect_check`)."""
+
+
+def parse_redis_url(url: str) -> str:
+    """Check a ``redis://host:port/db`` URL; return it, or raise ValueError saying why."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"expected redis://HOST:PORT/DB, got {url!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"no host in {url!r}; expected redis://HOST:PORT/DB")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"the database in {url!r} must be a number (redis://HOST:PORT/0)")
+    return url
+
+
+def _client(url: str) -> aioredis.Redis:
+    # Fail fast rather than retry with backoff inside redis-py: the store has
+    # its own recovery loop, and a reader should learn of an outage in a
+    # second, not after redis-py's default retries.
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+async def connect_check(url: str) -> None:
+    """PING Redis once; StoreUnavailable with a one-line reason if it does not answer."""
+    client = _client(url)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"cannot reach Redis at {url}: {exc}") from None
+    finally:
+        await client.aclose()
+
+
+class Follower(Protocol):
+    def on_append(self, log: Any) -> None: ...
+
+
+class RedisStreamLog:
+    """One stream's log as this process sees it (the seam's StreamLog).
+
+    ``events[seq]`` is the event's JSON text. A *local* log belongs to the
+    generation running here; a *mirror* is fed from Redis (pub/sub). Followers
+    are pushed synchronously after every append.
+    """
+
+    __slots__ = (
+        "id",
+        "model",
+        "events",
+        "owner",
+        "local",
+        "_ended",
+        "_followers",
+        "_store",
+        "task",
+        "end_reason",
+        "last_read_at",
+        "loading",
+        "_early",
+    )
+
+    def __init__(
+        self, store: RedisStreamStore, stream_id: str, owner: str, local: bool, model: str = ""
+    ) -> None:
+        self.id = stream_id
+        self.model = model
+        self.events: list[str] = []
+        self.owner = owner
+        self.local = local
+        self._ended = False
+        self._followers: list[Follower] = []
+        self._store = store
+        self.task: asyncio.Task[None] | None = None
+        #: (code, message) of the error to end with when generation is cancelled
+        #: for a reason other than a user's cancel (drain deadline, Redis lost)
+        self.end_reason: tuple[str, str] | None = None
+        self.last_read_at = time.monotonic()
+        self.loading = False  # a mirror between SUBSCRIBE and its XRANGE
+        self._early: list[tuple[int, list[str]]] = []
+
+    # -- the StreamLog interface -------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.events) - 1
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
+    def followers(self) -> int:
+        return len(self._followers)
+
+    def read(self, after: int, max_bytes: int = 256 * 1024) -> list[str]:
+        """JSON texts of the events with ``seq > after`` that are ready now, about
+        ``max_bytes`` at most (always at least one if any is ready)."""
+        events = self.events
+        end = len(events)
+        start = after + 1
+        if start >= end:
+            return []
+        if start == end - 1:  # the common case: a caught-up follower
+            return [events[start]]
+        out: list[str] = []
+        size = 0
+        for seq in range(start, end):
+            text = events[seq]
+            out.append(text)
+            size += len(text)
+            if size >= max_bytes:
+                break
+        return out
+
+    def subscribe(self, follower: Follower) -> None:
+        self._followers.append(follower)
+
+    def unsubscribe(self, follower: Follower) -> None:
+        with contextlib.suppress(ValueError):
+            self._followers.remove(follower)
+        self.last_read_at = time.monotonic()
+
+    def cancel(self) -> bool:
+        """Ask generation to stop (wherever it runs); it ends with ``done``/``cancelled``.
+        False if the stream had already ended."""
+        if self._ended:
+            return False
+        if self.local:
+            if self.task is not None:
+                self.task.cancel()
+        else:
+            self._store._send_cancel(self)
+        return True
+
+    # -- appends ----------------------------------------------------------------------
+
+    def _append(self, text: str, terminal: bool) -> None:
+        if self._ended:
+            return
+        self.events.append(text)
+        if terminal:
+            self._ended = True
+        for follower in list(self._followers):
+            follower.on_append(self)
+
+    def _apply(self, first: int, texts: list[str]) -> bool:
+        """Apply events published from Redis; False if they leave a gap (refill)."""
+        if self.loading:
+            self._early.append((first, texts))
+            return True
+        if first > len(self.events):
+            return False
+        skip = len(self.events) - first
+        for text in texts[skip:]:
+            self._append(text, _is_terminal_text(text))
+        return True
+
+
+def _is_terminal_text(text: str) -> bool:
+    # Events are written by protocol.dumps: compact, "type" first.
+    return text.startswith('{"type":"done"') or text.startswith('{"type":"error"')
+
+
+class RedisStreamStore:
+    """The store over Redis. Call :meth:`start` once the loop runs (or await
+    :meth:`connect` for a checked start), :meth:`drain` or :meth:`close` at exit."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        url: str = "redis://127.0.0.1:6379/0",
+        retention: float = 300.0,
+        idle_timeout: float = 60.0,
+        max_live_streams: int = 10_000,
+        max_events: int = 100_000,
+        lease: float = 3.0,
+        prefix: str = "twinstream:",
+        mirror_linger: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.url = url
+        self.retention = retention
+        self.idle_timeout = idle_timeout
+        self.max_live_streams = max_live_streams
+        self.max_events = max_events
+        self.lease = lease
+        self.prefix = prefix
+        self.mirror_linger = mirror_linger
+        self._clock = clock
+        self.token = secrets.token_hex(8)
+        self.available = False
+        self.draining = False
+        self._local: dict[str, RedisStreamLog] = {}
+        self._mirrors: dict[str, RedisStreamLog] = {}
+        self._loading: dict[str, asyncio.Future[RedisStreamLog | None]] = {}
+        self._subscribed: dict[str, asyncio.Future[None]] = {}
+        # stream id -> [log, first unwritten seq, texts, ended]; insertion-ordered
+        self._pending: dict[str, list[Any]] = {}
+        self._waiters: list[asyncio.Future[bool]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+        # Any: redis-py types replies as bytes | str whatever decode_responses says
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._recovering: asyncio.Task[None] | None = None
+        self._closed = False
+        self._append_script: Any = None
+        self._dead_script: Any = None
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _skey(self, stream_id: str) -> str:
+        return f"{self.prefix}s:{stream_id}"
+
+    def _mkey(self, stream_id: str) -> str:
+        return f"{self.prefix}m:{stream_id}"
+
+    def _channel(self, stream_id: str) -> str:
+        return f"{self.prefix}c:{stream_id}"
+
+    def _lease_key(self, token: str) -> str:
+        return f"{self.prefix}o:{token}"
+
+    def _control(self, token: str) -> str:
+        return f"{self.prefix}k:{token}"
+
+    def _read_key(self, stream_id: str) -> str:
+        return f"{self.prefix}r:{stream_id}"
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._local) + len(self._mirrors)
+
+    def live_count(self) -> int:
+        return sum(1 for stream in self._local.values() if not stream.ended)
+
+    async def connect(self) -> None:
+        """Connect, take the lease and subscribe; StoreUnavailable if Redis is down."""
+        try:
+            await self._connect()
+        except (RedisError, OSError) as exc:
+            await self._reset_connections()
+            raise StoreUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+        self._start_tasks()
+
+    def start(self) -> None:
+        """Start in the background (no error if Redis is down: it keeps trying)."""
+        if self._tasks or self._recovering is not None:
+            return
+        self._recovering = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _connect(self) -> None:
+        self._redis = _client(self.url)
+        self._append_script = self._redis.register_script(_APPEND_LUA)
+        self._dead_script = self._redis.register_script(_DECLARE_DEAD_LUA)
+        await self._redis.set(self._lease_key(self.token), self.token, px=int(self.lease * 1000))
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(self._control(self.token))
+        self.available = True
+
+    def _start_tasks(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._tick_forever())]
+        if self._pending:
+            self._schedule_flush()
+
+    async def _reset_connections(self) -> None:
+        pubsub, client = self._pubsub, self._redis
+        self._pubsub = self._redis = None
+        self._subscribed.clear()
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _recover(self) -> None:
+        """Reconnect until Redis answers, then serve again."""
+        try:
+            delay = 0.2
+            while not self._closed:
+                try:
+                    await self._connect()
+                except (RedisError, OSError):
+                    await self._reset_connections()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                log.info("Redis at %s is reachable; serving streams", self.url)
+                self._recovering = None
+                self._start_tasks()
+                return
+        finally:
+            if self._recovering is asyncio.current_task():
+                self._recovering = None
+
+    def _outage(self, exc: BaseException) -> None:
+        """Redis failed: end every live stream here with store_unavailable and
+        reconnect in the background."""
+        if not self.available or self._closed:
+            return
+        self.available = False
+        log.warning(
+            "lost Redis at %s (%s); live streams end with store_unavailable",
+            self.url,
+            type(exc).__name__,
+        )
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._tasks = []
+        for stream in list(self._local.values()):
+            self._stop_generation(stream, "store_unavailable", _UNAVAILABLE_MESSAGE)
+        mirrors, self._mirrors = self._mirrors, {}
+        for mirror in mirrors.values():
+            self._end_locally(mirror, "store_unavailable", _UNAVAILABLE_MESSAGE)
+        for waiter in self._loading.values():
+            if not waiter.done():
+                waiter.set_exception(_unavailable())
+        self._loading.clear()
+        loop = asyncio.get_running_loop()
+
+        async def reconnect() -> None:
+            await self._reset_connections()
+            await self._recover()
+
+        self._recovering = loop.create_task(reconnect())
+
+    # -- create / open / cancel ------------------------------------------------------------
+
+    async def create(self, request: ChatRequest) -> RedisStreamLog:
+        """Start a stream here. ProtocolError 503 ``too_many_streams``, or
+        ``store_unavailable`` when Redis cannot take it (nothing is started then)."""
+        if self.draining:
+            raise protocol.ProtocolError(
+                "server_shutdown", "this server is shutting down; retry on another", 503
+            )
+        if not self.available:
+            raise _unavailable()
+        if self.live_count() >= self.max_live_streams:
+            raise protocol.ProtocolError(
+                "too_many_streams", "the server is running too many streams; retry later", 503
+            )
+        stream_id = secrets.token_urlsafe(16)
+        model = request.model or self.backend.model
+        stream = RedisStreamLog(self, stream_id, self.token, local=True, model=model)
+        self._local[stream_id] = stream
+        self._append(stream, protocol.start_event(stream_id, model, created=int(time.time())))
+        if not await self._written():
+            self._local.pop(stream_id, None)
+            self._pending.pop(stream_id, None)
+            raise _unavailable()
+        if stream.ended:  # Redis was lost meanwhile
+            raise _unavailable()
+        stream.task = asyncio.get_running_loop().create_task(self._generate(stream, request))
+        # A task cancelled before it first ran never saw CancelledError inside
+        # _generate, so nothing ended the log; end it here (no-op if ended).
+        stream.task.add_done_callback(lambda _: self._stop_generation(stream, *_CANCELLED))
+        return stream
+
+    async def open(self, stream_id: str) -> RedisStreamLog | None:
+        """The stream's log, from this process or Redis; None if unknown or expired.
+        ProtocolError ``store_unavailable`` (503) if Redis cannot be asked."""
+        stream = self._local.get(stream_id) or self._mirrors.get(stream_id)
+        if stream is not None:
+            stream.last_read_at = self._clock()
+            return stream
+        if not self.available:
+            raise _unavailable()
+        loading = self._loading.get(stream_id)
+        if loading is None:
+            loading = asyncio.get_running_loop().create_future()
+            self._loading[stream_id] = loading
+            try:
+                result = await self._load(stream_id)
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+                if not loading.done():
+                    loading.set_exception(_unavailable())
+                raise _unavailable() from None
+            finally:
+                if self._loading.get(stream_id) is loading:
+                    del self._loading[stream_id]
+            if not loading.done():
+                loading.set_result(result)
+            return result
+        return await asyncio.shield(loading)
+
+    async def cancel(self, stream_id: str) -> bool | None:
+        """Cancel a stream wherever it is generated; None if unknown."""
+        stream = await self.open(stream_id)
+        if stream is None:
+            return None
+        return stream.cancel()
+
+    def _send_cancel(self, stream: RedisStreamLog) -> None:
+        redis_client = self._redis
+        if redis_client is None:
+            return
+
+        async def publish() -> None:
+            with contextlib.suppress(RedisError, OSError):
+                await redis_client.publish(self._control(stream.owner), stream.id)
+
+        asyncio.get_running_loop().create_task(publish())
+
+    async def _load(self, stream_id: str) -> RedisStreamLog | None:
+        assert self._redis is not None
+        meta = await self._redis.hmget(self._mkey(stream_id), "owner", "last", "end")
+        if meta[0] is None:
+            return None
+        mirror = RedisStreamLog(self, stream_id, meta[0], local=False)
+        mirror.loading = True
+        self._mirrors[stream_id] = mirror
+        try:
+            if meta[2] is None:
+                # Live: subscribe before reading, so nothing published after the
+                # read is missed (messages arriving meanwhile wait in _early).
+                await self._subscribe(stream_id)
+            entries = await self._redis.xrange(self._skey(stream_id))
+        except BaseException:
+            self._mirrors.pop(stream_id, None)
+            raise
+        mirror.events = [fields["e"] for _, fields in entries]
+        if not mirror.events or not mirror.events[0].startswith('{"type":"start"'):
+            self._mirrors.pop(stream_id, None)
+            return None  # expired between the two reads
+        mirror.model = protocol.loads_strict(mirror.events[0]).get("model", "")
+        mirror._ended = _is_terminal_text(mirror.events[-1])
+        mirror.loading = False
+        early, mirror._early = mirror._early, []
+        for first, texts in early:
+            if not mirror._apply(first, texts):
+                await self._refill(mirror)
+        if not mirror.ended:
+            await self._check_owner(mirror)
+        return mirror
+
+    async def _subscribe(self, stream_id: str) -> None:
+        channel = self._channel(stream_id)
+        done = asyncio.get_running_loop().create_future()
+        self._subscribed[channel] = done
+        await self._pubsub.subscribe(channel)
+        # The confirmation comes through the listener, in order with the messages.
+        await asyncio.wait_for(done, timeout=5.0)
+
+    async def _refill(self, mirror: RedisStreamLog) -> None:
+        """Read what a mirror missed (a gap in what pub/sub delivered)."""
+        assert self._redis is not None
+        entries = await self._redis.xrange(self._skey(mirror.id), f"{mirror.last_seq + 1}-0", "+")
+        for entry_id, fields in entries:
+            seq = int(entry_id.split("-")[0])
+            if seq == len(mirror.events):
+                mirror._append(fields["e"], _is_terminal_text(fields["e"]))
+
+    # -- generation and appends -------------------------------------------------------------
+
+    def _append(self, stream: RedisStreamLog, event: dict[str, Any]) -> None:
+        if stream.ended:
+            return
+        event.setdefault("t", round(time.time(), 6))  # produced-at, for delivery-delay measures
+        text = protocol.dumps(event)
+        terminal = protocol.is_terminal(event)
+        seq = len(stream.events)
+        stream._append(text, terminal)
+        pending = self._pending.get(stream.id)
+        if pending is None:
+            self._pending[stream.id] = [stream, seq, [text], terminal]
+        else:
+            pending[2].append(text)
+            pending[3] = terminal
+        if not self._flush_scheduled and self._flushing is None and self.available:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # Everything appended during this loop iteration goes in one call.
+        self._flush_scheduled = True
+        asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_scheduled = False
+        if self._flushing is None and self._pending and self.available:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _written(self) -> bool:
+        """Wait until everything appended so far is in Redis (False: Redis failed)."""
+        if not self._pending and self._flushing is None:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if not self._flush_scheduled and self._flushing is None:
+            if not self.available:
+                return False
+            self._schedule_flush()
+        return await waiter
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending and self.available:
+                batch, self._pending = self._pending, {}
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await self._write(batch)
+                except (RedisError, OSError) as exc:
+                    # Keep the batch (in front of anything newer) for when Redis returns.
+                    for stream_id, item in self._pending.items():
+                        if stream_id in batch:
+                            batch[stream_id][2].extend(item[2])
+                            batch[stream_id][3] = item[3]
+                        else:
+                            batch[stream_id] = item
+                    self._pending = batch
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(False)
+                    self._flushing = None
+                    self._outage(exc)
+                    return
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(True)
+        finally:
+            if self._flushing is asyncio.current_task():
+                self._flushing = None
+        if self._waiters and not self._pending:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(self.available)
+
+    async def _write(self, batch: dict[str, list[Any]]) -> None:
+        keys: list[str] = [self._lease_key(self.token)]
+        args: list[Any] = [self.token, int(self.retention * 1000)]
+        streams: list[RedisStreamLog] = []
+        for stream_id, (stream, first, texts, ended) in batch.items():
+            keys.append(self._skey(stream_id))
+            keys.append(self._mkey(stream_id))
+            args.append(self._channel(stream_id))
+            args.append(first)
+            args.append(len(texts))
+            args.append("1" if ended else "0")
+            args.extend(texts)
+            streams.append(stream)
+        result = await self._append_script(keys=keys, args=args)
+        if result == -1:
+            self._lease_lost()
+            return
+        for position in result:
+            stream = streams[int(position) - 1]
+            # Someone declared this stream dead (our lease lapsed): stop writing it.
+            self._abandon(stream)
+
+    def _abandon(self, stream: RedisStreamLog) -> None:
+        """Stop a local stream that Redis no longer accepts from us; its readers
+        here get ``interrupted`` and later opens go to Redis."""
+        if self._local.get(stream.id) is stream:
+            del self._local[stream.id]
+        self._pending.pop(stream.id, None)
+        if stream.task is not None and not stream.task.done():
+            stream.task.cancel()
+        self._end_locally(
+            stream, "interrupted", "the process generating this stream stopped; start it again"
+        )
+
+    def _lease_lost(self) -> None:
+        """Our lease lapsed (we stalled): our streams may be declared dead by
+        others, so stop them all and take a new token for new streams."""
+        log.warning("lease lost; abandoning %d streams", len(self._local))
+        for stream in list(self._local.values()):
+            self._abandon(stream)
+        self.token = secrets.token_hex(8)
+        redis_client = self._redis
+
+        async def renew() -> None:
+            if redis_client is None:
+                return
+            try:
+                await redis_client.set(
+                    self._lease_key(self.token), self.token, px=int(self.lease * 1000)
+                )
+                await self._pubsub.subscribe(self._control(self.token))
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+
+        asyncio.get_running_loop().create_task(renew())
+
+    def _end_locally(self, stream: RedisStreamLog, code: str, message: str) -> None:
+        """End a log for this process's readers only (nothing written to Redis)."""
+        if not stream.ended:
+            stream._append(
+                protocol.dumps(
+                    protocol.error_event(
+                        stream.id, len(stream.events), code, message, t=round(time.time(), 6)
+                    )
+                ),
+                True,
+            )
+
+    def _stop_generation(self, stream: RedisStreamLog, code: str, message: str) -> None:
+        """End a local stream with ``error``/``code`` (drain deadline, Redis lost;
+        ``cancelled`` ends it with ``done``/``cancelled``)."""
+        if stream.ended:
+            return
+        if stream.task is not None and not stream.task.done():
+            if code != "cancelled":
+                stream.end_reason = (code, message)
+            stream.task.cancel()
+        elif code == "cancelled":
+            self._append(stream, protocol.done_event(stream.id, len(stream.events), "cancelled"))
+        else:
+            self._append(stream, protocol.error_event(stream.id, len(stream.events), code, message))
+
+    async def _generate(self, stream: RedisStreamLog, request: ChatRequest) -> None:
+        finish: Finish | None = None
+        try:
+            try:
+                async for piece in self.backend.generate(request):
+                    if isinstance(piece, Finish):
+                        finish = piece
+                        break
+                    if piece:
+                        if len(stream.events) >= self.max_events - 1:
+                            raise BackendError(
+                                "stream_too_long",
+                                f"the stream reached the server's limit of {self.max_events} "
+                                "events",
+                            )
+                        self._append(
+                            stream, protocol.delta_event(stream.id, len(stream.events), piece)
+                        )
+            except asyncio.CancelledError:
+                if stream.end_reason is not None:
+                    code, message = stream.end_reason
+                    self._append(
+                        stream, protocol.error_event(stream.id, len(stream.events), code, message)
+                    )
+                else:
+                    self._append(
+                        stream, protocol.done_event(stream.id, len(stream.events), "cancelled")
+                    )
+                return
+            except BackendError as exc:
+                self._append(
+                    stream,
+                    protocol.error_event(stream.id, len(stream.events), exc.code, exc.message),
+                )
+                return
+            except Exception:
+                log.exception("backend failed on stream %s", stream.id)
+                self._append(
+                    stream,
+                    protocol.error_event(
+                        stream.id,
+                        len(stream.events),
+                        "internal_error",
+                        "generation failed unexpectedly",
+                    ),
+                )
+                return
+            if finish is None:
+                finish = Finish(reason="stop")
+            extra = {"usage": finish.usage} if finish.usage else {}
+            self._append(
+                stream, protocol.done_event(stream.id, len(stream.events), finish.reason, **extra)
+            )
+        finally:
+            stream.last_read_at = self._clock()
+
+    # -- the subscription --------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """The process's one pub/sub connection: stream channels feed mirrors,
+        the control channel carries cancels for streams generated here."""
+        pubsub = self._pubsub
+        control_prefix = self._control("")
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                kind = message["type"]
+                channel = message["channel"]
+                if kind == "message":
+                    if channel.startswith(control_prefix):
+                        stream = self._local.get(message["data"])
+                        if stream is not None:
+                            stream.cancel()
+                        continue
+                    self._on_published(channel, message["data"])
+                elif kind == "subscribe":
+                    done = self._subscribed.get(channel)
+                    if done is not None and not done.done():
+                        done.set_result(None)
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+        except Exception as exc:  # e.g. a half-closed connection inside redis-py
+            log.exception("pub/sub listener failed")
+            self._outage(exc)
+
+    def _on_published(self, channel: str, data: str) -> None:
+        stream_id = channel[len(self.prefix) + 2 :]
+        mirror = self._mirrors.get(stream_id)
+        if mirror is None:
+            return
+        head, _, rest = data.partition("\n")
+        if not mirror._apply(int(head), rest.split("\n")):
+            asyncio.get_running_loop().create_task(self._refill_quietly(mirror))
+
+    async def _refill_quietly(self, mirror: RedisStreamLog) -> None:
+        try:
+            await self._refill(mirror)
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+
+    # -- the periodic tick: lease, liveness, idleness, forgetting ----------------------------
+
+    async def _tick_forever(self) -> None:
+        interval = self.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.tick()
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+                return
+
+    async def tick(self) -> None:
+        """Renew the lease, mark streams read here, declare dead the streams whose
+        owner's lease is gone, cancel unread local streams, forget old mirrors."""
+        if self._redis is None:
+            return
+        now = self._clock()
+        read_ttl = int(max(self.idle_timeout, self.lease) * 1000)
+        live_mirrors = [m for m in self._mirrors.values() if not m.ended and not m.loading]
+        owners = sorted({m.owner for m in live_mirrors})
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._lease_key(self.token), self.token, xx=True, px=int(self.lease * 1000))
+            for mirror in live_mirrors:
+                if mirror.followers:
+                    pipe.set(self._read_key(mirror.id), "1", px=read_ttl)
+            for owner in owners:
+                pipe.exists(self._lease_key(owner))
+            idle = [
+                s
+                for s in self._local.values()
+                if not s.ended and not s.followers and now - s.last_read_at >= self.idle_timeout
+            ]
+            for stream in idle:
+                pipe.exists(self._read_key(stream.id))
+            replies = await pipe.execute()
+        if not replies[0]:
+            self._lease_lost()
+        alive_replies = replies[len(replies) - len(idle) - len(owners) : len(replies) - len(idle)]
+        dead = {owner for owner, alive in zip(owners, alive_replies) if not alive}
+        for mirror in live_mirrors:
+            if mirror.owner in dead:
+                await self._declare_dead(mirror)
+        for stream, read_elsewhere in zip(idle, replies[len(replies) - len(idle) :]):
+            if read_elsewhere:
+                stream.last_read_at = now
+            else:
+                log.info("cancelling stream %s: unread for %.0fs", stream.id, self.idle_timeout)
+                stream.cancel()
+        for stream_id, stream in list(self._local.items()):
+            # Ended streams are served from Redis like any other once nobody here reads them.
+            if stream.ended and not stream.followers and stream_id not in self._pending:
+                if now - stream.last_read_at >= self.mirror_linger:
+                    del self._local[stream_id]
+        for stream_id, mirror in list(self._mirrors.items()):
+            if not mirror.followers and not mirror.loading:
+                if now - mirror.last_read_at >= self.mirror_linger:
+                    del self._mirrors[stream_id]
+                    if self._subscribed.pop(self._channel(stream_id), None) is not None:
+                        await self._pubsub.unsubscribe(self._channel(stream_id))
+
+    async def _check_owner(self, mirror: RedisStreamLog) -> None:
+        assert self._redis is not None
+        if not await self._redis.exists(self._lease_key(mirror.owner)):
+            await self._declare_dead(mirror)
+
+    async def _declare_dead(self, mirror: RedisStreamLog) -> None:
+        """The owner's lease is gone: end the stream in Redis with ``interrupted``
+        (exactly once, whoever notices first); the mirror gets it by pub/sub."""
+        assert self._redis is not None
+        for _ in range(5):
+            last = await self._redis.hget(self._mkey(mirror.id), "last")
+            if last is None:
+                return
+            seq = int(last) + 1
+            text = protocol.dumps(
+                protocol.error_event(
+                    mirror.id,
+                    seq,
+                    "interrupted",
+                    "the process generating this stream stopped; start it again",
+                    t=round(time.time(), 6),
+                )
+            )
+            result = await self._dead_script(
+                keys=[self._skey(mirror.id), self._mkey(mirror.id), self._lease_key(mirror.owner)],
+                args=[seq, text, self._channel(mirror.id), int(self.retention * 1000)],
+            )
+            if result != -3:
+                break
+        if not mirror.ended and mirror.last_seq < seq:
+            await self._refill(mirror)
+
+    # -- shutting down -------------------------------------------------------------------------
+
+    async def drain(self, deadline: float) -> None:
+        """Refuse new streams; let local generations run for up to ``deadline``
+        seconds, then end the rest with ``error``/``server_shutdown``; write
+        everything to Redis. Then :meth:`close`."""
+        self.draining = True
+        live = [s.task for s in self._local.values() if s.task is not None and not s.task.done()]
+        if live:
+            await asyncio.wait(live, timeout=deadline)
+        for stream in list(self._local.values()):
+            self._stop_generation(
+                stream, "server_shutdown", "the server shut down before this stream finished"
+            )
+        await self.close()
+
+    async def close(self) -> None:
+        """Cancel live generations (``done``/``cancelled``), write what is pending,
+        release the lease and disconnect."""
+        for stream in list(self._local.values()):
+            stream.cancel()
+        tasks = [s.task for s in self._local.values() if s.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if self.available:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._written(), timeout=5)
+        self._closed = True
+        for task in [*self._tasks, self._recovering]:
+            if task is not None:
+                task.cancel()
+        self._tasks = []
+        if self._flushing is not None:
+            self._flushing.cancel()
+        if self._redis is not None and self.available:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.delete(self._lease_key(self.token))
+        self.available = False
+        await self._reset_connections()
+
+
+def _unavailable() -> protocol.ProtocolError:
+    return protocol.ProtocolError("store_unavailable", _UNAVAILABLE_MESSAGE, 503)
