@@ -10,20 +10,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
+from .drain import check_processes, drain, serve_processes
+from .redis_store import StoreUnavailable, connect_check
 
 __all__ = ["main", "serve"]
 
 
-async def serve(settings: Settings, ready: Callable[[int], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM, then cancel live streams and stop."""
+async def serve(
+    settings: Settings,
+    ready: Callable[[int], None] | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop: with the memory store live streams
+    are cancelled; a shared store drains (see :func:`server.drain.drain`).
+    ``sockets``: already bound listening sockets (``--processes``)."""
     app = make_app(settings)
-    server = app.listen(settings.port, settings.host, **http_server_options(settings))
-    port = next(iter(server._sockets.values())).getsockname()[1]
+    store = app.settings["store"]
+    if hasattr(store, "connect"):
+        await store.connect()  # a shared store: StoreUnavailable if it cannot be reached
+    server = HTTPServer(app, **http_server_options(settings))
+    if sockets is None:
+        sockets = bind_sockets(settings.port, settings.host)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
     if ready is not None:
         ready(port)
@@ -36,8 +54,11 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
             pass
     await stop.wait()
     server.stop()
-    await app.settings["store"].close()  # every live stream ends with done/cancelled...
-    await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
+    if hasattr(store, "drain"):
+        await drain(app, settings)  # readers sent elsewhere; generations finish or time out
+    else:
+        await store.close()  # every live stream ends with done/cancelled...
+        await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
     await server.close_all_connections()
 
 
@@ -55,17 +76,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
+    problem = check_processes(settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    def ready(port: int) -> None:
         # The ready line goes to stdout so scripts (benchmarks) can read the
         # port chosen for --port 0.
-        asyncio.run(
-            serve(
-                settings,
-                ready=lambda port: print(
-                    f"twinstream serving on http://{settings.host}:{port}/", flush=True
-                ),
-            )
-        )
+        print(f"twinstream serving on http://{settings.host}:{port}/", flush=True)
+
+    try:
+        if settings.store != "memory":
+            asyncio.run(connect_check(settings.store))
+        if settings.processes != 1:
+            return serve_processes(settings, ready, serve)
+        asyncio.run(serve(settings, ready=ready))
+    except StoreUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",

@@ -52,7 +52,6 @@ __all__ = [
     "RedisStreamLog",
     "StoreUnavailable",
     "connect_check",
-    "parse_redis_url",
 ]
 
 log = logging.getLogger("twinstream.redis")
@@ -127,25 +126,6 @@ return 1
 
 class StoreUnavailable(RuntimeError):
     """Redis cannot be reached (raised by :func:`connect_check`)."""
-
-
-def parse_redis_url(url: str) -> str:
-    """Check a ``redis://host:port/db`` URL; return it, or raise ValueError saying why."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"expected redis://HOST:PORT/DB, got {url!r}")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"no host in {url!r}; expected redis://HOST:PORT/DB")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ValueError(f"bad port in {url!r}") from None
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        raise ValueError(f"the database in {url!r} must be a number (redis://HOST:PORT/0)")
-    return url
 
 
 def _client(url: str) -> aioredis.Redis:

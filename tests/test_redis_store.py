@@ -20,7 +20,6 @@ from server.redis_store import (
     RedisStreamStore,
     StoreUnavailable,
     connect_check,
-    parse_redis_url,
 )
 
 
@@ -285,10 +284,3 @@ async def test_unreachable_redis_is_one_clear_line() -> None:
         await connect_check(url)
     assert str(failed.value).startswith(f"cannot reach Redis at {url}: ")
     assert "\n" not in str(failed.value)
-
-
-def test_redis_urls_are_checked() -> None:
-    assert parse_redis_url("redis://127.0.0.1:6379/2") == "redis://127.0.0.1:6379/2"
-    for bad in ("http://x:1/0", "redis://:6379/0", "redis://h:99999/0", "redis://h:1/x"):
-        with pytest.raises(ValueError):
-            parse_redis_url(bad)

@@ -1,0 +1,74 @@
+"""Shutting down without losing a stream, and running several processes.
+
+With a shared store (Redis), SIGTERM *drains* a process instead of cancelling
+its streams:
+
+1. it stops accepting connections (the caller stops the HTTP server);
+2. its readers are sent elsewhere at once: an SSE response ends after a
+   ``retry:`` hint with jitter (``EventSource`` and the Python client reconnect
+   and resume with ``Last-Event-ID``), a WebSocket is closed with 1012
+   (service restart; clients reconnect and send ``resume``);
+3. the generations running here go on, written to the store, for up to
+   ``--drain-timeout`` seconds; those still running then end with
+   ``error``/``server_shutdown`` (never a ``done`` that looks finished);
+4. the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import tornado.web
+from tornado.netutil import bind_sockets
+
+from .config import Settings
+from .workers import run_workers, worker_count
+
+__all__ = ["check_processes", "drain", "serve_processes", "DRAIN_CLOSE_CODE"]
+
+#: WebSocket close code for "service restart" (RFC 6455 registry): reconnect.
+DRAIN_CLOSE_CODE = 1012
+
+
+def check_processes(settings: Settings) -> str:
+    """Why ``--processes`` cannot be honoured with these settings ('' if it can)."""
+    if settings.processes != 1 and settings.store == "memory":
+        return (
+            f"--processes {settings.processes} needs a shared store (--store "
+            "redis://HOST:PORT/DB): with --store memory each process keeps its own streams, "
+            "so a resume or cancel that lands on another process would find nothing"
+        )
+    return ""
+
+
+def serve_processes(
+    settings: Settings,
+    ready: Callable[[int], None],
+    serve: Callable[..., Coroutine[Any, Any, None]],
+) -> int:
+    """Bind once, announce the port, run ``--processes`` workers of
+    ``serve(settings, sockets=...)`` on the socket."""
+    sockets = bind_sockets(settings.port, settings.host)
+    ready(sockets[0].getsockname()[1])
+
+    def child(shared: list[socket.socket]) -> int:
+        asyncio.run(serve(settings, sockets=shared))
+        return 0
+
+    return run_workers(worker_count(settings.processes), sockets, child)
+
+
+async def drain(app: tornado.web.Application, settings: Settings) -> None:
+    """Drain this process (see the module docstring); the HTTP server has stopped
+    accepting already."""
+    store = app.settings["store"]
+    connections = app.settings["watch"]
+    send_elsewhere = getattr(connections, "send_elsewhere", None)
+    if send_elsewhere is not None:
+        send_elsewhere(settings.retry_ms)
+    await store.drain(settings.drain_timeout)
+    await connections.wait_idle(timeout=2)
+    await asyncio.sleep(0)
