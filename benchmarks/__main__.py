@@ -38,6 +38,8 @@ EXAMPLES = """\
   python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
 """
 PARTS = ("latency", "throughput", "reconnect", "peers")
+#: parts run only when named (they need more than the default run: scaleout needs redis-server)
+OPTIONAL_PARTS = ("scaleout",)
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
 
@@ -68,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "parts",
         nargs="*",
         metavar="PART",
-        help=f"parts to run: {', '.join(PARTS)} (default: all), or 'report DIR'",
+        help=f"parts to run: {', '.join(PARTS)} (default: these four), "
+        f"{', '.join(OPTIONAL_PARTS)} (only when named), or 'report DIR'",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -201,6 +204,10 @@ def run_suite(
             peers = run_peers(config, progress=progress)
             results.setdefault("latency", {}).update(peers["latency"])
             results.setdefault("throughput", {}).update(peers["throughput"])
+        elif part == "scaleout":
+            from .scaleout import run_scaleout  # memory vs Redis store, 1 vs 2 processes
+
+            results["scaleout"] = run_scaleout(config, progress=progress)
         part_seconds[part] = round(time.monotonic() - part_began, 1)
         results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
         _write_json(results, out)  # after every part, so a failure keeps what was done
@@ -221,9 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         print(write_report(results, folder))
         return 0
-    unknown = [p for p in parts if p not in PARTS]
+    unknown = [p for p in parts if p not in PARTS + OPTIONAL_PARTS]
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+        parser.error(
+            f"unknown part(s) {', '.join(unknown)}; choose from "
+            + ", ".join(PARTS + OPTIONAL_PARTS)
+        )
     if args.url and parts == ["peers"]:
         parser.error("--url applies to twinstream; the peers part starts its own servers")
     command = "python -m benchmarks " + " ".join(
