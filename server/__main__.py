@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -28,18 +27,17 @@ __all__ = ["main", "serve"]
 async def serve(
     settings: Settings,
     ready: Callable[[int], None] | None = None,
-    sockets: list[socket.socket] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop: with the memory store live streams
     are cancelled; a shared store drains (see :func:`server.drain.drain`).
-    ``sockets``: already bound listening sockets (``--processes``)."""
+    ``reuse_port``: listen with SO_REUSEPORT beside other workers (``--processes``)."""
     app = make_app(settings)
     store = app.settings["store"]
     if hasattr(store, "connect"):
         await store.connect()  # a shared store: StoreUnavailable if it cannot be reached
     server = HTTPServer(app, **http_server_options(settings))
-    if sockets is None:
-        sockets = bind_sockets(settings.port, settings.host)
+    sockets = bind_sockets(settings.port, settings.host, reuse_port=reuse_port)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)

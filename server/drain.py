@@ -17,21 +17,17 @@ its streams:
 from __future__ import annotations
 
 import asyncio
-import socket
+import dataclasses
+import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import tornado.web
-from tornado.netutil import bind_sockets
 
 from .config import Settings
-from .workers import run_workers, worker_count
+from .workers import reserve_port, run_workers, worker_count
 
-__all__ = ["check_processes", "drain", "serve_processes", "DRAIN_CLOSE_CODE"]
-
-#: WebSocket close code for "service restart" (RFC 6455 registry): reconnect.
-DRAIN_CLOSE_CODE = 1012
-
+__all__ = ["check_processes", "drain", "serve_processes"]
 
 def check_processes(settings: Settings) -> str:
     """Why ``--processes`` cannot be honoured with these settings ('' if it can)."""
@@ -49,16 +45,20 @@ def serve_processes(
     ready: Callable[[int], None],
     serve: Callable[..., Coroutine[Any, Any, None]],
 ) -> int:
-    """Bind once, announce the port, run ``--processes`` workers of
-    ``serve(settings, sockets=...)`` on the socket."""
-    sockets = bind_sockets(settings.port, settings.host)
-    ready(sockets[0].getsockname()[1])
+    """Run ``--processes`` workers of ``serve(settings, ...)`` on one port;
+    ``ready(port)`` once they all listen."""
+    reservation, port = reserve_port(settings.host, settings.port)
+    worker_settings = dataclasses.replace(settings, port=port)
 
-    def child(shared: list[socket.socket]) -> int:
-        asyncio.run(serve(settings, sockets=shared))
+    def child(serving: Callable[[], None]) -> int:
+        reservation.close()
+        asyncio.run(serve(worker_settings, ready=lambda _port: serving(), reuse_port=True))
         return 0
 
-    return run_workers(worker_count(settings.processes), sockets, child)
+    try:
+        return run_workers(worker_count(settings.processes), child, lambda: ready(port))
+    finally:
+        reservation.close()
 
 
 async def drain(app: tornado.web.Application, settings: Settings) -> None:
@@ -66,9 +66,8 @@ async def drain(app: tornado.web.Application, settings: Settings) -> None:
     accepting already."""
     store = app.settings["store"]
     connections = app.settings["watch"]
-    send_elsewhere = getattr(connections, "send_elsewhere", None)
-    if send_elsewhere is not None:
-        send_elsewhere(settings.retry_ms)
+    for handler in list(connections.drainable):
+        # Jitter: the clients of a draining process should not all come back at once.
+        handler.drain(int(settings.retry_ms * random.uniform(0.5, 1.5)))
     await store.drain(settings.drain_timeout)
     await connections.wait_idle(timeout=2)
-    await asyncio.sleep(0)

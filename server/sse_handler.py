@@ -73,4 +73,16 @@ class SSEHandler(EventStreamHandler):
             )
             stream = await self.store.create(request)
             after = -1
+        self.relays.watch.drainable.add(self)
         await self.relay_events(stream, after, sse_frames(stream.id, self.relays.retry_ms))
+
+    def drain(self, retry_ms: int) -> None:
+        """The server is shutting down (drain): end this response after a
+        ``retry`` hint, so the client reconnects (elsewhere) in ``retry_ms``
+        and resumes with ``Last-Event-ID``; the stream goes on."""
+        sink = self._sink
+        if sink is None or sink.closed:
+            return
+        sink.write(sse.encode_retry(retry_ms))
+        for relay in list(sink.relays):
+            relay.stop("drain")

@@ -1,9 +1,11 @@
 """``--processes N``: N worker processes serving one listening socket.
 
-The parent binds the socket, forks the workers (each runs its own event loop,
-application and store connection, and accepts from the shared socket: the
-kernel spreads connections over them), restarts a worker that dies, and on
-SIGTERM/SIGINT forwards SIGTERM to every worker and waits for them to drain.
+The parent reserves the port (bound, not listening), forks the workers (each
+runs its own event loop, application and store connection, and listens on
+the port with ``SO_REUSEPORT``: the kernel spreads new connections evenly over
+them, where one shared accept queue lets whichever worker is idle take them
+all), restarts a worker that dies, and on SIGTERM/SIGINT forwards SIGTERM to
+every worker and waits for them to drain.
 Streams are shared through the Redis store, so it does not matter which
 worker a client's next connection lands on.
 
@@ -21,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 
-__all__ = ["run_workers", "worker_count"]
+__all__ = ["run_workers", "reserve_port", "worker_count"]
 
 log = logging.getLogger("twinstream.workers")
 
@@ -31,26 +33,49 @@ def worker_count(requested: int) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
 
 
+def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """Bind (but do not listen on) ``host:port`` with ``SO_REUSEPORT``, so that
+    port 0 becomes a fixed port every worker can listen on."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock, int(sock.getsockname()[1])
+
+
 def run_workers(
     count: int,
-    sockets: list[socket.socket],
-    child: Callable[[list[socket.socket]], int],
+    child: Callable[[Callable[[], None]], int],
+    ready: Callable[[], None],
     max_restarts_per_minute: int = 10,
 ) -> int:
-    """Run ``child(sockets)`` in ``count`` forked processes until a signal
-    stops them. Returns 0 if every worker exited cleanly on shutdown."""
+    """Run ``child(serving)`` in ``count`` forked processes until a signal
+    stops them; ``ready()`` once every first worker called ``serving()``.
+    Returns 0 if every worker exited cleanly on shutdown."""
+    reader, writer = os.pipe()
     workers: dict[int, int] = {}  # pid -> worker number
     restarts: list[float] = []
     stopping = False
 
-    def spawn(number: int) -> None:
+    def spawn(number: int, first: bool = False) -> None:
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                code = child(sockets)
+                if first:
+                    os.close(reader)
+
+                    def serving() -> None:
+                        os.write(writer, b".")
+
+                    code = child(serving)
+                else:  # a restart: nobody waits for it
+                    code = child(lambda: None)
             except BaseException:  # never return into the parent's loop
                 log.exception("worker %d failed", number)
             finally:
@@ -67,9 +92,19 @@ def run_workers(
             except ProcessLookupError:
                 pass
 
-    for number in range(count):
-        spawn(number)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for number in range(count):
+        spawn(number, first=True)
+    os.close(writer)
+    waiting = count
+    while waiting > 0:  # until every worker listens (or one died trying)
+        got = os.read(reader, waiting)
+        if not got:
+            break
+        waiting -= len(got)
+    os.close(reader)
+    if waiting == 0:
+        ready()
     status = 0
     try:
         while workers:
@@ -97,6 +132,4 @@ def run_workers(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for sock in sockets:
-            sock.close()
     return status
