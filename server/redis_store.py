@@ -43,7 +43,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import protocol
 from .backends.base import Backend, BackendError, ChatRequest
@@ -60,6 +62,8 @@ __all__ = [
 log = logging.getLogger("twinstream.redis")
 
 _UNAVAILABLE_MESSAGE = "the stream store (Redis) is unavailable; retry shortly"
+#: Failures that mean "Redis is unreachable" (an outage), as opposed to a bad reply.
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # Append events to several streams in one call, fenced by the caller's lease.
 # KEYS: lease, then (stream key, meta key) per stream.
@@ -133,15 +137,19 @@ class StoreUnavailable(RuntimeError):
 def _client(url: str) -> aioredis.Redis:
     # Fail fast rather than retry with backoff inside redis-py: the store has
     # its own recovery loop, and a reader should learn of an outage in a
-    # second, not after redis-py's default retries.
-    return aioredis.Redis.from_url(
+    # second, not after redis-py's default retries. A blocking pool: a burst
+    # of opens waits for a connection instead of failing (or opening hundreds).
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=32,
+        timeout=5.0,
         decode_responses=True,
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 async def connect_check(url: str) -> None:
@@ -149,10 +157,10 @@ async def connect_check(url: str) -> None:
     client = _client(url)
     try:
         await client.ping()
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError) as exc:  # unreachable, or e.g. a password it refuses
         raise StoreUnavailable(f"cannot reach Redis at {url}: {exc}") from None
     finally:
-        await client.aclose()
+        await client.aclose(close_connection_pool=True)
 
 
 class RedisStream(Stream):
@@ -368,7 +376,7 @@ class RedisStreamStore:
                 await pubsub.aclose()
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await client.aclose(close_connection_pool=True)
 
     async def _recover(self) -> None:
         """Reconnect until Redis answers, then serve again."""
@@ -413,6 +421,7 @@ class RedisStreamStore:
         for waiter in self._loading.values():
             if not waiter.done():
                 waiter.set_exception(_unavailable())
+                waiter.exception()  # retrieved: whoever waits gets it, nobody need
         self._loading.clear()
         loop = asyncio.get_running_loop()
 
@@ -462,10 +471,11 @@ class RedisStreamStore:
             self._loading[stream_id] = loading
             try:
                 result = await self._load(stream_id)
-            except (RedisError, OSError) as exc:
+            except _DOWN as exc:
                 self._outage(exc)
                 if not loading.done():
                     loading.set_exception(_unavailable())
+                    loading.exception()  # retrieved: whoever waits gets it, nobody need
                 raise _unavailable() from None
             finally:
                 if self._loading.get(stream_id) is loading:
@@ -586,7 +596,7 @@ class RedisStreamStore:
                 waiters, self._waiters = self._waiters, []
                 try:
                     await self._write(batch)
-                except (RedisError, OSError) as exc:
+                except _DOWN as exc:
                     # Keep the batch (in front of anything newer) for when Redis returns.
                     for stream_id, item in self._pending.items():
                         if stream_id in batch:
@@ -601,6 +611,16 @@ class RedisStreamStore:
                     self._flushing = None
                     self._outage(exc)
                     return
+                except RedisError:
+                    # A reply that is an error (not an outage) is a bug: say so, and
+                    # stop those streams rather than retry the same batch forever.
+                    log.exception("Redis refused a batch of %d streams", len(batch))
+                    for item in batch.values():
+                        self._abandon(item[0])
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(False)
+                    continue
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(True)
@@ -663,7 +683,7 @@ class RedisStreamStore:
                     self._lease_key(self.token), self.token, px=int(self.lease * 1000)
                 )
                 await self._pubsub.subscribe(self._control(self.token))
-            except (RedisError, OSError) as exc:
+            except _DOWN as exc:
                 self._outage(exc)
 
         asyncio.get_running_loop().create_task(renew())
@@ -702,7 +722,7 @@ class RedisStreamStore:
                         done.set_result(None)
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError) as exc:
+        except _DOWN as exc:
             self._outage(exc)
         except Exception as exc:  # e.g. a half-closed connection inside redis-py
             log.exception("pub/sub listener failed")
@@ -720,7 +740,7 @@ class RedisStreamStore:
     async def _refill_quietly(self, mirror: RedisMirror) -> None:
         try:
             await self._refill(mirror)
-        except (RedisError, OSError) as exc:
+        except _DOWN as exc:
             self._outage(exc)
 
     # -- the periodic tick: lease, liveness, idleness, forgetting ----------------------------
@@ -731,7 +751,7 @@ class RedisStreamStore:
             await asyncio.sleep(interval)
             try:
                 await self.tick()
-            except (RedisError, OSError) as exc:
+            except _DOWN as exc:
                 self._outage(exc)
                 return
 
