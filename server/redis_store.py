@@ -17,7 +17,7 @@ Redis through redis-py's asyncio client:
   ``{prefix}c:{id}``. Every process has ONE pub/sub connection: a stream opened
   here but generated elsewhere gets a local mirror, loaded with ``XRANGE`` and
   then fed by that connection's subscription to the stream's channel.
-* Every process holds a lease ``{prefix}o:{token}`` that it renews; appends
+* Every process holds a lease ``{prefix}o:{token}`` that a thread renews; appends
   are fenced by it (the script writes only while the caller's lease is live and
   the stream is not ended). A process whose lease is gone (it was killed or
   stalled) has its streams declared dead by whoever reads them: an ``error``
@@ -36,10 +36,12 @@ import contextlib
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -261,6 +263,53 @@ def _is_terminal_text(text: str) -> bool:
     return text.startswith('{"type":"done"') or text.startswith('{"type":"error"')
 
 
+class _LeaseKeeper:
+    """Renews a process's lease from a thread, on its own connection.
+
+    A thread, not a task: a process whose event loop is merely overloaded
+    (its callbacks run late, by a second or more) is alive and must keep its
+    streams; only a process that is dead, stopped, or whose loop has made no
+    progress for ``wedged_after`` seconds lets its lease lapse. The loop proves
+    progress by calling :meth:`beat`.
+    """
+
+    def __init__(self, store: RedisStreamStore, wedged_after: float) -> None:
+        self.store = store
+        self.wedged_after = wedged_after
+        self.last_beat = time.monotonic()
+        self.loop = asyncio.get_running_loop()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="twinstream-lease", daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        store = self.store
+        client = redis.Redis.from_url(
+            store.url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
+        )
+        try:
+            while not self._stop.wait(store.lease / 3):
+                if time.monotonic() - self.last_beat > self.wedged_after:
+                    continue  # the loop is wedged: let the lease lapse
+                token = store.token
+                try:
+                    kept = client.set(
+                        store._lease_key(token), token, xx=True, px=int(store.lease * 1000)
+                    )
+                except (RedisError, OSError):
+                    continue  # an outage: the loop notices it on its own calls
+                if not kept and not self._stop.is_set():
+                    self.loop.call_soon_threadsafe(store._lease_lost, token)
+        finally:
+            client.close()
+
+
 class RedisStreamStore:
     """The store over Redis. Call :meth:`start` once the loop runs (or await
     :meth:`connect` for a checked start), :meth:`drain` or :meth:`close` at exit."""
@@ -305,6 +354,7 @@ class RedisStreamStore:
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._recovering: asyncio.Task[None] | None = None
+        self._keeper: _LeaseKeeper | None = None
         self._closed = False
         self._append_script: Any = None
         self._dead_script: Any = None
@@ -364,6 +414,9 @@ class RedisStreamStore:
     def _start_tasks(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._tick_forever())]
+        if self._keeper is None:
+            self._keeper = _LeaseKeeper(self, wedged_after=max(10.0, 3 * self.lease))
+            self._beat()
         if self._pending:
             self._schedule_flush()
 
@@ -666,9 +719,17 @@ class RedisStreamStore:
         )
         stream.cancel()  # its done/cancelled is ignored: the log has ended
 
-    def _lease_lost(self) -> None:
+    def _beat(self) -> None:
+        """Tell the lease keeper the loop makes progress (a timer chain)."""
+        if self._keeper is not None and not self._closed:
+            self._keeper.beat()
+            asyncio.get_running_loop().call_later(self.lease / 6, self._beat)
+
+    def _lease_lost(self, token: str | None = None) -> None:
         """Our lease lapsed (we stalled): our streams may be declared dead by
         others, so stop them all and take a new token for new streams."""
+        if token is not None and token != self.token:
+            return  # about a token already replaced
         log.warning("lease lost; abandoning %d streams", len(self._local))
         for stream in list(self._local.values()):
             self._abandon(stream)
@@ -756,7 +817,7 @@ class RedisStreamStore:
                 return
 
     async def tick(self) -> None:
-        """Renew the lease, mark streams read here, declare dead the streams whose
+        """Check Redis, mark streams read here, declare dead the streams whose
         owner's lease is gone, cancel unread local streams, forget old mirrors."""
         if self._redis is None:
             return
@@ -765,7 +826,8 @@ class RedisStreamStore:
         live_mirrors = [m for m in self._mirrors.values() if not m.ended and not m.loading]
         owners = sorted({m.owner for m in live_mirrors})
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._lease_key(self.token), self.token, xx=True, px=int(self.lease * 1000))
+            # (the lease itself is renewed by the _LeaseKeeper thread)
+            pipe.ping()
             for mirror in live_mirrors:
                 if mirror.followers:
                     pipe.set(self._read_key(mirror.id), "1", px=read_ttl)
@@ -779,8 +841,6 @@ class RedisStreamStore:
             for stream in idle:
                 pipe.exists(self._read_key(stream.id))
             replies = await pipe.execute()
-        if not replies[0]:
-            self._lease_lost()
         alive_replies = replies[len(replies) - len(idle) - len(owners) : len(replies) - len(idle)]
         dead = {owner for owner, alive in zip(owners, alive_replies) if not alive}
         for mirror in live_mirrors:
@@ -864,6 +924,8 @@ class RedisStreamStore:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._written(), timeout=5)
         self._closed = True
+        if self._keeper is not None:
+            self._keeper.stop()
         for task in [*self._tasks, self._recovering]:
             if task is not None:
                 task.cancel()

@@ -165,6 +165,8 @@ async def test_a_generator_that_stops_renewing_is_declared_dead_and_fenced(
         # A stalls: it stops renewing its lease (as a SIGSTOPped or wedged process would).
         for task in a._tasks:
             task.cancel()
+        assert a._keeper is not None
+        a._keeper.stop()
         events = await remote.wait(timeout=5)
         assert events[-1]["type"] == "error" and events[-1]["code"] == "interrupted"
         assert [e["seq"] for e in events] == list(range(len(events)))
