@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psutil
+import redis
 
 from .clients import Endpoint, prompts_with_tokens, run_with_deadline
 from .config import SuiteConfig
@@ -94,9 +95,18 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def flush(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            sock.sendall(b"FLUSHALL\r\n")
-            sock.recv(16)
+        """Empty it and zero its command counters."""
+        client = redis.Redis.from_url(self.url)
+        client.flushall()
+        client.config_resetstat()
+        client.close()
+
+    def calls(self) -> dict[str, int]:
+        """Commands served since :meth:`flush`, by name."""
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        stats = client.info("commandstats")
+        client.close()
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -151,20 +161,22 @@ def measure_variant(
     streams: int,
     store: str,
     processes: int,
-    redis: RedisProcess | None,
+    redis_server: RedisProcess | None,
 ) -> dict[str, Any]:
     """One fresh server (``processes`` workers) under ``streams`` concurrent streams."""
-    if redis is not None:
-        redis.flush()
+    if redis_server is not None:
+        redis_server.flush()
     prompts = prompts_with_tokens(streams, config.sweep_max_tokens, f"scale-{streams}")
-    url = redis.url if (store == "redis" and redis is not None) else "memory"
+    url = redis_server.url if (store == "redis" and redis_server is not None) else "memory"
     with ServerProcess(_command(config, url, processes)) as server:
         endpoint = Endpoint(server.url)
         pids = _worker_pids(server, processes)
         for prompt in prompts[: 2 * processes]:  # warm every worker up
             run_with_deadline(_one_completion(endpoint, transport, prompt, 2), 60, "warm-up")
         samplers = [ResourceSampler(pid).start() for pid in pids]
-        redis_sampler = ResourceSampler(redis.process.pid if redis and url != "memory" else None)
+        redis_sampler = ResourceSampler(
+            redis_server.process.pid if redis_server and url != "memory" else None
+        )
         redis_sampler.start()
         try:
             loaded = load.run(
@@ -190,6 +202,7 @@ def measure_variant(
     server_cpu = sum(s.cpu_seconds_between(loaded.began, loaded.ended) or 0.0 for s in samplers)
     redis_cpu = redis_sampler.cpu_seconds_between(loaded.began, loaded.ended)
     complete = sum(1 for r in records if r.complete and not r.error)
+    calls = redis_server.calls() if redis_server is not None and url != "memory" else {}
     return {
         "transport": transport,
         "store": store,
@@ -207,6 +220,13 @@ def measure_variant(
         "server_cpu_ms_per_1k_events": round(1e6 * server_cpu / deltas, 2) if deltas else None,
         "redis_cpu_ms_per_1k_events": (
             round(1e6 * redis_cpu / deltas, 2) if redis_cpu is not None and deltas else None
+        ),
+        # round trips the servers made to Redis: appends are batched per loop iteration
+        "redis_calls_per_1k_events": (
+            round(1000 * sum(calls.values()) / deltas, 1) if calls and deltas else None
+        ),
+        "redis_appends_per_1k_events": (
+            round(1000 * calls.get("evalsha", 0) / deltas, 1) if calls and deltas else None
         ),
         "client_cpu_ms_per_1k_events": (
             round(1e6 * loaded.client_cpu_seconds / deltas, 2) if deltas else None
@@ -233,7 +253,7 @@ def run_scaleout(
     """The scale-out part: every variant for each transport at the sweep's top level."""
     streams = max(config.sweep)
     try:
-        redis = RedisProcess()
+        redis_server = RedisProcess()
     except RuntimeError as exc:
         return {"skipped": str(exc)}
     results: dict[str, Any] = {
@@ -249,12 +269,14 @@ def run_scaleout(
                 for label, store, processes in VARIANTS:
                     if progress:
                         print(f"   {transport} {label}: {streams} streams", file=sys.stderr)
-                    row = measure_variant(config, load, transport, streams, store, processes, redis)
+                    row = measure_variant(
+                        config, load, transport, streams, store, processes, redis_server
+                    )
                     row["label"] = label
                     rows.append(row)
                 results["by_transport"][transport] = {"rows": rows, "ratios": _ratios(rows)}
     finally:
-        redis.stop()
+        redis_server.stop()
     return results
 
 
@@ -286,14 +308,15 @@ def scaleout_details(results: dict[str, Any]) -> str:
         lines.append(f"**{name}**\n")
         lines.append(
             "| store | processes | delivered events/s | server CPU ms / 1k events "
-            "| redis-server CPU ms / 1k events | complete | errors |"
+            "| redis-server CPU ms / 1k events | Redis calls / 1k events | complete | errors |"
         )
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for row in data["rows"]:
             lines.append(
                 f"| {row['store']} | {row['processes']} | {_num(row['delivered_events_per_s'])} "
                 f"| {_num(row['server_cpu_ms_per_1k_events'], 1)} "
                 f"| {_num(row['redis_cpu_ms_per_1k_events'], 1)} "
+                f"| {_num(row.get('redis_calls_per_1k_events'), 1)} "
                 f"| {row['complete']}/{row['streams']} | {row['errors']} |"
             )
         ratios = data["ratios"]
