@@ -144,10 +144,13 @@ def _client(url: str) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=32,
-        timeout=5.0,
+        timeout=15.0,
         decode_responses=True,
         socket_connect_timeout=2.0,
-        socket_timeout=5.0,
+        # A Redis that is down or restarting fails at once (refused, reset);
+        # this only bounds a hung one. Generous: on a machine overloaded by
+        # other work a reply can be seconds late without Redis being gone.
+        socket_timeout=15.0,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
