@@ -186,24 +186,22 @@ class RedisStream(Stream):
         super().__init__(stream_id, store.backend, request)
 
     def append(self, event: dict[str, Any]) -> None:
+        if self.ended_at is None and self.end_reason is not None:
+            if event.get("finish_reason") == "cancelled":
+                event = protocol.error_event(self.id, self.last_seq + 1, *self.end_reason)
+        super().append(event)
+
+    def append_text(self, text: str | bytes, terminal: bool) -> None:
         if self.ended_at is not None:
             return
-        seq = len(self._texts)
-        if self.end_reason is not None and event.get("finish_reason") == "cancelled":
-            event = protocol.error_event(self.id, seq, *self.end_reason)
-        elif seq >= self._redis_store.max_events - 1 and not protocol.is_terminal(event):
+        seq = self.last_seq + 1
+        if not terminal and seq >= self._redis_store.max_events - 1:
             # Raised inside the generation loop (deltas are appended only
             # there), which ends the log with this error.
             raise BackendError(
                 "stream_too_long",
                 f"the stream reached the server's limit of {self._redis_store.max_events} events",
             )
-        super().append(event)
-
-    def append_text(self, text: str, terminal: bool) -> None:
-        if self.ended_at is not None:
-            return
-        seq = len(self._texts)
         super().append_text(text, terminal)
         self._redis_store._enqueue(self, seq, text, terminal)
 
@@ -240,9 +238,10 @@ class RedisMirror(StreamLog):
         if self.loading:
             self._early.append((first, texts))
             return True
-        if first > len(self._texts):
+        have = self.last_seq + 1
+        if first > have:
             return False
-        for text in texts[len(self._texts) - first :]:
+        for text in texts[have - first :]:
             self.append_text(text, _is_terminal_text(text))
         return True
 
@@ -612,7 +611,7 @@ class RedisStreamStore:
 
     # -- generation and appends -------------------------------------------------------------
 
-    def _enqueue(self, stream: RedisStream, seq: int, text: str, terminal: bool) -> None:
+    def _enqueue(self, stream: RedisStream, seq: int, text: str | bytes, terminal: bool) -> None:
         """Queue an event appended here for Redis (called by RedisStream)."""
         pending = self._pending.get(stream.id)
         if pending is None:

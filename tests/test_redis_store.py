@@ -94,7 +94,7 @@ async def test_the_log_is_a_redis_stream_with_ids_from_seq_and_a_ttl(
         await a._written()
         entries = await client.xrange(f"twinstream:s:{stream.id}")
         assert [entry_id for entry_id, _ in entries] == [f"{seq}-1" for seq in range(7)]
-        assert [fields["e"] for _, fields in entries] == stream.read(-1, 1 << 30)
+        assert [fields["e"].encode() for _, fields in entries] == stream.read(-1, 1 << 30)
         assert 0 < await client.pttl(f"twinstream:s:{stream.id}") <= 120_000
         meta = await client.hgetall(f"twinstream:m:{stream.id}")
         assert meta == {"owner": a.token, "last": "6", "end": "1"}
@@ -176,7 +176,7 @@ async def test_a_generator_that_stops_renewing_is_declared_dead_and_fenced(
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         entries = await client.xrange(f"twinstream:s:{stream.id}")
         await client.aclose()
-        assert [fields["e"] for _, fields in entries] == mirror.read(-1, 1 << 30)
+        assert [fields["e"].encode() for _, fields in entries] == mirror.read(-1, 1 << 30)
         assert "zombie" not in mirror.text()
         # ...and its own readers are told the stream was interrupted.
         assert stream.ended and stream.last_event()["code"] == "interrupted"
