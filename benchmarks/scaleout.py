@@ -20,6 +20,7 @@ Run alone: ``python -m benchmarks scaleout [--quick]``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -168,7 +170,10 @@ def measure_variant(
         redis_server.flush()
     prompts = prompts_with_tokens(streams, config.sweep_max_tokens, f"scale-{streams}")
     url = redis_server.url if (store == "redis" and redis_server is not None) else "memory"
-    with ServerProcess(_command(config, url, processes)) as server:
+    handle, name = tempfile.mkstemp(prefix="twinstream-scaleout-", suffix=".log")
+    os.close(handle)
+    log_path = Path(name)
+    with ServerProcess(_command(config, url, processes), stderr=log_path) as server:
         endpoint = Endpoint(server.url)
         pids = _worker_pids(server, processes)
         for prompt in prompts[: 2 * processes]:  # warm every worker up
@@ -202,6 +207,9 @@ def measure_variant(
     server_cpu = sum(s.cpu_seconds_between(loaded.began, loaded.ended) or 0.0 for s in samplers)
     redis_cpu = redis_sampler.cpu_seconds_between(loaded.began, loaded.ended)
     complete = sum(1 for r in records if r.complete and not r.error)
+    # what the server logged (warnings and worse), kept only when something failed
+    log_lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    log_path.unlink()
     calls = redis_server.calls() if redis_server is not None and url != "memory" else {}
     return {
         "transport": transport,
@@ -217,6 +225,7 @@ def measure_variant(
         "complete": complete,
         "errors": len(loaded.errors),
         "error_examples": loaded.errors[:3],
+        "server_log": log_lines[-20:] if loaded.errors else [],
         "server_cpu_ms_per_1k_events": round(1e6 * server_cpu / deltas, 2) if deltas else None,
         "redis_cpu_ms_per_1k_events": (
             round(1e6 * redis_cpu / deltas, 2) if redis_cpu is not None and deltas else None
