@@ -136,6 +136,29 @@ async def test_two_processes_serve_one_port(
     assert server.wait(30) == 0
 
 
+async def test_a_worker_that_dies_is_replaced(
+    redis_server: RedisServer, servers: list[ServerProc]
+) -> None:
+    server = start(servers, redis_server, "--processes", "2", "--tokens-per-second", "0")
+    for _ in range(100):
+        workers = psutil.Process(server.pid).children()
+        if len(workers) == 2:
+            break
+        await asyncio.sleep(0.05)
+    workers[0].kill()
+    for _ in range(200):
+        now = {p.pid for p in psutil.Process(server.pid).children()}
+        if len(now) == 2 and workers[0].pid not in now:
+            break
+        await asyncio.sleep(0.05)
+    assert len(now) == 2 and workers[0].pid not in now
+    assert "starting another" in server.stderr()
+    record = await follow_sse([server.url], "after a worker died", 5)
+    assert_exact(record, "after a worker died", 5)
+    server.terminate()
+    assert server.wait(30) == 0
+
+
 async def test_rolling_restart_under_200_live_streams(
     redis_server: RedisServer, servers: list[ServerProc]
 ) -> None:
