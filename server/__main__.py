@@ -32,6 +32,13 @@ async def serve(
     """Serve until SIGINT/SIGTERM, then stop: with the memory store live streams
     are cancelled; a shared store drains (see :func:`server.drain.drain`).
     ``reuse_port``: listen with SO_REUSEPORT beside other workers (``--processes``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread / platform
+            pass
     app = make_app(settings)
     store = app.settings["store"]
     if hasattr(store, "connect"):
@@ -43,13 +50,6 @@ async def serve(
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
     if ready is not None:
         ready(port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread / platform
-            pass
     await stop.wait()
     server.stop()
     if hasattr(store, "drain"):

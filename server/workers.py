@@ -28,6 +28,10 @@ __all__ = ["run_workers", "reserve_port", "worker_count"]
 log = logging.getLogger("twinstream.workers")
 
 
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def worker_count(requested: int) -> int:
     """``0`` means one per CPU core."""
     return requested if requested > 0 else (os.cpu_count() or 1)
@@ -65,8 +69,10 @@ def run_workers(
         if pid == 0:  # the worker
             code = 1
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # Until the worker's loop installs its own handlers (then a
+                # SIGTERM drains), a SIGTERM just ends it: it serves nothing yet.
+                signal.signal(signal.SIGTERM, _exit_quietly)
+                signal.signal(signal.SIGINT, _exit_quietly)
                 if first:
                     os.close(reader)
 
@@ -76,6 +82,8 @@ def run_workers(
                     code = child(serving)
                 else:  # a restart: nobody waits for it
                     code = child(lambda: None)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0
             except BaseException:  # never return into the parent's loop
                 log.exception("worker %d failed", number)
             finally:
