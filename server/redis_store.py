@@ -51,7 +51,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import protocol
 from .backends.base import Backend, BackendError, ChatRequest
-from .streams import Stream, StreamLog, new_stream_id
+from .streams import CATCH_UP_BYTES, Stream, StreamLog, new_stream_id
 
 __all__ = [
     "RedisStreamStore",
@@ -170,12 +170,20 @@ async def connect_check(url: str) -> None:
 
 class RedisStream(Stream):
     """A stream generated in this process: the core's :class:`Stream` (its
-    generation task, its push to followers), whose every append is also
-    queued for Redis. ``end_reason`` turns the ``done``/``cancelled`` that a
-    cancelled generation appends into an ``error`` (drain deadline: code
+    generation task, its log), whose every append is queued for Redis.
+
+    Write-through: followers, here as anywhere, see an event only once Redis
+    holds it (``last_seq``, ``ended`` and ``read`` stop at what Redis
+    confirmed). So whatever a client has seen, any process can resume after
+    it, and a generator that dies can never have shown a client events that
+    the shared log does not have. While Redis is unreachable the log is
+    served from memory as it is (its streams end with ``store_unavailable``).
+
+    ``end_reason`` turns the ``done``/``cancelled`` that a cancelled
+    generation appends into an ``error`` (drain deadline: code
     ``server_shutdown``; Redis lost: ``store_unavailable``)."""
 
-    __slots__ = ("owner", "end_reason", "_redis_store")
+    __slots__ = ("owner", "end_reason", "_redis_store", "_confirmed", "_confirmed_end")
 
     local = True
 
@@ -183,18 +191,56 @@ class RedisStream(Stream):
         self._redis_store = store
         self.owner = store.token
         self.end_reason: tuple[str, str] | None = None
+        self._confirmed = -1  # the last seq Redis holds (or that may be shown)
+        self._confirmed_end = False
         super().__init__(stream_id, store.backend, request)
+
+    # -- what followers see: only what Redis holds -----------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._confirmed
+
+    @property
+    def ended(self) -> bool:
+        return self._confirmed_end
+
+    def read(self, after: int, max_bytes: int = CATCH_UP_BYTES) -> list[bytes]:
+        if after >= self._confirmed:
+            return []
+        return super().read(after, max_bytes)[: self._confirmed - after]
+
+    def confirm(self, seq: int) -> None:
+        """Events up to ``seq`` are in Redis (or may be shown anyway): push them."""
+        if seq <= self._confirmed:
+            return
+        self._confirmed = seq
+        if self.ended_at is not None and seq == len(self._ends) - 1:
+            self._confirmed_end = True
+        for follower in tuple(self.followers):
+            try:
+                follower.on_append(self)
+            except Exception:  # a broken relay must never stop generation
+                log.exception("a follower of stream %s failed", self.id)
+                self.unsubscribe(follower)
+        if self._confirmed_end:
+            super()._on_ended()  # resolve wait_ended() now that the end is shown
+
+    def confirm_all(self) -> None:
+        self.confirm(len(self._ends) - 1)
+
+    # -- appends: queued for Redis, shown when confirmed -------------------------------
 
     def append(self, event: dict[str, Any]) -> None:
         if self.ended_at is None and self.end_reason is not None:
             if event.get("finish_reason") == "cancelled":
-                event = protocol.error_event(self.id, self.last_seq + 1, *self.end_reason)
+                event = protocol.error_event(self.id, len(self._ends), *self.end_reason)
         super().append(event)
 
     def append_text(self, text: str | bytes, terminal: bool) -> None:
         if self.ended_at is not None:
             return
-        seq = self.last_seq + 1
+        seq = len(self._ends)
         if not terminal and seq >= self._redis_store.max_events - 1:
             # Raised inside the generation loop (deltas are appended only
             # there), which ends the log with this error.
@@ -202,12 +248,29 @@ class RedisStream(Stream):
                 "stream_too_long",
                 f"the stream reached the server's limit of {self._redis_store.max_events} events",
             )
-        super().append_text(text, terminal)
+        # Into the log without pushing: followers hear of it in confirm().
+        followers, self.followers = self.followers, []
+        try:
+            super().append_text(text, terminal)
+        finally:
+            self.followers = followers
         self._redis_store._enqueue(self, seq, text, terminal)
+
+    def _on_ended(self) -> None:
+        pass  # deferred to confirm(): the end is not shown before Redis has it
 
     def end_here(self, code: str, message: str) -> None:
         """End the log for this process's readers only (nothing goes to Redis)."""
-        _end_locally(self, code, message)
+        if self.ended_at is None:
+            event = protocol.error_event(
+                self.id, len(self._ends), code, message, t=round(time.time(), 6)
+            )
+            followers, self.followers = self.followers, []
+            try:
+                StreamLog.append_text(self, protocol.dumps(event), True)
+            finally:
+                self.followers = followers
+        self.confirm_all()
 
 
 class RedisMirror(StreamLog):
@@ -469,6 +532,7 @@ class RedisStreamStore:
                 task.cancel()
         self._tasks = []
         for stream in list(self._local.values()):
+            stream.confirm_all()  # shown from memory from now on
             self._stop_generation(stream, "store_unavailable", _UNAVAILABLE_MESSAGE)
         mirrors, self._mirrors = self._mirrors, {}
         for mirror in mirrors.values():
@@ -517,6 +581,8 @@ class RedisStreamStore:
         stream: RedisLog | None = self._local.get(stream_id) or self._mirrors.get(stream_id)
         if stream is not None:
             stream.last_read_at = self._clock()
+            if isinstance(stream, RedisMirror) and not stream.ended and not stream.loading:
+                await self._catch_up(stream)
             return stream
         if not self.available:
             raise _unavailable()
@@ -600,6 +666,20 @@ class RedisStreamStore:
         # The confirmation comes through the listener, in order with the messages.
         await asyncio.wait_for(done, timeout=5.0)
 
+    async def _catch_up(self, mirror: RedisMirror) -> None:
+        """Bring a live mirror up to what Redis holds before a resume is checked
+        against it: a client may have seen an event from the generating process
+        an instant before its publication reached this one."""
+        if not self.available:
+            return
+        try:
+            last = await self._redis.hget(self._mkey(mirror.id), "last")
+            if last is not None and int(last) > mirror.last_seq:
+                await self._refill(mirror)
+        except _DOWN as exc:
+            self._outage(exc)
+            raise _unavailable() from None
+
     async def _refill(self, mirror: RedisMirror) -> None:
         """Read what a mirror missed (a gap in what pub/sub delivered)."""
         assert self._redis is not None
@@ -612,14 +692,18 @@ class RedisStreamStore:
     # -- generation and appends -------------------------------------------------------------
 
     def _enqueue(self, stream: RedisStream, seq: int, text: str | bytes, terminal: bool) -> None:
-        """Queue an event appended here for Redis (called by RedisStream)."""
+        """Queue an event appended here for Redis (called by RedisStream).
+        While Redis is unreachable it is shown at once (and written when Redis
+        is back, if it still takes it)."""
         pending = self._pending.get(stream.id)
         if pending is None:
             self._pending[stream.id] = [stream, seq, [text], terminal]
         else:
             pending[2].append(text)
             pending[3] = terminal
-        if not self._flush_scheduled and self._flushing is None and self.available:
+        if not self.available:
+            stream.confirm(seq)
+        elif not self._flush_scheduled and self._flushing is None:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -691,8 +775,7 @@ class RedisStreamStore:
     async def _write(self, batch: dict[str, list[Any]]) -> None:
         keys: list[str] = [self._lease_key(self.token)]
         args: list[Any] = [self.token, int(self.retention * 1000)]
-        streams: list[RedisStream] = []
-        for stream_id, (stream, first, texts, ended) in batch.items():
+        for stream_id, (_stream, first, texts, ended) in batch.items():
             keys.append(self._skey(stream_id))
             keys.append(self._mkey(stream_id))
             args.append(self._channel(stream_id))
@@ -700,15 +783,17 @@ class RedisStreamStore:
             args.append(len(texts))
             args.append("1" if ended else "0")
             args.extend(texts)
-            streams.append(stream)
         result = await self._append_script(keys=keys, args=args)
         if result == -1:
             self._lease_lost()
             return
-        for position in result:
-            stream = streams[int(position) - 1]
-            # Someone declared this stream dead (our lease lapsed): stop writing it.
-            self._abandon(stream)
+        refused = {int(position) - 1 for position in result}
+        for index, (stream, first, texts, _ended) in enumerate(batch.values()):
+            if index in refused:
+                # Someone declared this stream dead (our lease lapsed): stop writing it.
+                self._abandon(stream)
+            else:
+                stream.confirm(first + len(texts) - 1)
 
     def _abandon(self, stream: RedisStream) -> None:
         """Stop a local stream that Redis no longer accepts from us; its readers
