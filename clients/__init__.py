@@ -65,6 +65,7 @@ def connect(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
 ) -> Client:
     """A client for one server over ``transport`` (``"sse"`` or ``"ws"``).
 
@@ -73,7 +74,8 @@ def connect(
     WebSocket client keeps one socket for all of its streams; close it (or
     use ``with``) when done. ``read_timeout`` is the longest silence
     tolerated mid-stream (the server sends SSE heartbeats every 15 s and
-    WebSocket pings every 20 s by default).
+    WebSocket pings every 20 s by default). ``api_key`` is sent as
+    ``Authorization: Bearer KEY`` to a server that needs one.
     """
     client_class: type[Client]
     if transport == "sse":
@@ -83,7 +85,11 @@ def connect(
     else:
         raise ValueError(f"unknown transport {transport!r}; use 'sse' or 'ws'")
     return client_class(
-        url, connect_timeout=connect_timeout, read_timeout=read_timeout, reconnect=reconnect
+        url,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        reconnect=reconnect,
+        api_key=api_key,
     )
 
 
@@ -97,6 +103,7 @@ def stream(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
     **params: Any,
 ) -> Stream:
     """One completion of a ``prompt`` or a conversation (``messages=``, OpenAI
@@ -112,6 +119,7 @@ def stream(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         reconnect=reconnect,
+        api_key=api_key,
     )
     result = client.stream(prompt, max_tokens, messages=messages, **params)
     if isinstance(result, WebSocketStream):
@@ -129,6 +137,7 @@ def complete(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
     **params: Any,
 ) -> str:
     """The whole completion text (blocks until the stream ends)."""
@@ -141,6 +150,7 @@ def complete(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         reconnect=reconnect,
+        api_key=api_key,
         **params,
     ) as result:
         return result.collect()

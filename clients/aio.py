@@ -35,6 +35,7 @@ async def astream(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
     **params: Any,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield the events of one completion, as :func:`clients.stream` does."""
@@ -47,6 +48,7 @@ async def astream(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         reconnect=reconnect,
+        api_key=api_key,
         **params,
     )
     iterator = iter(sync_stream)

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-tokens", type=_positive_int, help="cut the completion after N tokens"
     )
     parser.add_argument(
+        "--api-key",
+        default=os.environ.get("TWINSTREAM_API_KEY") or None,
+        help="API key for a server that needs one (default: $TWINSTREAM_API_KEY; "
+        "prefer the variable: a flag shows in the process list)",
+    )
+    parser.add_argument(
         "--system", metavar="TEXT", help="a system message that starts the conversation"
     )
     parser.add_argument(
@@ -369,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connect_timeout=args.connect_timeout,
             read_timeout=args.read_timeout,
             reconnect=ReconnectPolicy(max_attempts=args.retries),
+            api_key=args.api_key,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -58,9 +58,12 @@ class SSEClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         reconnect: ReconnectPolicy | None = None,
+        api_key: str | None = None,
     ) -> None:
         base_url(url)  # validate early
         self.url = url
+        # Sent as a header, never in the URL (URLs end up in logs).
+        self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.reconnect = reconnect or ReconnectPolicy()
@@ -154,7 +157,9 @@ class SSEStream(Stream):
         connection = connection_class(netloc, timeout=client.connect_timeout)
         path = f"{prefix}/cancel?{urlencode({'stream': self.stream_id})}"
         try:
-            connection.request("POST", path, body=b"", headers={"Content-Length": "0"})
+            connection.request(
+                "POST", path, body=b"", headers={"Content-Length": "0", **client.auth}
+            )
             response = connection.getresponse()
             response.read(MAX_ERROR_BODY)
             return response.status == 200
@@ -261,7 +266,7 @@ class SSEStream(Stream):
             raise _Dropped("cancelled")
         assert connection.sock is not None
         connection.sock.settimeout(client.read_timeout)
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **client.auth}
         query: dict[str, Any] = {}
         if resuming:
             headers["Last-Event-ID"] = f"{self.stream_id}:{self.last_seq}"
@@ -294,7 +299,11 @@ class SSEStream(Stream):
     def _post_stream(self, connection: http.client.HTTPConnection, prefix: str, netloc: str) -> str:
         """``POST /streams`` with the whole request; the new stream's id."""
         body = json.dumps(self.request).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            **self.client.auth,
+        }
         response = self._exchange(connection, netloc, "POST", prefix + "/streams", headers, body)
         if response.status != 201:
             raise self._status_error(response)

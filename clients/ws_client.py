@@ -64,8 +64,10 @@ class WebSocketClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         reconnect: ReconnectPolicy | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        self.headers = [f"Authorization: Bearer {api_key}"] if api_key else []
         self.ws_url = endpoint_url(url, "/ws", websocket=True)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -136,6 +138,7 @@ class WebSocketClient:
                 timeout=self.connect_timeout,
                 enable_multithread=True,
                 suppress_origin=True,  # not a browser page
+                header=self.headers,
             )
         except websocket.WebSocketBadStatusException as exc:
             raise _status_error(exc) from None

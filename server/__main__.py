@@ -13,12 +13,12 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
 from .drain import check_processes, drain, serve_processes
+from .edge_server import Edge, install_log_redaction, make_server
 from .redis_store import StoreUnavailable, connect_check
 
 __all__ = ["main", "serve"]
@@ -43,11 +43,12 @@ async def serve(
     store = app.settings["store"]
     if hasattr(store, "connect"):
         await store.connect()  # a shared store: StoreUnavailable if it cannot be reached
-    server = HTTPServer(app, **http_server_options(settings))
+    server = make_server(app, http_server_options(settings))  # the edge (issue 10)
     sockets = bind_sockets(settings.port, settings.host, reuse_port=reuse_port)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
+    app.settings["edge"].log_summary()
     if ready is not None:
         ready(port)
     await stop.wait()
@@ -58,6 +59,7 @@ async def serve(
         await store.close()  # every live stream ends with done/cancelled...
         await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
     await server.close_all_connections()
+    app.settings["metrics"].close()  # the log line of each stream still recorded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # Tornado's own messages quote request lines
+    try:  # keys (and their file) and host names: refused here, with a sentence
+        Edge.from_settings(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     upstream = settings.openai_api_key or settings.openai_base_url
     if settings.backend == "openai" and not upstream:
         print(

@@ -8,13 +8,12 @@ its stream at once.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable
 
 from . import openai_chunks, protocol, sse
 from .chat_request import parse_chat_body
-from .errors import ApiError, Unauthorized
+from .errors import ApiError
 from .streams import StreamLog, StreamStore
 from .web import EventStreamHandler, JsonErrorHandler, RelayOptions
 
@@ -27,18 +26,11 @@ class _OpenAIHandler(JsonErrorHandler):
         store: StreamStore,
         limits: protocol.Limits,
         relays: RelayOptions,
-        api_key: str | None = None,
     ) -> None:
+        # API keys are checked at the edge (server/edge_server.py), before the body is read.
         self.store = store
         self.limits = limits
         self.relays = relays
-        self.api_key = api_key
-
-    def prepare(self) -> None:
-        if self.api_key:
-            given = self.request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
-                raise Unauthorized()
 
 
 class ModelsHandler(_OpenAIHandler):
@@ -92,19 +84,26 @@ class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
     _stream: StreamLog | None = None
 
     def prepare(self) -> None:
-        super().prepare()
         self.chat, self.streaming, self.include_usage = parse_chat_body(
             self.request.body, self.limits
         )
 
     async def post(self) -> None:
         self._stream = stream = await self.store.create(self.chat)
+        metrics = self.settings["metrics"]  # the operator's view (issue 10)
+        metrics.stream_started(stream, "v1")
         if not self.streaming:
             await stream.wait_ended()
             # an error or a cancelled stream raises ProtocolError: 502 / 503 cancelled
-            self.write(openai_chunks.completion(stream.events, *_identity(stream)))
+            answer = openai_chunks.completion(stream.events, *_identity(stream))
+            body = json.dumps(answer).encode()
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.write(body)
+            metrics.answered(stream, "v1", len(body))
             return
-        complete = await self.relay_events(stream, -1, chunk_frames(stream, self.include_usage))
+        frames = metrics.counting(chunk_frames(stream, self.include_usage), stream, "v1")
+        with metrics.connection("v1"):
+            complete = await self.relay_events(stream, -1, frames)
         if not complete:
             stream.cancel()
 

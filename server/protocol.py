@@ -27,7 +27,10 @@ __all__ = [
     "error_event",
     "is_terminal",
     "dumps",
-    "delta_json",
+    "delta_head",
+    "delta_record",
+    "delta_from_record",
+    "is_delta_record",
     "error_body",
     "format_event_id",
     "parse_event_id",
@@ -151,14 +154,31 @@ def dumps(event: dict[str, Any]) -> str:
 _encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
 
 
-def delta_json(stream: str, seq: int, content: str, t: float) -> str:
-    """``dumps(delta_event(stream, seq, content, t=t))``, written out: the
-    hottest serialisation (one per token), without building a dict first.
-    ``stream`` is a validated id (no characters JSON would escape)."""
-    return (
-        f'{{"type":"delta","stream":"{stream}","seq":{seq},'
-        f'"content":{_encode_string(content)},"t":{t!r}}}'
-    )
+# A text delta is kept in a stream's log as a *record*: its JSON minus what
+# every delta of the stream shares (the head up to "seq":) and minus the seq
+# (the event's index): ``T,"CONTENT"``, with T the repr of ``t``. It is the
+# sent JSON, factored, not another representation: delta_from_record puts
+# the shared parts back by concatenation. Records never start with "{".
+
+
+def delta_head(stream: str) -> bytes:
+    """What every delta of ``stream`` starts with (a validated stream id)."""
+    return f'{{"type":"delta","stream":"{stream}","seq":'.encode()
+
+
+def delta_record(content: str, t: float) -> bytes:
+    """The log record of a text delta (see above)."""
+    return f"{t!r},{_encode_string(content)}".encode()
+
+
+def is_delta_record(record: bytes) -> bool:
+    return record[:1] != b"{"
+
+
+def delta_from_record(head: bytes, seq: int, record: bytes) -> bytes:
+    """The delta's JSON, byte-equal to ``dumps(delta_event(...))`` encoded."""
+    comma = record.index(b",")  # the repr of a float holds no comma
+    return b'%b%d,"content":%b,"t":%b}' % (head, seq, record[comma + 1 :], record[:comma])
 
 
 def _reject_constant(name: str) -> Any:

@@ -76,6 +76,7 @@ class StreamLog:
         "created",
         "_buf",
         "_ends",
+        "_delta_head",
         "ended_at",
         "followers",
         "last_read_at",
@@ -90,10 +91,13 @@ class StreamLog:
         self.model = model
         self.created = int(time.time())
         # Every event's UTF-8 JSON, back to back, and where each one ends: a
-        # few bytes of overhead per event instead of an object per event.
-        # Frozen to bytes (trimmed) when the stream ends.
+        # few bytes of overhead per event instead of an object per event. Text
+        # deltas are kept as records (protocol.delta_record: the JSON without
+        # the head all deltas share); read() restores the sent bytes. Frozen
+        # to bytes (trimmed) when the stream ends.
         self._buf: bytearray | bytes = bytearray()
         self._ends = array("I")
+        self._delta_head = protocol.delta_head(stream_id)
         self.ended_at: float | None = None
         self.followers: list[Follower] = []
         self._clock = clock
@@ -129,13 +133,14 @@ class StreamLog:
             return []
         buf = self._buf
         begin = ends[start - 1] if start else 0
-        if start == count - 1:  # the push case: exactly one new event
-            return [bytes(buf[begin : ends[start]])]
         out: list[bytes] = []
         limit = begin + max_bytes
         for seq in range(start, count):
             end = ends[seq]
-            out.append(bytes(buf[begin:end]))
+            record = bytes(buf[begin:end])
+            if record[0] != 0x7B:  # not "{": a text delta's record
+                record = protocol.delta_from_record(self._delta_head, seq, record)
+            out.append(record)
             begin = end
             if end >= limit:
                 break
@@ -152,9 +157,7 @@ class StreamLog:
         return "".join(e["content"] for e in self.events if e["type"] == "delta")
 
     def last_event(self) -> dict[str, Any]:
-        ends = self._ends
-        begin = ends[-2] if len(ends) > 1 else 0
-        return json.loads(self._buf[begin : ends[-1]])
+        return json.loads(self.read(self.last_seq - 1)[0])
 
     # -- writing (the generating side) --------------------------------------------------
 
@@ -167,7 +170,8 @@ class StreamLog:
         self.append_text(protocol.dumps(event), protocol.is_terminal(event))
 
     def append_text(self, text: str | bytes, terminal: bool) -> None:
-        """Add an already-serialised event (a shared store's mirror uses this)."""
+        """Add an already-serialised event (its JSON, or a text delta's record;
+        a shared store's mirror uses this)."""
         if self.ended_at is not None:
             return
         buf = self._buf
@@ -310,10 +314,7 @@ class Stream(StreamLog):
                 if piece:
                     if isinstance(piece, str):
                         self.append_text(
-                            protocol.delta_json(
-                                stream_id, len(self._ends), piece, round(time.time(), 6)
-                            ),
-                            False,
+                            protocol.delta_record(piece, round(time.time(), 6)), False
                         )
                     else:
                         self.append(

@@ -41,6 +41,7 @@ class StreamsHandler(JsonErrorHandler):
         # A ProtocolError (400/413, too_many_streams 503) is answered by JsonErrorHandler.
         request = parse_chat_request(parse_json_body(self.request.body, self.limits), self.limits)
         stream = await self.store.create(request)
+        self.settings["metrics"].stream_started(stream, "sse")  # read over /sse?stream=S
         stream_id = quote(stream.id)
         sse_url = f"/sse?stream={stream_id}"
         self.set_status(201)

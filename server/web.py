@@ -76,6 +76,8 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         if status_code == 204:
             self.finish()
             return
+        if (metrics := self.settings.get("metrics")) is not None:
+            metrics.error(code)  # errors by code (issue 10)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(error_body(status_code, code, message)))
 

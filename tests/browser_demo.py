@@ -48,15 +48,17 @@ def expected_completion(
     prompt: str,
     max_tokens: int = 256,
     history: list[dict[str, str]] = (),  # type: ignore[assignment]
+    api_key: str | None = None,
 ) -> str:
     """The uninterrupted reply to ``prompt`` after ``history`` (earlier turns),
     from the non-streaming OpenAI-compatible endpoint."""
     messages = [*history, {"role": "user", "content": prompt}]
     body = json.dumps({"messages": messages, "max_tokens": max_tokens})
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(
-        base_url + "/v1/chat/completions",
-        data=body.encode(),
-        headers={"Content-Type": "application/json"},
+        base_url + "/v1/chat/completions", data=body.encode(), headers=headers
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["choices"][0]["message"]["content"]

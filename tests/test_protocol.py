@@ -196,10 +196,15 @@ def test_loads_strict_accepts_ordinary_json() -> None:
     seq=hypothesis.strategies.integers(min_value=1, max_value=10**6),
     t=hypothesis.strategies.floats(min_value=0, max_value=4e9),
 )
-def test_delta_json_is_byte_equal_to_dumps_of_the_event(content: str, seq: int, t: float) -> None:
+def test_a_delta_record_restores_the_exact_json_of_the_event(
+    content: str, seq: int, t: float
+) -> None:
     stream = "AbCdEfGh12345678_-"
-    event = protocol.delta_event(stream, seq, content, t=t)
-    assert protocol.delta_json(stream, seq, content, t) == protocol.dumps(event)
+    event = protocol.dumps(protocol.delta_event(stream, seq, content, t=t))
+    record = protocol.delta_record(content, t)
+    assert protocol.is_delta_record(record)
+    restored = protocol.delta_from_record(protocol.delta_head(stream), seq, record)
+    assert restored == event.encode("utf-8", "surrogatepass")
 
 
 def test_start_carries_a_conversation_and_its_parameters() -> None:

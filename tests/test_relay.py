@@ -42,7 +42,9 @@ class BigBackend:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(ws_ping_interval=0, write_timeout=0.3, max_pending_bytes=256 * 1024)
+    # A write deadline long enough that the normal reader of the resume, in
+    # this same busy event loop, is never taken for a slow consumer.
+    return Settings(ws_ping_interval=0, write_timeout=1.5, max_pending_bytes=256 * 1024)
 
 
 @pytest.fixture
