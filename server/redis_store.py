@@ -254,7 +254,10 @@ class RedisStream(Stream):
             super().append_text(text, terminal)
         finally:
             self.followers = followers
-        self._redis_store._enqueue(self, seq, text, terminal)
+        data = text.encode() if isinstance(text, str) else text
+        if protocol.is_delta_record(data):  # the log keeps deltas short; Redis the JSON
+            data = protocol.delta_from_record(self._delta_head, seq, data)
+        self._redis_store._enqueue(self, seq, data, terminal)
 
     def _on_ended(self) -> None:
         pass  # deferred to confirm(): the end is not shown before Redis has it
