@@ -38,6 +38,7 @@ from .clients import Endpoint, prompts_with_tokens, run_with_deadline
 from .config import SuiteConfig
 from .loadgen import LoadGenerator, LoadSpec
 from .servers import ResourceSampler, ServerProcess
+from .stats import summarize
 from .throughput import _one_completion, _window
 
 __all__ = ["run_scaleout", "RedisProcess", "VARIANTS"]
@@ -234,6 +235,8 @@ def measure_variant(
         "redis_appends_per_1k_events": (
             round(1000 * calls.get("evalsha", 0) / deltas, 1) if calls and deltas else None
         ),
+        # produced (server clock) -> received (client clock): the write-through's cost
+        "delivery_delay_ms": summarize([d for r in records for d in r.delivery_delays], 1000.0),
         "client_cpu_ms_per_1k_events": (
             round(1e6 * loaded.client_cpu_seconds / deltas, 2) if deltas else None
         ),
@@ -315,15 +318,17 @@ def scaleout_details(results: dict[str, Any]) -> str:
         lines.append(
             "| store | processes | delivered events/s | server CPU ms / 1k events "
             "| redis-server CPU ms / 1k events | Redis append calls / 1k events "
-            "| complete | errors |"
+            "| delivery delay p50 / p99 (ms) | complete | errors |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for row in data["rows"]:
+            delay = row.get("delivery_delay_ms") or {}
             lines.append(
                 f"| {row['store']} | {row['processes']} | {_num(row['delivered_events_per_s'])} "
                 f"| {_num(row['server_cpu_ms_per_1k_events'], 1)} "
                 f"| {_num(row['redis_cpu_ms_per_1k_events'], 1)} "
                 f"| {_num(row.get('redis_appends_per_1k_events'), 1)} "
+                f"| {_num(delay.get('p50'), 1)} / {_num(delay.get('p99'), 1)} "
                 f"| {row['complete']}/{row['streams']} | {row['errors']} |"
             )
         ratios = data["ratios"]
