@@ -236,7 +236,7 @@ def measure_variant(
             round(1000 * calls.get("evalsha", 0) / deltas, 1) if calls and deltas else None
         ),
         # produced (server clock) -> received (client clock): the write-through's cost
-        "delivery_delay_ms": summarize([d for r in records for d in r.delivery_delays], 1000.0),
+        "delivery_delay_ms": summarize([d for r in records for d in r.delivery_delays()], 1000.0),
         "client_cpu_ms_per_1k_events": (
             round(1e6 * loaded.client_cpu_seconds / deltas, 2) if deltas else None
         ),
