@@ -37,7 +37,7 @@ import redis
 from .clients import Endpoint, prompts_with_tokens, run_with_deadline
 from .config import SuiteConfig
 from .loadgen import LoadGenerator, LoadSpec
-from .servers import ResourceSampler, ServerProcess
+from .servers import TWINSTREAM, ResourceSampler, ServerProcess
 from .stats import summarize
 from .throughput import _one_completion, _window
 
@@ -122,20 +122,8 @@ class RedisProcess:
 
 
 def _command(config: SuiteConfig, store: str, processes: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "server",
-        "--port",
-        "0",
-        "--tokens-per-second",
-        str(config.tokens_per_second),
-        "--first-token-latency",
-        str(config.first_token_latency),
-        "--log-level",
-        "warning",
-        "--idle-timeout",
-        "30",
+    """The suite's twinstream command line, with a store and a process count."""
+    return TWINSTREAM.command(config.tokens_per_second, config.first_token_latency) + [
         "--store",
         store,
         "--processes",
