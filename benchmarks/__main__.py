@@ -42,6 +42,8 @@ PARTS = ("latency", "throughput", "reconnect", "peers")
 #: parts that also run inside others (throughput: twinstream; peers: the reference
 #: servers), so the default run and ``latency throughput peers`` include them
 EXTRA_PARTS = ("connections", "stuck")
+#: parts run only when named (they need more than the default run: scaleout needs redis-server)
+OPTIONAL_PARTS = ("scaleout",)
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
 
@@ -78,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="PART",
         help=f"parts to run: {', '.join(PARTS + EXTRA_PARTS)} (default: the first four, "
-        "which include the last two), or 'report DIR'",
+        f"which include the next two), {', '.join(OPTIONAL_PARTS)} (only when named), "
+        "or 'report DIR'",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -229,6 +232,10 @@ def run_suite(
             )
         elif part == "stuck":
             results["stuck"] = run_stuck(config, TWINSTREAM, progress=progress)
+        elif part == "scaleout":
+            from .scaleout import run_scaleout  # memory vs Redis store, 1 vs 2 processes
+
+            results["scaleout"] = run_scaleout(config, progress=progress)
         part_seconds[part] = round(time.monotonic() - part_began, 1)
         results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
         _write_json(results, out)  # after every part, so a failure keeps what was done
@@ -249,11 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         print(write_report(results, folder))
         return 0
-    unknown = [p for p in parts if p not in PARTS + EXTRA_PARTS]
+    known = PARTS + EXTRA_PARTS + OPTIONAL_PARTS
+    unknown = [p for p in parts if p not in known]
     if unknown:
-        parser.error(
-            f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS + EXTRA_PARTS)}"
-        )
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if args.url and set(parts) & set(EXTRA_PARTS):
         parser.error("connections and stuck start servers of their own; drop --url")
     if args.url and parts == ["peers"]:

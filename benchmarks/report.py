@@ -758,6 +758,11 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         "The peer servers keep no event log and cannot resume, so only twinstream is cut.",
         _reconnect_details(results),
     ]
+    if "scaleout" in results:
+        from .scaleout import scaleout_details
+
+        sections += ["## Scale-out: Redis store, 1 and 2 processes"]
+        sections += [scaleout_details(results["scaleout"])]
     path = out / "report.md"
     path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     return path

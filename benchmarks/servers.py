@@ -74,9 +74,12 @@ PEER_SPECS = (SSE_STARLETTE, WEBSOCKETS)
 class ServerProcess:
     """A server subprocess; use as a context manager so it is always stopped."""
 
-    def __init__(self, command: Sequence[str], startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, command: Sequence[str], startup_timeout: float = 30.0, stderr: Path | None = None
+    ) -> None:
         self.command = list(command)
         self.startup_timeout = startup_timeout
+        self.stderr = stderr  # a file for the server's log; None discards it
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -92,7 +95,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             self.command,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr.open("ab") if self.stderr else subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
             text=True,
             cwd=REPO_ROOT,

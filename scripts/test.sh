@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run them: `bash scripts/test.sh [pytest args]`.
-# - Debian's chromium (for the browser-demo tests), via apt-get when it is missing;
+# - Debian's chromium (for the browser-demo tests), redis-server (the Redis store's tests)
+#   and nginx (the deployment test), via apt-get when one is missing;
 # - Debian's nodejs and npm when missing, and the Node openai SDK into tests/node;
 # - the package with its [test] extras, via pip;
 # then ruff, mypy and pytest. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
+MISSING=""
+command -v chromium >/dev/null 2>&1 || MISSING="$MISSING chromium"
+command -v redis-server >/dev/null 2>&1 || MISSING="$MISSING redis-server"
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || MISSING="$MISSING nginx"
+if [ -n "$MISSING" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "== installing Debian's chromium (browser tests)"
+  echo "== installing Debian's$MISSING (browser, Redis and nginx tests)"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  # policy-rc.d: install the packages without starting their system services
+  # (the tests start their own redis-server and nginx on free ports).
+  POLICY=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    POLICY=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod +x "$POLICY"
+  fi
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
+  [ -z "$POLICY" ] || $SUDO rm -f "$POLICY"
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -13,24 +13,25 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from . import tornado_adapter
+from tornado.netutil import bind_sockets
+
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
+from .drain import check_processes, drain, serve_processes
 from .edge_server import Edge, install_log_redaction, make_server
+from .redis_store import StoreUnavailable, connect_check
 
 __all__ = ["main", "serve"]
 
 
-async def serve(settings: Settings, ready: Callable[[int], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM, then cancel live streams and stop."""
-    app = make_app(settings)
-    server = make_server(app, http_server_options(settings))  # the edge (issue 10)
-    server.listen(settings.port, settings.host)
-    port = tornado_adapter.listening_port(server)
-    logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
-    app.settings["edge"].log_summary()
-    if ready is not None:
-        ready(port)
+async def serve(
+    settings: Settings,
+    ready: Callable[[int], None] | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop: with the memory store live streams
+    are cancelled; a shared store drains (see :func:`server.drain.drain`).
+    ``reuse_port``: listen with SO_REUSEPORT beside other workers (``--processes``)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -38,10 +39,25 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread / platform
             pass
+    app = make_app(settings)
+    store = app.settings["store"]
+    if hasattr(store, "connect"):
+        await store.connect()  # a shared store: StoreUnavailable if it cannot be reached
+    server = make_server(app, http_server_options(settings))  # the edge (issue 10)
+    sockets = bind_sockets(settings.port, settings.host, reuse_port=reuse_port)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
+    app.settings["edge"].log_summary()
+    if ready is not None:
+        ready(port)
     await stop.wait()
     server.stop()
-    await app.settings["store"].close()  # every live stream ends with done/cancelled...
-    await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
+    if hasattr(store, "drain"):
+        await drain(app, settings)  # readers sent elsewhere; generations finish or time out
+    else:
+        await store.close()  # every live stream ends with done/cancelled...
+        await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
     await server.close_all_connections()
     app.settings["metrics"].close()  # the log line of each stream still recorded
 
@@ -66,17 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
+    problem = check_processes(settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    def ready(port: int) -> None:
         # The ready line goes to stdout so scripts (benchmarks) can read the
         # port chosen for --port 0.
-        asyncio.run(
-            serve(
-                settings,
-                ready=lambda port: print(
-                    f"twinstream serving on http://{settings.host}:{port}/", flush=True
-                ),
-            )
-        )
+        print(f"twinstream serving on http://{settings.host}:{port}/", flush=True)
+
+    try:
+        if settings.store != "memory":
+            asyncio.run(connect_check(settings.store))
+        if settings.processes != 1:
+            return serve_processes(settings, ready, serve)
+        asyncio.run(serve(settings, ready=ready))
+    except StoreUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",

@@ -52,9 +52,17 @@ def make_backend(settings: Settings) -> Backend:
     raise ValueError(f"unknown backend {settings.backend!r}; use synthetic or openai")
 
 
-def make_store(settings: Settings) -> MemoryStreamStore:
+def make_store(settings: Settings) -> StreamStore:
     if settings.store != "memory":
-        raise ValueError(f"unknown store {settings.store!r}; only 'memory' is available")
+        from .redis_store import RedisStreamStore  # --store redis://HOST:PORT/DB
+
+        return RedisStreamStore(
+            make_backend(settings),
+            url=settings.store,
+            retention=settings.retention,
+            idle_timeout=settings.idle_timeout,
+            max_live_streams=settings.max_streams,
+        )
     return MemoryStreamStore(
         make_backend(settings),
         retention=settings.retention,

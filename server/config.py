@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import protocol
 
@@ -79,6 +80,27 @@ def boolean(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def store_url(text: str) -> str:
+    """``memory`` or a ``redis://HOST:PORT/DB`` URL (``rediss://`` for TLS)."""
+    if text == "memory":
+        return text
+    parts = urlsplit(text)
+    problem = ""
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        problem = "expected 'memory' or redis://HOST:PORT/DB"
+    else:
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            problem = "the port must be 0..65535"
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            problem = "the database must be a number, as in redis://HOST:PORT/0"
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -153,7 +175,24 @@ class Settings:
         2, "retries of a failed upstream request before a stream errors", non_negative(int)
     )
     # streams
-    store: str = setting("memory", "where streams are kept", choices=("memory",))
+    store: str = setting(
+        "memory",
+        "where streams are kept: 'memory' (this process) or redis://HOST:PORT/DB (shared by "
+        "processes and machines; needed for --processes other than 1)",
+        store_url,
+        metavar="memory|redis://HOST:PORT/DB",
+    )
+    processes: int = setting(
+        1,
+        "worker processes serving one port; 0 = one per CPU core (needs a redis store)",
+        non_negative(int),
+    )
+    drain_timeout: float = setting(
+        30.0,
+        "on SIGTERM, seconds this process's generations may go on (written to the store) "
+        "before they end with error server_shutdown; its readers are sent elsewhere at once",
+        non_negative(float),
+    )
     retention: float = setting(
         300.0, "seconds an ended stream stays resumable", non_negative(float)
     )

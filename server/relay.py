@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
 
@@ -50,6 +52,8 @@ class ConnectionWatch:
         self.blocked: set[Sink] = set()
         self.beating: set[Sink] = set()
         self.relays = 0  # relays open now (shutdown waits for 0)
+        #: open /sse and /ws handlers, told to send their clients elsewhere on drain
+        self.drainable: weakref.WeakSet[Any] = weakref.WeakSet()
         self.slow_consumers = 0  # connections cut as slow consumers so far
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

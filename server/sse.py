@@ -69,6 +69,13 @@ def format_trusted_event(data: str, event_id: str, retry_ms: int | None = None) 
     return f"id: {event_id}{retry}\ndata: {data}\n\n"
 
 
+def encode_retry(retry_ms: int) -> bytes:
+    """A block with only a ``retry`` field: sets the client's reconnection delay
+    and dispatches no event (WHATWG: a block without data is not an event).
+    Sent before a draining server ends a response."""
+    return f"retry: {int(retry_ms)}\n\n".encode()
+
+
 def encode_comment(text: str = "") -> bytes:
     """Encode one comment line (starts with a colon); clients ignore it.
 

@@ -77,6 +77,18 @@ class SSEHandler(EventStreamHandler):
             stream = await self.store.create(request)
             metrics.stream_started(stream, "sse")
             after = -1
+        self.relays.watch.drainable.add(self)
         frames = metrics.counting(sse_frames(stream.id, self.relays.retry_ms), stream, "sse")
         with metrics.connection("sse"):
             await self.relay_events(stream, after, frames)
+
+    def drain(self, retry_ms: int) -> None:
+        """The server is shutting down (drain): end this response after a
+        ``retry`` hint, so the client reconnects (elsewhere) in ``retry_ms``
+        and resumes with ``Last-Event-ID``; the stream goes on."""
+        sink = self._sink
+        if sink is None or sink.closed:
+            return
+        sink.write(sse.encode_retry(retry_ms))
+        for relay in list(sink.relays):
+            relay.stop("drain")

@@ -188,7 +188,7 @@ class EventStreamHandler(JsonErrorHandler):
 
         Relay(stream, after, sink, frame, ended).start()
         outcome = await done
-        if outcome != "complete" or iostream.closed():
+        if outcome not in ("complete", "drain") or iostream.closed():
             return False
         sink.stop_heartbeats()
         trailer = encoder.trailer()

@@ -20,6 +20,8 @@ log = logging.getLogger("twinstream.ws")
 #: Close code for a reader that does not keep up (4000-4999: private use,
 #: RFC 6455 7.4.2). The stream goes on; the client may resume.
 SLOW_CONSUMER = 4008
+#: Close code on drain: "service restart" (RFC 6455 registry); reconnect and resume.
+SERVICE_RESTART = 1012
 
 
 class StreamSocketHandler(WebSocketHandler):
@@ -73,6 +75,12 @@ class StreamSocketHandler(WebSocketHandler):
             cut=self._cut_slow_consumer,
             max_pending=self.relays.max_pending_bytes,
         )
+        self.relays.watch.drainable.add(self)
+
+    def drain(self, retry_ms: int) -> None:
+        """The server is shutting down (drain): close with 1012 (service
+        restart) so the client reconnects elsewhere and sends ``resume``."""
+        self.close(SERVICE_RESTART, "server restarting; reconnect and resume")
 
     def _cut_slow_consumer(self, stuck: bool) -> None:
         """Close with 4008. The close frame waits behind the unread backlog: a

@@ -19,6 +19,7 @@ import tornado.httpserver
 import tornado.ioloop
 import tornado.testing
 import tornado.web
+from redisutil import RedisServer
 
 from server.app import Settings, http_server_options, make_app
 from server.backends.base import ChatRequest, Finish
@@ -184,3 +185,11 @@ def step_app(
     application = make_app(Settings(ws_ping_interval=0), store=MemoryStreamStore(step_backend))
     yield application
     io_loop.run_sync(application.settings["store"].close, timeout=10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, stopped at teardown."""
+    server = RedisServer().start()
+    yield server
+    server.close()

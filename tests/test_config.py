@@ -60,3 +60,11 @@ def test_bad_environment_is_a_one_line_error(variable: str, value: str) -> None:
 
 def test_limits_follow_the_prompt_setting() -> None:
     assert Settings(max_prompt_bytes=10).limits.max_prompt_bytes == 10
+
+
+def test_store_is_memory_or_a_redis_url() -> None:
+    assert parse(["--store", "redis://127.0.0.1:6379/2"]).store == "redis://127.0.0.1:6379/2"
+    assert parse([], {"TWINSTREAM_STORE": "redis://h:1/0"}).store == "redis://h:1/0"
+    for bad in ("http://x:1/0", "redis://:6379/0", "redis://h:99999/0", "redis://h:1/x", "disk"):
+        with pytest.raises(SystemExit):
+            parse(["--store", bad])

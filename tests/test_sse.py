@@ -79,3 +79,23 @@ def test_format_events_is_byte_equal_to_encode_event_per_event() -> None:
     )
     assert format_events("S", 4, texts, retry_ms=1000) == expected
     assert format_events("S", 9, texts[1:2]) == encode_event(texts[1].decode(), event_id="S:9")
+
+
+def test_retry_block_sets_the_delay_and_dispatches_nothing() -> None:
+    """The drain's last bytes: a block with only ``retry`` (whole and byte by byte)."""
+    from clients.sse import SSEDecoder as OurDecoder
+    from server.sse import encode_retry
+
+    data = encode_retry(734)
+    assert data == b"retry: 734\n\n"
+    event = format_trusted_event('{"seq":3}', "S:3").encode()
+    for chunk_size in (None, 1):
+        decoder = OurDecoder()
+        whole = event + data
+        step = chunk_size or len(whole)
+        events = []
+        for start in range(0, len(whole), step):
+            events += decoder.feed(whole[start : start + step])
+        assert [e.data for e in events] == ['{"seq":3}']
+        assert decoder.retry == 734 and decoder.last_event_id == "S:3"
+        assert not decoder.incomplete

@@ -1,0 +1,80 @@
+"""A real ``redis-server`` (Debian's package) on a free loopback port, for tests.
+
+Nothing is persisted unless asked (``persistent=True``: an append-only file,
+fsynced at every write, as a Redis that must survive a restart is run); the
+working directory is a temporary one, so the tree stays clean.
+:meth:`RedisServer.stop` and :meth:`start` let a test take Redis away and bring
+it back on the same port mid-test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    def __init__(self, persistent: bool = False) -> None:
+        self.persistent = persistent
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RuntimeError(
+                "redis-server is not installed: bash scripts/test.sh installs Debian's redis-server"
+            )
+        self.executable = executable
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="twinstream-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "yes" if self.persistent else "no",
+                "--appendfsync", "always",
+                "--dir", self.dir,
+                "--daemonize", "no",
+                "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop Redis at once (SIGKILL: every client sees its connection drop)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
