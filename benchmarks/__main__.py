@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m benchmarks --quick               # everything, in under two minutes
+    python -m benchmarks --quick               # everything, in under three minutes
     python -m benchmarks                       # the full suite (1,000-stream sweep)
     python -m benchmarks latency reconnect     # some parts only
     python -m benchmarks --url http://127.0.0.1:8888/ latency   # an already running server
@@ -28,16 +28,19 @@ from typing import Any
 import psutil
 
 from .config import PRESETS
+from .links import PROFILES
 from .report import write_report
 
 EXAMPLES = """\
-  python -m benchmarks --quick                # everything, in under two minutes
+  python -m benchmarks --quick                # everything, in under three minutes
   python -m benchmarks                        # the full suite (1,000-stream sweep)
   python -m benchmarks latency reconnect      # some parts only
   python -m benchmarks --url http://127.0.0.1:8888/ latency    # a running server
   python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
+  python -m benchmarks network --profiles 3g,poor              # some link profiles
+  python -m benchmarks readme benchmarks/results/RUN           # README table + samples
 """
-PARTS = ("latency", "throughput", "reconnect", "peers")
+PARTS = ("latency", "throughput", "reconnect", "peers", "network", "browser", "churn")
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
 
@@ -57,8 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
             "delay, at 1 and many streams); throughput (concurrency sweep, server CPU/RSS, "
             "memory per stream, one unthrottled stream, wire bytes per token); reconnect "
             "(streams cut by either side and resumed: recovery time, events lost and "
-            "duplicated); peers (latency and throughput against the reference servers). "
-            "'report DIR' rebuilds report.md and plots from DIR/results.json."
+            "duplicated); peers (latency and throughput against the reference servers); "
+            "network (cold start, delivery delay, keep-up and bytes per token through "
+            "link profiles: loopback, broadband, 4g, 3g, poor; the bandwidth cap is the "
+            "kernel's tbf in network namespaces the suite creates, as root); browser "
+            "(headless Chromium: EventSource vs WebSocket reconnect, seven streams from "
+            "one origin, browser CPU per 1,000 events); churn (clients cut at random for "
+            "minutes: delivery %, duplicates, replay delay). "
+            "'report DIR' rebuilds report.md and plots from DIR/results.json; "
+            "'readme [DIR]' rewrites README.md's benchmark table and samples from DIR "
+            "(default: the newest full run) and a server it starts."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -76,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         dest="preset",
         const="quick",
-        help="a smaller run (sweep 1/10/100 streams, fewer samples): under two minutes",
+        help="a smaller run (sweep 1/10/100 streams, fewer samples, the 3g profile, the "
+        "browser reconnect only, a short churn): under three minutes",
     )
     size.add_argument(
         "--preset",
@@ -102,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokens-per-second",
         type=float,
         help="the synthetic model's pace for every server (default: 30)",
+    )
+    parser.add_argument(
+        "--profiles",
+        help="network profiles to run, comma-separated (default: the preset's; "
+        f"choose from {', '.join(PROFILES)})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
@@ -153,6 +170,7 @@ def run_suite(
     tokens_per_second: float | None = None,
     progress: bool = True,
     command: str = "",
+    profiles: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
     from .latency import run_latency
@@ -166,6 +184,8 @@ def run_suite(
         config = config.replace(workers=workers)
     if tokens_per_second is not None:
         config = config.replace(tokens_per_second=tokens_per_second)
+    if profiles:
+        config = config.replace(network_profiles=tuple(profiles))
     started = dt.datetime.now(dt.timezone.utc)
     if out is None:
         out = RESULTS_ROOT / f"{started:%Y%m%d-%H%M%S}-{preset}"
@@ -201,6 +221,18 @@ def run_suite(
             peers = run_peers(config, progress=progress)
             results.setdefault("latency", {}).update(peers["latency"])
             results.setdefault("throughput", {}).update(peers["throughput"])
+        elif part == "network":
+            from .network import run_network
+
+            results["network"] = run_network(config, progress=progress)
+        elif part == "browser":
+            from .browser import run_browser
+
+            results["browser"] = run_browser(config, progress=progress)
+        elif part == "churn":
+            from .churn import run_churn
+
+            results["churn"] = run_churn(config, progress=progress)
         part_seconds[part] = round(time.monotonic() - part_began, 1)
         results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
         _write_json(results, out)  # after every part, so a failure keeps what was done
@@ -221,11 +253,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         print(write_report(results, folder))
         return 0
+    if parts and parts[0] == "readme":
+        if len(parts) > 2:
+            parser.error("usage: python -m benchmarks readme [DIR]")
+        from .readme import update_readme
+
+        print(update_readme(Path(parts[1]) if len(parts) == 2 else None))
+        return 0
+    profiles = [p.strip() for p in (args.profiles or "").split(",") if p.strip()]
+    bad = [p for p in profiles if p not in PROFILES]
+    if bad:
+        parser.error(f"unknown profile(s) {', '.join(bad)}; choose from {', '.join(PROFILES)}")
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
-    if args.url and parts == ["peers"]:
-        parser.error("--url applies to twinstream; the peers part starts its own servers")
+    if args.url and parts and all(p in ("peers", "network", "browser", "churn") for p in parts):
+        parser.error(
+            "--url applies to latency, throughput and reconnect; the other parts start "
+            "their own servers"
+        )
     command = "python -m benchmarks " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
     )
@@ -238,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens_per_second=args.tokens_per_second,
         progress=not args.no_progress,
         command=command.strip(),
+        profiles=profiles or None,
     )
     print(f"results: {out / 'results.json'}\nreport:  {out / 'report.md'}")
     return 0
