@@ -93,12 +93,14 @@ class ChurnStream:
     def finished(self) -> bool:
         return self.final_seq is not None
 
-    def resuming(self) -> None:
-        self._resumed_at = time.time()
+    def resuming(self, at: float | None = None) -> None:
+        """A resume is being sent now (or ``at``, a wall-clock time)."""
+        self._resumed_at = time.time() if at is None else at
         self._backlog_seen = False
 
-    def receive(self, event: dict[str, Any]) -> None:
-        now = time.time()
+    def receive(self, event: dict[str, Any], at: float | None = None) -> None:
+        """Record an event received now (or ``at``)."""
+        now = time.time() if at is None else at
         seq = int(event["seq"])
         if self._resumed_at is not None:
             produced = float(event.get("t") or 0)

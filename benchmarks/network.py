@@ -36,6 +36,7 @@ Run alone: ``python -m benchmarks network [--quick]``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -300,7 +301,7 @@ def _run_in_namespace(link: ShapedLink, profile: Profile, config: SuiteConfig) -
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     request = {
-        "profile": profile.name,
+        "profile": dataclasses.asdict(profile),
         "config": config.as_dict(),
         "link": {
             "server_ns": link.server_ns,
@@ -325,11 +326,14 @@ def _run_in_namespace(link: ShapedLink, profile: Profile, config: SuiteConfig) -
 
 
 def run_network(
-    config: SuiteConfig, profiles: Sequence[str] | None = None, progress: bool = True
+    config: SuiteConfig,
+    profiles: Sequence[str | Profile] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Each profile of ``config.network_profiles``; results keyed by profile name."""
-    names = list(profiles or config.network_profiles)
-    unavailable = shaping_unavailable() if any(PROFILES[n].capped for n in names) else None
+    """Each profile of ``profiles`` (names from :data:`PROFILES`, or profiles), by default
+    ``config.network_profiles``; results keyed by profile name."""
+    chosen = [PROFILES[p] if isinstance(p, str) else p for p in profiles or config.network_profiles]
+    unavailable = shaping_unavailable() if any(p.capped for p in chosen) else None
     results: dict[str, Any] = {
         "shaping": unavailable or "tbf in network namespaces",
         "shaping_available": unavailable is None,
@@ -342,8 +346,8 @@ def run_network(
         "tokens_per_second": config.tokens_per_second,
         "profiles": {},
     }
-    for name in tqdm(names, desc="network", unit="profile", disable=not progress, leave=False):
-        profile = PROFILES[name]
+    for profile in tqdm(chosen, desc="network", unit="profile", disable=not progress, leave=False):
+        name = profile.name
         shaped = profile.capped and unavailable is None
         if shaped:
             with ShapedLink(profile) as link:
@@ -358,7 +362,7 @@ def _worker() -> int:
     """``python -m benchmarks.network --worker``: JSON request on stdin, result on stdout."""
     request = json.loads(sys.stdin.read())
     config = SuiteConfig.from_dict(request["config"])
-    result = measure_profile(PROFILES[request["profile"]], config, request.get("link"))
+    result = measure_profile(Profile(**request["profile"]), config, request.get("link"))
     print(json.dumps(result))
     return 0
 

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run them: `bash scripts/test.sh [pytest args]`.
-# - Debian's chromium (for the browser-demo tests), via apt-get when it is missing;
+# - Debian's chromium (for the browser-demo and browser-benchmark tests) and iproute2
+#   (`ip`/`tc`: the network-profile benchmark builds a tbf link in namespaces of its own),
+#   via apt-get when missing;
 # - the package with its [test] extras, via pip;
 # then ruff, mypy and pytest. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
+MISSING=""
+command -v chromium >/dev/null 2>&1 || MISSING="$MISSING chromium"
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || MISSING="$MISSING iproute2"
+if [ -n "$MISSING" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "== installing Debian's chromium (browser tests)"
+  echo "== installing Debian's$MISSING"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
 
 echo "== installing twinstream with its test extras"

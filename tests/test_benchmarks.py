@@ -237,15 +237,31 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["--preset", "tiny", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["meta"]["parts"] == ["latency", "throughput", "reconnect", "peers"]
+    assert results["meta"]["parts"] == [
+        "latency",
+        "throughput",
+        "reconnect",
+        "peers",
+        "network",
+        "browser",
+        "churn",
+    ]
     assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets"}
     assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets"}
     assert results["reconnect"]["sides"] == ["network", "client", "server"]
     assert results["reconnect"]["transports"]["sse"]["lost"] == 0
     assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
+    assert set(results["network"]["profiles"]) == set(CONFIG.network_profiles)
+    assert results["browser"]["available"] is True
+    assert results["churn"]["transports"]["sse"]["delivery_percent"] == 100
     report = (out / "report.md").read_text()
-    assert "## Summary" in report and "| Metric | twinstream SSE | twinstream WebSocket |" in report
-    for plot in ("latency_cdf.png", "throughput.png"):
+    # the report opens with the verdict (after a busy-machine banner, if any)
+    assert report.index("## What to choose") < report.index("## Summary")
+    assert report.split("## What to choose", 1)[1].lstrip().startswith("- **")
+    assert "| Metric | twinstream SSE | twinstream WebSocket |" in report
+    for section in ("## Network profiles", "## In a real browser", "## Churn"):
+        assert section in report
+    for plot in ("latency_cdf.png", "throughput.png", "network_delay_cdf.png"):
         assert (out / plot).stat().st_size > 1000
         assert f"]({plot})" in report
     # the report can be rebuilt from results.json alone
