@@ -2,57 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.web
 
-from . import protocol
 from .backends.base import Backend
+from .config import Settings
 from .openai_compat import ChatCompletionsHandler, ModelsHandler
+from .relay import ConnectionWatch
 from .sse_handler import SSEHandler
-from .streams import MemoryStreamStore
+from .streams import MemoryStreamStore, StreamStore
 from .web import (
     STATIC_DIR,
     CancelHandler,
-    ConnectionRegistry,
     DropHandler,
     HealthHandler,
     IndexHandler,
     NotFoundHandler,
+    RelayOptions,
 )
 from .ws_handler import StreamSocketHandler
 
-__all__ = ["Settings", "make_backend", "make_app", "http_server_options"]
-
-
-@dataclass
-class Settings:
-    """Everything the server can be told (``python -m server --help`` documents each)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8888
-    backend: str = "synthetic"
-    model: str | None = None
-    tokens_per_second: float = 30.0
-    first_token_latency: float = 0.25
-    fail_after_tokens: int | None = None
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    openai_max_retries: int = 2
-    store: str = "memory"
-    retention: float = 300.0
-    idle_timeout: float = 60.0
-    heartbeat: float = 15.0
-    retry_ms: int = 1000
-    ws_ping_interval: float = 20.0
-    allowed_origins: tuple[str, ...] = ()
-    ws_compression: bool = False
-    debug_drop: bool = True
-    max_streams: int = 10_000
-    max_streams_per_socket: int = 100
-    api_key: str | None = None
-    limits: protocol.Limits = field(default_factory=protocol.Limits)
+__all__ = ["Settings", "make_backend", "make_store", "make_app", "http_server_options"]
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -77,36 +48,43 @@ def make_backend(settings: Settings) -> Backend:
     raise ValueError(f"unknown backend {settings.backend!r}; use synthetic or openai")
 
 
-def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> tornado.web.Application:
-    """Build the application. ``store`` defaults to an in-memory store over
-    ``make_backend(settings)``; it is available as ``app.settings['store']``."""
+def make_store(settings: Settings) -> MemoryStreamStore:
     if settings.store != "memory":
         raise ValueError(f"unknown store {settings.store!r}; only 'memory' is available")
+    return MemoryStreamStore(
+        make_backend(settings),
+        retention=settings.retention,
+        idle_timeout=settings.idle_timeout,
+        max_live_streams=settings.max_streams,
+        max_retained_streams=settings.max_retained_streams,
+        max_retained_bytes=settings.max_retained_bytes,
+    )
+
+
+def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.web.Application:
+    """Build the application. ``store`` defaults to :func:`make_store`; it is
+    available as ``app.settings['store']``, the relays' watch as
+    ``app.settings['watch']``."""
     if store is None:
-        store = MemoryStreamStore(
-            make_backend(settings),
-            retention=settings.retention,
-            idle_timeout=settings.idle_timeout,
-            max_live_streams=settings.max_streams,
-        )
-    connections = ConnectionRegistry()
-    common = {"store": store, "limits": settings.limits, "connections": connections}
-    openai_args = {"store": store, "limits": settings.limits, "api_key": settings.api_key}
+        store = make_store(settings)
+    watch = ConnectionWatch(write_timeout=settings.write_timeout, heartbeat=settings.heartbeat)
+    relays = RelayOptions(
+        watch=watch,
+        max_pending_bytes=settings.max_pending_bytes,
+        sse_compression=settings.sse_compression,
+        retry_ms=settings.retry_ms,
+    )
+    common = {"store": store, "limits": settings.limits, "relays": relays}
+    openai_args = {**common, "api_key": settings.api_key}
     debug_routes: list[Any] = (
-        [(r"/debug/drop", DropHandler, {"store": store, "connections": connections})]
-        if settings.debug_drop
-        else []
+        [(r"/debug/drop", DropHandler, {"store": store})] if settings.debug_drop else []
     )
     return tornado.web.Application(
         debug_routes
         + [
             (r"/", IndexHandler),
             (r"/healthz", HealthHandler, {"store": store}),
-            (
-                r"/sse",
-                SSEHandler,
-                {**common, "retry_ms": settings.retry_ms, "heartbeat": settings.heartbeat},
-            ),
+            (r"/sse", SSEHandler, common),
             (
                 r"/ws",
                 StreamSocketHandler,
@@ -130,7 +108,7 @@ def make_app(settings: Settings, store: MemoryStreamStore | None = None) -> torn
         # The prompt limit plus room for JSON escaping; larger frames close the socket (1009).
         websocket_max_message_size=settings.limits.max_prompt_bytes * 8,
         store=store,
-        connections=connections,
+        watch=watch,
         twinstream_settings=settings,
     )
 

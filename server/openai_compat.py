@@ -8,20 +8,16 @@ its stream at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
-import time
+from collections.abc import Callable
 from typing import Any
-
-from tornado.iostream import StreamClosedError
 
 from . import protocol, sse
 from .backends.base import ChatRequest
 from .errors import ApiError, Unauthorized, error_body
-from .streams import MemoryStreamStore, Stream
-from .web import JsonErrorHandler, begin_event_stream, create_stream
+from .streams import StreamLog, StreamStore
+from .web import EventStreamHandler, JsonErrorHandler, RelayOptions
 
 __all__ = ["ChatCompletionsHandler", "ModelsHandler", "parse_chat_body"]
 
@@ -67,20 +63,17 @@ def parse_chat_body(body: bytes, limits: protocol.Limits) -> tuple[ChatRequest, 
         messages.append(
             {"role": message["role"], "content": _message_text(message.get("content"), index)}
         )
-    try:
-        user_turns = [m["content"] for m in messages if m["role"] == "user"]
-        protocol.validate_prompt(user_turns[-1] if user_turns else "", limits)
-        total = sum(len(m["content"].encode("utf-8")) for m in messages)
-        if total > limits.max_prompt_bytes:
-            raise protocol.ProtocolError(
-                "prompt_too_long",
-                f"the messages hold {total} bytes; the limit is {limits.max_prompt_bytes} bytes",
-                status=413,
-            )
-        name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
-        max_tokens = protocol.validate_max_tokens(data.get(name), limits, name=name)
-    except protocol.ProtocolError as exc:
-        raise ApiError.from_protocol(exc) from None
+    user_turns = [m["content"] for m in messages if m["role"] == "user"]
+    protocol.validate_prompt(user_turns[-1] if user_turns else "", limits)
+    total = sum(len(m["content"].encode("utf-8")) for m in messages)
+    if total > limits.max_prompt_bytes:
+        raise protocol.ProtocolError(
+            "prompt_too_long",
+            f"the messages hold {total} bytes; the limit is {limits.max_prompt_bytes} bytes",
+            status=413,
+        )
+    name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
+    max_tokens = protocol.validate_max_tokens(data.get(name), limits, name=name)
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("invalid_stream", "'stream' must be true or false")
@@ -99,10 +92,15 @@ def _failure(event: dict[str, Any]) -> tuple[str, str]:
 
 class _OpenAIHandler(JsonErrorHandler):
     def initialize(
-        self, store: MemoryStreamStore, limits: protocol.Limits, api_key: str | None = None
+        self,
+        store: StreamStore,
+        limits: protocol.Limits,
+        relays: RelayOptions,
+        api_key: str | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
+        self.relays = relays
         self.api_key = api_key
 
     def prepare(self) -> None:
@@ -123,15 +121,59 @@ class ModelsHandler(_OpenAIHandler):
         )
 
 
-class ChatCompletionsHandler(_OpenAIHandler):
+def _chunk(stream: StreamLog, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{stream.id}",
+        "object": "chat.completion.chunk",
+        "created": stream.created,
+        "model": stream.model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[str]], bytes]:
+    """Frames a stream's events as OpenAI ``chat.completion.chunk`` events,
+    ending with ``data: [DONE]`` (or OpenAI's error object, which the SDK
+    raises on)."""
+
+    def data(payload: Any) -> str:
+        return sse.format_trusted_data(json.dumps(payload))
+
+    def frame(first_seq: int, texts: list[str]) -> bytes:
+        out: list[str] = []
+        for text in texts:
+            event = json.loads(text)
+            kind = event["type"]
+            if kind == "start":
+                out.append(data(_chunk(stream, {"role": "assistant", "content": ""}, None)))
+            elif kind == "delta":
+                out.append(data(_chunk(stream, {"content": event["content"]}, None)))
+            elif kind == "done":
+                reason = "length" if event["finish_reason"] == "length" else "stop"
+                out.append(data(_chunk(stream, {}, reason)))
+                if include_usage:
+                    usage_chunk = _chunk(stream, {}, None)
+                    usage_chunk["choices"] = []
+                    usage_chunk["usage"] = event.get("usage", {})
+                    out.append(data(usage_chunk))
+                out.append(sse.format_trusted_data("[DONE]"))
+            else:  # error: OpenAI's mid-stream error object; the SDK raises on it
+                out.append(data(error_body(502, event["code"], event["message"])))
+        return "".join(out).encode()
+
+    return frame
+
+
+class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
     """Streams ``chat.completion.chunk`` events ending in ``data: [DONE]``,
-    or answers one ``chat.completion`` when ``stream`` is false."""
+    or answers one ``chat.completion`` when ``stream`` is false.
 
-    _stream: Stream | None = None
-    _relay: asyncio.Task[None] | None = None
+    There is no resume on ``/v1`` (OpenAI's protocol has none): when the
+    connection closes, the stream is cancelled, so nobody pays for tokens
+    nobody reads.
+    """
 
-    def compute_etag(self) -> None:
-        return None
+    _stream: StreamLog | None = None
 
     def prepare(self) -> None:
         super().prepare()
@@ -140,60 +182,17 @@ class ChatCompletionsHandler(_OpenAIHandler):
         )
 
     async def post(self) -> None:
-        self._stream = stream = create_stream(self.store, self.chat)
+        self._stream = stream = await self.store.create(self.chat)
         if not self.streaming:
             await stream.wait_ended()
             self._write_completion(stream)
             return
-        begin_event_stream(self)
-        self._relay = asyncio.ensure_future(self._relay_chunks(stream))
-        try:
-            await self._relay
-        except (asyncio.CancelledError, StreamClosedError):
+        complete = await self.relay_events(stream, -1, chunk_frames(stream, self.include_usage))
+        if not complete:
             stream.cancel()
-            return
-        self.finish()
 
-    def _chunk(self, stream: Stream, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {
-            "id": f"chatcmpl-{stream.id}",
-            "object": "chat.completion.chunk",
-            "created": int(stream.events[0].get("created", time.time())),
-            "model": stream.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-
-    async def _relay_chunks(self, stream: Stream) -> None:
-        async with contextlib.aclosing(stream.follow()) as events:
-            async for event in events:
-                assert event is not None
-                kind = event["type"]
-                if kind == "start":
-                    chunk = self._chunk(stream, {"role": "assistant", "content": ""}, None)
-                elif kind == "delta":
-                    chunk = self._chunk(stream, {"content": event["content"]}, None)
-                elif kind == "done":
-                    reason = "length" if event["finish_reason"] == "length" else "stop"
-                    chunk = self._chunk(stream, {}, reason)
-                else:  # error: OpenAI's mid-stream error object; the SDK raises on it
-                    self.write(
-                        sse.encode_event(
-                            json.dumps(error_body(502, event["code"], event["message"]))
-                        )
-                    )
-                    return
-                self.write(sse.encode_event(json.dumps(chunk)))
-                if kind == "done":
-                    if self.include_usage:
-                        usage_chunk = self._chunk(stream, {}, None)
-                        usage_chunk["choices"] = []
-                        usage_chunk["usage"] = event.get("usage", {})
-                        self.write(sse.encode_event(json.dumps(usage_chunk)))
-                    self.write(sse.encode_event("[DONE]"))
-                await self.flush()
-
-    def _write_completion(self, stream: Stream) -> None:
-        last = stream.events[-1]
+    def _write_completion(self, stream: StreamLog) -> None:
+        last = stream.last_event()
         if last["type"] == "error":
             raise ApiError(502, last["code"], last["message"])
         if last["finish_reason"] == "cancelled":
@@ -202,7 +201,7 @@ class ChatCompletionsHandler(_OpenAIHandler):
             {
                 "id": f"chatcmpl-{stream.id}",
                 "object": "chat.completion",
-                "created": int(stream.events[0].get("created", time.time())),
+                "created": stream.created,
                 "model": stream.model,
                 "choices": [
                     {
@@ -218,7 +217,6 @@ class ChatCompletionsHandler(_OpenAIHandler):
         )
 
     def on_connection_close(self) -> None:
-        if self._relay is not None:
-            self._relay.cancel()
-        elif self._stream is not None and not self.streaming:
-            self._stream.cancel()  # nobody waits for the whole answer any more
+        super().on_connection_close()
+        if self._stream is not None:
+            self._stream.cancel()  # nobody reads the answer any more

@@ -29,6 +29,8 @@ __all__ = [
     "parse_client_message",
     "validate_prompt",
     "validate_max_tokens",
+    "check_resume",
+    "stream_not_found",
     "FINISH_REASONS",
 ]
 
@@ -44,13 +46,17 @@ class ProtocolError(ValueError):
     HTTP status the HTTP transports answer with.
     """
 
-    def __init__(self, code: str, message: str, status: int = 400, ref: Any = None) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, ref: Any = None, stream: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         #: the ``ref`` of the WebSocket message that failed, echoed in the error event
         self.ref = ref
+        #: the stream the failed message named, if any (echoed in the error event)
+        self.stream = stream
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,36 @@ def parse_event_id(value: str) -> tuple[str, int]:
             "Last-Event-ID must look like 'STREAM:SEQ' as sent in the event's id field",
         )
     return stream, int(seq_text)
+
+
+def stream_not_found() -> ProtocolError:
+    """The answer to a resume of a stream that is unknown, expired or evicted."""
+    return ProtocolError(
+        "stream_not_found",
+        "this stream is unknown or expired and cannot be resumed; start a new one",
+        status=404,
+    )
+
+
+def check_resume(last_seq: int, ended: bool, after: int, position: str = "after") -> None:
+    """Decide whether a follower may resume after ``after``; the one rule every
+    transport applies. Raises ProtocolError:
+
+    - ``after`` beyond the log: ``invalid_<position>`` (400) — the client
+      claims events the server never sent;
+    - the stream ended and ``after`` is its last event: ``stream_ended`` (SSE
+      answers 204, which tells EventSource to stop for good; WebSocket sends
+      an ``error`` event).
+
+    ``position`` names the client's field: ``after`` (WebSocket) or
+    ``last_event_id`` (SSE).
+    """
+    if after > last_seq:
+        raise ProtocolError(f"invalid_{position}", f"'{position}' is ahead of the stream")
+    if ended and after == last_seq:
+        raise ProtocolError(
+            "stream_ended", "this stream ended and every event was delivered", status=204
+        )
 
 
 def validate_stream_id(value: Any) -> str:

@@ -6,7 +6,17 @@ The matching decoder lives in :mod:`clients.sse`.
 
 from __future__ import annotations
 
-__all__ = ["encode_event", "encode_comment", "format_trusted_event"]
+import zlib
+
+__all__ = [
+    "encode_event",
+    "encode_comment",
+    "format_trusted_event",
+    "format_events",
+    "format_trusted_data",
+    "accepts_gzip",
+    "SyncFlushGzip",
+]
 
 
 def _check_single_line(name: str, value: str) -> None:
@@ -69,3 +79,69 @@ def encode_comment(text: str = "") -> bytes:
     """
     _check_single_line("comment", text)
     return f": {text}\n".encode() if text else b":\n"
+
+
+def format_trusted_data(data: str) -> str:
+    """An event with only a one-line ``data`` field (``data`` holds no CR or LF)."""
+    return f"data: {data}\n\n"
+
+
+def format_events(
+    stream_id: str, first_seq: int, texts: list[str], retry_ms: int | None = None
+) -> bytes:
+    """Events ``first_seq``, ``first_seq + 1``, ... of a stream, each ``data`` a
+    protocol JSON text and each ``id`` ``STREAM:SEQ``, as one piece of the
+    event stream (the relays' batch). ``retry_ms`` rides on the first."""
+    if len(texts) == 1:
+        return format_trusted_event(texts[0], f"{stream_id}:{first_seq}", retry_ms).encode()
+    parts = []
+    for offset, text in enumerate(texts):
+        parts.append(format_trusted_event(text, f"{stream_id}:{first_seq + offset}", retry_ms))
+        retry_ms = None
+    return "".join(parts).encode()
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True if an ``Accept-Encoding`` header (RFC 9110 12.5.3) admits gzip:
+    listed (or ``*``) without ``q=0``."""
+    if not accept_encoding:
+        return False
+    allowed: dict[str, bool] = {}
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        name = name.strip().lower()
+        if not name:
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        allowed[name] = quality > 0
+    if "gzip" in allowed:
+        return allowed["gzip"]
+    if "x-gzip" in allowed:
+        return allowed["x-gzip"]
+    return allowed.get("*", False)
+
+
+class SyncFlushGzip:
+    """A gzip body that can be read as it is written: every :meth:`compress`
+    ends with a sync flush (``Z_SYNC_FLUSH``), so the bytes returned inflate
+    to everything written so far and no event waits in the compressor for
+    the next one. :meth:`finish` returns the gzip trailer."""
+
+    __slots__ = ("_compressor",)
+
+    def __init__(self, level: int = 6) -> None:
+        # wbits 16 + 15: a gzip wrapper (RFC 1952) around a 32 KiB window.
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return self._compressor.flush(zlib.Z_FINISH)

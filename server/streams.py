@@ -1,29 +1,50 @@
 """Streams that outlive connections.
 
-A :class:`Stream` runs one completion in its own task and appends every event
-to a numbered log (``seq`` = index). Connections are only *readers*: any
-number may follow a stream from any ``seq``, come and go, and resume later
-with nothing lost and nothing repeated. The :class:`MemoryStreamStore` keeps
-streams for a retention time after they end and cancels streams that nobody
-has read for ``idle_timeout`` seconds, so nobody pays for unread tokens.
+A :class:`StreamLog` is one completion's numbered event log (``seq`` = index),
+each event kept once, as the protocol JSON that is sent. Connections are only
+*followers*: any number may follow a stream from any ``seq``, come and go,
+and resume later with nothing lost and nothing repeated. Appending pushes:
+each caught-up follower is called synchronously and writes the event to its
+connection at once, so no task wakes per event per follower.
+
+A :class:`Stream` is a log plus the task that generates it, in the process
+that started it. :class:`MemoryStreamStore` keeps streams in this process:
+it cancels streams nobody has read for ``idle_timeout`` seconds, forgets
+ended ones after ``retention`` seconds (or sooner, oldest first, past its
+count and byte caps), and does so in time proportional to what expires,
+never by scanning every stream.
+
+The store/log interface here is the seam a shared (Redis) store plugs into;
+``docs/architecture.md`` describes it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
+import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 from . import protocol
 from .backends.base import Backend, BackendError, ChatRequest, Finish
 
-__all__ = ["Stream", "MemoryStreamStore", "new_stream_id"]
+__all__ = [
+    "Follower",
+    "StreamLog",
+    "Stream",
+    "StreamStore",
+    "MemoryStreamStore",
+    "new_stream_id",
+]
 
 log = logging.getLogger("twinstream.streams")
+
+#: How much a follower that is behind reads (and writes) at once.
+CATCH_UP_BYTES = 256 * 1024
 
 
 def new_stream_id() -> str:
@@ -31,40 +52,50 @@ def new_stream_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-class Stream:
-    """One completion and its event log.
+class Follower(Protocol):
+    """Something that relays a log's events to a connection."""
 
-    The generation task belongs to the stream, not to any connection: when a
-    reader disconnects, generation goes on. :meth:`cancel` stops it and ends
-    the log with ``done``/``cancelled``.
+    def on_append(self, stream: StreamLog) -> None:
+        """Called synchronously after every append (the terminal one too).
+        Must not block or raise; reads what it needs with ``stream.read``."""
+
+
+class StreamLog:
+    """One stream's events, each kept once as its protocol JSON.
+
+    Read side: :meth:`read` returns the batch of events after a ``seq`` that
+    is ready now; :meth:`subscribe` registers a follower that is called after
+    every append. Followers never touch generation; a follower that goes away
+    just unsubscribes.
     """
 
+    __slots__ = (
+        "id",
+        "model",
+        "created",
+        "_texts",
+        "nbytes",
+        "ended_at",
+        "followers",
+        "last_read_at",
+        "_clock",
+        "_ended_waiters",
+    )
+
     def __init__(
-        self,
-        stream_id: str,
-        backend: Backend,
-        request: ChatRequest,
-        clock: Callable[[], float] = time.monotonic,
+        self, stream_id: str, model: str, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.id = stream_id
-        self.request = request
-        self.model = request.model or backend.model
-        self.events: list[dict[str, Any]] = []
-        # events[seq] as protocol JSON, serialised once on first use (see encoded())
-        self._encoded: list[str | None] = []
-        self.created_at = clock()
+        self.model = model
+        self.created = int(time.time())
+        self._texts: list[str] = []
+        #: UTF-8-ish size of the kept events (len of the JSON texts)
+        self.nbytes = 0
         self.ended_at: float | None = None
-        self.last_read_at = self.created_at
-        self.readers = 0
+        self.followers: list[Follower] = []
         self._clock = clock
-        self._loop = asyncio.get_running_loop()
-        # Futures of readers waiting for the next event; _append resolves them.
-        # Plain futures, not an asyncio.Event per append or a wait_for task per
-        # wait: at 1,000 streams the per-event overhead is what limits throughput.
-        self._waiters: list[asyncio.Future[bool]] = []
-        self._append(protocol.start_event(stream_id, self.model, created=int(time.time())))
-        self._task = self._loop.create_task(self._run(backend))
-        self._task.add_done_callback(self._on_generation_finished)
+        self.last_read_at = clock()
+        self._ended_waiters: list[asyncio.Future[None]] | None = None
 
     # -- state -------------------------------------------------------------------
 
@@ -74,197 +105,267 @@ class Stream:
 
     @property
     def last_seq(self) -> int:
-        return len(self.events) - 1
+        return len(self._texts) - 1
+
+    @property
+    def readers(self) -> int:
+        return len(self.followers)
+
+    def read(self, after: int, max_bytes: int = CATCH_UP_BYTES) -> list[str]:
+        """The JSON texts of the events with ``seq > after`` that exist now, at
+        most about ``max_bytes`` of them (always at least one if any exist)."""
+        texts = self._texts
+        start = after + 1
+        if start >= len(texts):
+            return []
+        if start == len(texts) - 1:  # the push case: exactly one new event
+            return [texts[start]]
+        end = start
+        total = 0
+        while end < len(texts) and (total < max_bytes or end == start):
+            total += len(texts[end])
+            end += 1
+        return texts[start:end]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event as a dict, decoded anew on each access: for tests and
+        whole answers, never for relays."""
+        return [json.loads(text) for text in self._texts]
 
     def text(self) -> str:
+        """The completion's text so far (the deltas' content joined)."""
         return "".join(e["content"] for e in self.events if e["type"] == "delta")
 
-    def _append(self, event: dict[str, Any]) -> None:
-        if self.ended:
+    def last_event(self) -> dict[str, Any]:
+        return json.loads(self._texts[-1])
+
+    # -- writing (the generating side) --------------------------------------------------
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Add ``event`` (its ``seq`` must be ``last_seq + 1``) and push it to
+        every follower. Ignored once the stream ended."""
+        if self.ended_at is not None:
             return
         event.setdefault("t", round(time.time(), 6))  # produced-at, for delivery-delay measures
-        self.events.append(event)
-        self._encoded.append(None)
-        if protocol.is_terminal(event):
-            self.ended_at = self._clock()
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(True)
+        self.append_text(protocol.dumps(event), protocol.is_terminal(event))
 
-    def encoded(self, seq: int) -> str:
-        """``events[seq]`` as protocol JSON (:func:`protocol.dumps`), serialised
-        once per stream however many readers and resumes send it."""
-        text = self._encoded[seq]
-        if text is None:
-            text = self._encoded[seq] = protocol.dumps(self.events[seq])
-        return text
-
-    async def _next_change(self, beat: _Heartbeat | None = None) -> bool:
-        """Wait until an event is appended (True) or, with ``beat``, until the
-        follower has been idle for its interval (False)."""
-        waiter: asyncio.Future[bool] = self._loop.create_future()
-        self._waiters.append(waiter)
-        if beat is not None:
-            beat.arm(waiter)
-        try:
-            return await waiter
-        finally:
-            if beat is not None:
-                beat.waiter = None
-            self._forget(waiter)
-
-    def _forget(self, waiter: asyncio.Future[bool]) -> None:
-        """Withdraw a waiter that _append did not resolve (timed out or cancelled)."""
-        if not waiter.done():  # cancelled while waiting
-            waiter.cancel()
-        elif not waiter.cancelled() and waiter.result():
-            # Resolved by _append, which already took it off the list (the
-            # common case: no list scan, no ValueError raised and caught).
+    def append_text(self, text: str, terminal: bool) -> None:
+        """Add an already-serialised event (a shared store's mirror uses this)."""
+        if self.ended_at is not None:
             return
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(waiter)
+        self._texts.append(text)
+        self.nbytes += len(text)
+        if terminal:
+            self.ended_at = self._clock()
+        # A snapshot: a follower may unsubscribe itself (its connection broke).
+        for follower in tuple(self.followers):
+            try:
+                follower.on_append(self)
+            except Exception:  # a broken relay must never stop generation
+                log.exception("a follower of stream %s failed", self.id)
+                self.unsubscribe(follower)
+        if terminal:
+            self._on_ended()
 
-    # -- generation ----------------------------------------------------------------
+    def _on_ended(self) -> None:
+        waiters, self._ended_waiters = self._ended_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- following ------------------------------------------------------------------------
+
+    def subscribe(self, follower: Follower) -> None:
+        self.followers.append(follower)
+
+    def unsubscribe(self, follower: Follower) -> None:
+        try:
+            self.followers.remove(follower)
+        except ValueError:
+            return
+        if not self.followers:
+            self.last_read_at = self._clock()
+            self._on_unread()
+
+    def _on_unread(self) -> None:
+        """Hook: the last follower left (the store starts the idle clock)."""
+
+    async def wait_ended(self) -> None:
+        """Wait for the terminal event. The waiter counts as a reader (its
+        ``_Waiter`` follower), so a request waiting for a whole answer is never
+        idle-cancelled. Cancelling the wait leaves the stream alone."""
+        if self.ended:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._ended_waiters is None:
+            self._ended_waiters = []
+        self._ended_waiters.append(waiter)
+        holder = _Waiter()
+        self.subscribe(holder)
+        try:
+            await waiter
+        finally:
+            self.unsubscribe(holder)
+
+    async def follow(self, after: int = -1) -> AsyncIterator[dict[str, Any]]:
+        """Yield every event with ``seq > after`` as a dict, until the terminal
+        one: a convenience over :meth:`subscribe` for code that is not a relay
+        (tests, tools). Closing the iterator unsubscribes."""
+        queue: asyncio.Queue[None] = asyncio.Queue()
+        waker = _QueueWaker(queue)
+        self.subscribe(waker)
+        try:
+            while True:
+                for text in self.read(after, max_bytes=1 << 62):
+                    event = json.loads(text)
+                    after = event["seq"]
+                    yield event
+                if self.ended and after >= self.last_seq:
+                    return
+                await queue.get()
+        finally:
+            self.unsubscribe(waker)
+
+    def cancel(self) -> bool:
+        """Ask generation to stop. A log with no generator here ends at once
+        with ``done``/``cancelled``. False if it had already ended."""
+        if self.ended:
+            return False
+        self.append(protocol.done_event(self.id, self.last_seq + 1, "cancelled"))
+        return True
+
+
+class _Waiter:
+    __slots__ = ()
+
+    def on_append(self, stream: StreamLog) -> None:
+        return None
+
+
+class _QueueWaker:
+    __slots__ = ("queue",)
+
+    def __init__(self, queue: asyncio.Queue[None]) -> None:
+        self.queue = queue
+
+    def on_append(self, stream: StreamLog) -> None:
+        if self.queue.empty():
+            self.queue.put_nowait(None)
+
+
+class Stream(StreamLog):
+    """A log and the task that generates it.
+
+    The generation task belongs to the stream, not to any connection: when a
+    follower disconnects, generation goes on. :meth:`cancel` stops it and ends
+    the log with ``done``/``cancelled``.
+    """
+
+    __slots__ = ("request", "_task", "_store")
+
+    def __init__(
+        self,
+        stream_id: str,
+        backend: Backend,
+        request: ChatRequest,
+        clock: Callable[[], float] = time.monotonic,
+        store: MemoryStreamStore | None = None,
+    ) -> None:
+        super().__init__(stream_id, request.model or backend.model, clock)
+        self.request = request
+        self._store = store
+        self.append(protocol.start_event(stream_id, self.model, created=self.created))
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(backend))
+        self._task.add_done_callback(self._on_generation_finished)
 
     async def _run(self, backend: Backend) -> None:
         finish: Finish | None = None
+        stream_id = self.id
         try:
             async for piece in backend.generate(self.request):
                 if isinstance(piece, Finish):
                     finish = piece
                     break
                 if piece:
-                    self._append(protocol.delta_event(self.id, len(self.events), piece))
+                    self.append(protocol.delta_event(stream_id, len(self._texts), piece))
         except asyncio.CancelledError:
-            self._append(protocol.done_event(self.id, len(self.events), "cancelled"))
+            self.append(protocol.done_event(stream_id, len(self._texts), "cancelled"))
             return
         except BackendError as exc:
-            self._append(protocol.error_event(self.id, len(self.events), exc.code, exc.message))
+            self.append(protocol.error_event(stream_id, len(self._texts), exc.code, exc.message))
             return
         except Exception:
-            log.exception("backend failed on stream %s", self.id)
-            self._append(
+            log.exception("backend failed on a stream")
+            self.append(
                 protocol.error_event(
-                    self.id, len(self.events), "internal_error", "generation failed unexpectedly"
+                    stream_id, len(self._texts), "internal_error", "generation failed unexpectedly"
                 )
             )
             return
         if finish is None:
             finish = Finish(reason="stop")
         extra = {"usage": finish.usage} if finish.usage else {}
-        self._append(protocol.done_event(self.id, len(self.events), finish.reason, **extra))
+        self.append(protocol.done_event(stream_id, len(self._texts), finish.reason, **extra))
 
     def _on_generation_finished(self, task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran never saw CancelledError inside
         # _run, so nothing ended the log; end it here (no-op if already ended).
-        self._append(protocol.done_event(self.id, len(self.events), "cancelled"))
+        self.append(protocol.done_event(self.id, len(self._texts), "cancelled"))
+
+    def _on_ended(self) -> None:
+        super()._on_ended()
+        if self._store is not None:
+            self._store._stream_ended(self)
+
+    def _on_unread(self) -> None:
+        if self._store is not None and not self.ended:
+            self._store._stream_unread(self)
 
     def cancel(self) -> bool:
-        """Stop generation; the log ends with ``done`` (``cancelled``).
-
-        Returns False if the stream had already ended."""
         if self.ended:
             return False
         self._task.cancel()
         return True
 
-    async def wait_ended(self) -> None:
-        """Wait for the terminal event. The waiter counts as a reader, so a
-        request waiting for a whole answer is never idle-cancelled."""
-        self.readers += 1
-        try:
-            while not self.ended:
-                await self._next_change()
-        finally:
-            self.readers -= 1
-            self.last_read_at = self._clock()
 
-    # -- reading -------------------------------------------------------------------
+class StreamStore(Protocol):
+    """Where streams live: this process (:class:`MemoryStreamStore`) or a
+    shared store. Handlers use only this interface."""
 
-    async def follow(
-        self, after: int = -1, heartbeat: float | None = None
-    ) -> AsyncGenerator[dict[str, Any] | None, None]:
-        """Yield every event with ``seq > after``, waiting for new ones, until
-        the terminal event. With ``heartbeat``, yields ``None`` after that many
-        idle seconds so the caller can send a keepalive.
+    backend: Backend
 
-        While the iterator is alive the stream counts it as a reader (so it is
-        not idle-cancelled); closing the iterator (e.g. the connection went
-        away) releases it. It never touches generation.
-        """
-        self.readers += 1
-        events = self.events
-        # With a heartbeat, one timer per follower rather than one per wait:
-        # creating and cancelling a TimerHandle for every event was a visible
-        # part of the per-event cost. The timer is re-armed lazily: when it
-        # fires early (events came meanwhile) it moves itself to the deadline.
-        beat = _Heartbeat(self._loop, heartbeat) if heartbeat is not None else None
-        try:
-            next_seq = after + 1
-            while True:
-                while next_seq < len(events):
-                    event = events[next_seq]
-                    next_seq += 1
-                    yield event
-                if self.ended:
-                    return
-                # (last_read_at matters only once readers drops to 0; the
-                # finally below stamps it then.)
-                changed = await self._next_change(beat)
-                if not changed:
-                    yield None  # idle for ``heartbeat`` seconds
-        finally:
-            if beat is not None:
-                beat.stop()
-            self.readers -= 1
-            self.last_read_at = self._clock()
+    def __len__(self) -> int:
+        """How many streams are kept (live and ended)."""
+        ...
 
+    async def create(self, request: ChatRequest) -> StreamLog:
+        """Start a stream generating here; ProtocolError (503) if refused."""
+        ...
 
-class _Heartbeat:
-    """Resolves a follower's current waiter with False once it has waited
-    ``interval`` seconds, using one lazily re-armed timer per follower."""
+    async def open(self, stream_id: str) -> StreamLog | None:
+        """The stream to follow, or None if unknown, expired or evicted."""
+        ...
 
-    __slots__ = ("loop", "interval", "deadline", "waiter", "timer")
+    async def cancel(self, stream_id: str) -> bool | None:
+        """Stop a stream's generation: True, False if it had ended, None if unknown."""
+        ...
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        self.loop = loop
-        self.interval = interval
-        self.deadline = 0.0
-        self.waiter: asyncio.Future[bool] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+    def start(self) -> None: ...
 
-    def arm(self, waiter: asyncio.Future[bool]) -> None:
-        self.waiter = waiter
-        self.deadline = self.loop.time() + self.interval
-        if self.timer is None:
-            self.timer = self.loop.call_at(self.deadline, self._fire)
-
-    def _fire(self) -> None:
-        self.timer = None
-        waiter = self.waiter
-        if waiter is None:
-            return  # not waiting now; the next arm() starts a timer
-        if self.loop.time() < self.deadline - 1e-4:  # early: events came meanwhile
-            self.timer = self.loop.call_at(self.deadline, self._fire)
-            return
-        if not waiter.done():
-            waiter.set_result(False)
-
-    def stop(self) -> None:
-        self.waiter = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    async def close(self) -> None: ...
 
 
 class MemoryStreamStore:
     """Streams in this process's memory.
 
-    Bounded: a stream is forgotten ``retention`` seconds after it ends, and a
-    live stream with no reader for ``idle_timeout`` seconds is cancelled.
-    Call :meth:`start_reaper` once the event loop runs, :meth:`close` at exit.
+    Bounded in time (``retention`` after a stream ends; ``idle_timeout``
+    unread and it is cancelled), in count (``max_retained_streams``) and in
+    bytes (``max_retained_bytes`` of ended streams' events): past a cap the
+    oldest ended streams are forgotten first, and resuming them is answered
+    like an expired stream. Expiry is kept in order, so creating and reaping
+    cost the same however many streams are retained.
     """
 
     def __init__(
@@ -275,50 +376,115 @@ class MemoryStreamStore:
         reap_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         max_live_streams: int = 10_000,
+        max_retained_streams: int = 100_000,
+        max_retained_bytes: int = 256 << 20,
     ) -> None:
         self.backend = backend
         self.max_live_streams = max_live_streams
+        self.max_retained_streams = max_retained_streams
+        self.max_retained_bytes = max_retained_bytes
         self.retention = retention
         self.idle_timeout = idle_timeout
         self.reap_interval = reap_interval
         self._clock = clock
         self._streams: dict[str, Stream] = {}
+        self._live = 0
+        #: bytes of the ended streams still kept
+        self.retained_bytes = 0
+        # Both queues are in deadline order because retention and idle_timeout
+        # are constants: the reaper pops from the left only what is due.
+        self._ended: collections.deque[Stream] = collections.deque()
+        self._unread: collections.deque[tuple[float, Stream]] = collections.deque()
         self._reaper: asyncio.Task[None] | None = None
+        #: streams the last reap() examined (a cost measure for tests)
+        self.last_reap_examined = 0
 
     def __len__(self) -> int:
         return len(self._streams)
 
     def live_count(self) -> int:
-        return sum(1 for stream in self._streams.values() if not stream.ended)
+        return self._live
 
-    def create(self, request: ChatRequest) -> Stream:
+    # -- the StreamStore interface --------------------------------------------------------
+
+    async def create(self, request: ChatRequest) -> Stream:
+        return self.create_now(request)
+
+    def create_now(self, request: ChatRequest) -> Stream:
         """Start a stream; ProtocolError ``too_many_streams`` (503) at the cap."""
-        if self.live_count() >= self.max_live_streams:
+        if self._live >= self.max_live_streams:
             raise protocol.ProtocolError(
                 "too_many_streams", "the server is running too many streams; retry later", 503
             )
-        stream = Stream(new_stream_id(), self.backend, request, clock=self._clock)
+        self._live += 1
+        stream = Stream(new_stream_id(), self.backend, request, clock=self._clock, store=self)
         self._streams[stream.id] = stream
-        self.start_reaper()
+        if not stream.ended:
+            self._stream_unread(stream)  # nobody follows it yet
+        self._evict_over_caps()
+        self.start()
         return stream
+
+    async def open(self, stream_id: str) -> Stream | None:
+        return self._streams.get(stream_id)
 
     def get(self, stream_id: str) -> Stream | None:
         return self._streams.get(stream_id)
 
-    def reap(self) -> None:
-        """Cancel idle streams and forget expired ones (called periodically)."""
-        now = self._clock()
-        for stream_id, stream in list(self._streams.items()):
-            if stream.ended_at is not None:
-                if now - stream.ended_at >= self.retention:
-                    del self._streams[stream_id]
-            elif stream.readers == 0 and now - stream.last_read_at >= self.idle_timeout:
-                log.info("cancelling stream %s: unread for %.0fs", stream_id, self.idle_timeout)
-                stream.cancel()
+    async def cancel(self, stream_id: str) -> bool | None:
+        stream = self._streams.get(stream_id)
+        return None if stream is None else stream.cancel()
 
-    def start_reaper(self) -> None:
+    # -- bookkeeping (called by Stream) ------------------------------------------------------
+
+    def _stream_ended(self, stream: Stream) -> None:
+        self._live -= 1
+        self._ended.append(stream)
+        self.retained_bytes += stream.nbytes
+        self._evict_over_caps()
+
+    def _stream_unread(self, stream: Stream) -> None:
+        self._unread.append((stream.last_read_at + self.idle_timeout, stream))
+
+    def _forget_oldest_ended(self) -> None:
+        stream = self._ended.popleft()
+        if self._streams.get(stream.id) is stream:
+            del self._streams[stream.id]
+        self.retained_bytes -= stream.nbytes
+
+    def _evict_over_caps(self) -> None:
+        while self._ended and (
+            len(self._streams) > self.max_retained_streams
+            or self.retained_bytes > self.max_retained_bytes
+        ):
+            self._forget_oldest_ended()
+
+    def reap(self) -> None:
+        """Cancel idle streams and forget expired ones (called periodically).
+        Examines only the streams whose deadline has passed."""
+        now = self._clock()
+        examined = 0
+        ended = self._ended
+        while ended and now - (ended[0].ended_at or now) >= self.retention:
+            examined += 1
+            self._forget_oldest_ended()
+        unread = self._unread
+        while unread and unread[0][0] <= now:
+            examined += 1
+            _, stream = unread.popleft()
+            # A stale entry: the stream was read again since, or ended.
+            if stream.ended or stream.readers or now - stream.last_read_at < self.idle_timeout:
+                continue
+            log.info("cancelling a stream: unread for %.0fs", self.idle_timeout)
+            stream.cancel()
+        self.last_reap_examined = examined
+
+    def start(self) -> None:
+        """Start the reaper (idempotent; needs a running loop)."""
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    start_reaper = start
 
     async def _reap_forever(self) -> None:
         while True:
@@ -327,9 +493,10 @@ class MemoryStreamStore:
 
     async def close(self) -> None:
         """Cancel every live stream and the reaper."""
-        for stream in self._streams.values():
+        live = [stream for stream in self._streams.values() if not stream.ended]
+        for stream in live:
             stream.cancel()
-        for stream in list(self._streams.values()):
+        for stream in live:
             await stream.wait_ended()
         if self._reaper is not None:
             self._reaper.cancel()

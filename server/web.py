@@ -1,28 +1,31 @@
-"""Shared handler plumbing (JSON errors), health, the demo page and 404s."""
+"""Shared handler plumbing: JSON errors, the event-stream response base,
+health, the demo page, stream actions and 404s."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
+from types import TracebackType
 from typing import Any
 
 import tornado.web
 from tornado.iostream import IOStream
 
-from . import protocol
-from .backends.base import ChatRequest
-from .errors import ApiError, StreamNotFound, error_body
-from .streams import MemoryStreamStore, Stream
+from . import protocol, sse, tornado_adapter
+from .errors import ApiError, error_body
+from .relay import ConnectionWatch, Frame, Relay, Sink
+from .streams import StreamLog, StreamStore
 
 __all__ = [
     "JsonErrorHandler",
+    "EventStreamHandler",
+    "RelayOptions",
     "HealthHandler",
     "IndexHandler",
     "CancelHandler",
-    "ConnectionRegistry",
     "DropHandler",
     "NotFoundHandler",
     "STATIC_DIR",
@@ -40,13 +43,26 @@ _CODES = {
     415: "unsupported_media_type",
 }
 
+#: An SSE comment: keeps proxies from timing an idle stream out. No blank line
+#: after it (see sse.encode_comment).
+HEARTBEAT = sse.encode_comment("heartbeat")
+
 
 class JsonErrorHandler(tornado.web.RequestHandler):
-    """Every error is a JSON body with a stable code; never a traceback."""
+    """Every error is a JSON body with a stable code; never a traceback.
+
+    This is the one place a :class:`protocol.ProtocolError` becomes an HTTP
+    answer: handlers raise it from anywhere and its status, code and message
+    are sent as they are.
+    """
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
+        if isinstance(exc, protocol.ProtocolError):
+            status_code = exc.status
+            self.set_status(status_code)
+            code, message = exc.code, exc.message
+        elif isinstance(exc, ApiError):
             code, message = exc.code, exc.message
         elif status_code >= 500:
             code, message = "internal_error", "the server failed; the error was logged"
@@ -57,40 +73,137 @@ class JsonErrorHandler(tornado.web.RequestHandler):
             except ValueError:
                 message = "request failed"
         self.clear_header("Content-Encoding")
+        if status_code == 204:
+            self.finish()
+            return
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(error_body(status_code, code, message)))
 
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(value, protocol.ProtocolError):
+            return  # the client's mistake, answered in write_error; nothing to log
+        super().log_exception(typ, value, tb)
 
-def create_stream(store: MemoryStreamStore, request: ChatRequest) -> Stream:
-    """``store.create``, with its refusal (``too_many_streams``) as an ApiError."""
-    try:
-        return store.create(request)
-    except protocol.ProtocolError as exc:
-        raise ApiError.from_protocol(exc) from None
+
+@dataclass(frozen=True)
+class RelayOptions:
+    """How relays write to connections (shared by every streaming handler)."""
+
+    watch: ConnectionWatch
+    max_pending_bytes: int = 1 << 20
+    sse_compression: bool = False
+    retry_ms: int = 1000
 
 
-def begin_event_stream(handler: tornado.web.RequestHandler) -> IOStream | None:
-    """Make ``handler``'s response a ``text/event-stream`` that nothing holds back;
-    returns the connection's IOStream (None if it has none).
+class _BodyEncoder:
+    """Payload bytes to wire bytes for one response: gzip (optional), then
+    HTTP/1.1 chunked coding (RFC 9112 7.1) when the response uses it."""
 
-    The article's Rack::ETag trap, Tornado edition: with ``compress_response``
-    on, GZipContentEncoding buffers ``text/*`` bodies, so the handler's output
-    transforms are dropped (call before the first write). Tornado sets
-    TCP_NODELAY only at ``finish()``; without it Nagle's algorithm holds small
-    token writes back for an ACK.
+    __slots__ = ("gzip", "chunked")
+
+    def __init__(self, gzip: sse.SyncFlushGzip | None, chunked: bool) -> None:
+        self.gzip = gzip
+        self.chunked = chunked
+
+    def __call__(self, payload: bytes) -> bytes:
+        if self.gzip is not None:
+            payload = self.gzip.compress(payload)
+        return tornado_adapter.chunk(payload) if self.chunked else payload
+
+    def trailer(self) -> bytes:
+        if self.gzip is None:
+            return b""
+        data = self.gzip.finish()
+        return tornado_adapter.chunk(data) if self.chunked else data
+
+
+class EventStreamHandler(JsonErrorHandler):
+    """The base of every ``text/event-stream`` response (``/sse``, ``/v1``).
+
+    :meth:`relay_events` sends a stream's events as the response body and
+    guards against the article's Rack::ETag trap, Tornado edition: output
+    transforms (gzip of ``text/*``) are dropped so nothing buffers the body;
+    no ETag is computed at finish; ``TCP_NODELAY`` is set (Tornado sets it only
+    at ``finish()``; Nagle's algorithm would hold small token writes for an
+    ACK). With ``sse_compression`` and a client that accepts gzip, the body is
+    gzip flushed after every write.
     """
-    handler._transforms = []
-    handler.set_header("Content-Type", "text/event-stream; charset=utf-8")
-    handler.set_header("Cache-Control", "no-cache")
-    handler.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
-    connection_stream: IOStream | None = getattr(handler.request.connection, "stream", None)
-    if connection_stream is not None:
-        connection_stream.set_nodelay(True)
-    return connection_stream
+
+    relays: RelayOptions
+    _sink: Sink | None = None
+
+    def compute_etag(self) -> None:
+        return None
+
+    def on_connection_close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+    async def relay_events(self, stream: StreamLog, after: int, frame: Frame) -> bool:
+        """Write the events after ``after`` until the terminal one, then end the
+        response (True). Returns False when the connection closed first (or was
+        cut as a slow consumer); the stream itself goes on."""
+        options = self.relays
+        self._transforms = []
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
+        gzip = None
+        if options.sse_compression:
+            self.set_header("Vary", "Accept-Encoding")
+            if sse.accepts_gzip(self.request.headers.get("Accept-Encoding")):
+                self.set_header("Content-Encoding", "gzip")
+                gzip = sse.SyncFlushGzip()
+        connection = self.request.connection
+        iostream: IOStream | None = getattr(connection, "stream", None)
+        if iostream is None or iostream.closed():
+            return False
+        iostream.set_nodelay(True)
+        # Send the head now: a client learns it is connected (EventSource's
+        # "open") before the next event exists, e.g. after a resume.
+        self.flush()
+        encoder = _BodyEncoder(gzip, tornado_adapter.wants_chunks(connection))
+        sink = self._sink = Sink(
+            iostream,
+            options.watch,
+            cut=lambda why: None,  # the connection closes: that is how an SSE reader learns
+            max_pending=options.max_pending_bytes,
+            transform=encoder,
+            heartbeat=HEARTBEAT,
+        )
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def ended(relay: Relay, outcome: str) -> None:
+            if not done.done():
+                done.set_result(outcome)
+
+        Relay(stream, after, sink, frame, ended).start()
+        outcome = await done
+        if outcome != "complete" or iostream.closed():
+            return False
+        sink.close()
+        trailer = encoder.trailer()
+        if trailer:
+            tornado_adapter.send(iostream, trailer)
+        self.finish()
+        return True
+
+
+async def open_stream(store: StreamStore, stream_id: str) -> StreamLog:
+    """The stream named ``stream_id``; ProtocolError ``stream_not_found`` (404)."""
+    stream = await store.open(stream_id)
+    if stream is None:
+        raise protocol.stream_not_found()
+    return stream
 
 
 class HealthHandler(JsonErrorHandler):
-    def initialize(self, store: MemoryStreamStore) -> None:
+    def initialize(self, store: StreamStore) -> None:
         self.store = store
 
     def get(self) -> None:
@@ -112,19 +225,15 @@ class _StreamActionHandler(JsonErrorHandler):
     """A ``POST ?stream=S`` action on a stream. The stream id is an unguessable
     capability and no cookie is involved, so there is no XSRF check."""
 
+    def initialize(self, store: StreamStore) -> None:
+        self.store = store
+
     def check_xsrf_cookie(self) -> None:
         return None
 
-    def target_stream(self, store: MemoryStreamStore) -> Stream:
-        """The stream named by ``?stream=``: 400 if malformed, 404 if unknown."""
-        try:
-            stream_id = protocol.validate_stream_id(self.get_query_argument("stream", None))
-        except protocol.ProtocolError as exc:
-            raise ApiError.from_protocol(exc) from None
-        stream = store.get(stream_id)
-        if stream is None:
-            raise StreamNotFound(stream_id)
-        return stream
+    def target_id(self) -> str:
+        """The stream id in ``?stream=``: ProtocolError 400 if malformed."""
+        return protocol.validate_stream_id(self.get_query_argument("stream", None))
 
 
 class CancelHandler(_StreamActionHandler):
@@ -132,57 +241,28 @@ class CancelHandler(_StreamActionHandler):
     upstream channel, so this is its Stop button). Readers get ``done`` with
     ``finish_reason: "cancelled"``."""
 
-    def initialize(self, store: MemoryStreamStore) -> None:
-        self.store = store
-
-    def post(self) -> None:
-        stream = self.target_stream(self.store)
-        self.write({"stream": stream.id, "cancelled": stream.cancel()})
-
-
-class ConnectionRegistry:
-    """Which open connections are relaying which stream, so that
-    ``POST /debug/drop`` can cut them (to demonstrate and test recovery)."""
-
-    def __init__(self) -> None:
-        self._closers: dict[str, set[Callable[[], None]]] = {}
-
-    def add(self, stream_id: str, close: Callable[[], None]) -> None:
-        self._closers.setdefault(stream_id, set()).add(close)
-
-    def discard(self, stream_id: str, close: Callable[[], None]) -> None:
-        closers = self._closers.get(stream_id)
-        if closers is not None:
-            closers.discard(close)
-            if not closers:
-                del self._closers[stream_id]
-
-    async def wait_idle(self, timeout: float) -> None:
-        """Wait (at most ``timeout`` s) until no connection relays any stream."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._closers and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
-
-    def drop(self, stream_id: str) -> int:
-        """Abruptly close every connection relaying ``stream_id``; how many."""
-        closers = self._closers.pop(stream_id, set())
-        for close in closers:
-            close()
-        return len(closers)
+    async def post(self) -> None:
+        stream_id = self.target_id()
+        cancelled = await self.store.cancel(stream_id)
+        if cancelled is None:
+            raise protocol.stream_not_found()
+        self.write({"stream": stream_id, "cancelled": cancelled})
 
 
 class DropHandler(_StreamActionHandler):
-    """``POST /debug/drop?stream=S``: cut the TCP connections that relay S, as
-    a network failure would. The stream goes on; clients resume. For demos
-    and tests; ``--no-debug-drop`` removes it."""
+    """``POST /debug/drop?stream=S``: cut the TCP connections that relay S in
+    this process, as a network failure would (no close frame, no last chunk).
+    The stream goes on; clients resume. For demos and tests;
+    ``--no-debug-drop`` removes it."""
 
-    def initialize(self, store: MemoryStreamStore, connections: ConnectionRegistry) -> None:
-        self.store = store
-        self.connections = connections
-
-    def post(self) -> None:
-        stream = self.target_stream(self.store)
-        self.write({"stream": stream.id, "dropped": self.connections.drop(stream.id)})
+    async def post(self) -> None:
+        stream = await open_stream(self.store, self.target_id())
+        sinks = {
+            relay.sink for relay in list(stream.followers) if isinstance(relay, Relay)
+        }
+        for sink in sinks:
+            sink.stream.close()
+        self.write({"stream": stream.id, "dropped": len(sinks)})
 
 
 class NotFoundHandler(JsonErrorHandler):

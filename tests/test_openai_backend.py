@@ -59,7 +59,7 @@ async def generate(backend: OpenAIBackend, prompt: str, max_tokens: int) -> tupl
 async def stream_events(backend: OpenAIBackend, prompt: str, max_tokens: int = 50) -> list[dict]:
     """Run a whole twinstream stream over ``backend``; its event log."""
     store = MemoryStreamStore(backend)
-    stream = store.create(ChatRequest.from_prompt(prompt, max_tokens))
+    stream = await store.create(ChatRequest.from_prompt(prompt, max_tokens))
     await asyncio.wait_for(stream.wait_ended(), 20)
     await store.close()
     return stream.events
@@ -211,7 +211,7 @@ async def test_cancel_closes_the_upstream_request_so_it_stops_too(upstream: Upst
     )
     backend = OpenAIBackend("m", base_url=upstream(upstream_app), max_retries=0)
     store = MemoryStreamStore(backend)
-    stream = store.create(ChatRequest.from_prompt("long story", 4000))
+    stream = await store.create(ChatRequest.from_prompt("long story", 4000))
     while stream.last_seq < 3:
         await asyncio.sleep(0.01)
     stream.cancel()

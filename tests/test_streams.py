@@ -25,7 +25,7 @@ async def read_all(stream, after: int = -1) -> list[dict]:  # type: ignore[no-un
 
 async def test_log_is_numbered_start_deltas_done() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    stream = store.create(ChatRequest.from_prompt("hi", 6))
+    stream = await store.create(ChatRequest.from_prompt("hi", 6))
     events = await read_all(stream)
     assert [e["seq"] for e in events] == list(range(8))
     assert [e["type"] for e in events] == ["start"] + ["delta"] * 6 + ["done"]
@@ -37,7 +37,7 @@ async def test_log_is_numbered_start_deltas_done() -> None:
 
 async def test_follow_after_seq_resumes_without_repeats() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    stream = store.create(ChatRequest.from_prompt("resume me", 10))
+    stream = await store.create(ChatRequest.from_prompt("resume me", 10))
     whole = await read_all(stream)
     tail = await read_all(stream, after=4)
     assert tail == whole[5:]
@@ -47,7 +47,7 @@ async def test_follow_after_seq_resumes_without_repeats() -> None:
 
 async def test_two_readers_see_the_same_events_live() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=500, first_token_latency=0))
-    stream = store.create(ChatRequest.from_prompt("share", 12))
+    stream = await store.create(ChatRequest.from_prompt("share", 12))
     first, second = await asyncio.gather(read_all(stream), read_all(stream))
     assert first == second
     assert first[-1]["type"] == "done"
@@ -56,7 +56,7 @@ async def test_two_readers_see_the_same_events_live() -> None:
 
 async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=20, first_token_latency=0))
-    stream = store.create(ChatRequest.from_prompt("long", 200))
+    stream = await store.create(ChatRequest.from_prompt("long", 200))
     assert stream.cancel() is True  # the task has not run yet
     events = await read_all(stream)
     assert [e["type"] for e in events] == ["start", "done"]
@@ -67,7 +67,7 @@ async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
 
 async def test_cancel_mid_stream_stops_generation() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=200, first_token_latency=0))
-    stream = store.create(ChatRequest.from_prompt("long", 200))
+    stream = await store.create(ChatRequest.from_prompt("long", 200))
     async with contextlib.aclosing(stream.follow()) as events:
         async for event in events:
             assert event is not None
@@ -84,7 +84,7 @@ async def test_cancel_mid_stream_stops_generation() -> None:
 
 async def test_generation_goes_on_without_readers() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    stream = store.create(ChatRequest.from_prompt("nobody listens", 8))
+    stream = await store.create(ChatRequest.from_prompt("nobody listens", 8))
     await stream.wait_ended()
     assert stream.events[-1]["finish_reason"] == "length"
     assert stream.readers == 0
@@ -96,7 +96,7 @@ async def test_unread_stream_is_cancelled_after_idle_timeout() -> None:
     store = MemoryStreamStore(
         SyntheticBackend(tokens_per_second=5, first_token_latency=0), idle_timeout=60, clock=clock
     )
-    stream = store.create(ChatRequest.from_prompt("idle", 100))
+    stream = await store.create(ChatRequest.from_prompt("idle", 100))
     clock.now += 59
     store.reap()
     assert not stream.ended
@@ -112,7 +112,7 @@ async def test_a_reader_keeps_the_stream_alive() -> None:
     store = MemoryStreamStore(
         SyntheticBackend(tokens_per_second=5, first_token_latency=0), idle_timeout=1, clock=clock
     )
-    stream = store.create(ChatRequest.from_prompt("watched", 100))
+    stream = await store.create(ChatRequest.from_prompt("watched", 100))
     follower = stream.follow()
     assert (await follower.__anext__())["type"] == "start"
     clock.now += 1000
@@ -129,7 +129,7 @@ async def test_a_reader_keeps_the_stream_alive() -> None:
 async def test_ended_streams_are_forgotten_after_retention() -> None:
     clock = FakeClock()
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0), retention=300, clock=clock)
-    stream = store.create(ChatRequest.from_prompt("bye", 3))
+    stream = await store.create(ChatRequest.from_prompt("bye", 3))
     await stream.wait_ended()
     clock.now += 299
     store.reap()
@@ -143,7 +143,7 @@ async def test_ended_streams_are_forgotten_after_retention() -> None:
 
 async def test_stream_ids_are_unguessable_and_distinct() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
-    ids = {store.create(ChatRequest.from_prompt("x", 1)).id for _ in range(50)}
+    ids = {(await store.create(ChatRequest.from_prompt("x", 1))).id for _ in range(50)}
     assert len(ids) == 50
     assert all(len(i) >= 22 for i in ids)
     await store.close()

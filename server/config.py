@@ -1,0 +1,340 @@
+"""Every setting, declared once: its default, its flag, its environment variable
+and its help text live together in :class:`Settings` (the model is Tornado's
+``options.define``). ``python -m server --help`` and the environment are both
+derived from these declarations, so nothing here is repeated elsewhere.
+
+A field ``foo_bar`` is the flag ``--foo-bar`` and the variable
+``TWINSTREAM_FOO_BAR`` unless its :class:`Spec` says otherwise. Booleans get
+``--foo``/``--no-foo``; tuples take a comma-separated list and may repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import protocol
+
+__all__ = ["Settings", "Spec", "build_parser", "settings_from_args", "env_name", "ENV_PREFIX"]
+
+ENV_PREFIX = "TWINSTREAM_"
+
+
+# --- value parsers (used for flags and environment variables alike) ------------------
+
+
+def non_negative(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        value = convert(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    check.__name__ = convert.__name__
+    return check
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a TCP port is a number 0..65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {text}")
+    return value
+
+
+def size(text: str) -> int:
+    """Bytes, with an optional K/M/G (KiB/MiB/GiB) suffix: ``1M`` is 1,048,576."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
+    factor = units.get(cleaned[-1:], 1)
+    number = cleaned[:-1] if cleaned[-1:] in units else cleaned
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a size is a number of bytes, optionally with K, M or G, got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+# --- declarations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is exposed. ``env`` overrides the variable's name;
+    ``flag=False`` makes it environment-only, a string names the flag;
+    ``secret`` hides the value from ``--help`` (which says only whether it is set)."""
+
+    help: str
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] = ()
+    env: str | None = None
+    flag: bool | str = True
+    secret: bool = False
+    metavar: str | None = None
+
+
+def setting(default: Any, help: str, parse: Callable[[str], Any] = str, **spec: Any) -> Any:
+    """A dataclass field carrying its :class:`Spec`."""
+    return field(default=default, metadata={"spec": Spec(help, parse, **spec)})
+
+
+@dataclass
+class Settings:
+    """Everything the server can be told. Construct it directly in code and
+    tests (``Settings(tokens_per_second=0)``); ``python -m server`` builds it
+    from flags and ``TWINSTREAM_*`` variables."""
+
+    # where it listens
+    host: str = setting("127.0.0.1", "interface to listen on")
+    port: int = setting(8888, "TCP port to listen on; 0 picks a free one", port)
+    # where tokens come from
+    backend: str = setting(
+        "synthetic",
+        "where tokens come from: 'synthetic' (embedded deterministic model, no key) or "
+        "'openai' (any OpenAI-compatible API; uses OPENAI_API_KEY and OPENAI_BASE_URL)",
+        choices=("synthetic", "openai"),
+    )
+    model: str | None = setting(
+        None, "model name (openai default: gpt-4o-mini; synthetic default: twinstream-synthetic)"
+    )
+    tokens_per_second: float = setting(
+        30.0, "synthetic model pacing; 0 = as fast as possible", non_negative(float)
+    )
+    first_token_latency: float = setting(
+        0.25,
+        "synthetic model: seconds before the first token (ignored when pacing is 0)",
+        non_negative(float),
+    )
+    fail_after_tokens: int | None = setting(
+        None,
+        "synthetic model: fail every stream after N tokens (to exercise clients' error paths)",
+        non_negative(int),
+    )
+    openai_api_key: str | None = setting(
+        None, "key for --backend openai", env="OPENAI_API_KEY", flag=False, secret=True
+    )
+    openai_base_url: str | None = setting(
+        None,
+        "base URL of an OpenAI-compatible API for --backend openai",
+        env="OPENAI_BASE_URL",
+        flag=False,
+    )
+    openai_max_retries: int = setting(
+        2, "retries of a failed upstream request before a stream errors", non_negative(int)
+    )
+    # streams
+    store: str = setting("memory", "where streams are kept", choices=("memory",))
+    retention: float = setting(
+        300.0, "seconds an ended stream stays resumable", non_negative(float)
+    )
+    idle_timeout: float = setting(
+        60.0, "seconds a stream may go unread before it is cancelled", non_negative(float)
+    )
+    max_streams: int = setting(
+        10_000, "most streams generating at once; more get too_many_streams (HTTP 503)",
+        positive_int,
+    )
+    max_streams_per_socket: int = setting(
+        100, "most streams one WebSocket may have generating at once", positive_int
+    )
+    max_retained_streams: int = setting(
+        100_000,
+        "most streams kept (live and ended); past it the oldest ended ones are forgotten",
+        positive_int,
+    )
+    max_retained_bytes: int = setting(
+        256 << 20,
+        "most event bytes kept in all streams; past it the oldest ended streams are "
+        "forgotten (K, M, G suffixes)",
+        size,
+    )
+    # connections
+    heartbeat: float = setting(
+        15.0,
+        "seconds between SSE comment heartbeats while a stream is idle; 0 = none",
+        non_negative(float),
+    )
+    retry_ms: int = setting(
+        1000, "reconnect delay hint sent to SSE clients (the 'retry:' field)", non_negative(int)
+    )
+    ws_ping_interval: float = setting(
+        20.0, "seconds between WebSocket keepalive pings; 0 = none", non_negative(float)
+    )
+    ws_compression: bool = setting(
+        False, "offer permessage-deflate on /ws to clients that ask for it", boolean
+    )
+    sse_compression: bool = setting(
+        False,
+        "gzip /sse and /v1 streams for clients that send Accept-Encoding: gzip, "
+        "flushed after every write so no event waits for the next",
+        boolean,
+    )
+    max_pending_bytes: int = setting(
+        1 << 20,
+        "most bytes a connection may have written but not yet taken by the kernel; a reader "
+        "past it is disconnected as a slow consumer (K, M, G suffixes)",
+        size,
+    )
+    write_timeout: float = setting(
+        10.0,
+        "seconds a connection may make no write progress before it is disconnected as a "
+        "slow consumer; 0 = never",
+        non_negative(float),
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        "extra origins allowed to open /ws (comma-separated; '*' = any); same-origin always is",
+        comma_list,
+        flag="--allowed-origin",
+        metavar="ORIGIN",
+    )
+    debug_drop: bool = setting(
+        True,
+        "serve POST /debug/drop?stream=S, which cuts that stream's connections so clients "
+        "can show recovery (the demo's Drop connection)",
+        boolean,
+    )
+    max_prompt_bytes: int = setting(
+        32 * 1024, "longest prompt accepted, in UTF-8 bytes", non_negative(int)
+    )
+    api_key: str | None = setting(
+        None, "if set, /v1 requires 'Authorization: Bearer KEY'", secret=True
+    )
+    log_level: str = setting(
+        "info", "logging level", choices=("debug", "info", "warning", "error")
+    )
+
+    @property
+    def limits(self) -> protocol.Limits:
+        return protocol.Limits(max_prompt_bytes=self.max_prompt_bytes)
+
+
+def env_name(item: dataclasses.Field[Any]) -> str:
+    spec: Spec = item.metadata["spec"]
+    return spec.env or ENV_PREFIX + item.name.upper()
+
+
+def _from_env(item: dataclasses.Field[Any], environ: Mapping[str, str]) -> Any:
+    spec: Spec = item.metadata["spec"]
+    name = env_name(item)
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return item.default
+    try:
+        value = spec.parse(raw)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        shown = "(hidden)" if spec.secret else repr(raw)
+        raise SystemExit(
+            f"error: environment variable {name}={shown} is not valid: {exc}"
+        ) from None
+    if spec.choices and value not in spec.choices:
+        raise SystemExit(
+            f"error: environment variable {name}={raw!r} must be one of " + ", ".join(spec.choices)
+        )
+    return value
+
+
+def _shown_default(spec: Spec, value: Any) -> str:
+    if spec.secret:
+        return "set" if value else "not set"
+    if isinstance(value, tuple):
+        return ",".join(value) or "none"
+    return "none" if value is None else str(value)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line, with each default taken from the environment."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description=(
+            "Stream one LLM chat completion over Server-Sent Events (GET /sse), "
+            "WebSocket (GET /ws) and an OpenAI-compatible API (POST /v1/chat/completions). "
+            "Open http://HOST:PORT/ for the browser demo. Every flag can also be set by the "
+            "environment variable named in brackets; the flag wins."
+        ),
+    )
+    env_only: list[str] = []
+    for item in dataclasses.fields(Settings):
+        spec: Spec = item.metadata["spec"]
+        value = _from_env(item, environ)
+        shown = _shown_default(spec, value)
+        if not spec.flag:
+            env_only.append(f"{env_name(item)}: {spec.help} (now {shown})")
+            parser.set_defaults(**{item.name: value})
+            continue
+        flag = spec.flag if isinstance(spec.flag, str) else "--" + item.name.replace("_", "-")
+        text = f"{spec.help} (default: {shown}) [env {env_name(item)}]"
+        if isinstance(item.default, bool):
+            parser.add_argument(
+                flag, default=value, action=argparse.BooleanOptionalAction, help=text
+            )
+        elif isinstance(item.default, tuple):
+            parser.add_argument(
+                flag,
+                dest=item.name,
+                default=list(value),
+                type=spec.parse,
+                action="extend",
+                metavar=spec.metavar,
+                help=text,
+            )
+        else:
+            parser.add_argument(
+                flag,
+                default=value,
+                type=spec.parse,
+                choices=spec.choices or None,
+                metavar=spec.metavar,
+                help=text,
+            )
+    parser.epilog = "Environment only: " + "; ".join(env_only)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(Settings):
+        value = getattr(args, item.name)
+        if isinstance(item.default, tuple):
+            # ``extend`` collects lists of tuples from repeated flags
+            flat: list[str] = []
+            for part in value:
+                flat.extend(part if isinstance(part, tuple) else (part,))
+            value = tuple(flat)
+        values[item.name] = value
+    return Settings(**values)
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    return settings_from_args(build_parser().parse_args(argv))

@@ -1,0 +1,311 @@
+"""Moving a stream's events onto connections, with explicit backpressure.
+
+- A :class:`Sink` is one connection's writer. Every byte the relays send goes
+  through it, so it knows how much the kernel has not taken yet. It bounds
+  that (``max_pending_bytes``) and how long it may stand still
+  (``write_timeout``); past either the reader is a *slow consumer* and is
+  disconnected (SSE: the connection closes; WebSocket: close code 4008). The
+  stream goes on, so the reader can resume from the log with nothing lost.
+- A :class:`Relay` follows one stream onto one sink. When an event is
+  appended it is written at once (no task wakes up). When the sink is full,
+  the relay stops writing and, once the kernel has taken the backlog, catches
+  up from the log in large writes.
+- One :class:`ConnectionWatch` per application runs one timer for every
+  connection: write deadlines and SSE heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from tornado.iostream import IOStream, StreamClosedError
+
+from . import tornado_adapter
+from .streams import StreamLog
+
+__all__ = ["Sink", "Relay", "ConnectionWatch", "Frame", "ROOM_BYTES"]
+
+log = logging.getLogger("twinstream.relay")
+
+#: Relays stop writing to a connection that has this much queued, and catch
+#: up once the kernel has taken it: the bound on what one reader costs.
+ROOM_BYTES = 64 * 1024
+
+#: Turns ``texts`` (events ``first_seq``, ``first_seq + 1``, ...) into wire bytes.
+Frame = Callable[[int, list[str]], bytes]
+
+
+class ConnectionWatch:
+    """Write deadlines and heartbeats for every connection, on one timer."""
+
+    def __init__(self, write_timeout: float = 10.0, heartbeat: float = 0.0) -> None:
+        self.write_timeout = write_timeout
+        self.heartbeat = heartbeat
+        periods = [p / 4 for p in (write_timeout, heartbeat) if p > 0]
+        self.tick = max(0.001, min([1.0, *periods]))
+        self.blocked: set[Sink] = set()
+        self.beating: set[Sink] = set()
+        self.relays = 0  # relays open now (shutdown waits for 0)
+        self.slow_consumers = 0  # connections cut as slow consumers so far
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _ensure_running(self) -> None:
+        if self._timer is None:
+            self._loop = asyncio.get_running_loop()
+            self._timer = self._loop.call_later(self.tick, self._run)
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        for sink in list(self.blocked):
+            sink.check_progress(now, self.write_timeout)
+        if self.heartbeat > 0:
+            for sink in list(self.beating):
+                if sink.wrote:
+                    sink.wrote = False
+                    sink.idle_since = now
+                elif now - sink.idle_since >= self.heartbeat:
+                    sink.beat()
+                    sink.wrote = False
+                    sink.idle_since = now
+        if self.blocked or self.beating:
+            self._timer = self._loop.call_later(self.tick, self._run)
+        else:
+            self._timer = None
+
+    def register(self, sink: Sink) -> None:
+        if sink.heartbeat is not None and self.heartbeat > 0:
+            self.beating.add(sink)
+            sink.idle_since = asyncio.get_running_loop().time()
+            self._ensure_running()
+
+    def unregister(self, sink: Sink) -> None:
+        self.blocked.discard(sink)
+        self.beating.discard(sink)
+
+    def mark_blocked(self, sink: Sink) -> None:
+        self.blocked.add(sink)
+        self._ensure_running()
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until no relay is open."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.relays and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+
+class Sink:
+    """One connection's writer (see the module docstring).
+
+    ``transform`` turns payload bytes into wire bytes (chunked coding, gzip);
+    ``heartbeat`` is the payload written when the connection idles (SSE
+    comments), or None. ``cut`` disconnects a slow consumer the transport's
+    way. When the connection closes, every relay on it stops; their streams
+    go on.
+    """
+
+    __slots__ = (
+        "stream",
+        "watch",
+        "max_pending",
+        "transform",
+        "heartbeat",
+        "cut",
+        "relays",
+        "waiting",
+        "closed",
+        "wrote",
+        "idle_since",
+        "progress_mark",
+        "progress_at",
+        "_draining",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        stream: IOStream,
+        watch: ConnectionWatch,
+        cut: Callable[[str], None],
+        max_pending: int = 1 << 20,
+        transform: Callable[[bytes], bytes] | None = None,
+        heartbeat: bytes | None = None,
+    ) -> None:
+        self.stream = stream
+        self.watch = watch
+        self.max_pending = max_pending
+        self.transform = transform
+        self.heartbeat = heartbeat
+        self.cut = cut
+        self.relays: set[Relay] = set()
+        self.waiting: list[Relay] = []
+        self.closed = False
+        self.wrote = False
+        self.idle_since = 0.0
+        self.progress_mark = 0
+        self.progress_at = 0.0
+        self._draining = False
+        watch.register(self)
+
+    def write(self, payload: bytes) -> bool:
+        """Send ``payload`` now, in order. False if the connection is gone or
+        was just cut as a slow consumer (the caller stops)."""
+        if self.closed:
+            return False
+        data = self.transform(payload) if self.transform is not None else payload
+        stream = self.stream
+        try:
+            tornado_adapter.send(stream, data)
+        except StreamClosedError:
+            self.close()
+            return False
+        self.wrote = True
+        pending = tornado_adapter.pending_bytes(stream)
+        if pending:
+            if pending > self.max_pending:
+                self.slow_consumer(f"more than {self.max_pending} bytes unread")
+                return False
+            if self not in self.watch.blocked:
+                self.progress_mark = tornado_adapter.bytes_taken(stream)
+                self.progress_at = asyncio.get_running_loop().time()
+                self.watch.mark_blocked(self)
+        return True
+
+    def has_room(self) -> bool:
+        return tornado_adapter.pending_bytes(self.stream) < ROOM_BYTES
+
+    def wait_for_room(self, relay: Relay) -> None:
+        """Call ``relay.resume()`` once the kernel has taken the backlog."""
+        self.waiting.append(relay)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            drained = self.stream.write(b"")  # resolves when everything queued is sent
+        except StreamClosedError:
+            self.close()
+            return
+        drained.add_done_callback(self._drained)
+
+    def _drained(self, future: asyncio.Future[None]) -> None:
+        self._draining = False
+        if future.cancelled() or future.exception() is not None:
+            self.close()
+            return
+        waiting, self.waiting = self.waiting, []
+        for relay in waiting:
+            relay.resume()
+
+    def check_progress(self, now: float, write_timeout: float) -> None:
+        """Called by the watch while bytes are queued: cut the connection when
+        the kernel has taken nothing for ``write_timeout`` seconds. (A client
+        that answers pings but never reads makes no progress here.)"""
+        stream = self.stream
+        if self.closed or stream.closed() or not tornado_adapter.pending_bytes(stream):
+            self.watch.blocked.discard(self)
+            return
+        taken = tornado_adapter.bytes_taken(stream)
+        if taken != self.progress_mark:
+            self.progress_mark = taken
+            self.progress_at = now
+        elif write_timeout > 0 and now - self.progress_at >= write_timeout:
+            self.slow_consumer(f"no write progress for {write_timeout:g}s")
+
+    def beat(self) -> None:
+        if self.heartbeat is not None and not self.has_room():
+            return  # a backlog is traffic enough
+        if self.heartbeat is not None:
+            self.write(self.heartbeat)
+
+    def slow_consumer(self, why: str) -> None:
+        log.info("disconnecting a slow consumer: %s", why)
+        self.watch.slow_consumers += 1
+        self.close()
+        self.cut(why)
+
+    def close(self) -> None:
+        """Stop every relay on this connection (idempotent). The streams go on."""
+        if self.closed:
+            return
+        self.closed = True
+        self.watch.unregister(self)
+        self.waiting.clear()
+        for relay in list(self.relays):
+            relay.stop("closed")
+
+
+class Relay:
+    """Follows one stream onto one sink, from ``after`` to the terminal event.
+
+    ``on_end(relay, outcome)`` is called once: ``"complete"`` after the
+    terminal event was written, ``"closed"`` if the connection went away or
+    :meth:`stop` was called first. Stopping never touches generation.
+    """
+
+    __slots__ = ("stream", "sink", "next_seq", "frame", "on_end", "active", "paused")
+
+    def __init__(
+        self,
+        stream: StreamLog,
+        after: int,
+        sink: Sink,
+        frame: Frame,
+        on_end: Callable[[Relay, str], None],
+    ) -> None:
+        self.stream = stream
+        self.sink = sink
+        self.next_seq = after + 1
+        self.frame = frame
+        self.on_end = on_end
+        self.active = False
+        self.paused = False
+
+    def start(self) -> None:
+        if self.sink.closed:
+            self.on_end(self, "closed")
+            return
+        self.active = True
+        self.sink.watch.relays += 1
+        self.sink.relays.add(self)
+        self.stream.subscribe(self)
+        self.pump()
+
+    def on_append(self, stream: StreamLog) -> None:
+        if not self.paused:
+            self.pump()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.pump()
+
+    def pump(self) -> None:
+        """Write everything that is ready, while the connection has room."""
+        stream, sink = self.stream, self.sink
+        while self.active:
+            if not sink.has_room():
+                self.paused = True
+                sink.wait_for_room(self)
+                return
+            texts = stream.read(self.next_seq - 1)
+            if not texts:
+                break
+            data = self.frame(self.next_seq, texts)
+            self.next_seq += len(texts)
+            if not sink.write(data):
+                self.stop("closed")
+                return
+        if self.active and stream.ended and self.next_seq > stream.last_seq:
+            self.stop("complete")
+
+    def stop(self, outcome: str = "closed") -> None:
+        if not self.active:
+            return
+        self.active = False
+        self.sink.watch.relays -= 1
+        self.sink.relays.discard(self)
+        self.stream.unsubscribe(self)
+        self.on_end(self, outcome)
