@@ -160,6 +160,12 @@ def test_busy_banner_names_the_tainted_figures() -> None:
     assert tainted_figures(RESULTS) == [("churn (replay delay)", 95.0)]
     banner = busy_banner(RESULTS)
     assert banner is not None and "churn (replay delay) (95 %)" in banner
+    loaded = copy.deepcopy(RESULTS)
+    loaded["latency"] = {
+        server: {"transports": {"sse": {"concurrent": {"streams": 100, "machine_cpu_percent": b}}}}
+        for server, b in (("twinstream", 99.0), ("sse-starlette", 100.0))
+    }
+    assert "latency at 100 streams (2 measures, 99–100 %)" in (busy_banner(loaded) or "")
     calm = copy.deepcopy(RESULTS)
     calm["churn"]["machine_cpu_percent"] = 40.0
     assert busy_banner(calm) is None
