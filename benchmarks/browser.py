@@ -289,7 +289,7 @@ def _measure_limit(page: Any, config: SuiteConfig) -> dict[str, Any]:
     return results
 
 
-def _measure_cpu(page: Any, base_url: str, config: SuiteConfig) -> dict[str, Any]:
+def _measure_cpu(page: Any, config: SuiteConfig) -> dict[str, Any]:
     tokens = 200
     prompts = prompts_with_tokens(4, tokens, "browser-cpu")
     results: dict[str, Any] = {}
@@ -386,7 +386,7 @@ def run_browser(
                         elif part == "limit":
                             results["limit"] = _measure_limit(page, config)
                         elif part == "cpu":
-                            results["cpu"] = _measure_cpu(page, server.url, config)
+                            results["cpu"] = _measure_cpu(page, config)
                     finally:
                         context.close()
             finally:

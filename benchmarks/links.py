@@ -15,14 +15,24 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from .proxy import Impairment
 
-__all__ = ["Profile", "PROFILES", "ShapedLink", "shaping_unavailable", "link_bytes"]
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "ShapedLink",
+    "shaping_unavailable",
+    "link_bytes",
+    "remove_stale_links",
+]
 
 
 @dataclass(frozen=True)
@@ -143,12 +153,11 @@ class ShapedLink:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        serial = next(_SERIAL)
-        tag = f"{os.getpid() % 100000}{serial}"
-        self.client_ns = f"tsb{tag}c"
-        self.server_ns = f"tsb{tag}s"
-        self._client_if = f"tsb{tag}c"[:15]
-        self._server_if = f"tsb{tag}s"[:15]
+        remove_stale_links()
+        # tsb<pid>x<serial>c|s: whose they are, so a crashed run's can be told apart
+        tag = f"tsb{os.getpid()}x{next(_SERIAL) % 100}"
+        self.client_ns = self._client_if = f"{tag}c"
+        self.server_ns = self._server_if = f"{tag}s"
         # a private /30 inside our own namespaces: nothing else can see or route it
         self.client_address = "10.231.0.1"
         self.server_address = "10.231.0.2"
@@ -202,6 +211,23 @@ class ShapedLink:
 
     def server_interface(self) -> str:
         return self._server_if
+
+
+_OURS = re.compile(r"^tsb(\d+)x\d+[cs]$")
+
+
+def remove_stale_links() -> list[str]:
+    """Delete namespaces this suite left behind in a run that died (named after a
+    process that no longer exists); returns their names."""
+    listed = _run("ip", "netns", "list", check=False).stdout
+    stale = []
+    for line in listed.splitlines():
+        name = line.split(" ", 1)[0]
+        match = _OURS.match(name)
+        if match and not psutil.pid_exists(int(match.group(1))):
+            _run("ip", "netns", "del", name, check=False)
+            stale.append(name)
+    return stale
 
 
 def link_bytes(namespace: str, interface: str) -> dict[str, int]:

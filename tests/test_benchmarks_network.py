@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 
+import psutil
 import pytest
 
 from benchmarks.clients import StreamRecord
 from benchmarks.config import TINY
-from benchmarks.links import PROFILES, Profile, ShapedLink, link_bytes, shaping_unavailable
+from benchmarks.links import (
+    PROFILES,
+    Profile,
+    ShapedLink,
+    link_bytes,
+    remove_stale_links,
+    shaping_unavailable,
+)
 from benchmarks.network import backlog_growth, run_network
 from benchmarks.proxy import CountingProxy, Impairment, StallSchedule
 
@@ -104,6 +113,24 @@ def test_shaped_link_needs_root_and_iproute2_and_is_removed_after_use() -> None:
         names = os.listdir("/run/netns")
         assert link.client_ns in names and link.server_ns in names
     assert link.client_ns not in os.listdir("/run/netns")
+
+
+def test_namespaces_left_by_a_dead_run_are_removed() -> None:
+    if os.geteuid() != 0:
+        assert shaping_unavailable() is not None
+        return
+    dead = next(pid for pid in range(4_194_000, 4_194_300) if not psutil.pid_exists(pid))
+    name = f"tsb{dead}x0c"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        assert name in remove_stale_links()
+        assert name not in os.listdir("/run/netns")
+        # a live process's namespaces stay
+        with ShapedLink(Profile("live", rtt=0.0)) as link:
+            assert link.client_ns not in remove_stale_links()
+            assert link.client_ns in os.listdir("/run/netns")
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def test_network_part_on_loopback_measures_every_variant() -> None:
