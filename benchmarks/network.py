@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 from tqdm import tqdm
 
 from .clients import (
@@ -121,6 +122,16 @@ async def _completion(
     return record_ws, used
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
+
+
 def _link_counters(link: dict[str, str] | None) -> dict[str, int] | None:
     if link is None:
         return None
@@ -133,6 +144,7 @@ async def _measure_variant(
     profile: Profile,
     config: SuiteConfig,
     link: dict[str, str] | None,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     samples = prompts_with_tokens(config.network_samples, config.network_max_tokens, "net")
     shared = prompts_with_tokens(
@@ -155,12 +167,14 @@ async def _measure_variant(
     ) as proxy:
         endpoint = Endpoint(f"http://127.0.0.1:{proxy.port}/")
         before = _link_counters(link)
+        cpu_before = _cpu_seconds(server_pid)
         began = time.time()
         results = await asyncio.gather(
             *(_completion(endpoint, variant, p, config.network_keepup_tokens) for p in shared)
         )
         await asyncio.sleep(0.05)
         after = _link_counters(link)
+        cpu_after = _cpu_seconds(server_pid)
         stalls = proxy.stalls.stalls_between(0, float("inf")) if proxy.stalls else 0
         bytes_down, bytes_up = proxy.bytes_down, proxy.bytes_up
     keepup = [r for r, _ in results]
@@ -175,6 +189,9 @@ async def _measure_variant(
         link_packets = after["packets"] - before["packets"]
         link_drops = after["drops"] - before["drops"]
     every = cold + keepup
+    server_cpu = (
+        cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    )
     return {
         "variant": variant.label,
         "server": variant.server,
@@ -207,6 +224,11 @@ async def _measure_variant(
             "keeps_up": (typical < KEEP_UP_GROWTH) if typical is not None else None,
             "delivery_delay_ms": summarize([d for r in keepup for d in r.delivery_delays()], MS),
             "stalls": stalls,
+            # the whole server process (this variant alone runs meanwhile): with
+            # compression, what the compressor costs per token
+            "server_cpu_ms_per_1k_tokens": (
+                round(1e6 * server_cpu / deltas, 1) if server_cpu is not None and deltas else None
+            ),
         },
         "bytes": {
             "delta_events": deltas,
@@ -265,7 +287,9 @@ def measure_profile(
         for variant in variants:
             upstream = Endpoint(servers[variant.server].url)
             measured[variant.label] = run_with_deadline(
-                _measure_variant(variant, upstream, profile, config, link),
+                _measure_variant(
+                    variant, upstream, profile, config, link, servers[variant.server].pid
+                ),
                 120 + 30 * (config.network_samples + 1),
                 f"network profile {profile.name}, {variant.label}",
             )

@@ -95,7 +95,9 @@ def network_details(results: dict[str, Any]) -> str:
         "through the same link: *share* is the pace delivered in the streams' second half "
         "(100 % = keeps up), *delay* is what the tokens waited then. *Proxy bytes* are the "
         "HTTP/WebSocket bytes server → client; *link bytes* are what the capped link carried "
-        "(`tc` counters: TCP/IP and Ethernet headers and retransmissions included).",
+        "(`tc` counters: TCP/IP and Ethernet headers and retransmissions included). *Server "
+        "CPU* is the server process's CPU time during the keep-up run per 1,000 tokens "
+        "(one variant runs at a time): what compression costs.",
     ]
     for name, profile in network.get("profiles", {}).items():
         for note in profile.get("notes", []):
@@ -120,6 +122,7 @@ def network_details(results: dict[str, Any]) -> str:
                     fmt(_get(keep, "delivery_delay_ms", "p50"), 0),
                     fmt(_get(keep, "delivery_delay_ms", "p99"), 0),
                     fmt(keep.get("stalls")),
+                    fmt(keep.get("server_cpu_ms_per_1k_tokens")),
                     fmt(wire.get("proxy_down_per_token")),
                     fmt(wire.get("link_down_per_token")),
                     fmt(wire.get("link_drops")),
@@ -141,6 +144,7 @@ def network_details(results: dict[str, Any]) -> str:
         "Keep-up delay p50 ms",
         "p99 ms",
         "Stalls",
+        "Server CPU ms/1k tokens",
         "Proxy bytes/token",
         "Link bytes/token",
         "Link drops",

@@ -99,6 +99,7 @@ def _capped_link(results: dict[str, Any]) -> str | None:
         return None
     name, profile = min(capped, key=lambda item: item[1]["down_bps"])
     rows = []
+    cpu = []
     kept: list[str] = []
     failed: list[str] = []
     for label, data in profile["variants"].items():
@@ -107,6 +108,9 @@ def _capped_link(results: dict[str, Any]) -> str | None:
         per_token = _get(data, "bytes", "link_down_per_token")
         share = _get(data, "keep_up", "delivered_share")
         rows.append(f"{label.removeprefix('twinstream ')} {fmt(per_token, 0)} B/token")
+        cpu_cost = _get(data, "keep_up", "server_cpu_ms_per_1k_tokens")
+        if cpu_cost is not None:
+            cpu.append(f"{label.removeprefix('twinstream ')} {fmt(cpu_cost, 0)} ms")
         (kept if _get(data, "keep_up", "keeps_up") else failed).append(
             f"{label.removeprefix('twinstream ')} ({fmt(100 * share, 0) if share else '—'} %)"
         )
@@ -125,6 +129,8 @@ def _capped_link(results: dict[str, Any]) -> str | None:
         f"streams of {fmt(_get(results, 'network', 'tokens_per_second'), 0)} tokens/s "
         f"sharing it, the link carried {', '.join(rows)} (TCP/IP headers included). "
     )
+    if cpu:
+        sentence += f"Server CPU per 1,000 tokens meanwhile: {', '.join(cpu)}. "
     if kept:
         sentence += f"Kept up: {', '.join(kept)}. "
     if failed:

@@ -148,6 +148,7 @@ def test_network_part_on_loopback_measures_every_variant() -> None:
         assert cold["n"] == CONFIG.network_samples and cold["p50"] <= cold["max"]
         assert data["bytes"]["proxy_down_per_token"] > 0
         assert data["bytes"]["link_down"] is None  # no shaped link on loopback
+        assert data["keep_up"]["server_cpu_ms_per_1k_tokens"] >= 0
     assert variants["twinstream ws+deflate"]["compression_used"] == ["permessage-deflate"]
     assert variants["twinstream ws"]["compression_used"] == []
     gzip = variants.get("twinstream sse+gzip")
