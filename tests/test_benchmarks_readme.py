@@ -26,6 +26,7 @@ from benchmarks.readme import (
     replace_block,
     stats_command,
     stats_sample,
+    update_readme,
 )
 from benchmarks.servers import TWINSTREAM, ServerProcess
 
@@ -87,3 +88,24 @@ def test_readme_results_are_rendered_from_the_recorded_run() -> None:
     assert read_block(README.read_text(encoding="utf-8"), "benchmark-results") == (
         render_results(record)
     )
+
+
+def test_the_readme_command_rewrites_every_block(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(Path(RUN_RECORD).read_text(encoding="utf-8"))
+    readme = tmp_path / "README.md"
+    original = README.read_text(encoding="utf-8")
+    stale = original
+    for name in ("benchmark-results", "curl-sample", "stats-sample"):
+        stale = replace_block(stale, name, "stale")
+    readme.write_text(stale, encoding="utf-8")
+
+    message = update_readme(run, readme)
+
+    assert str(run / "results.json") in message
+    text = readme.read_text(encoding="utf-8")
+    for name in ("benchmark-results", "curl-sample", "stats-sample"):
+        assert read_block(text, name) != "stale"
+        assert normalise(read_block(text, name)) == normalise(read_block(original, name))
+    assert README.read_text(encoding="utf-8") == original  # the real README untouched
