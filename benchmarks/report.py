@@ -743,6 +743,13 @@ def takeaways(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ratio_note(results: dict[str, Any]) -> list[str]:
+    from .verdict import ratio_notes
+
+    note = ratio_notes(results)
+    return [note] if note else []
+
+
 def write_report(results: dict[str, Any], out: Path) -> Path:
     """Write ``report.md`` (and the plots) into ``out``; returns the report's path."""
     from .sections import browser_details, churn_details, network_details, network_summary
@@ -770,7 +777,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         "machines.",
         "## Summary",
         summary_table(results),
-        "\n".join(f"- {line}" for line in takeaways(results)),
+        "\n".join(f"- {line}" for line in takeaways(results) + _ratio_note(results)),
         "## Machine and settings",
         _settings(meta),
         "## What the numbers mean",

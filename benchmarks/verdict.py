@@ -11,7 +11,7 @@ from typing import Any
 
 from .report import _get, fmt
 
-__all__ = ["choose", "busy_banner", "tainted_figures", "BUSY_PERCENT"]
+__all__ = ["choose", "busy_banner", "tainted_figures", "ratio_notes", "BUSY_PERCENT"]
 
 #: machine-wide CPU use (all cores, all processes) above which a figure is tainted
 BUSY_PERCENT = 90.0
@@ -370,3 +370,40 @@ def busy_banner(results: dict[str, Any]) -> str | None:
             "ratios between transports measured side by side are less affected."
         )
     return "\n".join(lines)
+
+
+def ratio_notes(results: dict[str, Any], limit: int = 4) -> str | None:
+    """A sentence on the headline table's largest WS / SSE ratios (2x or more either way):
+    whether each is a difference a reader would notice, too small to notice, or taken
+    while the machine was busy."""
+    from .report import summary_rows
+
+    # "latency at 100 streams, ..." -> "100 streams": the rows measured then
+    busy_levels = {name.split(",")[0].split(" at ")[-1] for name, _ in tainted_figures(results)}
+    meta = results.get("meta", {})
+    load, cpus = meta.get("load_average") or [0], meta.get("cpus") or 0
+    loaded = bool(cpus and load[0] >= cpus)
+    found = []
+    for label, sse, ws, _peer_sse, _peer_ws in summary_rows(results):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (sse, ws)):
+            continue
+        if sse <= 0 or ws <= 0 or 0.5 < ws / sse < 2:
+            continue
+        if "(ms" in label and max(sse, ws) < 20:
+            why = "both under 20 ms: too small for a reader to notice"
+        elif any(level in label for level in busy_levels):
+            why = "measured while every core was busy: partly other work's"
+        elif loaded and not label.startswith("Chromium"):
+            why = "the machine was loaded by other work during the run: check it on a quiet one"
+        else:
+            why = "a real difference; the detail tables show where it comes from"
+        ratio = ws / sse
+        found.append((max(ratio, 1 / ratio), f"{label}: {ratio:.2f}× ({why})"))
+    if not found:
+        return None
+    found.sort(reverse=True)
+    return (
+        "Largest WebSocket / SSE ratios in the table: "
+        + "; ".join(text for _, text in found[:limit])
+        + "."
+    )

@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from benchmarks.sections import browser_details, churn_details, network_details, network_summary
-from benchmarks.verdict import busy_banner, choose, tainted_figures
+from benchmarks.verdict import busy_banner, choose, ratio_notes, tainted_figures
 
 
 def variant(start: float, ttft: float, keeps_up: bool, link_per_token: float) -> dict[str, Any]:
@@ -184,3 +184,25 @@ def test_sections_render_every_part() -> None:
     assert browser_details({"browser": {"available": False, "reason": "no Chromium"}}) == (
         "_Not measured: no Chromium._"
     )
+
+
+def test_largest_ratios_are_named_and_explained() -> None:
+    assert ratio_notes(RESULTS) == (
+        "Largest WebSocket / SSE ratios in the table: "
+        "Chromium: 7 streams from one page, the 7th's first event (ms): 0.01× (a real "
+        "difference; the detail tables show where it comes from); "
+        "Chromium: server cut → next token (ms, p50; SSE waits `retry: 1000`): 0.26× (a real "
+        "difference; the detail tables show where it comes from)."
+    )
+    tiny = {
+        "latency": {
+            "twinstream": {
+                "transports": {
+                    "sse": {"single": {"warm": {"time_to_start_ms": {"p50": 5.6}}}},
+                    "ws": {"single": {"warm": {"time_to_start_ms": {"p50": 0.8}}}},
+                }
+            }
+        }
+    }
+    assert "too small for a reader to notice" in (ratio_notes(tiny) or "")
+    assert ratio_notes({}) is None
