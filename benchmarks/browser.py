@@ -354,6 +354,7 @@ def run_browser(
     missing = browser_unavailable()
     if missing is not None:
         return {"available": False, "reason": missing, "parts": list(wanted)}
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     results: dict[str, Any] = {
@@ -371,7 +372,17 @@ def run_browser(
     try:
         results["retry_ms"] = _retry_hint(paced.url)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
+            try:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS
+                )
+            except PlaywrightError as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                return {
+                    "available": False,
+                    "reason": f"Chromium did not start: {first_line}",
+                    "parts": list(wanted),
+                }
             try:
                 for part in wanted:
                     if progress:

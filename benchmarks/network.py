@@ -169,13 +169,15 @@ async def _measure_variant(
         before = _link_counters(link)
         cpu_before = _cpu_seconds(server_pid)
         began = time.time()
+        loop_began = asyncio.get_running_loop().time()
         results = await asyncio.gather(
             *(_completion(endpoint, variant, p, config.network_keepup_tokens) for p in shared)
         )
         await asyncio.sleep(0.05)
         after = _link_counters(link)
         cpu_after = _cpu_seconds(server_pid)
-        stalls = proxy.stalls.stalls_between(0, float("inf")) if proxy.stalls else 0
+        loop_ended = asyncio.get_running_loop().time()
+        stalls = proxy.stalls.stalls_between(loop_began, loop_ended) if proxy.stalls else 0
         bytes_down, bytes_up = proxy.bytes_down, proxy.bytes_up
     keepup = [r for r, _ in results]
     encodings.update(u for _, u in results)

@@ -4,6 +4,8 @@ connection, the seventh WebSocket stream does not) -- no speed assertions."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.browser import browser_unavailable, run_browser
 from benchmarks.config import TINY
 
@@ -42,3 +44,16 @@ def test_browser_part_measures_reconnect_limit_and_cpu() -> None:
         assert cpu["events"] >= CONFIG.browser_cpu_events
         assert cpu["cpu_ms_per_1k_events"] is not None and cpu["cpu_ms_per_1k_events"] >= 0
         assert "renderer" in cpu["cpu_ms_per_1k_events_by_process"]
+
+
+def test_without_a_usable_chromium_the_part_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.browser as browser
+
+    monkeypatch.setattr(browser, "CHROMIUM_PATH", "/nonexistent/chromium")
+    missing = run_browser(CONFIG, ("reconnect",), progress=False)
+    assert missing["available"] is False and "no Chromium at /nonexistent" in missing["reason"]
+    assert "reconnect" not in missing
+
+    monkeypatch.setattr(browser, "CHROMIUM_PATH", "/bin/false")  # exists, is no browser
+    broken = run_browser(CONFIG, ("reconnect",), progress=False)
+    assert broken["available"] is False and "Chromium did not start" in broken["reason"]
