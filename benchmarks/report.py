@@ -57,8 +57,8 @@ def _top_level(results: dict[str, Any], server: str, transport: str) -> dict[str
     return levels[-1] if levels else None
 
 
-def _deflate_bytes(results: dict[str, Any], server: str) -> Any:
-    wire = _get(results, "throughput", server, "wire_bytes", "ws_deflate_cold")
+def _deflate_bytes(results: dict[str, Any], server: str, variant: str = "ws_deflate") -> Any:
+    wire = _get(results, "throughput", server, "wire_bytes", f"{variant}_cold")
     if not wire:
         return None
     if not wire.get("deflate_negotiated"):
@@ -176,8 +176,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
             ),
         ),
         row(
-            "Wire bytes per token, WebSocket + permessage-deflate",
-            lambda s, t: _deflate_bytes(results, s) if t == "ws" else None,
+            "Wire bytes per token, compressed (SSE gzip, WebSocket permessage-deflate)",
+            lambda s, t: _deflate_bytes(results, s, "ws_deflate" if t == "ws" else "sse_gzip"),
         ),
         row(
             "Reconnect: cut → events flow again (ms, p50)",
@@ -334,7 +334,7 @@ def _wire_details(results: dict[str, Any]) -> str:
         "Bytes ↑",
         "↓ per token",
         "↓+↑ per token",
-        "Deflate negotiated",
+        "Compressed (gzip / deflate)",
     ]
     return _table(header, rows) if rows else "_not run_"
 
@@ -709,6 +709,13 @@ def takeaways(results: dict[str, Any]) -> list[str]:
                 f" ({_percent_less(deflate['bytes_down_per_token'], sse_bytes)} less than SSE), "
                 "at the cost of per-connection compressor memory and CPU"
             )
+        gzip = _get(wire, "sse_gzip_cold")
+        if gzip and gzip.get("deflate_negotiated") and deflate:
+            sentence += (
+                f"; SSE with gzip needs {fmt(gzip['bytes_down_per_token'])} "
+                f"({fmt(gzip['bytes_down_per_token'] / deflate['bytes_down_per_token'], 2)}× "
+                "WebSocket with permessage-deflate)"
+            )
         lines.append(sentence + ".")
     top_sse = _top_level(results, "twinstream", "sse")
     top_ws = _top_level(results, "twinstream", "ws")
@@ -799,9 +806,10 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         _unthrottled_details(results),
         "## Wire bytes per token",
         "Counted at a TCP proxy between client and server, both directions, everything "
-        "included. SSE responses are not compressed (twinstream switches compression off "
-        "for streams; gzip would buffer them); WebSocket with permessage-deflate was "
-        "negotiated where the table says so.",
+        "included. Compressed variants: SSE with gzip (`--sse-compression`, the compressor "
+        "flushed after every event so none waits for the next) and WebSocket with "
+        "permessage-deflate (`--ws-compression`), where the table says they were "
+        "negotiated.",
         _wire_details(results),
         "## Reconnection",
         "Clients reconnect immediately; a browser's `EventSource` would first wait the "

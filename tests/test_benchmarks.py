@@ -199,7 +199,9 @@ def test_throughput_part() -> None:
         assert held["server_open_rss_mib"] > 0
     wire = results["wire_bytes"]
     assert set(wire) == {
-        f"{variant}_{mode}" for variant in ("sse", "ws", "ws_deflate") for mode in ("cold", "warm")
+        f"{variant}_{mode}"
+        for variant in ("sse", "sse_gzip", "ws", "ws_deflate")
+        for mode in ("cold", "warm")
     }
     for name, variant in wire.items():
         assert variant["errors"] == 0
@@ -210,6 +212,9 @@ def test_throughput_part() -> None:
     assert wire["ws_deflate_cold"]["deflate_negotiated"] is True
     assert wire["ws_cold"]["deflate_negotiated"] is False
     assert wire["ws_deflate_cold"]["bytes_down"] < wire["ws_cold"]["bytes_down"]
+    assert wire["sse_gzip_cold"]["deflate_negotiated"] is True  # gzip was used
+    assert wire["sse_cold"]["deflate_negotiated"] is False
+    assert wire["sse_gzip_cold"]["bytes_down"] < wire["sse_cold"]["bytes_down"]
 
 
 def test_reconnect_part_loses_and_duplicates_nothing() -> None:
