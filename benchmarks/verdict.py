@@ -197,13 +197,16 @@ def _cpu(results: dict[str, Any]) -> str | None:
     levels_ws = _get(results, "throughput", "twinstream", "sweep", "ws")
     browser = _get(results, "browser", "cpu")
     parts = []
-    cheaper: list[str | None] = []
+    cheaper: list[tuple[str | None, str]] = []  # (the cheaper transport or None, where)
     if levels_sse and levels_ws:
         top_sse, top_ws = levels_sse[-1], levels_ws[-1]
         cheaper.append(
-            _lower(
-                top_sse.get("server_cpu_ms_per_1k_events"),
-                top_ws.get("server_cpu_ms_per_1k_events"),
+            (
+                _lower(
+                    top_sse.get("server_cpu_ms_per_1k_events"),
+                    top_ws.get("server_cpu_ms_per_1k_events"),
+                ),
+                "on the server",
             )
         )
         parts.append(
@@ -219,9 +222,12 @@ def _cpu(results: dict[str, Any]) -> str | None:
             )
     if browser and _get(browser, "sse", "cpu_ms_per_1k_events") is not None:
         cheaper.append(
-            _lower(
-                _get(browser, "sse", "cpu_ms_per_1k_events"),
-                _get(browser, "ws", "cpu_ms_per_1k_events"),
+            (
+                _lower(
+                    _get(browser, "sse", "cpu_ms_per_1k_events"),
+                    _get(browser, "ws", "cpu_ms_per_1k_events"),
+                ),
+                "in the browser",
             )
         )
         parts.append(
@@ -231,13 +237,10 @@ def _cpu(results: dict[str, Any]) -> str | None:
         )
     if not parts:
         return None
-    winners = {c for c in cheaper if c}
-    if not winners:
-        lead = "**CPU per event: within 25 % either way, not a reason to choose.**"
-    elif len(winners) == 1:
-        lead = f"**CPU per event: {winners.pop()} is cheaper here.**"
-    else:
-        lead = "**CPU per event: the server and the browser disagree.**"
+    verdicts = [
+        f"{winner} cheaper {side}" if winner else f"within 25 % {side}" for winner, side in cheaper
+    ]
+    lead = f"**CPU per event: {'; '.join(verdicts)}.**"
     text = "; ".join(parts)
     return (
         f"{lead} {text[0].upper()}{text[1:]}. It weighs only at thousands of events per "
@@ -273,6 +276,12 @@ def _churn(results: dict[str, Any]) -> str | None:
     if not churn or "sse" not in churn or "ws" not in churn:
         return None
     sse, ws = churn["sse"], churn["ws"]
+    machine = _get(results, "churn", "machine_cpu_percent")
+    busy = (
+        f"; the machine was {fmt(machine, 0)} % busy, so the tail is partly waiting for a CPU"
+        if machine is not None and machine >= BUSY_PERCENT
+        else ""
+    )
     exact = all(d["delivery_percent"] == 100 and d["duplicated"] == 0 for d in (sse, ws))
     lead = (
         "**Exact resume holds under churn, on both.**"
@@ -286,8 +295,8 @@ def _churn(results: dict[str, Any]) -> str | None:
         f"delivered {fmt(sse['delivery_percent'], 2)} % (SSE) and "
         f"{fmt(ws['delivery_percent'], 2)} % (WebSocket), duplicates {sse['duplicated']} and "
         f"{ws['duplicated']}, backlog replayed within {fmt(_get(sse, 'replay_delay_ms', 'p99'))} "
-        f"/ {fmt(_get(ws, 'replay_delay_ms', 'p99'))} ms (p99). Exact resume is the server's "
-        "log's doing, on either transport."
+        f"/ {fmt(_get(ws, 'replay_delay_ms', 'p99'))} ms (p99{busy}). Exact resume is the "
+        "server's log's doing, on either transport."
     )
 
 
@@ -314,7 +323,7 @@ def tainted_figures(results: dict[str, Any]) -> list[tuple[str, float]]:
             busy = _get(measures, "concurrent", "machine_cpu_percent")
             if busy is not None and busy >= BUSY_PERCENT:
                 streams = _get(measures, "concurrent", "streams")
-                tainted.append((f"latency at {fmt(streams)} streams, {server} {transport}", busy))
+                tainted.append((f"latency at {_streams(streams)} — {server} {transport}", busy))
     for server, data in (results.get("throughput") or {}).items():
         for transport, levels in (data.get("sweep") or {}).items():
             for level in levels:
@@ -322,7 +331,7 @@ def tainted_figures(results: dict[str, Any]) -> list[tuple[str, float]]:
                 if busy is not None and busy >= BUSY_PERCENT:
                     tainted.append(
                         (
-                            f"throughput at {fmt(level['streams'])} streams, {server} {transport}",
+                            f"throughput at {_streams(level['streams'])} — {server} {transport}",
                             busy,
                         )
                     )
@@ -332,11 +341,15 @@ def tainted_figures(results: dict[str, Any]) -> list[tuple[str, float]]:
     return tainted
 
 
+def _streams(count: Any) -> str:
+    return f"{fmt(count)} stream" + ("" if count == 1 else "s")
+
+
 def _grouped(tainted: list[tuple[str, float]]) -> str:
     """``latency at 100 streams (4 measures, 99–100 %); ...``: one entry per scope."""
     groups: dict[str, list[float]] = {}
     for name, busy in tainted:
-        scope = name.split(",")[0]
+        scope = name.split(" — ")[0]
         groups.setdefault(scope, []).append(busy)
     entries = []
     for scope, values in groups.items():
@@ -379,7 +392,7 @@ def ratio_notes(results: dict[str, Any], limit: int = 4) -> str | None:
     from .report import summary_rows
 
     # "latency at 100 streams, ..." -> "100 streams": the rows measured then
-    busy_levels = {name.split(",")[0].split(" at ")[-1] for name, _ in tainted_figures(results)}
+    busy_levels = {name.split(" — ")[0].split(" at ")[-1] for name, _ in tainted_figures(results)}
     meta = results.get("meta", {})
     load, cpus = meta.get("load_average") or [0], meta.get("cpus") or 0
     loaded = bool(cpus and load[0] >= cpus)

@@ -88,6 +88,10 @@ def test_readme_results_are_rendered_from_the_recorded_run() -> None:
     assert read_block(README.read_text(encoding="utf-8"), "benchmark-results") == (
         render_results(record)
     )
+    # a full run, with every part the verdict draws on
+    assert record["meta"]["config"]["name"] == "full"
+    for part in ("latency", "throughput", "reconnect", "network", "browser", "churn"):
+        assert part in record["meta"]["parts"]
 
 
 def test_the_readme_command_rewrites_every_block(tmp_path: Path) -> None:

@@ -132,6 +132,7 @@ def test_each_statement_quotes_its_figures_and_when_it_flips() -> None:
     assert "1,255 ms" in limit and "1,190 ms" in limit
     assert "1,015 ms" in reconnect and "268 ms" in reconnect and "retry: 1000" in reconnect
     assert churn.startswith("**Exact resume holds under churn") and "100.00 %" in churn
+    assert "the machine was 95 % busy" in churn
     assert all("flips" in s for s in (cold, capped, limit, reconnect))
 
 
@@ -150,6 +151,27 @@ def test_the_side_follows_the_figures() -> None:
     assert "lost or repeated" in choose(swapped)[-1]
 
 
+def test_cpu_statement_says_where_each_transport_is_cheaper() -> None:
+    results = {
+        "throughput": {
+            "twinstream": {
+                "sweep": {
+                    "sse": [{"streams": 1000, "server_cpu_ms_per_1k_events": 37.8}],
+                    "ws": [{"streams": 1000, "server_cpu_ms_per_1k_events": 40.5}],
+                }
+            }
+        },
+        "browser": {
+            "cpu": {"sse": {"cpu_ms_per_1k_events": 1300.0}, "ws": {"cpu_ms_per_1k_events": 894.0}}
+        },
+    }
+    (cpu,) = choose(results)  # no memory figures: no memory statement
+    assert cpu.startswith(
+        "**CPU per event: within 25 % on the server; WebSocket cheaper in the browser.**"
+    )
+    assert "37.8 ms" in cpu and "1,300 ms" in cpu and "894 ms" in cpu
+
+
 def test_statements_without_their_figures_are_left_out() -> None:
     assert choose({}) == []
     only_browser = {"browser": RESULTS["browser"]}
@@ -166,6 +188,10 @@ def test_busy_banner_names_the_tainted_figures() -> None:
         for server, b in (("twinstream", 99.0), ("sse-starlette", 100.0))
     }
     assert "latency at 100 streams (2 measures, 99–100 %)" in (busy_banner(loaded) or "")
+    loaded["throughput"] = {
+        "twinstream": {"sweep": {"sse": [{"streams": 1000, "machine_cpu_percent": 100.0}]}}
+    }
+    assert "throughput at 1,000 streams (100 %)" in (busy_banner(loaded) or "")
     calm = copy.deepcopy(RESULTS)
     calm["churn"]["machine_cpu_percent"] = 40.0
     assert busy_banner(calm) is None
