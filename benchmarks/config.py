@@ -121,8 +121,8 @@ QUICK = SuiteConfig(
     network_keepup_tokens=45,
     browser_cuts=2,
     browser_parts=("reconnect",),
-    churn_clients=8,
-    churn_seconds=6.0,
+    churn_clients=6,
+    churn_seconds=5.0,
 )
 FULL = SuiteConfig(
     name="full",
