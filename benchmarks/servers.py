@@ -66,6 +66,9 @@ class ServerSpec:
                 "--idle-timeout",
                 "30",
             ]
+            # The load comes from one address: no per-address start limit;
+            # --debug serves POST /debug/drop (the reconnect benchmark's server drop).
+            args += ["--streams-per-minute", "0", "--debug"]
         return args
 
 

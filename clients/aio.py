@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -26,24 +26,30 @@ _END: dict[str, Any] = {}
 
 
 async def astream(
-    prompt: str,
+    prompt: str | None = None,
     transport: str = "sse",
     url: str = DEFAULT_URL,
     *,
+    messages: Sequence[Mapping[str, Any]] | None = None,
     max_tokens: int | None = None,
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     reconnect: ReconnectPolicy | None = None,
+    api_key: str | None = None,
+    **params: Any,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield the events of one completion, as :func:`clients.stream` does."""
     sync_stream = stream(
         prompt,
         transport,
         url,
+        messages=messages,
         max_tokens=max_tokens,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         reconnect=reconnect,
+        api_key=api_key,
+        **params,
     )
     iterator = iter(sync_stream)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twinstream-reader")
@@ -77,7 +83,7 @@ def _finish(sync_stream: Stream, step: Future[dict[str, Any]] | None) -> None:
 
 
 async def acomplete(
-    prompt: str, transport: str = "sse", url: str = DEFAULT_URL, **options: Any
+    prompt: str | None = None, transport: str = "sse", url: str = DEFAULT_URL, **options: Any
 ) -> str:
     """The whole completion text."""
     parts = []

@@ -4,9 +4,10 @@ statistics, the reconnect policy and URL handling."""
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -14,7 +15,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import MalformedData, StreamError
 
-__all__ = ["DEFAULT_URL", "ReconnectPolicy", "StreamStats", "Stream", "base_url"]
+__all__ = [
+    "DEFAULT_URL",
+    "ReconnectPolicy",
+    "StreamStats",
+    "Stream",
+    "base_url",
+    "chat_request",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8888"
 EVENT_TYPES = ("start", "delta", "done", "error")
@@ -135,9 +143,20 @@ class Stream:
 
     transport = ""
 
-    def __init__(self, prompt: str, max_tokens: int | None = None) -> None:
-        self.prompt = prompt
+    def __init__(
+        self,
+        prompt: str | None = None,
+        max_tokens: int | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> None:
+        #: the Chat Completions request sent (``messages`` or the ``prompt``
+        #: shorthand, ``max_tokens`` and ``params``: temperature, stop, seed, tools...)
+        self.request = chat_request(prompt, max_tokens, messages, params)
+        self.prompt = prompt if prompt is not None else _last_user_text(self.request["messages"])
         self.max_tokens = max_tokens
+        self._tool_fragments: list[dict[str, Any]] = []
         self.stream_id: str | None = None
         self.model: str | None = None
         self.finish_reason: str | None = None
@@ -157,6 +176,46 @@ class Stream:
     @property
     def text(self) -> str:
         return "".join(self._parts)
+
+    def shorthand(self) -> dict[str, Any] | None:
+        """``{"prompt", "max_tokens"}`` when the request is one user prompt and
+        nothing else (the transports' short form); else None."""
+        request = self.request
+        if set(request) - {"messages", "max_tokens"} or len(request["messages"]) != 1:
+            return None
+        message = request["messages"][0]
+        if set(message) != {"role", "content"} or message["role"] != "user":
+            return None
+        if not isinstance(message["content"], str):
+            return None
+        short: dict[str, Any] = {"prompt": message["content"]}
+        if self.max_tokens is not None:
+            short["max_tokens"] = self.max_tokens
+        return short
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tool calls so far, their streamed fragments joined (OpenAI's
+        ``{"id", "type": "function", "function": {"name", "arguments"}}``)."""
+        calls: dict[int, dict[str, Any]] = {}
+        for fragment in self._tool_fragments:
+            call = calls.setdefault(
+                fragment.get("index", 0),
+                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            call["id"] = fragment.get("id") or call["id"]
+            function = fragment.get("function") or {}
+            call["function"]["name"] = function.get("name") or call["function"]["name"]
+            call["function"]["arguments"] += function.get("arguments") or ""
+        return [calls[index] for index in sorted(calls)]
+
+    def message(self) -> dict[str, Any]:
+        """The reply as an ``assistant`` message, to append to a conversation."""
+        reply: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self._tool_fragments:
+            reply["tool_calls"] = self.tool_calls
+            reply["content"] = self.text or None
+        return reply
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self._iterator is None:
@@ -294,6 +353,9 @@ class Stream:
             self.stats.last_token_at = now
             self.stats.tokens += 1
             self._parts.append(content)
+            tool_calls = event.get("tool_calls")
+            if isinstance(tool_calls, list):
+                self._tool_fragments += [t for t in tool_calls if isinstance(t, dict)]
         elif kind == "done":
             self.ended = True
             self.finish_reason = event.get("finish_reason")
@@ -305,9 +367,63 @@ class Stream:
         return True
 
 
+def chat_request(
+    prompt: str | None,
+    max_tokens: int | None,
+    messages: Sequence[Mapping[str, Any]] | None,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The request object both transports send (docs/protocol.md): a
+    conversation (``messages``) or one ``prompt``, and the parameters."""
+    if (prompt is None) == (messages is None):
+        raise ValueError("give a prompt or messages=[...], not both and not neither")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise TypeError("the prompt must be a str")
+        request: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}]}
+    else:
+        assert messages is not None
+        request = {"messages": [dict(message) for message in messages]}
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+    request.update({key: value for key, value in params.items() if value is not None})
+    return request
+
+
+def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""
+
+
 def _preview(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def unreachable_message(scheme: str, netloc: str, exc: OSError) -> str:
+    """One line on why connecting failed, and what to do about it."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"no TLS with {netloc} ({exc.reason or reason}); if the server speaks plain "
+            f"HTTP, use http://{netloc}"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return (
+            f"cannot connect to {netloc}: {reason}; is the server running? "
+            "Start one with: python3 -m server"
+        )
+    return f"cannot connect to {netloc}: {reason}"
+
+
+def connect_timeout_message(scheme: str, netloc: str, timeout: float) -> str:
+    message = f"could not connect to {netloc} within {timeout:g} s"
+    if scheme in ("https", "wss"):
+        # A plain-HTTP server waits for a request line that a TLS hello never ends.
+        message += f" (no TLS handshake; if the server speaks plain HTTP, use http://{netloc})"
+    return message
 
 
 def sleep_before_retry(policy: ReconnectPolicy, attempt: int, server_retry: float | None) -> None:

@@ -7,11 +7,18 @@ import http.client
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from .base import ReconnectPolicy, Stream, base_url, sleep_before_retry
+from .base import (
+    ReconnectPolicy,
+    Stream,
+    base_url,
+    connect_timeout_message,
+    sleep_before_retry,
+    unreachable_message,
+)
 from .errors import (
     ClientError,
     ConnectionLost,
@@ -29,6 +36,9 @@ __all__ = ["SSEClient", "SSEStream"]
 READ_SIZE = 64 * 1024
 MAX_LINE = 1024 * 1024  # an event stream line longer than this is not ours
 MAX_ERROR_BODY = 64 * 1024
+#: longest prompt sent in the URL; longer ones go by POST /streams (the server
+#: limits the request head, and percent-encoding can triple a prompt's size)
+SHORTHAND_LIMIT = 2048
 
 
 class _Dropped(ClientError):
@@ -48,15 +58,29 @@ class SSEClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         reconnect: ReconnectPolicy | None = None,
+        api_key: str | None = None,
     ) -> None:
         base_url(url)  # validate early
         self.url = url
+        # Sent as a header, never in the URL (URLs end up in logs).
+        self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.reconnect = reconnect or ReconnectPolicy()
 
-    def stream(self, prompt: str, max_tokens: int | None = None) -> SSEStream:
-        return SSEStream(self, prompt, max_tokens)
+    def stream(
+        self,
+        prompt: str | None = None,
+        max_tokens: int | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> SSEStream:
+        """One completion: a ``prompt``, or a conversation (``messages``), with
+        any Chat Completions parameters (``temperature=``, ``stop=``, ``seed=``,
+        ``tools=``...). A lone short prompt goes in the URL (``GET
+        /sse?prompt=``); anything more is sent with ``POST /streams`` first."""
+        return SSEStream(self, prompt, max_tokens, messages=messages, **params)
 
     def close(self) -> None:
         """Nothing to release: streams close their own connections."""
@@ -87,9 +111,18 @@ class SSEStream(Stream):
 
     transport = "sse"
 
-    def __init__(self, client: SSEClient, prompt: str, max_tokens: int | None = None) -> None:
-        super().__init__(prompt, max_tokens)
+    def __init__(
+        self,
+        client: SSEClient,
+        prompt: str | None = None,
+        max_tokens: int | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(prompt, max_tokens, messages=messages, **params)
         self.client = client
+        self._created: str | None = None  # the id POST /streams answered
         self.server_retry_ms: int | None = None
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
@@ -124,7 +157,9 @@ class SSEStream(Stream):
         connection = connection_class(netloc, timeout=client.connect_timeout)
         path = f"{prefix}/cancel?{urlencode({'stream': self.stream_id})}"
         try:
-            connection.request("POST", path, body=b"", headers={"Content-Length": "0"})
+            connection.request(
+                "POST", path, body=b"", headers={"Content-Length": "0", **client.auth}
+            )
             response = connection.getresponse()
             response.read(MAX_ERROR_BODY)
             return response.status == 200
@@ -221,29 +256,79 @@ class SSEStream(Stream):
             connection.connect()
         except (socket.timeout, TimeoutError):
             raise Timeout(
-                f"could not connect to {netloc} within {client.connect_timeout:g} s",
+                connect_timeout_message(scheme, netloc, client.connect_timeout),
                 "connect",
                 client.connect_timeout,
             ) from None
         except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ServerUnreachable(f"cannot connect to {netloc}: {reason}") from None
+            raise ServerUnreachable(unreachable_message(scheme, netloc, exc)) from None
         if self._abandoned:
             raise _Dropped("cancelled")
         assert connection.sock is not None
         connection.sock.settimeout(client.read_timeout)
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **client.auth}
         query: dict[str, Any] = {}
         if resuming:
             headers["Last-Event-ID"] = f"{self.stream_id}:{self.last_seq}"
+        elif self._created is None and self._shorthand() is not None:
+            query = self._shorthand() or {}
         else:
-            query["prompt"] = self.prompt
-            if self.max_tokens is not None:
-                query["max_tokens"] = self.max_tokens
+            if self._created is None:
+                self._created = self._post_stream(connection, prefix or "", netloc)
+            query["stream"] = self._created
         path = (prefix or "") + "/sse" + ("?" + urlencode(query) if query else "")
+        response = self._exchange(connection, netloc, "GET", path, headers)
+        if response.status == 204:
+            return None
+        if response.status != 200:
+            raise self._status_error(response)
+        content_type = response.getheader("Content-Type", "") or ""
+        if content_type.split(";")[0].strip().lower() != "text/event-stream":
+            raise WrongContentType(content_type)
+        return response
+
+    def _shorthand(self) -> dict[str, Any] | None:
+        """``GET /sse``'s query for a lone, short prompt; None if the request
+        needs ``POST /streams`` (a conversation, parameters, or a prompt too
+        long for a URL: servers limit the request head)."""
+        short = self.shorthand()
+        if short is None or len(short["prompt"]) > SHORTHAND_LIMIT:
+            return None
+        return short
+
+    def _post_stream(self, connection: http.client.HTTPConnection, prefix: str, netloc: str) -> str:
+        """``POST /streams`` with the whole request; the new stream's id."""
+        body = json.dumps(self.request).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            **self.client.auth,
+        }
+        response = self._exchange(connection, netloc, "POST", prefix + "/streams", headers, body)
+        if response.status != 201:
+            raise self._status_error(response)
         try:
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
+            stream_id = json.loads(response.read(MAX_ERROR_BODY))["stream"]
+        except (ValueError, KeyError, TypeError, OSError, http.client.HTTPException):
+            raise MalformedData(f"{netloc} answered POST /streams without a stream id") from None
+        if not isinstance(stream_id, str):
+            raise MalformedData(f"{netloc} answered POST /streams without a stream id")
+        return stream_id
+
+    def _exchange(
+        self,
+        connection: http.client.HTTPConnection,
+        netloc: str,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+    ) -> http.client.HTTPResponse:
+        """Send one request on ``connection``; its response (status not checked)."""
+        client = self.client
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            return connection.getresponse()
         except (socket.timeout, TimeoutError):
             raise Timeout(
                 f"{netloc} accepted the connection but sent no answer within "
@@ -258,14 +343,6 @@ class SSEStream(Stream):
             raise MalformedData(f"{netloc} did not answer with valid HTTP ({exc!r:.80})") from None
         except OSError as exc:
             raise _Dropped(f"the connection failed: {exc}") from None
-        if response.status == 204:
-            return None
-        if response.status != 200:
-            raise self._status_error(response)
-        content_type = response.getheader("Content-Type", "") or ""
-        if content_type.split(";")[0].strip().lower() != "text/event-stream":
-            raise WrongContentType(content_type)
-        return response
 
     def _status_error(self, response: http.client.HTTPResponse) -> HTTPStatusError:
         try:

@@ -7,12 +7,20 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import websocket
 
-from .base import ReconnectPolicy, Stream, endpoint_url, sleep_before_retry
+from .base import (
+    ReconnectPolicy,
+    Stream,
+    base_url,
+    connect_timeout_message,
+    endpoint_url,
+    sleep_before_retry,
+    unreachable_message,
+)
 from .errors import (
     ClientError,
     ConnectionLost,
@@ -25,6 +33,10 @@ from .errors import (
 )
 
 __all__ = ["WebSocketClient", "WebSocketStream"]
+
+#: a start message this large may be past the server's frame limit (twinstream's
+#: default is 256 KiB); when the socket dies right after one, say so
+LARGE_REQUEST = 64 * 1024
 
 
 class _Dropped(ClientError):
@@ -52,8 +64,10 @@ class WebSocketClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         reconnect: ReconnectPolicy | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        self.headers = [f"Authorization: Bearer {api_key}"] if api_key else []
         self.ws_url = endpoint_url(url, "/ws", websocket=True)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -67,17 +81,27 @@ class WebSocketClient:
         self._failures = 0
         self._closed = False
 
-    def stream(self, prompt: str, max_tokens: int | None = None) -> WebSocketStream:
-        """A new stream; ``start`` is sent (connecting if needed) when reading begins."""
+    def stream(
+        self,
+        prompt: str | None = None,
+        max_tokens: int | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> WebSocketStream:
+        """A new stream for a ``prompt`` or a conversation (``messages``), with
+        any Chat Completions parameters (``temperature=``, ``stop=``...);
+        ``start`` is sent (connecting if needed) when reading begins."""
         if self._closed:
             raise ConnectionLost("this client was closed")
         self._next_ref += 1
-        return WebSocketStream(self, prompt, max_tokens, f"c{self._next_ref}")
+        return WebSocketStream(
+            self, prompt, max_tokens, f"c{self._next_ref}", messages=messages, **params
+        )
 
     def _start(self, stream: WebSocketStream) -> None:
-        message: dict[str, Any] = {"type": "start", "prompt": stream.prompt, "ref": stream.ref}
-        if stream.max_tokens is not None:
-            message["max_tokens"] = stream.max_tokens
+        fields = stream.shorthand() or stream.request
+        message: dict[str, Any] = {"type": "start", **fields, "ref": stream.ref}
         try:
             self._ensure_connected()
             self._unbound[stream.ref] = stream
@@ -114,15 +138,16 @@ class WebSocketClient:
                 timeout=self.connect_timeout,
                 enable_multithread=True,
                 suppress_origin=True,  # not a browser page
+                header=self.headers,
             )
         except websocket.WebSocketBadStatusException as exc:
             raise _status_error(exc) from None
         except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
-            raise Timeout(
-                f"no WebSocket handshake with {self.ws_url} within {self.connect_timeout:g} s",
-                "connect",
-                self.connect_timeout,
-            ) from None
+            scheme, netloc, _ = base_url(self.url)
+            message = f"no WebSocket handshake with {self.ws_url} within {self.connect_timeout:g} s"
+            if scheme == "https":
+                message = connect_timeout_message(scheme, netloc, self.connect_timeout)
+            raise Timeout(message, "connect", self.connect_timeout) from None
         except websocket.WebSocketConnectionClosedException:
             raise _Dropped("the server closed the connection during the handshake") from None
         except websocket.WebSocketException as exc:
@@ -130,12 +155,11 @@ class WebSocketClient:
         except ConnectionError as exc:
             if isinstance(exc, (ConnectionRefusedError, ConnectionAbortedError)):
                 raise ServerUnreachable(
-                    f"cannot connect to {self.ws_url}: {exc.strerror}"
+                    unreachable_message("ws", base_url(self.url)[1], exc)
                 ) from None
             raise _Dropped(f"the connection broke during the handshake: {exc}") from None
         except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ServerUnreachable(f"cannot connect to {self.ws_url}: {reason}") from None
+            raise ServerUnreachable(unreachable_message("ws", base_url(self.url)[1], exc)) from None
         ws.settimeout(self.read_timeout)
         self._socket = ws
         self.connections += 1
@@ -190,6 +214,13 @@ class WebSocketClient:
                 # AttributeError: websocket-client after the socket was closed elsewhere
                 raise _Dropped(f"the connection broke: {exc!r:.80}") from None
             if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                if code == 1009:  # RFC 6455 7.4.1: message too big; resending would not help
+                    self._drop_socket()
+                    raise ConnectionLost(
+                        "the server closed the WebSocket (1009, message too big): the request "
+                        "is larger than the server accepts; shorten the prompt or conversation"
+                    )
                 raise _Dropped("the server closed the WebSocket")
             if opcode != websocket.ABNF.OPCODE_TEXT:
                 raise MalformedData("the server sent a binary message; events are JSON text")
@@ -229,7 +260,16 @@ class WebSocketClient:
         lost = list(self._unbound.values())
         self._unbound.clear()
         for stream in lost:
-            stream.failure = ConnectionLost(f"{exc} before the stream started; nothing to resume")
+            size = len(json.dumps(stream.request))
+            note = (
+                f" (the request was {size} bytes: the server may refuse messages that large; "
+                "shorten the prompt or conversation)"
+                if size > LARGE_REQUEST
+                else ""
+            )
+            stream.failure = ConnectionLost(
+                f"{exc} before the stream started; nothing to resume{note}"
+            )
         if reader.failure is not None or reader.cancelled and reader.stream_id is None:
             return
         policy = self.reconnect
@@ -304,9 +344,16 @@ class WebSocketStream(Stream):
     transport = "ws"
 
     def __init__(
-        self, client: WebSocketClient, prompt: str, max_tokens: int | None, ref: str
+        self,
+        client: WebSocketClient,
+        prompt: str | None,
+        max_tokens: int | None,
+        ref: str,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
     ) -> None:
-        super().__init__(prompt, max_tokens)
+        super().__init__(prompt, max_tokens, messages=messages, **params)
         self.client = client
         self.ref = ref
         self.failure: ClientError | None = None

@@ -3,6 +3,7 @@
 # - Debian's chromium (for the browser-demo and browser-benchmark tests) and iproute2
 #   (`ip`/`tc`: the network-profile benchmark builds a tbf link in namespaces of its own),
 #   via apt-get when missing;
+# - Debian's nodejs and npm when missing, and the Node openai SDK into tests/node;
 # - the package with its [test] extras, via pip;
 # then ruff, mypy and pytest. Exits non-zero on the first failure.
 set -euo pipefail
@@ -18,6 +19,15 @@ if [ -n "$MISSING" ]; then
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "== installing Debian's nodejs and npm (the Node openai SDK test)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+echo "== installing the Node openai SDK (tests/node)"
+npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 
 echo "== installing twinstream with its test extras"
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -13,8 +13,10 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from .access import AccessPolicy, KeyFileError
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
+from .edge_server import install_log_redaction, make_server
 
 __all__ = ["main", "serve"]
 
@@ -22,9 +24,11 @@ __all__ = ["main", "serve"]
 async def serve(settings: Settings, ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then cancel live streams and stop."""
     app = make_app(settings)
-    server = app.listen(settings.port, settings.host, **http_server_options(settings))
+    server = make_server(app, http_server_options(settings))  # the edge (issue 10)
+    server.listen(settings.port, settings.host)
     port = next(iter(server._sockets.values())).getsockname()[1]
     logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
+    app.settings["edge"].log_summary()
     if ready is not None:
         ready(port)
     stop = asyncio.Event()
@@ -39,6 +43,7 @@ async def serve(settings: Settings, ready: Callable[[int], None] | None = None) 
     await app.settings["store"].close()  # every live stream ends with done/cancelled...
     await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
     await server.close_all_connections()
+    app.settings["metrics"].close()  # the log line of each stream still recorded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # Tornado's own messages quote request lines
+    try:
+        AccessPolicy.from_settings(settings.api_key, settings.api_keys_file, settings.token_ttl)
+    except KeyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     upstream = settings.openai_api_key or settings.openai_base_url
     if settings.backend == "openai" and not upstream:
         print(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import tornado.web
 
 from .backends.base import Backend
 from .config import Settings
-from .openai_compat import ChatCompletionsHandler, ModelsHandler
+from .edge_server import Edge, TokenHandler, log_request
+from .metrics import Metrics, MetricsHandler
+from .openai_compat import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from .relay import ConnectionWatch
 from .sse_handler import SSEHandler
 from .streams import MemoryStreamStore, StreamStore
+from .streams_api import StreamsHandler
 from .web import (
     STATIC_DIR,
     CancelHandler,
@@ -74,8 +78,14 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         sse_compression=settings.sse_compression,
         retry_ms=settings.retry_ms,
     )
-    common = {"store": store, "limits": settings.limits, "relays": relays}
-    openai_args = {**common, "api_key": settings.api_key}
+    # what the backend cannot do is refused when a request is parsed, before a stream starts
+    limits = replace(
+        settings.limits, supported_parameters=getattr(store.backend, "parameters", None)
+    )
+    common = {"store": store, "limits": limits, "relays": relays}
+    openai_args = common  # API keys are checked at the edge, before the body is read
+    metrics = Metrics(watch)
+    edge = Edge.from_settings(settings, metrics)
     debug_routes: list[Any] = (
         [(r"/debug/drop", DropHandler, {"store": store})] if settings.debug_drop else []
     )
@@ -95,9 +105,13 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
                     "max_streams_per_socket": settings.max_streams_per_socket,
                 },
             ),
+            (r"/streams", StreamsHandler, {"store": store, "limits": limits}),
             (r"/cancel", CancelHandler, {"store": store}),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
             (r"/v1/models", ModelsHandler, openai_args),
+            (r"/v1/models/(.+)", ModelHandler, openai_args),
+            (r"/auth/token", TokenHandler, {"access": edge.access}),
+            (r"/metrics", MetricsHandler, {"metrics": metrics}),
         ],
         default_handler_class=NotFoundHandler,
         static_path=STATIC_DIR,
@@ -110,6 +124,9 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         store=store,
         watch=watch,
         twinstream_settings=settings,
+        metrics=metrics,
+        edge=edge,
+        log_function=log_request,  # the access log never holds prompts or stream ids
     )
 
 
@@ -117,4 +134,9 @@ def http_server_options(settings: Settings) -> dict[str, Any]:
     """Options for the HTTPServer in front of the app. A prompt travels in the
     URL of ``/sse``: percent-encoding can triple its bytes, so the header limit
     grows with ``max_prompt_bytes`` (Tornado's default is 64 KiB)."""
-    return {"max_header_size": 3 * settings.limits.max_prompt_bytes + 16 * 1024}
+    return {
+        "max_header_size": 3 * settings.limits.max_prompt_bytes + 16 * 1024,
+        # Slowloris: headers (and keep-alive idleness) and bodies get a deadline.
+        "idle_connection_timeout": settings.idle_connection_timeout or None,
+        "body_timeout": settings.body_timeout or None,
+    }

@@ -213,26 +213,85 @@ class Settings:
     )
     allowed_origins: tuple[str, ...] = setting(
         (),
-        "extra origins allowed to open /ws (comma-separated; '*' = any); same-origin always is",
+        "origins besides the server's own whose pages may use it: /ws, and the HTTP "
+        "endpoints through CORS, which is off without them (comma-separated; '*' = any)",
         comma_list,
         flag="--allowed-origin",
         metavar="ORIGIN",
     )
     debug_drop: bool = setting(
-        True,
+        False,
         "serve POST /debug/drop?stream=S, which cuts that stream's connections so clients "
         "can show recovery (the demo's Drop connection)",
         boolean,
+        flag="--debug",
+        env="TWINSTREAM_DEBUG",
     )
     max_prompt_bytes: int = setting(
         32 * 1024, "longest prompt accepted, in UTF-8 bytes", non_negative(int)
     )
+    # access and the edge (server/access.py, server/edge.py, server/edge_server.py)
     api_key: str | None = setting(
-        None, "if set, /v1 requires 'Authorization: Bearer KEY'", secret=True
+        None,
+        "API key required by every endpoint but /, /healthz, /static: 'Authorization: "
+        "Bearer KEY' or ?access_token=T from POST /auth/token; prefer the variable",
+        secret=True,
     )
-    log_level: str = setting(
-        "info", "logging level", choices=("debug", "info", "warning", "error")
+    api_keys_file: str | None = setting(
+        None, "a file of API keys, one a line ('#' comments), accepted as --api-key is"
     )
+    token_ttl: float = setting(
+        600.0, "seconds a token from POST /auth/token stays valid", non_negative(float)
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        (),
+        "host names clients may use in the Host header besides the listening address and "
+        "localhost (comma-separated; '*' = any, which gives up DNS-rebinding protection)",
+        comma_list,
+        flag="--allowed-host",
+        metavar="HOST",
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        "addresses of reverse proxies whose X-Forwarded-For/-Proto and X-Real-IP are "
+        "believed (comma-separated); nobody else's are",
+        comma_list,
+        flag="--trusted-proxy",
+        metavar="ADDRESS",
+    )
+    max_body_bytes: int = setting(
+        0,
+        "largest request body, refused from Content-Length before it is read "
+        "(K, M, G suffixes); 0 = 8 x --max-prompt-bytes",
+        size,
+    )
+    idle_connection_timeout: float = setting(
+        30.0,
+        "seconds a connection may take to send a request's headers, or stay idle between "
+        "requests (slowloris); 0 = no limit",
+        non_negative(float),
+    )
+    body_timeout: float = setting(
+        30.0,
+        "seconds a client may take to send a request body; 0 = no limit",
+        non_negative(float),
+    )
+    max_connections: int = setting(
+        0,
+        "most open connections; at the cap the one idle longest is closed, or the newcomer "
+        "gets 503; 0 = the open-file limit less 64",
+        non_negative(int),
+    )
+    streams_per_minute: float = setting(
+        600.0,
+        "streams one client address may start per minute (bursts up to that many); more get "
+        "429 with Retry-After; 0 = no limit",
+        non_negative(float),
+    )
+    public_metrics: bool = setting(
+        False, "serve GET /metrics without the API key (it needs one when keys are set)", boolean
+    )
+    log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
 
     @property
     def limits(self) -> protocol.Limits:
@@ -297,7 +356,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         text = f"{spec.help} (default: {shown}) [env {env_name(item)}]"
         if isinstance(item.default, bool):
             parser.add_argument(
-                flag, default=value, action=argparse.BooleanOptionalAction, help=text
+                flag,
+                dest=item.name,
+                default=value,
+                action=argparse.BooleanOptionalAction,
+                help=text,
             )
         elif isinstance(item.default, tuple):
             parser.add_argument(
@@ -312,6 +375,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         else:
             parser.add_argument(
                 flag,
+                dest=item.name,
                 default=value,
                 type=spec.parse,
                 choices=spec.choices or None,

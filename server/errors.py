@@ -1,5 +1,7 @@
-"""The server's exception hierarchy: each error knows its HTTP status and the
-public ``code``/``message`` a client sees. Internal detail never leaves the
+"""HTTP errors that are not protocol errors (a missing key, an unknown route):
+each knows its HTTP status and the public ``code``/``message`` a client sees.
+Protocol errors are :class:`server.protocol.ProtocolError`, answered by
+``JsonErrorHandler.write_error``. Internal detail never leaves the
 process: it goes to the log through ``log_message`` or the exception chain.
 """
 
@@ -7,9 +9,9 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
-from .protocol import ProtocolError
+from .protocol import error_body
 
-__all__ = ["ApiError", "StreamNotFound", "Unauthorized", "error_body"]
+__all__ = ["ApiError", "Unauthorized", "error_body"]
 
 
 class ApiError(HTTPError):
@@ -21,27 +23,7 @@ class ApiError(HTTPError):
         self.code = code
         self.message = message
 
-    @classmethod
-    def from_protocol(cls, exc: ProtocolError) -> ApiError:
-        return cls(exc.status, exc.code, exc.message)
-
-
-class StreamNotFound(ApiError):
-    def __init__(self, stream_id: str) -> None:
-        super().__init__(
-            404,
-            "stream_not_found",
-            "this stream is unknown or expired and cannot be resumed; start a new one",
-        )
-        self.stream_id = stream_id
-
 
 class Unauthorized(ApiError):
     def __init__(self) -> None:
         super().__init__(401, "invalid_api_key", "missing or wrong API key (Authorization: Bearer)")
-
-
-def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]]:
-    """The JSON error object, shaped like OpenAI's so its SDK reads it too."""
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"code": code, "message": message, "type": kind}}

@@ -8,86 +8,16 @@ its stream at once.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable
-from typing import Any
 
-from . import protocol, sse
-from .backends.base import ChatRequest
-from .errors import ApiError, Unauthorized, error_body
+from . import openai_chunks, protocol, sse
+from .chat_request import parse_chat_body
+from .errors import ApiError
 from .streams import StreamLog, StreamStore
 from .web import EventStreamHandler, JsonErrorHandler, RelayOptions
 
-__all__ = ["ChatCompletionsHandler", "ModelsHandler", "parse_chat_body"]
-
-_ROLES = ("system", "developer", "user", "assistant", "tool")
-
-
-def _bad(code: str, message: str) -> ApiError:
-    return ApiError(400, code, message)
-
-
-def _message_text(content: Any, index: int) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):  # content parts: keep the text ones
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise _bad("invalid_messages", f"messages[{index}]: only text parts are supported")
-            if not isinstance(part.get("text"), str):
-                raise _bad("invalid_messages", f"messages[{index}]: a text part needs 'text'")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise _bad("invalid_messages", f"messages[{index}].content must be a string or a list of parts")
-
-
-def parse_chat_body(body: bytes, limits: protocol.Limits) -> tuple[ChatRequest, bool, bool]:
-    """Validate a chat completions body: (request, stream?, include_usage?)."""
-    try:
-        data = protocol.loads_strict(body or b"null")
-    except (ValueError, RecursionError):
-        raise _bad("invalid_json", "the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _bad("invalid_body", "the request body must be a JSON object")
-    raw_messages = data.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise _bad("invalid_messages", "'messages' must be a non-empty list")
-    messages: list[dict[str, str]] = []
-    for index, message in enumerate(raw_messages):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise _bad(
-                "invalid_messages", f"messages[{index}] needs a 'role' of {', '.join(_ROLES)}"
-            )
-        messages.append(
-            {"role": message["role"], "content": _message_text(message.get("content"), index)}
-        )
-    user_turns = [m["content"] for m in messages if m["role"] == "user"]
-    protocol.validate_prompt(user_turns[-1] if user_turns else "", limits)
-    total = sum(len(m["content"].encode("utf-8")) for m in messages)
-    if total > limits.max_prompt_bytes:
-        raise protocol.ProtocolError(
-            "prompt_too_long",
-            f"the messages hold {total} bytes; the limit is {limits.max_prompt_bytes} bytes",
-            status=413,
-        )
-    name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
-    max_tokens = protocol.validate_max_tokens(data.get(name), limits, name=name)
-    stream = data.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad("invalid_stream", "'stream' must be true or false")
-    options = data.get("stream_options") or {}
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
-    return ChatRequest(messages=tuple(messages), max_tokens=max_tokens), stream, include_usage
-
-
-def _failure(event: dict[str, Any]) -> tuple[str, str]:
-    """Code and message for a stream that did not finish: OpenAI's API has no
-    "cancelled" finish reason, and a cut answer must not look complete."""
-    if event["type"] == "error":
-        return event["code"], event["message"]
-    return "cancelled", "the completion was cancelled before it finished"
+__all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler", "chunk_frames"]
 
 
 class _OpenAIHandler(JsonErrorHandler):
@@ -96,70 +26,48 @@ class _OpenAIHandler(JsonErrorHandler):
         store: StreamStore,
         limits: protocol.Limits,
         relays: RelayOptions,
-        api_key: str | None = None,
     ) -> None:
+        # API keys are checked at the edge (server/edge_server.py), before the body is read.
         self.store = store
         self.limits = limits
         self.relays = relays
-        self.api_key = api_key
-
-    def prepare(self) -> None:
-        if self.api_key:
-            given = self.request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
-                raise Unauthorized()
 
 
 class ModelsHandler(_OpenAIHandler):
     def get(self) -> None:
         model = self.store.backend.model
-        self.write(
-            {
-                "object": "list",
-                "data": [{"id": model, "object": "model", "created": 0, "owned_by": "twinstream"}],
-            }
-        )
+        self.write({"object": "list", "data": [openai_chunks.model_object(model)]})
 
 
-def _chunk(stream: StreamLog, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-{stream.id}",
-        "object": "chat.completion.chunk",
-        "created": stream.created,
-        "model": stream.model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
+class ModelHandler(_OpenAIHandler):
+    """``GET /v1/models/{id}``: the served model, or 404 ``model_not_found``."""
+
+    def get(self, model_id: str) -> None:
+        model = self.store.backend.model
+        if model_id != model:
+            raise ApiError(
+                404, "model_not_found", f"this server serves one model, {model!r}; see /v1/models"
+            )
+        self.write(openai_chunks.model_object(model))
 
 
-def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[str]], bytes]:
-    """Frames a stream's events as OpenAI ``chat.completion.chunk`` events,
-    ending with ``data: [DONE]`` (or OpenAI's error object, which the SDK
-    raises on)."""
+def _identity(stream: StreamLog) -> tuple[str, int, str]:
+    """The completion's id, created time and model, the same in every chunk."""
+    return f"chatcmpl-{stream.id}", stream.created, stream.model
 
-    def data(payload: Any) -> str:
-        return sse.format_trusted_data(json.dumps(payload))
 
-    def frame(first_seq: int, texts: list[str]) -> bytes:
-        out: list[str] = []
-        for text in texts:
-            event = json.loads(text)
-            kind = event["type"]
-            if kind == "start":
-                out.append(data(_chunk(stream, {"role": "assistant", "content": ""}, None)))
-            elif kind == "delta":
-                out.append(data(_chunk(stream, {"content": event["content"]}, None)))
-            elif kind == "done":
-                reason = "length" if event["finish_reason"] == "length" else "stop"
-                out.append(data(_chunk(stream, {}, reason)))
-                if include_usage:
-                    usage_chunk = _chunk(stream, {}, None)
-                    usage_chunk["choices"] = []
-                    usage_chunk["usage"] = event.get("usage", {})
-                    out.append(data(usage_chunk))
-                out.append(sse.format_trusted_data("[DONE]"))
-            else:  # error: OpenAI's mid-stream error object; the SDK raises on it
-                out.append(data(error_body(502, event["code"], event["message"])))
-        return "".join(out).encode()
+def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[bytes]], bytes]:
+    """Frames a stream's events as OpenAI ``chat.completion.chunk`` events
+    (:func:`openai_chunks.chunk_payloads`), ending with ``data: [DONE]`` or
+    OpenAI's error object, which the SDKs raise on."""
+    identity = _identity(stream)
+
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
+        return "".join(
+            sse.format_trusted_data(payload)
+            for text in texts
+            for payload in openai_chunks.chunk_payloads(json.loads(text), *identity, include_usage)
+        ).encode()
 
     return frame
 
@@ -176,45 +84,28 @@ class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
     _stream: StreamLog | None = None
 
     def prepare(self) -> None:
-        super().prepare()
         self.chat, self.streaming, self.include_usage = parse_chat_body(
             self.request.body, self.limits
         )
 
     async def post(self) -> None:
         self._stream = stream = await self.store.create(self.chat)
+        metrics = self.settings["metrics"]  # the operator's view (issue 10)
+        metrics.stream_started(stream, "v1")
         if not self.streaming:
             await stream.wait_ended()
-            self._write_completion(stream)
+            # an error or a cancelled stream raises ProtocolError: 502 / 503 cancelled
+            answer = openai_chunks.completion(stream.events, *_identity(stream))
+            body = json.dumps(answer).encode()
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.write(body)
+            metrics.answered(stream, "v1", len(body))
             return
-        complete = await self.relay_events(stream, -1, chunk_frames(stream, self.include_usage))
+        frames = metrics.counting(chunk_frames(stream, self.include_usage), stream, "v1")
+        with metrics.connection("v1"):
+            complete = await self.relay_events(stream, -1, frames)
         if not complete:
             stream.cancel()
-
-    def _write_completion(self, stream: StreamLog) -> None:
-        last = stream.last_event()
-        if last["type"] == "error":
-            raise ApiError(502, last["code"], last["message"])
-        if last["finish_reason"] == "cancelled":
-            raise ApiError(503, *_failure(last))
-        self.write(
-            {
-                "id": f"chatcmpl-{stream.id}",
-                "object": "chat.completion",
-                "created": stream.created,
-                "model": stream.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": stream.text()},
-                        "finish_reason": "length"
-                        if last.get("finish_reason") == "length"
-                        else "stop",
-                    }
-                ],
-                "usage": last.get("usage", {}),
-            }
-        )
 
     def on_connection_close(self) -> None:
         super().on_connection_close()

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .backends.base import ChatRequest, Piece
+
 __all__ = [
     "ProtocolError",
     "Limits",
@@ -20,10 +22,16 @@ __all__ = [
     "ClientMessage",
     "start_event",
     "delta_event",
+    "delta_event_from_piece",
     "done_event",
     "error_event",
     "is_terminal",
     "dumps",
+    "delta_head",
+    "delta_record",
+    "delta_from_record",
+    "is_delta_record",
+    "error_body",
     "format_event_id",
     "parse_event_id",
     "parse_client_message",
@@ -34,7 +42,7 @@ __all__ = [
     "FINISH_REASONS",
 ]
 
-FINISH_REASONS = ("stop", "length", "cancelled")
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "cancelled")
 TERMINAL_TYPES = ("done", "error")
 
 
@@ -66,6 +74,9 @@ class Limits:
     max_prompt_bytes: int = 32 * 1024
     max_tokens_limit: int = 4096
     default_max_tokens: int = 256
+    #: the request parameters the backend honours; others get ``unsupported_parameter``
+    #: (``None``: the backend takes every parameter, e.g. the openai backend forwards them)
+    supported_parameters: frozenset[str] | None = None
 
 
 # --- events (server -> client) -------------------------------------------------
@@ -77,6 +88,22 @@ def start_event(stream: str, model: str, **extra: Any) -> dict[str, Any]:
 
 def delta_event(stream: str, seq: int, content: str, **extra: Any) -> dict[str, Any]:
     return {"type": "delta", "stream": stream, "seq": seq, "content": content, **extra}
+
+
+def delta_event_from_piece(stream: str, seq: int, piece: Piece) -> dict[str, Any]:
+    """The ``delta`` event for one backend piece. ``content`` is always there
+    (``""`` when the piece is only a tool call, a refusal or logprobs), so
+    clients that only read text keep working; the other fields only when set."""
+    if isinstance(piece, str):
+        return {"type": "delta", "stream": stream, "seq": seq, "content": piece}
+    event = delta_event(stream, seq, piece.content)
+    if piece.tool_calls:
+        event["tool_calls"] = list(piece.tool_calls)
+    if piece.refusal:
+        event["refusal"] = piece.refusal
+    if piece.logprobs:
+        event["logprobs"] = piece.logprobs
+    return event
 
 
 def done_event(stream: str, seq: int, finish_reason: str, **extra: Any) -> dict[str, Any]:
@@ -100,6 +127,12 @@ def error_event(
     }
 
 
+def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]]:
+    """An HTTP error's JSON body, shaped like OpenAI's so its SDKs read it too."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"code": code, "message": message, "type": kind}}
+
+
 def is_terminal(event: dict[str, Any]) -> bool:
     """True for the last event of a stream (``done`` or a stream's ``error``)."""
     return event.get("type") in TERMINAL_TYPES and event.get("stream") is not None
@@ -116,6 +149,36 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 def dumps(event: dict[str, Any]) -> str:
     """Serialise an event to the compact one-line JSON both transports carry."""
     return _ENCODER.encode(event)
+
+
+_encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
+
+
+# A text delta is kept in a stream's log as a *record*: its JSON minus what
+# every delta of the stream shares (the head up to "seq":) and minus the seq
+# (the event's index): ``T,"CONTENT"``, with T the repr of ``t``. It is the
+# sent JSON, factored, not another representation: delta_from_record puts
+# the shared parts back by concatenation. Records never start with "{".
+
+
+def delta_head(stream: str) -> bytes:
+    """What every delta of ``stream`` starts with (a validated stream id)."""
+    return f'{{"type":"delta","stream":"{stream}","seq":'.encode()
+
+
+def delta_record(content: str, t: float) -> bytes:
+    """The log record of a text delta (see above)."""
+    return f"{t!r},{_encode_string(content)}".encode()
+
+
+def is_delta_record(record: bytes) -> bool:
+    return record[:1] != b"{"
+
+
+def delta_from_record(head: bytes, seq: int, record: bytes) -> bytes:
+    """The delta's JSON, byte-equal to ``dumps(delta_event(...))`` encoded."""
+    comma = record.index(b",")  # the repr of a float holds no comma
+    return b'%b%d,"content":%b,"t":%b}' % (head, seq, record[comma + 1 :], record[:comma])
 
 
 def _reject_constant(name: str) -> Any:
@@ -248,9 +311,18 @@ def validate_max_tokens(
 
 @dataclass(frozen=True)
 class StartRequest:
-    prompt: str
-    max_tokens: int
+    """A ``start`` message: the chat to complete and the client's ``ref``."""
+
+    chat: ChatRequest
     ref: Any = None
+
+    @property
+    def prompt(self) -> str:
+        return self.chat.last_user_message
+
+    @property
+    def max_tokens(self) -> int:
+        return self.chat.max_tokens
 
 
 @dataclass(frozen=True)
@@ -285,11 +357,15 @@ def parse_client_message(text: str, limits: Limits) -> ClientMessage:
 def _parse_message_object(message: dict[str, Any], limits: Limits) -> ClientMessage:
     kind = message.get("type")
     if kind == "start":
-        return StartRequest(
-            prompt=validate_prompt(message.get("prompt"), limits),
-            max_tokens=validate_max_tokens(message.get("max_tokens"), limits),
-            ref=message.get("ref"),
-        )
+        from .chat_request import parse_chat_request  # it builds on this module
+
+        fields = {key: value for key, value in message.items() if key not in ("type", "ref")}
+        prompt = fields.pop("prompt", None)
+        if prompt is None and fields.get("messages") is None:
+            raise ProtocolError("missing_prompt", "'prompt' or 'messages' is required")
+        if prompt is not None and not isinstance(prompt, str):
+            raise ProtocolError("invalid_prompt", "'prompt' must be a string")
+        return StartRequest(parse_chat_request(fields, limits, prompt=prompt), message.get("ref"))
     if kind == "resume":
         after = message.get("after")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:

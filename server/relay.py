@@ -23,7 +23,7 @@ from collections.abc import Callable
 from tornado.iostream import IOStream, StreamClosedError
 
 from . import tornado_adapter
-from .streams import StreamLog
+from .streams import CATCH_UP_BYTES, StreamLog
 
 __all__ = ["Sink", "Relay", "ConnectionWatch", "Frame", "ROOM_BYTES"]
 
@@ -34,7 +34,7 @@ log = logging.getLogger("twinstream.relay")
 ROOM_BYTES = 64 * 1024
 
 #: Turns ``texts`` (events ``first_seq``, ``first_seq + 1``, ...) into wire bytes.
-Frame = Callable[[int, list[str]], bytes]
+Frame = Callable[[int, list[bytes]], bytes]
 
 
 class ConnectionWatch:
@@ -115,6 +115,8 @@ class Sink:
         "transform",
         "heartbeat",
         "cut",
+        "room",
+        "batch_bytes",
         "relays",
         "waiting",
         "closed",
@@ -141,6 +143,10 @@ class Sink:
         self.transform = transform
         self.heartbeat = heartbeat
         self.cut = cut
+        # Relays write while less than ``room`` is queued, at most
+        # ``batch_bytes`` at once: what is queued stays under half the cap.
+        self.room = max(1024, min(ROOM_BYTES, max_pending // 4))
+        self.batch_bytes = max(1024, min(CATCH_UP_BYTES, max_pending // 4))
         self.relays: set[Relay] = set()
         self.waiting: list[Relay] = []
         self.closed = False
@@ -176,7 +182,7 @@ class Sink:
         return True
 
     def has_room(self) -> bool:
-        return tornado_adapter.pending_bytes(self.stream) < ROOM_BYTES
+        return tornado_adapter.pending_bytes(self.stream) < self.room
 
     def wait_for_room(self, relay: Relay) -> None:
         """Call ``relay.resume()`` once the kernel has taken the backlog."""
@@ -286,20 +292,20 @@ class Relay:
         """Write everything that is ready, while the connection has room."""
         stream, sink = self.stream, self.sink
         while self.active:
+            if self.next_seq > stream.last_seq:
+                if stream.ended:
+                    self.stop("complete")
+                return
             if not sink.has_room():
                 self.paused = True
                 sink.wait_for_room(self)
                 return
-            texts = stream.read(self.next_seq - 1)
-            if not texts:
-                break
+            texts = stream.read(self.next_seq - 1, sink.batch_bytes)
             data = self.frame(self.next_seq, texts)
             self.next_seq += len(texts)
             if not sink.write(data):
                 self.stop("closed")
                 return
-        if self.active and stream.ended and self.next_seq > stream.last_seq:
-            self.stop("complete")
 
     def stop(self, outcome: str = "closed") -> None:
         if not self.active:

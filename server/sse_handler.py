@@ -12,11 +12,11 @@ from .web import EventStreamHandler, RelayOptions, open_stream
 __all__ = ["SSEHandler"]
 
 
-def sse_frames(stream_id: str, retry_ms: int | None) -> Callable[[int, list[str]], bytes]:
+def sse_frames(stream_id: str, retry_ms: int | None) -> Callable[[int, list[bytes]], bytes]:
     """Frames a stream's events as SSE; the ``retry`` hint rides on the first."""
     retry = [retry_ms]
 
-    def frame(first_seq: int, texts: list[str]) -> bytes:
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
         data = sse.format_events(stream_id, first_seq, texts, retry[0])
         retry[0] = None
         return data
@@ -42,21 +42,28 @@ class SSEHandler(EventStreamHandler):
         self.relays = relays
 
     async def get(self) -> None:
+        metrics = self.settings["metrics"]  # the operator's view (issue 10)
         last_event_id = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
             "last_event_id", None
         )
         if last_event_id:
-            stream_id, after = protocol.parse_event_id(last_event_id)
-            stream = await open_stream(self.store, stream_id)
             try:
+                stream_id, after = protocol.parse_event_id(last_event_id)
+                stream = await open_stream(self.store, stream_id)
                 protocol.check_resume(stream.last_seq, stream.ended, after, "last_event_id")
             except protocol.ProtocolError as exc:
+                metrics.resume("sse", exc.code)
                 if exc.code != "stream_ended":
                     raise
                 # Everything was delivered: 204 tells EventSource to stop
                 # reconnecting (WHATWG: a 204 "fails the connection" for good).
                 self.set_status(204)
                 return
+            metrics.resume("sse", "resumed", stream)
+        elif self.get_query_argument("stream", None) is not None:  # made by POST /streams
+            stream_id = protocol.validate_stream_id(self.get_query_argument("stream"))
+            stream = await open_stream(self.store, stream_id)
+            after = -1  # from its first event
         else:
             # strip=False: the prompt is exactly what the user sent.
             request = ChatRequest.from_prompt(
@@ -68,5 +75,8 @@ class SSEHandler(EventStreamHandler):
                 ),
             )
             stream = await self.store.create(request)
+            metrics.stream_started(stream, "sse")
             after = -1
-        await self.relay_events(stream, after, sse_frames(stream.id, self.relays.retry_ms))
+        frames = metrics.counting(sse_frames(stream.id, self.relays.retry_ms), stream, "sse")
+        with metrics.connection("sse"):
+            await self.relay_events(stream, after, frames)

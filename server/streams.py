@@ -26,6 +26,7 @@ import json
 import logging
 import secrets
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -73,8 +74,9 @@ class StreamLog:
         "id",
         "model",
         "created",
-        "_texts",
-        "nbytes",
+        "_buf",
+        "_ends",
+        "_delta_head",
         "ended_at",
         "followers",
         "last_read_at",
@@ -88,9 +90,14 @@ class StreamLog:
         self.id = stream_id
         self.model = model
         self.created = int(time.time())
-        self._texts: list[str] = []
-        #: UTF-8-ish size of the kept events (len of the JSON texts)
-        self.nbytes = 0
+        # Every event's UTF-8 JSON, back to back, and where each one ends: a
+        # few bytes of overhead per event instead of an object per event. Text
+        # deltas are kept as records (protocol.delta_record: the JSON without
+        # the head all deltas share); read() restores the sent bytes. Frozen
+        # to bytes (trimmed) when the stream ends.
+        self._buf: bytearray | bytes = bytearray()
+        self._ends = array("I")
+        self._delta_head = protocol.delta_head(stream_id)
         self.ended_at: float | None = None
         self.followers: list[Follower] = []
         self._clock = clock
@@ -105,40 +112,52 @@ class StreamLog:
 
     @property
     def last_seq(self) -> int:
-        return len(self._texts) - 1
+        return len(self._ends) - 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of event JSON kept."""
+        return len(self._buf)
 
     @property
     def readers(self) -> int:
         return len(self.followers)
 
-    def read(self, after: int, max_bytes: int = CATCH_UP_BYTES) -> list[str]:
-        """The JSON texts of the events with ``seq > after`` that exist now, at
+    def read(self, after: int, max_bytes: int = CATCH_UP_BYTES) -> list[bytes]:
+        """The UTF-8 JSON of the events with ``seq > after`` that exist now, at
         most about ``max_bytes`` of them (always at least one if any exist)."""
-        texts = self._texts
+        ends = self._ends
         start = after + 1
-        if start >= len(texts):
+        count = len(ends)
+        if start >= count:
             return []
-        if start == len(texts) - 1:  # the push case: exactly one new event
-            return [texts[start]]
-        end = start
-        total = 0
-        while end < len(texts) and (total < max_bytes or end == start):
-            total += len(texts[end])
-            end += 1
-        return texts[start:end]
+        buf = self._buf
+        begin = ends[start - 1] if start else 0
+        out: list[bytes] = []
+        limit = begin + max_bytes
+        for seq in range(start, count):
+            end = ends[seq]
+            record = bytes(buf[begin:end])
+            if record[0] != 0x7B:  # not "{": a text delta's record
+                record = protocol.delta_from_record(self._delta_head, seq, record)
+            out.append(record)
+            begin = end
+            if end >= limit:
+                break
+        return out
 
     @property
     def events(self) -> list[dict[str, Any]]:
         """Every event as a dict, decoded anew on each access: for tests and
         whole answers, never for relays."""
-        return [json.loads(text) for text in self._texts]
+        return [json.loads(text) for text in self.read(-1, max_bytes=1 << 62)]
 
     def text(self) -> str:
         """The completion's text so far (the deltas' content joined)."""
         return "".join(e["content"] for e in self.events if e["type"] == "delta")
 
     def last_event(self) -> dict[str, Any]:
-        return json.loads(self._texts[-1])
+        return json.loads(self.read(self.last_seq - 1)[0])
 
     # -- writing (the generating side) --------------------------------------------------
 
@@ -150,13 +169,17 @@ class StreamLog:
         event.setdefault("t", round(time.time(), 6))  # produced-at, for delivery-delay measures
         self.append_text(protocol.dumps(event), protocol.is_terminal(event))
 
-    def append_text(self, text: str, terminal: bool) -> None:
-        """Add an already-serialised event (a shared store's mirror uses this)."""
+    def append_text(self, text: str | bytes, terminal: bool) -> None:
+        """Add an already-serialised event (its JSON, or a text delta's record;
+        a shared store's mirror uses this)."""
         if self.ended_at is not None:
             return
-        self._texts.append(text)
-        self.nbytes += len(text)
+        buf = self._buf
+        assert isinstance(buf, bytearray)
+        buf += text.encode() if isinstance(text, str) else text
+        self._ends.append(len(buf))
         if terminal:
+            self._buf = bytes(buf)  # no growth room kept while it is retained
             self.ended_at = self._clock()
         # A snapshot: a follower may unsubscribe itself (its connection broke).
         for follower in tuple(self.followers):
@@ -289,30 +312,37 @@ class Stream(StreamLog):
                     finish = piece
                     break
                 if piece:
-                    self.append(protocol.delta_event(stream_id, len(self._texts), piece))
+                    if isinstance(piece, str):
+                        self.append_text(
+                            protocol.delta_record(piece, round(time.time(), 6)), False
+                        )
+                    else:
+                        self.append(
+                            protocol.delta_event_from_piece(stream_id, len(self._ends), piece)
+                        )
         except asyncio.CancelledError:
-            self.append(protocol.done_event(stream_id, len(self._texts), "cancelled"))
+            self.append(protocol.done_event(stream_id, len(self._ends), "cancelled"))
             return
         except BackendError as exc:
-            self.append(protocol.error_event(stream_id, len(self._texts), exc.code, exc.message))
+            self.append(protocol.error_event(stream_id, len(self._ends), exc.code, exc.message))
             return
         except Exception:
             log.exception("backend failed on a stream")
             self.append(
                 protocol.error_event(
-                    stream_id, len(self._texts), "internal_error", "generation failed unexpectedly"
+                    stream_id, len(self._ends), "internal_error", "generation failed unexpectedly"
                 )
             )
             return
         if finish is None:
             finish = Finish(reason="stop")
         extra = {"usage": finish.usage} if finish.usage else {}
-        self.append(protocol.done_event(stream_id, len(self._texts), finish.reason, **extra))
+        self.append(protocol.done_event(stream_id, len(self._ends), finish.reason, **extra))
 
     def _on_generation_finished(self, task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran never saw CancelledError inside
         # _run, so nothing ended the log; end it here (no-op if already ended).
-        self.append(protocol.done_event(self.id, len(self._texts), "cancelled"))
+        self.append(protocol.done_event(self.id, len(self._ends), "cancelled"))
 
     def _on_ended(self) -> None:
         super()._on_ended()

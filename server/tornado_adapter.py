@@ -53,12 +53,16 @@ def missing() -> list[str]:
 
 
 def _has_instance_attribute(cls: type, name: str) -> bool:
-    # Instance attributes are set in __init__: look for them in its code.
-    init = getattr(cls, "__init__", None)
-    code = getattr(init, "__code__", None)
-    if code is not None and name in code.co_names:
-        return True
-    return any(name in vars(klass) for klass in cls.__mro__)
+    # Instance attributes are assigned in some __init__ (or a method) along the
+    # MRO: look for the name among the attributes their code stores.
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return True
+        for member in vars(klass).values():
+            code = getattr(member, "__code__", None)
+            if code is not None and name in code.co_names:
+                return True
+    return False
 
 
 def pending_bytes(stream: IOStream) -> int:
@@ -111,10 +115,9 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-def websocket_frame(connection: WebSocketProtocol13, text: str) -> bytes:
-    """One unmasked server text frame carrying ``text`` (RFC 6455 5.2),
-    compressed when permessage-deflate was negotiated."""
-    data = text.encode("utf-8")
+def websocket_frame(connection: WebSocketProtocol13, data: bytes) -> bytes:
+    """One unmasked server text frame carrying the UTF-8 ``data`` (RFC 6455
+    5.2), compressed when permessage-deflate was negotiated."""
     connection._message_bytes_out += len(data)
     first = _TEXT
     compressor = connection._compressor

@@ -76,6 +76,8 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         if status_code == 204:
             self.finish()
             return
+        if (metrics := self.settings.get("metrics")) is not None:
+            metrics.error(code)  # errors by code (issue 10)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(error_body(status_code, code, message)))
 
@@ -171,7 +173,9 @@ class EventStreamHandler(JsonErrorHandler):
         sink = self._sink = Sink(
             iostream,
             options.watch,
-            cut=lambda why: None,  # the connection closes: that is how an SSE reader learns
+            # A slow consumer's connection is closed: its backlog is dropped
+            # (bounded memory) and EventSource reconnects with Last-Event-ID.
+            cut=lambda why: iostream.close(),
             max_pending=options.max_pending_bytes,
             transform=encoder,
             heartbeat=HEARTBEAT,

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from . import protocol, tornado_adapter
-from .backends.base import ChatRequest
 from .relay import Relay, Sink
 from .streams import StreamLog, StreamStore
 from .web import RelayOptions
@@ -56,9 +54,9 @@ class StreamSocketHandler(WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         """Same-origin pages, listed origins (``*`` for any) and non-browser
         clients (which send no Origin header, so this is not called)."""
-        if "*" in self.allowed_origins or origin in self.allowed_origins:
-            return True
-        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+        # Scheme, host and port compared (server/edge.py); the edge refused others already.
+        policy = self.settings["edge"].origins
+        return bool(policy.allows(origin, self.request.protocol, self.request.host))
 
     def get_compression_options(self) -> dict[str, Any] | None:
         # permessage-deflate (RFC 7692), negotiated only if the client offers it.
@@ -66,6 +64,7 @@ class StreamSocketHandler(WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
+        self.settings["metrics"].open_connections.labels("ws").inc()
         connection = self.ws_connection
         assert isinstance(connection, WebSocketProtocol13)
         self._sink = Sink(
@@ -94,6 +93,7 @@ class StreamSocketHandler(WebSocketHandler):
             else:
                 await self._cancel(request)
         except protocol.ProtocolError as exc:
+            self.settings["metrics"].error(exc.code)
             extra = {"ref": exc.ref} if exc.ref is not None else {}
             self._send(protocol.error_event(exc.stream, None, exc.code, exc.message, **extra))
 
@@ -105,13 +105,15 @@ class StreamSocketHandler(WebSocketHandler):
                 f"this socket already runs {len(self._started)} streams; wait for one to end",
                 ref=request.ref,
             )
+        refusal = self.settings["edge"].allow_start(self.request.remote_ip)  # rate limit
+        if refusal is not None:
+            raise protocol.ProtocolError(refusal.code, refusal.message, 429, ref=request.ref)
         try:
-            stream = await self.store.create(
-                ChatRequest.from_prompt(request.prompt, request.max_tokens)
-            )
+            stream = await self.store.create(request.chat)
         except protocol.ProtocolError as exc:
             exc.ref = request.ref
             raise
+        self.settings["metrics"].stream_started(stream, "ws")
         self._started.append(stream)
         self._follow(stream, after=-1, ref=request.ref)
 
@@ -122,8 +124,10 @@ class StreamSocketHandler(WebSocketHandler):
                 raise protocol.stream_not_found()
             protocol.check_resume(stream.last_seq, stream.ended, request.after, "after")
         except protocol.ProtocolError as exc:
+            self.settings["metrics"].resume("ws", exc.code)
             exc.stream = request.stream
             raise
+        self.settings["metrics"].resume("ws", "resumed", stream)
         self._follow(stream, after=request.after, ref=None)
 
     async def _cancel(self, request: protocol.CancelRequest) -> None:
@@ -142,7 +146,8 @@ class StreamSocketHandler(WebSocketHandler):
         previous = self._following.pop(stream.id, None)
         if previous is not None:
             previous.stop()  # a resume replaces this socket's earlier relay
-        relay = Relay(stream, after, sink, self._frames(ref), self._relay_ended)
+        frames = self.settings["metrics"].counting(self._frames(ref), stream, "ws")
+        relay = Relay(stream, after, sink, frames, self._relay_ended)
         self._following[stream.id] = relay
         relay.start()
 
@@ -155,10 +160,11 @@ class StreamSocketHandler(WebSocketHandler):
         assert isinstance(connection, WebSocketProtocol13)
         frame = tornado_adapter.websocket_frame
 
-        def frames(first_seq: int, texts: list[str]) -> bytes:
+        def frames(first_seq: int, texts: list[bytes]) -> bytes:
             if first_seq == 0 and ref is not None:
                 # The start event answers this socket's message: echo its ref.
-                texts = [protocol.dumps({**json.loads(texts[0]), "ref": ref}), *texts[1:]]
+                start = protocol.dumps({**json.loads(texts[0]), "ref": ref}).encode()
+                texts = [start, *texts[1:]]
             if len(texts) == 1:
                 return frame(connection, texts[0])
             return b"".join(frame(connection, text) for text in texts)
@@ -169,9 +175,11 @@ class StreamSocketHandler(WebSocketHandler):
         connection = self.ws_connection
         if self._sink is None or not isinstance(connection, WebSocketProtocol13):
             return
-        self._sink.write(tornado_adapter.websocket_frame(connection, protocol.dumps(event)))
+        data = protocol.dumps(event).encode()
+        self._sink.write(tornado_adapter.websocket_frame(connection, data))
 
     def on_close(self) -> None:
         if self._sink is not None:
+            self.settings["metrics"].open_connections.labels("ws").dec()
             self._sink.close()
         self._following.clear()

@@ -43,13 +43,22 @@ def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
 
 
-def expected_completion(base_url: str, prompt: str, max_tokens: int = 256) -> str:
-    """The uninterrupted reply, from the non-streaming OpenAI-compatible endpoint."""
-    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
+def expected_completion(
+    base_url: str,
+    prompt: str,
+    max_tokens: int = 256,
+    history: list[dict[str, str]] = (),  # type: ignore[assignment]
+    api_key: str | None = None,
+) -> str:
+    """The uninterrupted reply to ``prompt`` after ``history`` (earlier turns),
+    from the non-streaming OpenAI-compatible endpoint."""
+    messages = [*history, {"role": "user", "content": prompt}]
+    body = json.dumps({"messages": messages, "max_tokens": max_tokens})
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(
-        base_url + "/v1/chat/completions",
-        data=body.encode(),
-        headers={"Content-Type": "application/json"},
+        base_url + "/v1/chat/completions", data=body.encode(), headers=headers
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["choices"][0]["message"]["content"]
@@ -156,6 +165,16 @@ class DemoPage:
 
     def metric(self, name: str) -> str:
         return self.page.locator(f"#metric-{name}").inner_text()
+
+    def conversation(self) -> list[tuple[str, str]]:
+        """The Conversation list: (who, text) per turn, oldest first."""
+        turns = self.page.evaluate(
+            """() => [...document.querySelectorAll('#conversation li')].map((li) => [
+              li.querySelector('.turn-role').textContent,
+              li.querySelector('.turn-text').textContent,
+            ])"""
+        )
+        return [(who, text) for who, text in turns]
 
     def history_rows(self) -> list[dict[str, Any]]:
         """Past runs, newest first, as {column header: cell text}."""

@@ -2,9 +2,10 @@
 
     python tests/browser_screenshot.py [docs/demo.png]
 
-Starts ``python -m server`` on a free port, sends the same prompt over SSE and
-then WebSocket (dropping each connection once), then sends it over SSE again
-and takes the picture while that third run is streaming.
+Starts ``python -m server`` on a free port, sends the same prompt over SSE and,
+in a new conversation, over WebSocket (dropping each connection once), then
+asks a follow-up over SSE and takes the picture while that third run, which
+carries the conversation so far, is streaming.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Tell me about streaming"
+FOLLOW_UP = "And how does it resume?"
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
@@ -51,9 +53,10 @@ def main(output: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             demo = DemoPage(page, url)
             run_with_drop(demo, "sse")
+            demo.button("New conversation").click()
             run_with_drop(demo, "ws")
-            demo.send(PROMPT, "sse")
-            demo.wait_for_text(420)
+            demo.send(FOLLOW_UP, "sse")
+            demo.wait_for_text(300)
             time.sleep(0.2)  # let the next animation frame draw the numbers
             page.screenshot(path=str(output), full_page=True)
             browser.close()

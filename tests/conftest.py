@@ -22,6 +22,7 @@ import tornado.web
 
 from server.app import Settings, http_server_options, make_app
 from server.backends.base import ChatRequest, Finish
+from server.edge_server import make_server
 from server.streams import MemoryStreamStore
 
 
@@ -47,9 +48,9 @@ def http_server(
     app: tornado.web.Application,
     settings: Settings,
 ) -> Iterator[tornado.httpserver.HTTPServer]:
-    """pytest-tornasync's ``http_server``, with the options ``python -m server``
-    uses (a larger header limit for long prompts in URLs)."""
-    server = tornado.httpserver.HTTPServer(app, **http_server_options(settings))
+    """pytest-tornasync's ``http_server``, as ``python -m server`` makes it: its
+    options (a larger header limit for long prompts in URLs) and the edge."""
+    server = make_server(app, http_server_options(settings))
     server.add_socket(http_server_port[0])
     yield server
     server.stop()
@@ -86,9 +87,7 @@ class LiveServer:
         async def boot() -> None:
             sock, port = tornado.testing.bind_unused_port()
             self.app = make_app(self.settings)
-            self._server = tornado.httpserver.HTTPServer(
-                self.app, **http_server_options(self.settings)
-            )
+            self._server = make_server(self.app, http_server_options(self.settings))
             self._server.add_sockets([sock])
             self.port = port
             self.url = f"http://127.0.0.1:{port}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import threading
 import pytest
 
 from server.app import Settings
+from server.backends.base import ChatRequest
 from server.backends.synthetic import synthetic_tokens
+from server.backends.synthetic_text import synthetic_reply
 
 TRANSPORTS = ["sse", "ws"]
 PROMPT = "What is a socket?"
@@ -36,6 +39,20 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 def text_of(prompt: str, max_tokens: int | None = None) -> str:
     return "".join(synthetic_tokens(prompt)[:max_tokens])
+
+
+def chat_replies(prompts: list[str], max_tokens: int = 256, **params: object) -> list[str]:
+    """What the synthetic model answers to each prompt of a conversation that
+    keeps every earlier question and answer."""
+    history: list[dict[str, object]] = []
+    replies = []
+    for prompt in prompts:
+        history.append({"role": "user", "content": prompt})
+        request = ChatRequest(messages=tuple(history), max_tokens=max_tokens, params=params)
+        reply = "".join(str(piece) for piece in synthetic_reply(request).pieces)
+        history.append({"role": "assistant", "content": reply})
+        replies.append(reply)
+    return replies
 
 
 def test_both_transports_print_the_same_text(live_server):
@@ -83,10 +100,46 @@ def test_interactive_reads_prompts_from_stdin(live_server, transport):
         stdin="first question\n\n  second question  \n",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert (
-        result.stdout == text_of("first question", 6) + "\n" + text_of("second question", 6) + "\n"
-    )
+    first, second = chat_replies(["first question", "  second question  "], max_tokens=6)
+    assert first == text_of("first question", 6)
+    assert second != text_of("  second question  ", 6)  # the history changes the answer
+    assert result.stdout == first + "\n" + second + "\n"
     assert result.stderr == ""  # no prompts or banners when stdin is not a terminal
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_chat_keeps_history_with_a_system_message_and_parameters(live_server, transport):
+    result = run_cli(
+        "-t", transport, "--url", live_server.url, "--seed", "5", "--temperature", "0.5",
+        "--system", "Be brief.",
+        stdin="one\ntwo\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    history: list[dict[str, object]] = [{"role": "system", "content": "Be brief."}]
+    expected = []
+    for prompt in ("one", "two"):
+        history.append({"role": "user", "content": prompt})
+        request = ChatRequest(
+            messages=tuple(history), max_tokens=256, params={"seed": 5, "temperature": 0.5}
+        )
+        reply = "".join(str(p) for p in synthetic_reply(request).pieces)
+        history.append({"role": "assistant", "content": reply})
+        expected.append(reply + "\n")
+    assert result.stdout == "".join(expected)
+
+
+def test_chat_commands_show_and_reset_the_history(live_server):
+    result = run_cli(
+        "-t", "ws", "--url", live_server.url, "--max-tokens", "3",
+        stdin="hello\n/history\n/new\nhello\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (text_of("hello", 3) + "\n") * 2  # a new conversation: same answer
+    assert result.stderr.splitlines() == [
+        "[user] hello",
+        f"[assistant] {text_of('hello', 3)}",
+        "(new conversation)",
+    ]
 
 
 class CountingProxy:
@@ -133,7 +186,7 @@ def test_interactive_conversation_connections(live_server, transport, connection
     finally:
         proxy.close()
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "".join(text_of(p) + "\n" for p in "abc")  # /quit ends it
+    assert result.stdout == "".join(r + "\n" for r in chat_replies(list("abc")))  # /quit ends it
     assert proxy.connections == connections
 
 
@@ -146,6 +199,7 @@ def test_unreachable_server_is_one_line_and_exit_1(transport):
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("error: cannot connect to ") and "refused" in line
+    assert line.endswith("Start one with: python3 -m server")
 
 
 def test_server_error_is_one_line_and_exit_1(live_server):
@@ -174,6 +228,10 @@ def test_interactive_error_from_a_pipe_stops_with_exit_1(live_server):
         (["hi", "--read-timeout", "-1"], "must be greater than 0"),
         (["   "], "the prompt is empty"),
         (["hi", "--url", "ftp://x"], "not an http(s):// or ws(s):// server URL"),
+        (["Hi", "there"], 'put it in quotes, e.g. python3 -m clients "Hi there"'),
+        (["Hi", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["hi", "--temperature", "hot"], "not a number: 'hot'"),
+        (["hi", "--temperature", "3"], "must be from 0 to 2"),
     ],
 )
 def test_usage_errors_exit_2(args, message):
@@ -189,3 +247,30 @@ def test_help_explains():
     for flag in ("--transport", "--url", "--max-tokens", "--json", "--stats", "--retries"):
         assert flag in result.stdout
     assert "interactive" in result.stdout or "stdin" in result.stdout
+
+
+def test_empty_stdin_without_a_prompt_says_what_to_do():
+    result = run_cli(stdin="")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no prompt: standard input was empty")
+
+
+def test_closed_stdin_without_a_prompt_says_what_to_do():
+    result = subprocess.run(
+        [sys.executable, "-m", "clients"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        # fd 0 closed, as `python3 -m clients <&-` does: Python sets sys.stdin to None
+        preexec_fn=lambda: os.close(0),
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: no PROMPT and no standard input")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_prompt_is_sent_exactly_as_typed(live_server, transport):
+    result = run_cli("  Hi  ", "-t", transport, "--url", live_server.url, "--max-tokens", "5")
+    assert result.stdout == text_of("  Hi  ", 5) + "\n"

@@ -109,3 +109,72 @@ def test_reconnect_delay_doubles_is_capped_and_jittered():
         assert len(set(delays)) > 1  # jitter: not all clients come back at once
     assert 1.0 <= clients.ReconnectPolicy(jitter=0).delay(1, server_retry=1.0) == 1.0
     assert clients.ReconnectPolicy(jitter=0, max_delay=30).delay(3, server_retry=2.0) == 8.0
+
+
+# --- conversations and parameters -------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_conversation_with_parameters_is_the_same_on_both_transports(live_server, transport):
+    history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    first = clients.stream(messages=history, transport=transport, url=live_server.url, seed=4)
+    first_text = first.collect()
+    history += [first.message(), {"role": "user", "content": "What did I say?"}]
+    second = clients.complete(
+        messages=history, transport=transport, url=live_server.url, seed=4, max_tokens=9
+    )
+    other = "sse" if transport == "ws" else "ws"
+    assert second == clients.complete(
+        messages=history, transport=other, url=live_server.url, seed=4, max_tokens=9
+    )
+    assert first_text and second and second != expected_text("What did I say?", 9)
+    stop = first_text[10:14]
+    stopped = clients.stream(
+        messages=history[:2], transport=transport, url=live_server.url, seed=4, stop=[stop]
+    )
+    assert stopped.collect() == first_text[: first_text.index(stop)]
+    assert stopped.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_tool_calls_are_collected(live_server, transport):
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    stream = clients.stream(
+        "please lookup", transport, live_server.url, tools=[tool], tool_choice="required"
+    )
+    stream.collect()
+    assert stream.finish_reason == "tool_calls" and stream.text == ""
+    (call,) = stream.tool_calls
+    assert call["function"] == {"name": "lookup", "arguments": "{}"}
+    assert stream.message() == {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_refused_parameter_names_the_field(live_server, transport):
+    with pytest.raises(clients.ClientError, match="'logprobs'"):
+        clients.complete("hi", transport, live_server.url, logprobs=True)
+
+
+def test_a_long_prompt_goes_by_post_on_sse(live_server):
+    prompt = "é" * 5000  # 10,000 bytes, ~30,000 characters once percent-encoded
+    assert clients.complete(prompt, "sse", live_server.url, max_tokens=4) == expected_text(
+        prompt, 4
+    )
+
+
+def test_prompt_or_messages_not_both():
+    with pytest.raises(ValueError, match="not both"):
+        clients.stream("hi", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(ValueError, match="not both and not neither"):
+        clients.stream()
+
+
+def test_import_clients_is_enough_for_aio():
+    import importlib
+    import subprocess
+    import sys
+
+    code = "import clients; print(clients.aio.astream.__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "astream", result.stderr
+    assert importlib.import_module("clients").aio is clients.aio

@@ -171,8 +171,16 @@ def read_all(
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_server_unreachable(transport):
     url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(clients.ServerUnreachable, match="cannot connect to .*refused"):
+    with pytest.raises(clients.ServerUnreachable, match="cannot connect to .*refused") as caught:
         read_all(url, transport)
+    assert str(caught.value).endswith("Start one with: python3 -m server")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_https_against_a_plain_http_server_says_so(live_server, transport):
+    url = live_server.url.replace("http://", "https://")
+    with pytest.raises(clients.ClientError, match="plain HTTP, use http://127.0.0.1"):
+        read_all(url, transport, connect_timeout=0.5)
 
 
 # --- HTTP error status (the real server's JSON errors) ----------------------------------
@@ -190,6 +198,16 @@ def test_sse_prompt_too_large_is_413(live_server):
     with pytest.raises(clients.HTTPStatusError) as caught:
         clients.stream("x" * 40_000, "sse", live_server.url).collect()
     assert (caught.value.status, caught.value.code) == (413, "prompt_too_long")
+    assert "40000 bytes" in str(caught.value)  # said, not a connection reset
+
+
+def test_websocket_request_too_large_for_a_frame_says_so(live_server):
+    # The server closes with 1009; the close frame or a reset (the unread rest
+    # of the frame) comes back, and either way the error says why.
+    with pytest.raises(
+        clients.ConnectionLost, match="1009, message too big|the request was 300047 bytes"
+    ):
+        clients.stream("x" * 300_000, "ws", live_server.url).collect()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

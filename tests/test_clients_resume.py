@@ -176,7 +176,13 @@ def close_server_side(live_server) -> None:
 
     async def close_all() -> None:
         for obj in gc.get_objects():
-            if isinstance(obj, WebSocketHandler) and obj.ws_connection is not None:
+            # Only this server's sockets: handlers of earlier tests' servers may
+            # still await collection, on event loops that are closed.
+            if (
+                isinstance(obj, WebSocketHandler)
+                and obj.application is live_server.app
+                and obj.ws_connection is not None
+            ):
                 obj.close(1001, "test closes the socket")
         await live_server._server.close_all_connections()  # HTTP (the SSE requests)
 

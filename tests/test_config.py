@@ -31,11 +31,11 @@ def test_flag_wins_over_environment() -> None:
 
 def test_sizes_booleans_and_lists() -> None:
     settings = parse(
-        ["--max-pending-bytes", "2M", "--no-debug-drop", "--allowed-origin", "http://a,http://b"],
+        ["--max-pending-bytes", "2M", "--debug", "--allowed-origin", "http://a,http://b"],
         {"TWINSTREAM_SSE_COMPRESSION": "yes", "TWINSTREAM_ALLOWED_ORIGINS": "http://c"},
     )
     assert settings.max_pending_bytes == 2 << 20
-    assert settings.debug_drop is False
+    assert settings.debug_drop is True
     assert settings.sse_compression is True
     assert settings.allowed_origins == ("http://c", "http://a", "http://b")
 

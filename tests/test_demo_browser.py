@@ -8,6 +8,7 @@ same prompt through ``/v1/chat/completions``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -43,6 +44,7 @@ def live_settings(request: pytest.FixtureRequest) -> Settings:
         first_token_latency=0,
         ws_ping_interval=0,
         fail_after_tokens=getattr(request, "param", None),
+        debug_drop=True,  # the demo's Drop connection asks the server (--debug)
     )
 
 
@@ -142,7 +144,7 @@ def test_sse_drop_resumes_one_stream_on_the_server(demo: DemoPage, live_server) 
 
 
 class TestWithoutTheDropEndpoint:
-    """A server started with ``--no-debug-drop``: the page cuts the EventSource
+    """A server started without ``--debug``: the page cuts the EventSource
     itself and reopens it at ``?last_event_id=``, as a careful client would."""
 
     @pytest.fixture
@@ -235,7 +237,10 @@ def test_past_runs_compare_transports(demo: DemoPage, live_server) -> None:
     demo.send(SHORT_PROMPT, "sse")
     assert demo.wait_for_status("done", "error", "cancelled") == "done"
 
-    # The second run is sent with Enter from the prompt box.
+    # A new conversation, so the same prompt asks the same thing; the second run
+    # is sent with Enter from the prompt box.
+    demo.button("New conversation").click()
+    assert demo.conversation() == []
     demo.page.get_by_label("WebSocket").check()
     demo.page.get_by_label("Prompt").press("Enter")
     demo.page.wait_for_function("() => document.querySelectorAll('#history-body tr').length == 2")
@@ -249,6 +254,63 @@ def test_past_runs_compare_transports(demo: DemoPage, live_server) -> None:
     chart = demo.page.locator("#chart svg")
     assert chart.locator(".series-sse path").count() == 1
     assert chart.locator(".series-ws path").count() == 1
+
+
+def test_keeps_a_conversation_over_both_transports(demo: DemoPage, live_server) -> None:
+    """Each answer joins the conversation, which goes with the next prompt, whatever
+    the transport: turn 2 over WebSocket, turn 3 over SSE (POST /streams, then
+    EventSource at /sse?stream=S). Each reply is what /v1 says to the same history."""
+    history: list[dict[str, str]] = []
+    turns = [("Hi there", "sse", 12), ("What did I just say?", "ws", 10), ("And before?", "sse", 8)]
+    for prompt, transport, max_tokens in turns:
+        expected = expected_completion(live_server.url, prompt, max_tokens, history)
+        demo.send(prompt, transport, max_tokens)
+        assert demo.wait_for_status("done", "error", "cancelled") == "done"
+        assert demo.response_text() == expected
+        history += [{"role": "user", "content": prompt}, {"role": "assistant", "content": expected}]
+        assert demo.conversation() == [
+            ("You" if m["role"] == "user" else "Model", m["content"]) for m in history
+        ]
+    assert expected != expected_completion(live_server.url, "And before?", 8)  # context mattered
+    posted = demo.requests_to("/streams", "POST")
+    assert [x.status for x in posted] == [201]  # the SSE turn with a history
+    followed = [x for x in demo.requests_to("/sse") if "stream" in x.query]
+    assert len(followed) == 1 and followed[0].status == 200
+    demo.button("New conversation").click()
+    assert demo.conversation() == [] and demo.response_text() == ""
+
+
+def test_a_long_prompt_goes_by_post_over_sse(demo: DemoPage, live_server) -> None:
+    prompt = "é" * 3000  # 18,000 characters once percent-encoded: too long for a URL
+    expected = expected_completion(live_server.url, prompt, 6)
+    demo.send(prompt, "sse", 6)
+    assert demo.wait_for_status("done", "error", "cancelled") == "done"
+    assert demo.response_text() == expected
+    assert [x.status for x in demo.requests_to("/streams", "POST")] == [201]
+    too_long = "x" * 40_000
+    demo.button("New conversation").click()
+    demo.send(too_long, "sse", 6)
+    assert demo.wait_for_status("done", "error", "cancelled") == "error"
+    assert "prompt_too_long" in (demo.error.text_content() or "")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_synthetic_model_calls_the_offered_tool(
+    demo: DemoPage, live_server, transport: str
+) -> None:
+    """No key needed to see tool calling: the embedded model calls the tool the
+    prompt names, and the page shows the call as it streams."""
+    demo.page.get_by_label("Offer a weather tool").check()
+    demo.send("What is the weather in Paris?", transport)
+    assert demo.wait_for_status("done", "error", "cancelled") == "done"
+    assert demo.page.locator("#status-text").inner_text() == "done — the model called a tool"
+    shown = demo.page.locator("#response .tool-call").inner_text()
+    name, arguments = shown.split("(", 1)
+    assert name == "weather" and arguments.endswith(")")
+    assert set(json.loads(arguments[:-1])) == {"city"}
+    assert demo.response_text() == shown  # the call is the whole reply
+    if transport == "sse":  # tools are a parameter: the request went by POST /streams
+        assert [x.status for x in demo.requests_to("/streams", "POST")] == [201]
 
 
 def test_fits_a_phone_screen(demo: DemoPage) -> None:

@@ -21,6 +21,7 @@ from server.app import Settings, make_app
 from server.backends.base import ChatRequest, Finish
 from server.backends.openai_backend import OpenAIBackend
 from server.backends.synthetic import synthetic_tokens
+from server.edge_server import make_server
 from server.streams import MemoryStreamStore
 
 Upstream = Callable[[tornado.web.Application], str]
@@ -34,7 +35,12 @@ def upstream(io_loop: Any) -> AsyncIterator[Upstream]:
 
     def start(application: tornado.web.Application) -> str:
         sock, port = tornado.testing.bind_unused_port()
-        server = tornado.httpserver.HTTPServer(application)
+        # A twinstream app gets its edge (where API keys are checked), as in python -m server.
+        server = (
+            make_server(application, {})
+            if "edge" in application.settings
+            else tornado.httpserver.HTTPServer(application)
+        )
         server.add_sockets([sock])
         servers.append(server)
         return f"http://127.0.0.1:{port}/v1"

@@ -24,10 +24,7 @@ async def test_sdk_streams_the_same_text_as_sse(http_server_client: Any) -> None
     async with sdk(http_server_client) as client:
         stream = await client.chat.completions.create(
             model="anything",
-            messages=[
-                {"role": "system", "content": "be brief"},
-                {"role": "user", "content": "Tell me a story"},
-            ],
+            messages=[{"role": "user", "content": "Tell me a story"}],
             max_tokens=25,
             stream=True,
             stream_options={"include_usage": True},
@@ -146,7 +143,7 @@ async def test_sdk_raises_its_own_error_type_for_our_400(http_server_client: Any
             await client.chat.completions.create(
                 model="x", messages=[{"role": "user", "content": ""}]
             )
-    assert "prompt" in str(raised.value)
+    assert "user message" in str(raised.value)
 
 
 class TestApiKey:
@@ -275,3 +272,127 @@ class TestEachChunkLeavesAtOnce:
             step_backend.finish()
             async for _ in chunks:
                 pass
+
+
+async def test_models_retrieve(http_server_client: Any) -> None:
+    async with sdk(http_server_client) as client:
+        model = await client.models.retrieve("twinstream-synthetic")
+        assert (model.id, model.object) == ("twinstream-synthetic", "model")
+        with pytest.raises(openai.NotFoundError) as raised:
+            await client.models.retrieve("gpt-4o")
+    assert "twinstream-synthetic" in str(raised.value)
+
+
+async def test_synthetic_parameters_are_honoured_through_the_sdk(http_server_client: Any) -> None:
+    full = "".join(synthetic_tokens("hello"))
+    stop = full[30:34]
+    async with sdk(http_server_client) as client:
+        stopped = await client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hello"}], stop=stop
+        )
+        seeded = [
+            (
+                await client.chat.completions.create(
+                    model="x", messages=[{"role": "user", "content": "hello"}], seed=seed
+                )
+            )
+            .choices[0]
+            .message.content
+            for seed in (1, 2)
+        ]
+        called = await client.chat.completions.create(
+            model="x",
+            messages=[{"role": "user", "content": "hello"}],
+            tools=[{"type": "function", "function": {"name": "lookup"}}],
+            tool_choice="required",
+        )
+    assert stopped.choices[0].message.content == full[: full.index(stop)]
+    assert stopped.choices[0].finish_reason == "stop"
+    assert len({seeded[0], seeded[1], full}) == 3
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert called.choices[0].message.tool_calls[0].function.name == "lookup"  # type: ignore[index, union-attr]
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code", "named"),
+    [
+        ({"temperature": 7}, 400, "invalid_parameter", "temperature"),
+        ({"temperature": "hot"}, 400, "invalid_parameter", "temperature"),
+        ({"n": 2}, 400, "unsupported_parameter", "n"),
+        ({"n": 0}, 400, "invalid_parameter", "n"),
+        ({"n": -1}, 400, "invalid_parameter", "n"),
+        ({"logprobs": True}, 400, "unsupported_parameter", "logprobs"),
+        ({"frequency_penalty": 0.5}, 400, "unsupported_parameter", "frequency_penalty"),
+        ({"unknown_knob": 1}, 400, "unsupported_parameter", "unknown_knob"),
+        ({"tool_choice": "required"}, 400, "invalid_parameter", "tool_choice"),
+    ],
+)
+async def test_nothing_is_silently_ignored(
+    http_server_client: Any, fields: dict[str, Any], status: int, code: str, named: str
+) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], **fields}
+    response = await http_server_client.fetch(
+        "/v1/chat/completions", method="POST", body=json.dumps(body), raise_error=False
+    )
+    assert response.code == status
+    error = json.loads(response.body)["error"]
+    assert error["code"] == code and f"'{named}'" in error["message"]
+
+
+class TestSlowStreams:
+    """A slow first token: heartbeats keep proxies from cutting the stream, and a
+    stream cancelled mid-answer ends with an error, never a finish."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(
+            tokens_per_second=20, first_token_latency=0.5, heartbeat=0.1, ws_ping_interval=0
+        )
+
+    async def test_heartbeats_flow_while_the_first_token_is_slow(
+        self, http_server_client: Any
+    ) -> None:
+        received: list[bytes] = []
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True}
+        await http_server_client.fetch(
+            "/v1/chat/completions",
+            method="POST",
+            body=json.dumps(body),
+            streaming_callback=received.append,
+        )
+        lines = b"".join(received).decode().split("\n")
+        chunks = [
+            (index, json.loads(line[6:]))
+            for index, line in enumerate(lines)
+            if line.startswith("data: {")
+        ]
+        first_data = chunks[0][0]  # the role chunk, sent at once
+        first_delta = next(
+            i for i, c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")
+        )
+        assert ": heartbeat" in lines[first_data:first_delta]
+        # and the SDK reads through them
+        async with sdk(http_server_client) as client:
+            stream = await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=3, stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert text == "".join(synthetic_tokens("hi")[:3])
+
+    async def test_a_cancelled_stream_ends_with_an_error(self, http_server_client: Any) -> None:
+        received = []
+        async with sdk(http_server_client) as client:
+            stream = await client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            with pytest.raises(openai.APIError) as raised:
+                async for chunk in stream:
+                    if not received:
+                        stream_id = chunk.id.removeprefix("chatcmpl-")
+                        cancelled = await http_server_client.fetch(
+                            f"/cancel?stream={stream_id}", method="POST", body=b""
+                        )
+                        assert json.loads(cancelled.body)["cancelled"] is True
+                    received.append(chunk)
+        assert "cancelled" in str(raised.value)
+        assert all(c.choices[0].finish_reason is None for c in received if c.choices)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from server import protocol
+from server.backends.base import ChatRequest, Delta
 from server.protocol import Limits, ProtocolError
 
 LIMITS = Limits(max_prompt_bytes=64, max_tokens_limit=100, default_max_tokens=10)
@@ -126,7 +129,9 @@ def test_parse_start_resume_cancel() -> None:
     start = protocol.parse_client_message(
         '{"type":"start","prompt":"hi","max_tokens":5,"ref":{"n":1}}', LIMITS
     )
-    assert start == protocol.StartRequest(prompt="hi", max_tokens=5, ref={"n": 1})
+    assert start == protocol.StartRequest(ChatRequest.from_prompt("hi", 5), ref={"n": 1})
+    assert isinstance(start, protocol.StartRequest)
+    assert (start.prompt, start.max_tokens) == ("hi", 5)  # what the benchmark peers read
     resume = protocol.parse_client_message(
         json.dumps({"type": "resume", "stream": STREAM, "after": 3}), LIMITS
     )
@@ -155,6 +160,11 @@ def test_parse_start_resume_cancel() -> None:
         ('{"type":"resume","stream":"AbCdEfGh12345678","after":-2}', "invalid_after"),
         ('{"type":"cancel"}', "invalid_stream"),
         ("[" * 100000, "invalid_json"),
+        ('{"type":"start","prompt":7}', "invalid_prompt"),
+        ('{"type":"start","prompt":"hi","messages":[]}', "invalid_message"),
+        ('{"type":"start","messages":[]}', "invalid_messages"),
+        ('{"type":"start","prompt":"hi","temperature":"hot"}', "invalid_parameter"),
+        ('{"type":"start","prompt":"hi","n":2}', "unsupported_parameter"),
     ],
 )
 def test_bad_client_messages(text: str, code: str) -> None:
@@ -179,3 +189,74 @@ def test_loads_strict_accepts_ordinary_json() -> None:
     assert protocol.loads_strict('{"a": [1, 2.5, "é", null, true]}') == {
         "a": [1, 2.5, "é", None, True]
     }
+
+
+@hypothesis.given(
+    content=hypothesis.strategies.text(),
+    seq=hypothesis.strategies.integers(min_value=1, max_value=10**6),
+    t=hypothesis.strategies.floats(min_value=0, max_value=4e9),
+)
+def test_a_delta_record_restores_the_exact_json_of_the_event(
+    content: str, seq: int, t: float
+) -> None:
+    stream = "AbCdEfGh12345678_-"
+    event = protocol.dumps(protocol.delta_event(stream, seq, content, t=t))
+    record = protocol.delta_record(content, t)
+    assert protocol.is_delta_record(record)
+    restored = protocol.delta_from_record(protocol.delta_head(stream), seq, record)
+    assert restored == event.encode("utf-8", "surrogatepass")
+
+
+def test_start_carries_a_conversation_and_its_parameters() -> None:
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "  Hi  "},
+        {"role": "assistant", "content": "Hello."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "And "}, {"type": "text", "text": "then?"}],
+        },
+    ]
+    start = protocol.parse_client_message(
+        json.dumps(
+            {"type": "start", "messages": messages, "temperature": 0.5, "stop": "x", "ref": "r"}
+        ),
+        LIMITS,
+    )
+    assert isinstance(start, protocol.StartRequest)
+    assert start.ref == "r"
+    assert start.chat.messages[1]["content"] == "  Hi  "  # exactly as sent
+    assert start.chat.messages[3]["content"] == "And then?"
+    assert start.chat.params == {"temperature": 0.5, "stop": ["x"]}
+    assert start.chat.max_tokens == LIMITS.default_max_tokens
+
+
+def test_a_backend_without_a_parameter_refuses_it_by_name() -> None:
+    limits = Limits(supported_parameters=frozenset({"stop"}))
+    text = json.dumps({"type": "start", "prompt": "hi", "stop": "x", "seed": 1})
+    with pytest.raises(ProtocolError) as raised:
+        protocol.parse_client_message(text, limits)
+    assert raised.value.code == "unsupported_parameter" and "'seed'" in raised.value.message
+
+
+def test_delta_events_from_pieces() -> None:
+    assert protocol.delta_event_from_piece(STREAM, 1, "hi") == protocol.delta_event(STREAM, 1, "hi")
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+    event = protocol.delta_event_from_piece(
+        STREAM, 2, Delta(tool_calls=(call,), logprobs={"content": []}, refusal="no")
+    )
+    assert event == {
+        "type": "delta",
+        "stream": STREAM,
+        "seq": 2,
+        "content": "",  # always there, so text-only clients keep working
+        "tool_calls": [call],
+        "refusal": "no",
+        "logprobs": {"content": []},
+    }
+    assert not Delta() and Delta(content="x")
+
+
+def test_new_finish_reasons() -> None:
+    for reason in ("tool_calls", "content_filter"):
+        assert protocol.done_event(STREAM, 3, reason)["finish_reason"] == reason

@@ -82,6 +82,7 @@ def test_help_explains_every_flag() -> None:
         (["--tokens-per-second", "-1"], {}, "must be >= 0"),
         (["--backend", "openai"], {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}, "OPENAI_API_KEY"),
         ([], {"TWINSTREAM_PORT": "eighty"}, "TWINSTREAM_PORT"),
+        (["--port", "abc"], {}, "argument --port: a TCP port is a number 0..65535, got 'abc'"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(

@@ -68,3 +68,14 @@ def test_trusted_fast_path_gives_the_same_bytes(data: str, retry_ms: int | None)
     event_id = "AbCdEfGh12345678_-xyz:42"
     fast = format_trusted_event(data, event_id, retry_ms).encode("utf-8")
     assert fast == encode_event(data, event_id=event_id, retry_ms=retry_ms)
+
+
+def test_format_events_is_byte_equal_to_encode_event_per_event() -> None:
+    from server.sse import encode_event, format_events
+
+    texts = [b'{"type":"start","seq":0}', '{"content":"caf\u00e9"}'.encode(), b"{}"]
+    expected = encode_event(texts[0].decode(), event_id="S:4", retry_ms=1000) + b"".join(
+        encode_event(text.decode(), event_id=f"S:{4 + i}") for i, text in enumerate(texts) if i
+    )
+    assert format_events("S", 4, texts, retry_ms=1000) == expected
+    assert format_events("S", 9, texts[1:2]) == encode_event(texts[1].decode(), event_id="S:9")

@@ -344,7 +344,9 @@ async def test_invalid_utf8_query_is_a_400(http_server_client: Any) -> None:
 class TestDebugDrop:
     @pytest.fixture
     def settings(self) -> Settings:
-        return Settings(tokens_per_second=100, first_token_latency=0, ws_ping_interval=0)
+        return Settings(
+            tokens_per_second=100, first_token_latency=0, ws_ping_interval=0, debug_drop=True
+        )
 
     async def test_drop_cuts_the_response_and_last_event_id_resumes(
         self, http_server_client: Any

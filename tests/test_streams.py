@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 
-from server.backends.base import ChatRequest
+from server.backends.base import ChatRequest, Finish
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
 from server.streams import MemoryStreamStore
 
@@ -147,3 +150,102 @@ async def test_stream_ids_are_unguessable_and_distinct() -> None:
     assert len(ids) == 50
     assert all(len(i) >= 22 for i in ids)
     await store.close()
+
+
+class EndsAtOnce:
+    """A backend whose completions end immediately: streams to retain, cheaply."""
+
+    model = "instant"
+
+    async def generate(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        yield "x" * 100
+        yield Finish(reason="stop")
+
+
+async def test_log_reads_are_batches_of_the_ready_events() -> None:
+    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    stream = await store.create(ChatRequest.from_prompt("batch", 30))
+    await stream.wait_ended()
+    everything = stream.read(-1, max_bytes=1 << 30)
+    assert len(everything) == 32 and stream.read(31) == []
+    small = stream.read(-1, max_bytes=1)
+    assert len(small) == 1  # always at least one event
+    assert json.loads(stream.read(4)[0])["seq"] == 5  # strictly after
+    # Text deltas are kept without the head every delta repeats: well under
+    # half the bytes that are sent.
+    assert stream.nbytes < 0.5 * sum(len(text) for text in everything)
+    assert [json.loads(text) for text in everything] == stream.events
+    assert all(text.startswith(b"{") and text.endswith(b"}") for text in everything)
+    await store.close()
+
+
+async def test_caps_forget_the_oldest_ended_streams_first() -> None:
+    store = MemoryStreamStore(EndsAtOnce(), max_retained_streams=10)
+    streams = [await store.create(ChatRequest.from_prompt(str(i), 5)) for i in range(25)]
+    for stream in streams:
+        await stream.wait_ended()
+    assert len(store) == 10
+    assert [store.get(s.id) for s in streams[-10:]] == streams[-10:]
+    assert store.get(streams[0].id) is None  # resumes answer stream_not_found
+    await store.close()
+
+    store = MemoryStreamStore(EndsAtOnce(), max_retained_bytes=2000)
+    streams = [await store.create(ChatRequest.from_prompt(str(i), 5)) for i in range(25)]
+    for stream in streams:
+        await stream.wait_ended()
+    assert 0 < store.retained_bytes <= 2000
+    assert store.get(streams[-1].id) is streams[-1] and store.get(streams[0].id) is None
+    await store.close()
+
+
+def lines_run(function, *args):  # type: ignore[no-untyped-def]
+    """Run ``function(*args)`` and count the lines of server/streams.py it
+    executes: an operation count, independent of the machine's speed."""
+    count = 0
+
+    def trace(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal count
+        if frame.f_code.co_filename.endswith(os.path.join("server", "streams.py")):
+            if event == "line":
+                count += 1
+            return trace
+        return None
+
+    sys.settrace(trace)
+    try:
+        result = function(*args)
+    finally:
+        sys.settrace(None)
+    return result, count
+
+
+async def retained_store(retained: int, clock: FakeClock) -> MemoryStreamStore:
+    store = MemoryStreamStore(
+        EndsAtOnce(), clock=clock, retention=300, idle_timeout=60, max_retained_streams=10**6
+    )
+    for i in range(retained):
+        store.create_now(ChatRequest.from_prompt(str(i), 5))
+        if i % 1000 == 999:
+            await asyncio.sleep(0)  # let them end
+    while store.live_count():
+        await asyncio.sleep(0)
+    return store
+
+
+async def test_create_and_reap_cost_the_same_at_100k_retained_streams_as_at_1k() -> None:
+    costs = {}
+    for retained in (1_000, 100_000):
+        clock = FakeClock()
+        store = await retained_store(retained, clock)
+        assert len(store) == retained
+        _, create_cost = lines_run(store.create_now, ChatRequest.from_prompt("new", 5))
+        clock.now += 1  # nothing due yet: a pass over 0 expired streams
+        _, reap_cost = lines_run(store.reap)
+        assert store.last_reap_examined == 0
+        clock.now += 300  # now every stream expires: the reaper pops them in order
+        store.reap()
+        costs[retained] = (create_cost, reap_cost)
+        await store.close()
+    (create_1k, reap_1k), (create_100k, reap_100k) = costs[1_000], costs[100_000]
+    assert create_100k <= 2 * create_1k
+    assert reap_100k <= 2 * reap_1k

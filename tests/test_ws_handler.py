@@ -244,7 +244,9 @@ class TestCompression:
 class TestDebugDrop:
     @pytest.fixture
     def settings(self) -> Settings:
-        return Settings(tokens_per_second=100, first_token_latency=0, ws_ping_interval=0)
+        return Settings(
+            tokens_per_second=100, first_token_latency=0, ws_ping_interval=0, debug_drop=True
+        )
 
     async def test_drop_cuts_the_socket_and_resume_completes(self, http_server_client: Any) -> None:
         ws = await connect(http_server_client)

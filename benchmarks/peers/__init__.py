@@ -53,7 +53,7 @@ async def completion_events(
                 yield _stamp(protocol.done_event(stream_id, seq, piece.reason, **extra))
                 return
             if piece:
-                yield _stamp(protocol.delta_event(stream_id, seq, piece))
+                yield _stamp(protocol.delta_event_from_piece(stream_id, seq, piece))
                 seq += 1
     except BackendError as exc:
         yield _stamp(protocol.error_event(stream_id, seq, exc.code, exc.message))

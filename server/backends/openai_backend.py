@@ -15,7 +15,7 @@ from typing import Any
 
 import openai
 
-from .base import BackendError, ChatRequest, Finish
+from .base import FINISH_REASONS, BackendError, ChatRequest, Delta, Finish, Piece
 
 __all__ = ["OpenAIBackend"]
 
@@ -42,7 +42,8 @@ def _public_error(exc: Exception) -> BackendError:
 
 
 class OpenAIBackend:
-    """Streams ``chat.completions.create(stream=True)`` deltas.
+    """Streams ``chat.completions.create(stream=True)`` deltas: text, tool-call
+    deltas, refusals and logprobs, with every parameter the client set.
 
     Cancelling the consuming task closes the upstream HTTP response, so the
     provider stops generating (and billing) too.
@@ -68,15 +69,12 @@ class OpenAIBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def generate(self, request: ChatRequest) -> AsyncIterator[str | Finish]:
+    async def generate(self, request: ChatRequest) -> AsyncIterator[Piece | Finish]:
         finish: str | None = None
         usage: dict[str, int] = {}
         try:
             stream: Any = await self._client.chat.completions.create(
-                model=request.model or self.model,
-                messages=list(request.messages),  # type: ignore[arg-type]
-                max_tokens=request.max_tokens,
-                stream=True,
+                **request_arguments(request, self.model)
             )
             try:
                 async for chunk in stream:
@@ -87,8 +85,9 @@ class OpenAIBackend:
                             "total_tokens": chunk.usage.total_tokens,
                         }
                     for choice in chunk.choices or ():
-                        if choice.delta is not None and choice.delta.content:
-                            yield choice.delta.content
+                        piece = _piece(choice)
+                        if piece:
+                            yield piece
                         if choice.finish_reason:
                             finish = choice.finish_reason
             finally:
@@ -102,4 +101,42 @@ class OpenAIBackend:
             raise BackendError(
                 "upstream_disconnected", "the model provider closed the stream early"
             )
-        yield Finish(reason="length" if finish == "length" else "stop", usage=usage)
+        yield Finish(reason=_FINISH.get(finish, "stop"), usage=usage)
+
+
+# OpenAI's deprecated "function_call" is what "tool_calls" replaced.
+_FINISH = {reason: reason for reason in FINISH_REASONS} | {"function_call": "tool_calls"}
+
+
+def request_arguments(request: ChatRequest, default_model: str) -> dict[str, Any]:
+    """``chat.completions.create`` arguments: every parameter the client set,
+    and the fields twinstream does not know as ``extra_body`` (sent as they are)."""
+    arguments: dict[str, Any] = {
+        "model": request.model or default_model,
+        "messages": list(request.messages),
+        request.max_tokens_field: request.max_tokens,
+        **request.params,
+        "stream": True,
+        # usage arrives in a last chunk only when asked for
+        "stream_options": {"include_usage": True},
+    }
+    if request.extra:
+        arguments["extra_body"] = dict(request.extra)
+    return arguments
+
+
+def _piece(choice: Any) -> Piece:
+    """One streamed choice as a piece: plain text stays a str (the common case)."""
+    delta = choice.delta
+    content = (delta.content or "") if delta is not None else ""
+    tool_calls = getattr(delta, "tool_calls", None) or ()
+    refusal = getattr(delta, "refusal", None)
+    logprobs = getattr(choice, "logprobs", None)
+    if not (tool_calls or refusal or logprobs):
+        return content
+    return Delta(
+        content=content,
+        tool_calls=tuple(call.model_dump(exclude_none=True) for call in tool_calls),
+        refusal=refusal or None,
+        logprobs=logprobs.model_dump(exclude_none=True) if logprobs is not None else None,
+    )

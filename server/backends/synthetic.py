@@ -7,53 +7,62 @@ it short (finish reason ``length``). No key, no network, exact outputs for tests
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import random
+import heapq
+import itertools
 from collections.abc import AsyncIterator
 
-from .base import BackendError, ChatRequest, Finish
+from .base import BackendError, ChatRequest, Finish, Piece
+from .synthetic_text import SUPPORTED_PARAMETERS, synthetic_reply, synthetic_tokens
 
-__all__ = ["SyntheticBackend", "synthetic_tokens"]
+__all__ = ["SyntheticBackend", "Pacer", "synthetic_tokens"]
 
-_WORDS = (
-    "the a stream token server client event socket browser model reply prompt answer "
-    "quick steady small careful bright simple honest latency message signal packet "
-    "buffer flush connection transport network window frame line field value order "
-    "each every one two three first last next early late fast slow clear open close "
-    "reads writes sends carries keeps moves starts ends waits resumes streams returns "
-    "and or but so then while when because after before until with without through "
-    "over under into onto from across between around within of to in on at by for "
-    "is was are were has had can will may should must does did "
-    "café naïve über façade piñata résumé"
-).split()
-_MIN_TOKENS, _MAX_TOKENS = 40, 220
+class Pacer:
+    """One timer for every paced stream on an event loop.
 
+    A paced model needs each stream to wake at its next token's time. A timer
+    per token per stream (``asyncio.sleep``) costs a TimerHandle each; here
+    the due times wait in one heap and a single timer wakes every stream due
+    within ``slack`` seconds together. A token may leave up to ``slack`` early,
+    never late, so the schedule (and so the rate) stays exact.
+    """
 
-def synthetic_tokens(prompt: str) -> list[str]:
-    """The full token sequence for ``prompt`` (before any ``max_tokens`` cut)."""
-    seed = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "big")
-    rng = random.Random(seed)
-    total = rng.randint(_MIN_TOKENS, _MAX_TOKENS)
-    tokens: list[str] = []
-    sentence_left = 0
-    while len(tokens) < total:
-        if sentence_left == 0:
-            if tokens:
-                tokens.append(".")
-                if rng.random() < 0.15:
-                    tokens.append("\n\n")
-                if len(tokens) >= total:
-                    break
-            sentence_left = rng.randint(5, 14)
-            word = rng.choice(_WORDS).capitalize()
-            first = not tokens or tokens[-1] == "\n\n"
-            tokens.append(word if first else " " + word)
-        else:
-            if rng.random() < 0.07:
-                tokens.append(",")
-            tokens.append(" " + rng.choice(_WORDS))
-        sentence_left -= 1
-    return tokens[:total]
+    def __init__(self, slack: float = 0.001) -> None:
+        self.slack = slack
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wait_until(self, when: float) -> asyncio.Future[None]:
+        """A future that resolves at loop time ``when`` (cancel it to withdraw)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        heapq.heappush(self._heap, (when, next(self._order), future))
+        if self._timer is None or when < self._timer_at:
+            self._arm(loop, when)
+        return future
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._timer = None
+        horizon = loop.time() + self.slack
+        heap = self._heap
+        while heap and heap[0][0] <= horizon:
+            future = heapq.heappop(heap)[2]
+            if not future.done():
+                future.set_result(None)
+        if heap:
+            self._arm(loop, heap[0][0])
 
 
 class SyntheticBackend:
@@ -61,7 +70,8 @@ class SyntheticBackend:
 
     ``tokens_per_second=0`` emits as fast as possible (still yielding to the
     event loop between tokens). Pacing follows an absolute schedule, so slow
-    consumers do not make the model drift. ``fail_after_tokens`` injects an
+    consumers do not make the model drift, and every stream of an event loop
+    shares one :class:`Pacer`. ``fail_after_tokens`` injects an
     upstream-style failure, for exercising clients' error paths.
     """
 
@@ -78,22 +88,45 @@ class SyntheticBackend:
         self.tokens_per_second = tokens_per_second
         self.first_token_latency = first_token_latency if tokens_per_second else 0.0
         self.fail_after_tokens = fail_after_tokens
+        self._pacers: dict[asyncio.AbstractEventLoop, Pacer] = {}
 
-    async def generate(self, request: ChatRequest) -> AsyncIterator[str | Finish]:
-        tokens = synthetic_tokens(request.last_user_message)
-        emitted = tokens[: request.max_tokens]
+    def _pacer(self, loop: asyncio.AbstractEventLoop) -> Pacer:
+        pacer = self._pacers.get(loop)
+        if pacer is None:
+            # Tests run several loops in one process; each gets its own pacer.
+            self._pacers = {k: v for k, v in self._pacers.items() if not k.is_closed()}
+            pacer = self._pacers[loop] = Pacer(slack=min(0.001, self._interval() / 4))
+        return pacer
+
+    def _interval(self) -> float:
+        return 1.0 / self.tokens_per_second if self.tokens_per_second else 0.0
+
+    #: what it honours; other parameters are refused (``unsupported_parameter``)
+    parameters = SUPPORTED_PARAMETERS
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[Piece | Finish]:
+        """Yield the reply's pieces (:func:`synthetic_reply`) on schedule, then
+        a Finish. Cancelling the consumer stops it at the next token."""
+        reply = synthetic_reply(request)
+        emitted = reply.pieces
         loop = asyncio.get_running_loop()
-        started = loop.time() + self.first_token_latency
-        interval = 1.0 / self.tokens_per_second if self.tokens_per_second else 0.0
+        interval = self._interval()
+        pacer = self._pacer(loop) if interval else None
+        due = loop.time() + self.first_token_latency
         for index, token in enumerate(emitted):
             if self.fail_after_tokens is not None and index >= self.fail_after_tokens:
                 raise BackendError("upstream_error", "the model failed while generating")
-            delay = started + index * interval - loop.time()
-            await asyncio.sleep(delay if delay > 0 else 0)
+            if pacer is None:
+                await asyncio.sleep(0)
+            elif due > loop.time():
+                await pacer.wait_until(due)
+            else:
+                await asyncio.sleep(0)  # behind schedule: catch up, but let others run
+            due += interval
             yield token
-        prompt_tokens = len(request.last_user_message.split())
+        prompt_tokens = reply.prompt_tokens
         yield Finish(
-            reason="length" if len(emitted) < len(tokens) else "stop",
+            reason=reply.finish_reason,
             usage={
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": len(emitted),

@@ -1,7 +1,8 @@
-// The demo page: send a prompt over SSE or WebSocket, type the reply out as it
-// arrives, measure the run, keep a table and a chart of past runs.
+// The demo page: a conversation over SSE or WebSocket (each turn may take either);
+// type the reply out as it arrives, measure the run, keep a table and a chart of past runs.
 // Server text only ever goes through textContent / text nodes.
 
+import { accessToken, keyRequired } from "./access.js";
 import { renderChart } from "./chart.js";
 import { SseRun, WsRun } from "./transports.js";
 
@@ -9,7 +10,10 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("compose-form"),
   prompt: $("prompt"),
+  apiKeyRow: $("api-key-row"),
+  apiKey: $("api-key"),
   maxTokens: $("max-tokens"),
+  offerTool: $("offer-tool"),
   send: $("send"),
   stop: $("stop"),
   drop: $("drop"),
@@ -21,6 +25,8 @@ const ui = {
   runMeta: $("run-meta"),
   chart: $("chart"),
   historyBody: $("history-body"),
+  conversation: $("conversation"),
+  newConversation: $("new-conversation"),
   clearHistory: $("clear-history"),
   metrics: {
     ttft: $("metric-ttft"),
@@ -40,9 +46,23 @@ const DROP_HINTS = {
   ws: "Drop connection closes the socket mid-stream; a new socket sends resume with the last seq.",
 };
 const HISTORY_LIMIT = 8;
+// Offered to the model when "Offer a weather tool" is ticked. The synthetic model
+// calls a tool whose name the prompt mentions ("What is the weather?"); a real
+// model decides for itself. The page only shows the call: it runs no tool.
+const WEATHER_TOOL = {
+  type: "function",
+  function: {
+    name: "weather",
+    description: "The current weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+};
 const CHART_RUNS = 6;
 
 const history = []; // finished runs, newest last
+// The chat so far ({role, content} messages): each finished answer is appended after its
+// question and the whole conversation goes with the next prompt, over either transport.
+const conversation = [];
 let current = null; // {record, runner}
 let runCounter = 0;
 let renderQueued = false;
@@ -104,13 +124,27 @@ function newRecord(transport, prompt, maxTokens) {
   };
 }
 
-function send() {
-  if (current) return;
+let sending = false; // a token is being fetched for the next run
+
+async function send() {
+  if (current || sending) return;
   const prompt = ui.prompt.value;
   if (!prompt.trim()) {
     showError("Type a prompt first.");
     ui.prompt.focus();
     return;
+  }
+  let token;
+  sending = true;
+  try {
+    token = await accessToken(ui.apiKey.value.trim());
+  } catch (error) {
+    showError(error.message);
+    ui.apiKeyRow.hidden = false;
+    ui.apiKey.focus();
+    return;
+  } finally {
+    sending = false;
   }
   const maxTokens = Number.parseInt(ui.maxTokens.value, 10) || 256;
   const transport = selectedTransport();
@@ -129,7 +163,10 @@ function send() {
     onAbandoned: (message) => finish(record, "cancelled", message),
   };
   const Runner = transport === "sse" ? SseRun : WsRun;
-  const runner = new Runner({ prompt, maxTokens }, handlers);
+  const params = ui.offerTool.checked ? { tools: [WEATHER_TOOL] } : null;
+  const messages =
+    conversation.length || params ? [...conversation, { role: "user", content: prompt }] : null;
+  const runner = new Runner({ prompt, maxTokens, messages, params, token }, handlers);
   current = { record, runner };
   ui.runMeta.textContent = `Run #${record.id} over ${TRANSPORT_NAMES[transport]}`;
   queueRender();
@@ -153,11 +190,15 @@ function onEvent(record, event, wireBytes) {
     record.arrivals.push([elapsed(record, now), record.tokens]);
     const box = ui.response;
     const following = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
-    box.append(document.createTextNode(event.content));
+    if (event.content) box.append(document.createTextNode(event.content));
+    for (const call of event.tool_calls ?? []) showToolCall(call);
     if (following) box.scrollTop = box.scrollHeight; // keep the newest text in view
   } else if (event.type === "done") {
     const reason = event.finish_reason;
+    const lastCall = ui.response.lastElementChild;
+    if (reason === "tool_calls" && lastCall?.classList.contains("tool-call")) lastCall.append(")");
     if (reason === "cancelled") finish(record, "cancelled");
+    else if (reason === "tool_calls") finish(record, "done", "the model called a tool");
     else finish(record, "done", reason === "length" ? "stopped at max tokens" : "");
     return;
   } else if (event.type === "error") {
@@ -165,6 +206,22 @@ function onEvent(record, event, wireBytes) {
     return;
   }
   queueRender();
+}
+
+/** A tool-call fragment: the first names the function, the rest carry its arguments. */
+function showToolCall(call) {
+  const box = ui.response;
+  let shown = box.lastElementChild;
+  const open = shown?.classList.contains("tool-call");
+  if (call.function?.name || !open) {
+    if (open) shown.append(")"); // the previous call is complete
+    shown = document.createElement("span");
+    shown.className = "tool-call";
+    if (box.textContent) box.append(document.createTextNode("\n"));
+    box.append(shown);
+    shown.append(`${call.function?.name ?? "tool"}(`);
+  }
+  shown.append(call.function?.arguments ?? "");
 }
 
 function finish(record, status, detail = "") {
@@ -181,7 +238,34 @@ function finish(record, status, detail = "") {
   }
   history.push(record);
   if (history.length > HISTORY_LIMIT) history.shift();
+  if (status === "done") {
+    // A finished answer joins the conversation; a stopped or failed one does not.
+    conversation.push(
+      { role: "user", content: record.prompt },
+      { role: "assistant", content: ui.response.textContent },
+    );
+    renderConversation();
+  }
   queueRender();
+}
+
+function renderConversation() {
+  ui.newConversation.disabled = conversation.length === 0;
+  const items = conversation.map((message) => {
+    const item = document.createElement("li");
+    item.className = `turn turn-${message.role}`;
+    const who = document.createElement("span");
+    who.className = "turn-role";
+    who.textContent = message.role === "user" ? "You" : "Model";
+    const text = document.createElement("span");
+    text.className = "turn-text";
+    text.textContent = message.content;
+    item.append(who, text);
+    return item;
+  });
+  ui.conversation.replaceChildren(...items);
+  ui.conversation.hidden = items.length === 0;
+  ui.conversation.scrollTop = ui.conversation.scrollHeight;
 }
 
 // --- rendering -----------------------------------------------------------------
@@ -293,16 +377,30 @@ ui.clearHistory.addEventListener("click", () => {
   history.length = 0;
   const empty = document.createElement("tr");
   empty.className = "empty";
-  empty.append(cell("Send the same prompt over SSE and then WebSocket to compare them here."));
+  empty.append(
+    cell("Send a prompt, press New conversation, send it over the other transport: compare here."),
+  );
   empty.firstChild.colSpan = 11;
   ui.historyBody.replaceChildren(empty);
   queueRender();
 });
 for (const radio of ui.form.elements.transport) radio.addEventListener("change", updateDropHint);
+ui.newConversation.addEventListener("click", () => {
+  if (current) return;
+  conversation.length = 0;
+  ui.response.replaceChildren();
+  renderConversation();
+  ui.prompt.focus();
+});
 
 // On phones the explanation starts folded, below the numbers.
 if (matchMedia("(max-width: 859px)").matches) document.querySelector("details.how").open = false;
 updateDropHint();
+renderConversation();
 setStatus("idle");
 render();
-document.documentElement.dataset.ready = "true"; // for tests: the module has loaded
+// The key field shows only when the server asks for a key.
+keyRequired().then((needed) => {
+  ui.apiKeyRow.hidden = !needed;
+  document.documentElement.dataset.ready = "true"; // for tests: the module has loaded
+});

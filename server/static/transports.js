@@ -9,6 +9,8 @@
 //
 // and offer start(), drop(), stop() and dispose().
 
+import { withToken } from "./access.js";
+
 const encoder = new TextEncoder();
 const byteLength = (text) => encoder.encode(text).length;
 
@@ -29,11 +31,12 @@ async function describeErrorResponse(response) {
     : `The server answered HTTP ${status}.`;
 }
 
-/** POST to /cancel or /debug/drop; returns {ok, message}. */
-async function postHelper(path) {
+/** POST to /cancel or /debug/drop (with the run's token, if any); returns {ok, message}. */
+async function postHelper(path, token) {
   let response;
   try {
-    response = await fetch(path, { method: "POST" });
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    response = await fetch(path, { method: "POST", headers });
   } catch (error) {
     return { ok: false, message: `network error: ${error.message}` };
   }
@@ -41,16 +44,22 @@ async function postHelper(path) {
   return { ok: false, message: await describeErrorResponse(response) };
 }
 
-function webSocketUrl() {
+function webSocketUrl(token) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
+  return withToken(`${scheme}//${location.host}/ws`, token);
 }
 
 /** Shared bookkeeping: stream id, last seq, de-duplication, terminal state. */
 class BaseRun {
-  constructor({ prompt, maxTokens }, handlers) {
+  /** `messages`: the conversation so far plus the new prompt (null for a first turn);
+   * `params`: more Chat Completions parameters (e.g. tools), or null;
+   * `token`: access token for ?access_token= ("" when the server needs none). */
+  constructor({ prompt, maxTokens, messages = null, params = null, token = "" }, handlers) {
     this.prompt = prompt;
     this.maxTokens = maxTokens;
+    this.messages = messages;
+    this.params = params;
+    this.token = token;
     this.handlers = handlers;
     this.streamId = null;
     this.lastSeq = -1;
@@ -113,18 +122,51 @@ export class SseRun extends BaseRun {
   }
 
   start() {
+    if (this.messages) {
+      this.startConversation();
+      return;
+    }
     const query = new URLSearchParams({ prompt: this.prompt, max_tokens: String(this.maxTokens) });
-    const url = `/sse?${query}`;
-    if (url.length > 60000) {
-      // Longer request lines are refused by the HTTP server before /sse sees them.
-      this.fail(
-        `This prompt makes a ${url.length.toLocaleString()}-character URL, too long to send ` +
-          "as an SSE query string; shorten it or use WebSocket.",
-      );
+    const url = withToken(`/sse?${query}`, this.token);
+    if (url.length > 8000) {
+      // Long request lines are refused by HTTP servers and proxies: POST it instead.
+      this.messages = [{ role: "user", content: this.prompt }];
+      this.startConversation();
       return;
     }
     this.handlers.onStatus("connecting");
     this.open(url);
+  }
+
+  /** A conversation (or a long prompt) does not fit in a URL: POST it to /streams, then
+   * follow the new stream with EventSource at the URL the server answers (/sse?stream=S). */
+  async startConversation() {
+    this.handlers.onStatus("connecting");
+    let response;
+    try {
+      response = await fetch("/streams", {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
+        },
+        body: JSON.stringify({
+          messages: this.messages,
+          max_tokens: this.maxTokens,
+          ...this.params,
+        }),
+      });
+    } catch (error) {
+      this.fail(`Could not reach the server (${error.message}).`);
+      return;
+    }
+    if (response.status !== 201) {
+      this.fail(await describeErrorResponse(response));
+      return;
+    }
+    const created = await response.json();
+    if (this.finished) return; // stopped meanwhile: the idle timeout ends the unread stream
+    this.open(withToken(created.urls.sse, this.token));
   }
 
   open(url) {
@@ -166,7 +208,7 @@ export class SseRun extends BaseRun {
   /** EventSource gives up without telling why; ask the same URL for its JSON error. */
   async explainClosed(url) {
     const retryUrl = this.lastEventId
-      ? `/sse?last_event_id=${encodeURIComponent(this.lastEventId)}`
+      ? withToken(`/sse?last_event_id=${encodeURIComponent(this.lastEventId)}`, this.token)
       : url;
     const abort = new AbortController();
     try {
@@ -186,7 +228,10 @@ export class SseRun extends BaseRun {
   async drop() {
     if (this.finished || !this.streamId || this.retryTimer || this.dropping) return;
     this.dropping = true;
-    const asked = await postHelper(`/debug/drop?stream=${encodeURIComponent(this.streamId)}`);
+    const asked = await postHelper(
+      `/debug/drop?stream=${encodeURIComponent(this.streamId)}`,
+      this.token,
+    );
     this.dropping = false;
     if (this.finished) return;
     if (asked.ok) {
@@ -201,7 +246,9 @@ export class SseRun extends BaseRun {
     this.retryTimer = setTimeout(() => {
       this.retryTimer = 0;
       if (!this.finished) {
-        this.open(`/sse?last_event_id=${encodeURIComponent(this.lastEventId)}`);
+        this.open(
+          withToken(`/sse?last_event_id=${encodeURIComponent(this.lastEventId)}`, this.token),
+        );
       }
     }, 1000);
   }
@@ -214,7 +261,10 @@ export class SseRun extends BaseRun {
     }
     this.stopRequested = true;
     // SSE has no way back to the server, so Stop is a separate request.
-    const asked = await postHelper(`/cancel?stream=${encodeURIComponent(this.streamId)}`);
+    const asked = await postHelper(
+      `/cancel?stream=${encodeURIComponent(this.streamId)}`,
+      this.token,
+    );
     if (!asked.ok) this.fail(`Stop failed: ${asked.message}`);
     // The done/cancelled event arrives on the EventSource.
   }
@@ -244,11 +294,18 @@ export class WsRun extends BaseRun {
 
   start() {
     this.handlers.onStatus("connecting");
-    this.connect({ type: "start", prompt: this.prompt, max_tokens: this.maxTokens, ref: this.ref });
+    const request = this.messages ? { messages: this.messages } : { prompt: this.prompt };
+    this.connect({
+      type: "start",
+      ...request,
+      ...this.params,
+      max_tokens: this.maxTokens,
+      ref: this.ref,
+    });
   }
 
   connect(firstMessage) {
-    const socket = new WebSocket(webSocketUrl());
+    const socket = new WebSocket(webSocketUrl(this.token));
     this.socket = socket;
     socket.onopen = () => {
       socket.send(JSON.stringify(firstMessage));

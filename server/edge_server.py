@@ -1,0 +1,590 @@
+"""The HTTP server in front of the application: every request is screened
+(server/edge.py, server/access.py) from its headers, before a handler runs
+and before a byte of its body is read; connections are bounded.
+
+* A refused request is answered here with the documented JSON error and the
+  connection is closed, so an unwanted 100 MiB body is never read.
+* Open connections are capped. At the cap, the connection that has waited
+  longest for its request headers (slowloris, or an idle keep-alive) is
+  closed to make room; if every connection is busy, the newcomer gets 503.
+  Headers must arrive within ``idle_connection_timeout``.
+* ``accept()`` failing at the file-descriptor limit backs off (server/accept.py).
+* Forwarded headers (``X-Forwarded-For``/``-Proto``, ``X-Real-IP``) count only
+  from the ``--trusted-proxy`` addresses; anyone else's are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import socket
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+import tornado.web
+from tornado import httputil
+from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream, StreamClosedError
+
+from . import accept
+from .access import TOKEN_QUERY_PARAM, AccessPolicy, bearer_credential, is_public_path
+from .edge import (
+    HostPolicy,
+    OriginPolicy,
+    RateLimiter,
+    Refusal,
+    allowed_methods,
+    redact_text,
+    redact_uri,
+    starts_stream,
+)
+from .errors import error_body
+from .web import JsonErrorHandler
+
+__all__ = [
+    "Edge",
+    "EdgeHTTPServer",
+    "make_server",
+    "TokenHandler",
+    "log_request",
+    "install_log_redaction",
+    "machine_names",
+    "default_max_connections",
+]
+
+log = logging.getLogger("twinstream.edge")
+access_log = logging.getLogger("tornado.access")
+
+_CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+
+
+def machine_names() -> list[str]:
+    """This machine's host names and addresses (the default Host allow-list
+    when listening on every interface)."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    for name in list(names):
+        try:
+            for info in socket.getaddrinfo(name, None):
+                names.add(str(info[4][0]))
+        except OSError:
+            pass
+    return sorted(n for n in names if n)
+
+
+def default_max_connections(reserve: int = 64) -> int:
+    """The open-file limit less ``reserve`` descriptors for everything else
+    (listening sockets, backend connections, files)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(16, soft - reserve)
+
+
+@dataclass
+class Edge:
+    """Everything the edge decides with, built once from the settings."""
+
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+    hosts: HostPolicy = field(default_factory=lambda: HostPolicy(frozenset({"*"})))
+    origins: OriginPolicy = field(default_factory=OriginPolicy)
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
+    max_body_bytes: int = 256 * 1024
+    trusted_proxies: frozenset[str] = frozenset()
+    public_metrics: bool = False
+    metrics: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, metrics: Any = None) -> Edge:
+        return cls(
+            access=AccessPolicy.from_settings(
+                settings.api_key, settings.api_keys_file, settings.token_ttl
+            ),
+            hosts=HostPolicy.build(
+                settings.host,
+                settings.allowed_hosts,
+                machine_names() if settings.host in ("", "0.0.0.0", "::") else (),
+            ),
+            origins=OriginPolicy(tuple(settings.allowed_origins)),
+            limiter=RateLimiter(settings.streams_per_minute),
+            max_body_bytes=settings.max_body_bytes or 8 * settings.limits.max_prompt_bytes,
+            trusted_proxies=frozenset(settings.trusted_proxies),
+            public_metrics=settings.public_metrics,
+            metrics=metrics,
+        )
+
+    # -- the screen ----------------------------------------------------------------
+
+    def screen(
+        self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders, context: Any
+    ) -> tuple[Refusal | None, list[tuple[str, str]]]:
+        """A refusal (or preflight answer) for this request, or None to let it
+        through; plus CORS headers for the response either way."""
+        path, _, query = start_line.path.partition("?")
+        scheme = getattr(context, "protocol", "http")
+        cors: list[tuple[str, str]] = []
+        origin = headers.get("Origin")
+        refusal = self.hosts.check(headers.get("Host"))
+        if refusal is not None:
+            return refusal, cors
+        if origin is not None and self.origins.cors and self.origins.listed(origin):
+            cors = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        if start_line.method == "OPTIONS":
+            if cors and headers.get("Access-Control-Request-Method"):
+                return (
+                    Refusal(
+                        204,
+                        "",
+                        "",
+                        (
+                            ("Access-Control-Allow-Methods", allowed_methods(path)),
+                            ("Access-Control-Allow-Headers", _CORS_HEADERS),
+                            ("Access-Control-Max-Age", "600"),
+                        ),
+                    ),
+                    cors,
+                )
+            return (
+                Refusal(
+                    405,
+                    "method_not_allowed",
+                    f"{path[:100]} does not answer OPTIONS"
+                    + ("" if self.origins.cors else " (CORS is off: no --allowed-origin)"),
+                    (("Allow", allowed_methods(path)),),
+                ),
+                cors,
+            )
+        public = is_public_path(path) or (path == "/metrics" and self.public_metrics)
+        if (
+            origin is not None
+            and not is_public_path(path)
+            and not self.origins.allows(origin, scheme, headers.get("Host"))
+        ):
+            return (
+                Refusal(
+                    403,
+                    "origin_not_allowed",
+                    "requests from this page's origin are not allowed; the operator can add "
+                    "it with --allowed-origin",
+                ),
+                cors,
+            )
+        if (
+            origin is None
+            and headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
+            and not is_public_path(path)
+            and "*" not in self.origins.allowed
+        ):
+            # A browser request from another site that sends no Origin: an
+            # <img src=/sse?prompt=...> or a link. It would start (and pay
+            # for) a generation on the visitor's behalf.
+            return (
+                Refusal(
+                    403,
+                    "origin_not_allowed",
+                    "requests from another site's page are not allowed here",
+                ),
+                cors,
+            )
+        length = headers.get("Content-Length")
+        if length is not None:
+            size = _content_length(length)
+            if size is None:
+                return Refusal(400, "invalid_content_length", "Content-Length is invalid"), cors
+            if size > self.max_body_bytes:
+                return (
+                    Refusal(
+                        413,
+                        "body_too_large",
+                        f"the body is {size} bytes; the limit is {self.max_body_bytes} bytes",
+                    ),
+                    cors,
+                )
+        if not public and not self.access.allows(
+            headers.get("Authorization"), _query_values(query, TOKEN_QUERY_PARAM)
+        ):
+            return (
+                Refusal(
+                    401,
+                    "invalid_api_key",
+                    "missing or wrong API key: send 'Authorization: Bearer KEY', or a "
+                    "token from POST /auth/token as ?access_token=TOKEN",
+                    (("WWW-Authenticate", 'Bearer realm="twinstream"'),),
+                ),
+                cors,
+            )
+        if self.limiter.enabled and starts_stream(
+            start_line.method, path, query, headers.get("Last-Event-ID")
+        ):
+            wait = self.limiter.take(getattr(context, "remote_ip", ""))
+            if wait > 0:
+                return self.limiter.refusal(wait), cors
+        return None, cors
+
+    def log_summary(self) -> None:
+        """One startup line on who may connect (never a key)."""
+        hosts = "any" if "*" in self.hosts.names else ", ".join(sorted(self.hosts.names))
+        log.info(
+            "access: %s; Host allow-list: %s; trusted proxies: %s; CORS origins: %s",
+            f"API key required ({len(self.access.keys)} key(s))"
+            if self.access.enabled
+            else "open (no API key set: anyone who reaches this port may use it)",
+            hosts,
+            ", ".join(sorted(self.trusted_proxies)) or "none",
+            ", ".join(self.origins.allowed) or "none (CORS off)",
+        )
+
+    def allow_start(self, remote_ip: str) -> Refusal | None:
+        """For starts that are not requests (a WebSocket ``start`` message)."""
+        wait = self.limiter.take(remote_ip) if self.limiter.enabled else 0.0
+        return self.limiter.refusal(wait) if wait > 0 else None
+
+    def untrusted_forwarding(self, context: Any) -> bool:
+        address = getattr(context, "address", None)
+        peer = address[0] if isinstance(address, tuple) and address else None
+        return peer not in self.trusted_proxies
+
+
+def _content_length(value: str) -> int | None:
+    pieces = {piece.strip() for piece in value.split(",")}
+    if len(pieces) != 1:
+        return None
+    (text,) = pieces
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
+def _query_values(query: str, name: str) -> list[str]:
+    if name not in query:
+        return []
+    return [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]
+
+
+def _response(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    lines = [f"HTTP/1.1 {status} {phrase}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
+
+
+# --- the server -------------------------------------------------------------------
+
+
+class _CorsConnection:
+    """The request's HTTP connection, adding CORS headers to the response."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self.extra_headers: list[tuple[str, str]] = []
+
+    def write_headers(
+        self, start_line: Any, headers: httputil.HTTPHeaders, chunk: bytes | None = None
+    ) -> Awaitable[None]:
+        for name, value in self.extra_headers:
+            if name not in headers:
+                headers[name] = value
+        result: Awaitable[None] = self._connection.write_headers(start_line, headers, chunk)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class _EdgeDelegate(httputil.HTTPMessageDelegate):
+    """Screens one request; passes it on to the application or answers it."""
+
+    def __init__(
+        self,
+        server: EdgeHTTPServer,
+        server_conn: Any,
+        request_conn: Any,
+        inner: httputil.HTTPMessageDelegate,
+        cors_conn: _CorsConnection | None,
+    ) -> None:
+        self.server = server
+        self.server_conn = server_conn
+        self.request_conn = request_conn
+        self.inner = inner
+        self.cors_conn = cors_conn
+        self.bad_header: str | None = None
+        self.refused = False
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        self.server._idle.pop(self.server_conn, None)
+        edge = self.server.edge
+        context = self.request_conn.context
+        assert isinstance(start_line, httputil.RequestStartLine)
+        if self.server.xheaders and edge.untrusted_forwarding(context):
+            # Tornado applied X-Forwarded-* already; only trusted proxies may.
+            unapply = getattr(context, "_unapply_xheaders", None)
+            if unapply is not None:
+                unapply()
+        if self.bad_header is not None:
+            refusal: Refusal | None = Refusal(
+                400,
+                "invalid_header",
+                "a request header holds a control character or is malformed",
+            )
+            cors: list[tuple[str, str]] = []
+        else:
+            refusal, cors = edge.screen(start_line, headers, context)
+        if refusal is None:
+            if self.cors_conn is not None:
+                self.cors_conn.extra_headers = cors
+            return self.inner.headers_received(start_line, headers)
+        self.refused = True
+        if refusal.code and edge.metrics is not None:
+            edge.metrics.error(refusal.code)
+        body = b""
+        headers_out = list(refusal.headers) + cors
+        if refusal.status != 204:
+            body = json.dumps(error_body(refusal.status, refusal.code, refusal.message)).encode()
+            headers_out.append(("Content-Type", "application/json; charset=utf-8"))
+        _log_refusal(start_line, refusal.status, context)
+        stream = self.request_conn.detach()  # Tornado reads nothing more (no body)
+        return _answer_and_close(stream, _response(refusal.status, headers_out, body))
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        if not self.refused:
+            self.inner.on_connection_close()
+
+
+async def _answer_and_close(stream: IOStream, data: bytes) -> None:
+    try:
+        await stream.write(data)
+    except StreamClosedError:
+        pass
+    finally:
+        stream.close()
+
+
+def _log_refusal(start_line: httputil.RequestStartLine, status: int, context: Any) -> None:
+    access_log.log(
+        logging.INFO if status < 500 else logging.WARNING,
+        "%d %s %s (%s) refused at the edge",
+        status,
+        start_line.method[:16],
+        redact_uri(start_line.path),
+        getattr(context, "remote_ip", "?"),
+    )
+
+
+class EdgeHTTPServer(HTTPServer):
+    """``HTTPServer`` with the edge: screening, a connection cap with eviction
+    of header-waiting connections, and an accept loop safe at EMFILE."""
+
+    def initialize(  # type: ignore[override]
+        self,
+        request_callback: Any,
+        edge: Edge | None = None,
+        max_connections: int | None = None,
+        accept_backoff: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        self.edge = edge or Edge()
+        self.max_connections = max_connections or default_max_connections()
+        self.accept_backoff = accept_backoff
+        self._open: set[IOStream] = set()
+        # server connections waiting for request headers, oldest first
+        self._idle: dict[Any, None] = {}
+        if self.edge.trusted_proxies:
+            kwargs.setdefault("xheaders", True)
+            kwargs.setdefault("trusted_downstream", sorted(self.edge.trusted_proxies))
+        kwargs.setdefault("max_body_size", self.edge.max_body_bytes)
+        super().initialize(request_callback, **kwargs)
+        if self.edge.metrics is not None:  # counted when scraped (WebSockets close unseen)
+            self.edge.metrics.tcp_connections.set_function(self.open_connections)
+
+    def open_connections(self) -> int:
+        return sum(1 for stream in self._open if not stream.closed())
+
+    # accepting
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        metrics = self.edge.metrics
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = accept.add_accept_handler(
+                sock,
+                self._handle_connection,
+                backoff=self.accept_backoff,
+                on_refused=(
+                    (lambda n: metrics.refused_connections.labels("fd_limit").inc(n))
+                    if metrics is not None
+                    else None
+                ),
+            )
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        if len(self._open) >= self.max_connections:
+            self._open = {s for s in self._open if not s.closed()}
+        if len(self._open) >= self.max_connections and not self._evict_idle():
+            if self.edge.metrics is not None:
+                self.edge.metrics.refused_connection("connection_cap")
+            stream.write(accept.REFUSAL).add_done_callback(lambda _: stream.close())
+            return
+        self._open.add(stream)
+        super().handle_stream(stream, address)
+
+    def _evict_idle(self) -> bool:
+        """Close the connection that has waited longest for request headers."""
+        while self._idle:
+            server_conn = next(iter(self._idle))
+            del self._idle[server_conn]
+            stream = getattr(server_conn, "stream", None)
+            if stream is not None and not stream.closed():
+                stream.close()
+                self._open.discard(stream)
+                if self.edge.metrics is not None:
+                    self.edge.metrics.refused_connection("evicted_idle")
+                return True
+        return False
+
+    # per request
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        self._idle.pop(server_conn, None)
+        self._idle[server_conn] = None  # waiting for headers: newest at the end
+        cors_conn = _CorsConnection(request_conn) if self.edge.origins.cors else None
+        delegate_holder: list[_EdgeDelegate] = []
+        _catch_bad_headers(request_conn, delegate_holder)
+        app = self.request_callback
+        assert isinstance(app, httputil.HTTPServerConnectionDelegate)
+        inner = app.start_request(server_conn, cors_conn or request_conn)  # type: ignore[arg-type]
+        delegate = _EdgeDelegate(self, server_conn, request_conn, inner, cors_conn)
+        delegate_holder.append(delegate)
+        if self.xheaders:
+            from tornado.httpserver import _ProxyAdapter
+
+            return _ProxyAdapter(delegate, request_conn)
+        return delegate
+
+    def on_close(self, server_conn: object) -> None:
+        self._idle.pop(server_conn, None)
+        stream = getattr(server_conn, "stream", None)
+        if stream is not None and stream.closed():
+            self._open.discard(stream)
+        super().on_close(server_conn)
+
+
+def _catch_bad_headers(request_conn: Any, holder: list[_EdgeDelegate]) -> None:
+    """Turn Tornado's bare ``400`` for a malformed header (e.g. a control
+    character) into the documented JSON one: the parse error is noted and the
+    request goes on with no headers, to be refused in headers_received."""
+    original = getattr(request_conn, "_parse_headers", None)
+    if original is None:
+        return
+
+    def parse(data: bytes) -> tuple[str, httputil.HTTPHeaders]:
+        try:
+            result: tuple[str, httputil.HTTPHeaders] = original(data)
+            return result
+        except httputil.HTTPInputError as exc:
+            text = data.decode("latin1").lstrip("\r\n")
+            start_line = text[: text.find("\n")].rstrip("\r") if "\n" in text else text
+            if holder:
+                holder[0].bad_header = str(exc)
+            return start_line, httputil.HTTPHeaders()
+
+    request_conn._parse_headers = parse
+
+
+def make_server(app: tornado.web.Application, options: dict[str, Any]) -> EdgeHTTPServer:
+    """The server for ``app`` (made by ``make_app``, which holds the edge)
+    with ``http_server_options(settings)``; call ``listen`` or ``add_sockets``."""
+    settings = app.settings["twinstream_settings"]
+    return EdgeHTTPServer(
+        app,
+        edge=app.settings["edge"],
+        max_connections=settings.max_connections or None,
+        **options,
+    )
+
+
+# --- the token endpoint and logs ---------------------------------------------------
+
+
+class TokenHandler(JsonErrorHandler):
+    """``POST /auth/token`` with ``Authorization: Bearer KEY``: a token for
+    ``?access_token=`` (EventSource and WebSocket cannot send headers).
+    Without keys configured it answers ``{"required": false}``."""
+
+    def initialize(self, access: AccessPolicy) -> None:
+        self.access = access
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    def post(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        if not self.access.enabled:
+            self.write({"required": False})
+            return
+        key = bearer_credential(self.request.headers.get("Authorization"))
+        if key is None or not self.access.is_key(key):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Bearer realm="twinstream"')
+            self.write(
+                error_body(
+                    401, "invalid_api_key", "send the API key as 'Authorization: Bearer KEY'"
+                )
+            )
+            return
+        token, ttl = self.access.issue_token()
+        self.write({"required": True, "token": token, "token_type": "Bearer", "expires_in": ttl})
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """The access log line (the ``log_function`` app setting): status, method,
+    the URI with prompts, stream ids and tokens redacted, client, duration."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        redact_uri(request.uri or ""),
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+class _RedactingFilter(logging.Filter):
+    """Tornado's own messages quote the request line (``400 GET /sse?prompt=...``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("tornado") and record.name != "tornado.access":
+            message = record.getMessage()
+            if "/" in message:
+                record.msg, record.args = redact_text(message), None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add the redacting filter to every handler of ``logger`` (root by default)."""
+    target = logger or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())

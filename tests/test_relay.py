@@ -1,0 +1,204 @@
+"""Bounded readers: a connection that stops reading is cut as a slow consumer
+(SSE: the connection closes; WebSocket: close code 4008), within the write
+deadline, and resumes from the log with nothing lost. Real sockets to a real
+server; the stuck clients are raw sockets with a tiny receive buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import tornado.websocket
+from httpx_sse import aconnect_sse
+
+from server.app import Settings, make_app
+from server.backends.base import ChatRequest, Finish
+from server.streams import MemoryStreamStore
+
+PIECES = 4000
+PIECE = "x" * 2000  # ~8 MB of events per stream: more than loopback's socket buffers hold
+
+
+class BigBackend:
+    """A long, fast completion, so a reader that stops reading falls behind."""
+
+    model = "big"
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[str | Finish]:
+        for index in range(PIECES):
+            yield f"{index:05d}{PIECE}"
+            if index % 20 == 0:
+                await asyncio.sleep(0)
+        yield Finish(reason="stop")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    # A write deadline long enough that the normal reader of the resume, in
+    # this same busy event loop, is never taken for a slow consumer.
+    return Settings(ws_ping_interval=0, write_timeout=1.5, max_pending_bytes=256 * 1024)
+
+
+@pytest.fixture
+def app(settings: Settings, io_loop: Any) -> Any:
+    application = make_app(settings, store=MemoryStreamStore(BigBackend()))
+    yield application
+    io_loop.run_sync(application.settings["store"].close, timeout=10)
+
+
+async def stuck_socket(port: int) -> socket.socket:
+    """A connected socket that will never be read (4 KiB receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def read_until_closed(sock: socket.socket, timeout: float = 10) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), timeout)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return bytes(data)
+
+
+async def wait_for(condition: Any, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def port_of(client: Any) -> int:
+    return int(client._http_server_port[1]) if hasattr(client, "_http_server_port") else 0
+
+
+async def test_a_stuck_sse_reader_is_cut_and_resumes_with_nothing_lost(
+    http_server_client: Any, http_server_port: Any, app: Any
+) -> None:
+    port = http_server_port[1]
+    watch = app.settings["watch"]
+    sock = await stuck_socket(port)
+    request = f"GET /sse?prompt=stuck HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    await asyncio.get_running_loop().sock_sendall(sock, request.encode())
+    await wait_for(lambda: watch.slow_consumers == 1)
+    assert watch.relays == 0  # its relay stopped; the stream goes on
+    raw = await read_until_closed(sock)
+    assert not raw.endswith(b"0\r\n\r\n")  # cut, not a finished response
+    seqs = [int(line.split(b":")[-1]) for line in raw.split(b"\n") if line.startswith(b"id: ")]
+    assert seqs == list(range(len(seqs))) and seqs
+    # EventSource would now reconnect with the last id it saw:
+    last = seqs[-1]
+    stream_id = json.loads(raw.split(b"data: ", 1)[1].split(b"\n", 1)[0])["stream"]
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with aconnect_sse(
+            client,
+            "GET",
+            f"http://127.0.0.1:{port}/sse",
+            headers={"Last-Event-ID": f"{stream_id}:{last}"},
+        ) as source:
+            rest = [json.loads(event.data) async for event in source.aiter_sse()]
+    assert [e["seq"] for e in rest] == list(range(last + 1, PIECES + 2))
+    assert rest[-1]["type"] == "done"
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client frame (RFC 6455 5.3: clients must mask)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    else:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    return header + mask + masked
+
+
+def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each complete unmasked server frame."""
+    frames = []
+    at = data.index(b"\r\n\r\n") + 4  # after the handshake response
+    while at + 2 <= len(data):
+        opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
+        at += 2
+        if length == 126:
+            (length,) = struct.unpack("!H", data[at : at + 2])
+            at += 2
+        elif length == 127:
+            (length,) = struct.unpack("!Q", data[at : at + 8])
+            at += 8
+        if at + length > len(data):
+            break
+        frames.append((opcode, data[at : at + length]))
+        at += length
+    return frames
+
+
+async def test_a_stuck_websocket_that_floods_and_pings_is_closed_4008_and_resumes(
+    http_server_client: Any, http_server_port: Any, app: Any
+) -> None:
+    port = http_server_port[1]
+    watch = app.settings["watch"]
+    loop = asyncio.get_running_loop()
+    sock = await stuck_socket(port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    handshake = (
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, handshake.encode())
+    # Flood starts and keep pinging (the server answers each ping with a pong it
+    # cannot deliver); never read a byte.
+    for ref in range(5):
+        start = {"type": "start", "prompt": f"flood {ref}", "ref": ref}
+        await loop.sock_sendall(sock, ws_frame(json.dumps(start).encode()))
+    for _ in range(20):
+        if watch.slow_consumers:
+            break
+        await loop.sock_sendall(sock, ws_frame(b"are you there", opcode=0x9))
+        await asyncio.sleep(0.1)
+    await wait_for(lambda: watch.slow_consumers == 1)
+    frames = parse_frames(await read_until_closed(sock))
+    assert frames[-1][0] == 0x8  # the last frame is the close frame...
+    assert struct.unpack("!H", frames[-1][1][:2])[0] == 4008  # ...with code 4008
+    events = [json.loads(payload) for opcode, payload in frames if opcode == 0x1]
+    seen: dict[str, int] = {}
+    for event in events:
+        assert event["seq"] == seen.get(event["stream"], -1) + 1  # in order, no gaps
+        seen[event["stream"]] = event["seq"]
+    assert len(seen) == 5
+    # Every stream resumes on a new socket with nothing lost.
+    connection = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+    try:
+        for stream_id, last in seen.items():
+            connection.write_message(
+                json.dumps({"type": "resume", "stream": stream_id, "after": last})
+            )
+        done: set[str] = set()
+        while len(done) < len(seen):
+            message = await asyncio.wait_for(connection.read_message(), 10)
+            assert message is not None
+            event = json.loads(message)
+            assert event["seq"] == seen[event["stream"]] + 1
+            seen[event["stream"]] = event["seq"]
+            if event["type"] == "done":
+                done.add(event["stream"])
+        assert all(seq == PIECES + 1 for seq in seen.values())
+    finally:
+        connection.close()
