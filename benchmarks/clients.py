@@ -18,6 +18,7 @@ import codecs
 import json
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -182,8 +183,11 @@ class SSEParser:
 class SSEConnection:
     """One HTTP/1.1 connection that can carry several ``GET /sse`` one after another."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, accept_gzip: bool = False) -> None:
         self.endpoint = endpoint
+        #: send ``Accept-Encoding: gzip`` and inflate a gzip response as it arrives
+        self.accept_gzip = accept_gzip
+        self.content_encoding = ""  # of the last response
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reusable = False
@@ -241,6 +245,8 @@ class SSEConnection:
         ]
         if last_event_id is not None:
             lines.append(f"Last-Event-ID: {last_event_id}")
+        if self.accept_gzip:
+            lines.append("Accept-Encoding: gzip")
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
         head = await self.reader.readuntil(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -253,7 +259,12 @@ class SSEConnection:
         if on_response is not None:
             on_response(status)
         keep_alive = headers.get("connection", "").lower() != "close"
+        self.content_encoding = headers.get("content-encoding", "").lower()
         parser = SSEParser()
+        decode: Callable[[bytes], bytes] = bytes
+        if self.content_encoding == "gzip" and status == 200:
+            # a sync-flushed gzip stream: each chunk inflates to whole events at once
+            decode = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
         if headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
                 size_line = await self.reader.readuntil(b"\r\n")
@@ -264,7 +275,7 @@ class SSEConnection:
                     break
                 chunk = await self.reader.readexactly(size + 2)
                 if status == 200:
-                    for event in parser.feed(chunk[:-2]):
+                    for event in parser.feed(decode(chunk[:-2])):
                         yield event
                 else:
                     raise HTTPStatusError(status, chunk[:-2])
@@ -272,7 +283,7 @@ class SSEConnection:
             body = await self.reader.readexactly(int(headers["content-length"]))
             if status not in (200, 204):
                 raise HTTPStatusError(status, body)
-            for event in parser.feed(body):
+            for event in parser.feed(decode(body)):
                 yield event
         elif status == 204 or status == 304:
             pass
@@ -281,7 +292,7 @@ class SSEConnection:
             while chunk := await self.reader.read(65536):
                 if status != 200:
                     raise HTTPStatusError(status, chunk)
-                for event in parser.feed(chunk):
+                for event in parser.feed(decode(chunk)):
                     yield event
         self.reusable = keep_alive
         if not keep_alive:
@@ -297,14 +308,16 @@ async def sse_completion(
     prompt: str,
     max_tokens: int,
     connection: SSEConnection | None = None,
+    compression: bool = False,
 ) -> tuple[StreamRecord, SSEConnection]:
     """Run one completion over SSE. Reuses ``connection`` when it is kept alive
-    (a warm start), else opens a new one (a cold start, like ``EventSource``)."""
+    (a warm start), else opens a new one (a cold start, like ``EventSource``);
+    ``compression`` offers gzip (the server may decline)."""
     cold = connection is None or not connection.reusable or not connection.connected
     if connection is None or cold:
         if connection is not None:
             await connection.close()
-        connection = SSEConnection(endpoint)
+        connection = SSEConnection(endpoint, accept_gzip=compression)
     record = StreamRecord("sse", prompt, max_tokens, cold=cold, began=time.time())
     try:
         # read to the end of the response (after done), so the connection can be reused

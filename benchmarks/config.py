@@ -36,6 +36,22 @@ class SuiteConfig:
     reconnect_concurrency: int = 10
     reconnect_cuts: int = 6  # cuts per stream, alternating server side / client side
     reconnect_max_tokens: int = 120
+    # -- network profiles (benchmarks.network)
+    network_profiles: tuple[str, ...] = ("3g",)
+    network_samples: int = 3  # cold completions per variant and profile
+    network_max_tokens: int = 15
+    network_keepup_tokens: int = 60  # per stream in the keep-up run (2 s at 30 tokens/s)
+    # -- real browsers (benchmarks.browser)
+    browser_cuts: int = 3  # server-side cuts per transport
+    browser_cpu_events: int = 1000  # events per transport for the CPU measure
+    browser_limit_tokens: int = 30  # length of each of the 7 concurrent streams
+    browser_parts: tuple[str, ...] = ("reconnect",)
+    # -- churn (benchmarks.churn)
+    churn_clients: int = 20  # per transport
+    churn_seconds: float = 20.0
+    churn_interval: float = 2.0  # seconds between cut rounds
+    churn_fraction: float = 0.2  # share of the clients cut each round
+    churn_offline: float = 1.0  # seconds a cut client stays offline (mean)
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load
@@ -46,6 +62,14 @@ class SuiteConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SuiteConfig:
+        """The inverse of :meth:`as_dict` (JSON turned the tuples into lists)."""
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**fields)
 
 
 TINY = SuiteConfig(
@@ -64,6 +88,19 @@ TINY = SuiteConfig(
     reconnect_concurrency=2,
     reconnect_cuts=2,
     reconnect_max_tokens=40,
+    network_profiles=("loopback",),
+    network_samples=2,
+    network_max_tokens=6,
+    network_keepup_tokens=12,
+    browser_cuts=1,
+    browser_cpu_events=60,
+    browser_limit_tokens=10,
+    browser_parts=("reconnect", "limit", "cpu"),
+    churn_clients=3,
+    churn_seconds=3.0,
+    churn_interval=0.5,
+    churn_fraction=0.5,
+    churn_offline=0.2,
     workers=1,
 )
 QUICK = SuiteConfig(
@@ -79,6 +116,13 @@ QUICK = SuiteConfig(
     reconnect_streams=10,
     reconnect_cuts=5,
     reconnect_max_tokens=80,
+    network_profiles=("3g",),
+    network_samples=2,
+    network_keepup_tokens=45,
+    browser_cuts=2,
+    browser_parts=("reconnect",),
+    churn_clients=6,
+    churn_seconds=5.0,
 )
 FULL = SuiteConfig(
     name="full",
@@ -93,5 +137,18 @@ FULL = SuiteConfig(
     reconnect_streams=30,
     reconnect_cuts=10,
     reconnect_max_tokens=200,
+    network_profiles=("loopback", "broadband", "4g", "3g", "poor"),
+    network_samples=6,
+    network_max_tokens=20,
+    network_keepup_tokens=120,
+    browser_cuts=8,
+    browser_cpu_events=2000,
+    browser_limit_tokens=45,
+    browser_parts=("reconnect", "limit", "cpu"),
+    churn_clients=50,
+    churn_seconds=120.0,
+    churn_interval=3.0,
+    churn_fraction=0.2,
+    churn_offline=2.0,
 )
 PRESETS = {preset.name: preset for preset in (TINY, QUICK, FULL)}

@@ -59,8 +59,8 @@ def _top_level(results: dict[str, Any], server: str, transport: str) -> dict[str
     return levels[-1] if levels else None
 
 
-def _deflate_bytes(results: dict[str, Any], server: str) -> Any:
-    wire = _get(results, "throughput", server, "wire_bytes", "ws_deflate_cold")
+def _deflate_bytes(results: dict[str, Any], server: str, variant: str = "ws_deflate") -> Any:
+    wire = _get(results, "throughput", server, "wire_bytes", f"{variant}_cold")
     if not wire:
         return None
     if not wire.get("deflate_negotiated"):
@@ -178,8 +178,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
             ),
         ),
         row(
-            "Wire bytes per token, WebSocket + permessage-deflate",
-            lambda s, t: _deflate_bytes(results, s) if t == "ws" else None,
+            "Wire bytes per token, compressed (SSE gzip, WebSocket permessage-deflate)",
+            lambda s, t: _deflate_bytes(results, s, "ws_deflate" if t == "ws" else "sse_gzip"),
         ),
         row(
             "Reconnect: cut → events flow again (ms, p50)",
@@ -207,6 +207,9 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
         ),
     ]
     rows += connections.summary_rows(results) + stuck.summary_rows(results)
+    from .sections import browser_summary
+
+    rows += [(label, sse, ws, None, None) for label, sse, ws in browser_summary(results)]
     return rows
 
 
@@ -334,7 +337,7 @@ def _wire_details(results: dict[str, Any]) -> str:
         "Bytes ↑",
         "↓ per token",
         "↓+↑ per token",
-        "Deflate negotiated",
+        "Compressed (gzip / deflate)",
     ]
     return _table(header, rows) if rows else "_not run_"
 
@@ -528,15 +531,33 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
             ("delivery_delay_single", "Delivery delay, 1 stream (ms)"),
             ("delivery_delay_concurrent", "Delivery delay, many streams (ms)"),
         )
+        # the real sample count (the stored CDF may be thinned)
+        counts = {
+            "ttft_cold": ("single", "cold", "ttft_ms", "n"),
+            "ttft_warm": ("single", "warm", "ttft_ms", "n"),
+            "delivery_delay_single": ("single", "delivery_delay_ms", "n"),
+            "delivery_delay_concurrent": ("concurrent", "delivery_delay_ms", "n"),
+        }
         figure, axes = plt.subplots(2, 2, figsize=(11, 8))
         for axis, (key, title) in zip(axes.flat, panels):
             for server, transport, cdf in series:
                 values = cdf.get(key) or []
                 if not values:
                     continue
+                n = _get(latency, server, "transports", transport, *counts[key]) or len(values)
                 fractions = [(i + 1) / len(values) for i in range(len(values))]
                 style = "-" if server == "twinstream" else "--"
-                axis.step(values, fractions, style, where="post", label=f"{server} {transport}")
+                # few samples: show each one, not a line that suggests a distribution
+                marker = "o" if len(values) < 30 else None
+                axis.step(
+                    values,
+                    fractions,
+                    style,
+                    where="post",
+                    marker=marker,
+                    markersize=3,
+                    label=f"{server} {transport} (n={n:,})",
+                )
             axis.set_title(title)
             axis.set_ylabel("fraction ≤ x")
             if key.startswith("delivery"):
@@ -550,50 +571,55 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
         written.append("latency_cdf.png")
     throughput = results.get("throughput", {})
     if throughput:
+        # delivered as a share of offered (delivered events/s alone restates the offered load)
         figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-        offered: tuple[list[int], list[float]] | None = None
         for server, data in throughput.items():
             for transport, levels in data.get("sweep", {}).items():
                 streams = [level["streams"] for level in levels]
                 style = "o-" if server == "twinstream" else "s--"
-                label = f"{server} {transport}"
-                axes[0].plot(
-                    streams,
-                    [level["delivered_events_per_s"] or 0 for level in levels],
-                    style,
-                    label=label,
-                )
-                if offered is None and all(level["offered_events_per_s"] for level in levels):
-                    offered = (streams, [level["offered_events_per_s"] for level in levels])
+                n = sum(level.get("delta_events") or 0 for level in levels)
+                label = f"{server} {transport} (n={n:,} tokens)"
+                share = [
+                    100 * level["delivered_events_per_s"] / level["offered_events_per_s"]
+                    if level.get("offered_events_per_s") and level.get("delivered_events_per_s")
+                    else float("nan")
+                    for level in levels
+                ]
+                axes[0].plot(streams, share, style, label=label)
                 axes[1].plot(
                     streams,
-                    [level["server_cpu_percent"] or 0 for level in levels],
+                    [level["server_cpu_ms_per_1k_events"] or float("nan") for level in levels],
                     style,
                     label=label,
                 )
                 axes[2].plot(
                     streams,
-                    [level["memory_per_stream_kib"] or 0 for level in levels],
+                    [level["memory_per_stream_kib"] or float("nan") for level in levels],
                     style,
                     label=label,
                 )
-        if offered is not None:  # on top, so it shows where delivered meets it
-            axes[0].plot(*offered, "k:", linewidth=2, label="offered", zorder=5)
         for axis, title in zip(
             axes,
-            ("Delivered events/s", "Server CPU (% of one core)", "Memory per live stream (KiB)"),
+            (
+                "Delivered, % of offered",
+                "Server CPU per 1,000 events (ms)",
+                "Memory per live stream (KiB)",
+            ),
         ):
             axis.set_xscale("log")
             axis.set_xlabel("concurrent streams")
             axis.set_title(title)
             axis.grid(alpha=0.3)
-            axis.legend(fontsize=8)
-        axes[0].set_yscale("log")
+            axis.legend(fontsize=7)
+        axes[0].axhline(100, color="k", linestyle=":", linewidth=1)
         figure.suptitle("Throughput vs concurrency")
         figure.tight_layout()
         figure.savefig(out / "throughput.png", dpi=110)
         plt.close(figure)
         written.append("throughput.png")
+    from .sections import plot_network
+
+    written += plot_network(results, out)
     return written
 
 
@@ -647,6 +673,14 @@ def takeaways(results: dict[str, Any]) -> list[str]:
     sse_delay = _get(lat, "sse", "concurrent", "delivery_delay_ms")
     ws_delay = _get(lat, "ws", "concurrent", "delivery_delay_ms")
     streams = _get(lat, "sse", "concurrent", "streams")
+    busy = max(
+        (
+            b
+            for t in ("sse", "ws")
+            if (b := _get(lat, t, "concurrent", "machine_cpu_percent")) is not None
+        ),
+        default=None,
+    )
     if sse_delay and ws_delay and sse_delay.get("p50") is not None:
         lines.append(
             f"Delivery: with {fmt(streams)} concurrent streams an event reaches its reader "
@@ -654,7 +688,10 @@ def takeaways(results: dict[str, Any]) -> list[str]:
             f"after it is produced (median; p99 {fmt(sse_delay['p99'], 1)} vs "
             f"{fmt(ws_delay['p99'], 1)} ms)"
             + (
-                ": neither transport adds latency a reader could see."
+                f": but the machine was {fmt(busy)} % busy meanwhile, so these tails are "
+                "partly other work's (see the banner)."
+                if busy is not None and busy >= 90
+                else ": neither transport adds latency a reader could see."
                 if max(sse_delay["p99"], ws_delay["p99"]) < 50
                 else ": the p99 tail is long enough to see; the tables below show where."
             )
@@ -674,6 +711,13 @@ def takeaways(results: dict[str, Any]) -> list[str]:
                 f"; with permessage-deflate WebSocket needs {fmt(deflate['bytes_down_per_token'])}"
                 f" ({_percent_less(deflate['bytes_down_per_token'], sse_bytes)} less than SSE), "
                 "at the cost of per-connection compressor memory and CPU"
+            )
+        gzip = _get(wire, "sse_gzip_cold")
+        if gzip and gzip.get("deflate_negotiated") and deflate:
+            sentence += (
+                f"; SSE with gzip needs {fmt(gzip['bytes_down_per_token'])} "
+                f"({fmt(gzip['bytes_down_per_token'] / deflate['bytes_down_per_token'], 2)}× "
+                "WebSocket with permessage-deflate)"
             )
         lines.append(sentence + ".")
     top_sse = _top_level(results, "twinstream", "sse")
@@ -709,13 +753,32 @@ def takeaways(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ratio_note(results: dict[str, Any]) -> list[str]:
+    from .verdict import ratio_notes
+
+    note = ratio_notes(results)
+    return [note] if note else []
+
+
 def write_report(results: dict[str, Any], out: Path) -> Path:
     """Write ``report.md`` (and the plots) into ``out``; returns the report's path."""
+    from .sections import browser_details, churn_details, network_details, network_summary
+    from .verdict import busy_banner, choose
+
     out.mkdir(parents=True, exist_ok=True)
     plots = plot_all(results, out)
     meta = results.get("meta", {})
+    banner = busy_banner(results)
+    statements = choose(results)
+    network = network_summary(results)
     sections = [
         "# twinstream benchmark: SSE vs WebSocket",
+        *([banner] if banner else []),
+        "## What to choose",
+        "\n".join(f"- {line}" for line in statements)
+        if statements
+        else "_This run did not include the parts the verdict is drawn from._",
+        *(["### Through link profiles", network] if network else []),
         "One LLM chat completion streamed two ways by the same server (twinstream, Tornado), "
         "with two reference servers a Python user would otherwise pick (sse-starlette on "
         "uvicorn for SSE, the `websockets` library for WebSocket) run in the same session "
@@ -724,7 +787,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         "machines.",
         "## Summary",
         summary_table(results),
-        "\n".join(f"- {line}" for line in takeaways(results)),
+        "\n".join(f"- {line}" for line in takeaways(results) + _ratio_note(results)),
         "## Machine and settings",
         _settings(meta),
         "## What the numbers mean",
@@ -748,15 +811,23 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         _unthrottled_details(results),
         "## Wire bytes per token",
         "Counted at a TCP proxy between client and server, both directions, everything "
-        "included. SSE responses are not compressed (twinstream switches compression off "
-        "for streams; gzip would buffer them); WebSocket with permessage-deflate was "
-        "negotiated where the table says so.",
+        "included. Compressed variants: SSE with gzip (`--sse-compression`, the compressor "
+        "flushed after every event so none waits for the next) and WebSocket with "
+        "permessage-deflate (`--ws-compression`), where the table says they were "
+        "negotiated.",
         _wire_details(results),
         "## Reconnection",
         "Clients reconnect immediately; a browser's `EventSource` would first wait the "
-        "`retry:` hint the server sends (1 s by default), so add that for SSE in a browser. "
+        "`retry:` hint the server sends (1 s by default), so add that for SSE in a browser "
+        "(the browser section measures it). "
         "The peer servers keep no event log and cannot resume, so only twinstream is cut.",
         _reconnect_details(results),
+        "## Network profiles",
+        network_details(results),
+        "## In a real browser",
+        browser_details(results),
+        "## Churn",
+        churn_details(results),
     ]
     if "scaleout" in results:
         from .scaleout import scaleout_details

@@ -56,9 +56,16 @@ class ServerSpec:
             str(first_token_latency),
         ]
         if self.module == "server":
-            # compression is only negotiated when a client offers it, so
-            # enabling it changes nothing for clients that do not.
-            args += ["--ws-compression", "--log-level", "warning", "--idle-timeout", "30"]
+            # compression is only negotiated when a client offers it (permessage-deflate,
+            # Accept-Encoding: gzip), so enabling it changes nothing for clients that do not.
+            args += [
+                "--ws-compression",
+                "--sse-compression",
+                "--log-level",
+                "warning",
+                "--idle-timeout",
+                "30",
+            ]
             # The load comes from one address: no per-address start limit;
             # --debug serves POST /debug/drop (the reconnect benchmark's server drop).
             args += ["--streams-per-minute", "0", "--debug"]

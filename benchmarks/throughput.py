@@ -262,8 +262,9 @@ async def _wire_variant(
         for prompt in prompts:
             if transport == "sse":
                 record, sse_connection = await sse_completion(
-                    endpoint, prompt, 4096, sse_connection if warm else None
+                    endpoint, prompt, 4096, sse_connection if warm else None, compression
                 )
+                negotiated = sse_connection.content_encoding == "gzip"
                 if not warm:
                     await sse_connection.close()
             else:
@@ -295,6 +296,7 @@ async def _wire_variant(
             "bytes_total_per_token": (
                 round((proxy.bytes_down + proxy.bytes_up) / deltas, 2) if deltas else None
             ),
+            # permessage-deflate (WebSocket) or gzip (SSE) was used
             "deflate_negotiated": negotiated,
         }
 
@@ -308,6 +310,8 @@ def wire_bytes(spec: ServerSpec, config: SuiteConfig, url: str | None = None) ->
     variants: list[tuple[str, str, bool]] = []
     if "sse" in spec.transports:
         variants.append(("sse", "sse", False))
+        if spec.module == "server":
+            variants.append(("sse_gzip", "sse", True))
     if "ws" in spec.transports:
         variants.append(("ws", "ws", False))
         if spec.module == "server":

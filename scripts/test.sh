@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run them: `bash scripts/test.sh [pytest args]`.
-# - Debian's chromium (for the browser-demo tests), redis-server (the Redis store's tests)
-#   and nginx (the deployment test), via apt-get when one is missing;
+# - Debian's chromium (browser-demo and browser-benchmark tests), redis-server (the Redis
+#   store's tests), nginx (the deployment test) and iproute2 (`ip`/`tc`: the
+#   network-profile benchmark builds a tbf link in namespaces of its own), via apt-get
+#   when one is missing;
 # - Debian's nodejs and npm when missing, and the Node openai SDK into tests/node;
 # - the package with its [test] extras, via pip;
 # then ruff, mypy and pytest. Exits non-zero on the first failure.
@@ -12,9 +14,10 @@ MISSING=""
 command -v chromium >/dev/null 2>&1 || MISSING="$MISSING chromium"
 command -v redis-server >/dev/null 2>&1 || MISSING="$MISSING redis-server"
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || MISSING="$MISSING nginx"
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || MISSING="$MISSING iproute2"
 if [ -n "$MISSING" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "== installing Debian's$MISSING (browser, Redis and nginx tests)"
+  echo "== installing Debian's$MISSING (browser, Redis, nginx and network-profile tests)"
   $SUDO apt-get update -qq
   # policy-rc.d: install the packages without starting their system services
   # (the tests start their own redis-server and nginx on free ports).

@@ -199,7 +199,9 @@ def test_throughput_part() -> None:
         assert held["server_open_rss_mib"] > 0
     wire = results["wire_bytes"]
     assert set(wire) == {
-        f"{variant}_{mode}" for variant in ("sse", "ws", "ws_deflate") for mode in ("cold", "warm")
+        f"{variant}_{mode}"
+        for variant in ("sse", "sse_gzip", "ws", "ws_deflate")
+        for mode in ("cold", "warm")
     }
     for name, variant in wire.items():
         assert variant["errors"] == 0
@@ -210,6 +212,9 @@ def test_throughput_part() -> None:
     assert wire["ws_deflate_cold"]["deflate_negotiated"] is True
     assert wire["ws_cold"]["deflate_negotiated"] is False
     assert wire["ws_deflate_cold"]["bytes_down"] < wire["ws_cold"]["bytes_down"]
+    assert wire["sse_gzip_cold"]["deflate_negotiated"] is True  # gzip was used
+    assert wire["sse_cold"]["deflate_negotiated"] is False
+    assert wire["sse_gzip_cold"]["bytes_down"] < wire["sse_cold"]["bytes_down"]
 
 
 def test_reconnect_part_loses_and_duplicates_nothing() -> None:
@@ -237,19 +242,34 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["--preset", "tiny", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["meta"]["parts"] == ["latency", "throughput", "reconnect", "peers"]
+    assert results["meta"]["parts"] == [
+        "latency",
+        "throughput",
+        "reconnect",
+        "peers",
+        "network",
+        "browser",
+        "churn",
+    ]
     assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets"}
     assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets"}
     assert results["reconnect"]["sides"] == ["network", "client", "server"]
     assert results["reconnect"]["transports"]["sse"]["lost"] == 0
     assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
-    # throughput and peers also run the idle-connection and stuck-reader measures
-    assert set(results["connections"]) == {"twinstream", "sse-starlette", "websockets"}
-    assert set(results["stuck"]["transports"]) == {"sse", "ws"}
+    # connections and stuck run inside throughput/peers with the full preset only
+    # (tests/test_benchmarks_connections.py and _stuck.py run them tiny, alone)
+    assert "connections" not in results and "stuck" not in results
+    assert set(results["network"]["profiles"]) == set(CONFIG.network_profiles)
+    assert results["browser"]["available"] is True
+    assert results["churn"]["transports"]["sse"]["delivery_percent"] == 100
     report = (out / "report.md").read_text()
-    assert "## Memory per idle connection" in report and "## Stuck readers" in report
-    assert "## Summary" in report and "| Metric | twinstream SSE | twinstream WebSocket |" in report
-    for plot in ("latency_cdf.png", "throughput.png"):
+    # the report opens with the verdict (after a busy-machine banner, if any)
+    assert report.index("## What to choose") < report.index("## Summary")
+    assert report.split("## What to choose", 1)[1].lstrip().startswith("- **")
+    assert "| Metric | twinstream SSE | twinstream WebSocket |" in report
+    for section in ("## Network profiles", "## In a real browser", "## Churn"):
+        assert section in report
+    for plot in ("latency_cdf.png", "throughput.png", "network_delay_cdf.png"):
         assert (out / plot).stat().st_size > 1000
         assert f"]({plot})" in report
     # the report can be rebuilt from results.json alone

@@ -1,0 +1,275 @@
+"""``python -m benchmarks readme [DIR]``: the README's figures and samples, from real runs.
+
+Nothing in the README's benchmark section or its samples is typed by hand:
+
+* the **results block** (run line, headline table, link-profile table, "what to
+  choose") is rendered from a benchmark run's ``results.json`` -- ``DIR``, or the
+  newest full run under ``benchmarks/results/``. The figures it uses are kept in
+  ``docs/benchmark-run.json`` (the run without its plot data), so a test can
+  check that the README still says what that run measured;
+* the **samples** (the ``curl -N`` transcript of ``GET /sse`` and the clients'
+  ``--stats`` line) are produced by a server this command starts, through the
+  code as it is now; a test runs the same code and compares, with stream ids,
+  timestamps and timings normalised.
+
+Each generated block sits between ``<!-- generated: NAME -->`` and
+``<!-- end: NAME -->`` markers in ``README.md``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, urlsplit
+
+from .report import fmt, summary_table
+from .servers import REPO_ROOT, TWINSTREAM, ServerProcess
+
+__all__ = [
+    "README",
+    "RUN_RECORD",
+    "curl_sample",
+    "stats_sample",
+    "abbreviate_transcript",
+    "normalise",
+    "read_block",
+    "replace_block",
+    "render_results",
+    "update_readme",
+]
+
+README = REPO_ROOT / "README.md"
+RUN_RECORD = REPO_ROOT / "docs" / "benchmark-run.json"
+CURL_PROMPT, CURL_MAX_TOKENS = "Tell me a story", 20
+STATS_PROMPT, STATS_MAX_TOKENS = "Why is the sky blue?", 15
+DOC_URL = "http://127.0.0.1:8888"  # what the README's commands use
+
+
+# -- samples ------------------------------------------------------------------------------
+
+
+def curl_command() -> str:
+    query = f"prompt={quote_plus(CURL_PROMPT)}&max_tokens={CURL_MAX_TOKENS}"
+    return f"curl -N '{DOC_URL}/sse?{query}'"
+
+
+def sse_body(base_url: str) -> str:
+    """What ``curl -N`` prints for the README's request: the response body, as sent."""
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    try:
+        connection.request(
+            "GET", f"/sse?prompt={quote_plus(CURL_PROMPT)}&max_tokens={CURL_MAX_TOKENS}"
+        )
+        response = connection.getresponse()
+        return response.read().decode("utf-8")
+    finally:
+        connection.close()
+
+
+def _abbreviate_json(line: str, keep: int = 4) -> str:
+    """``data: {...}`` with only its first ``keep`` fields, then ``...``."""
+    name, _, payload = line.partition(": ")
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return line
+    if not isinstance(event, dict) or len(event) <= keep:
+        return line
+    head = dict(list(event.items())[:keep])
+    return f"{name}: " + json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1] + ",...}"
+
+
+def abbreviate_transcript(body: str) -> str:
+    """The first two events and the last of an SSE body, each ``data:`` cut to its first
+    fields, with ``...`` for what is left out."""
+    events = [e for e in body.replace("\r\n", "\n").split("\n\n") if e.strip()]
+    if not events:
+        return ""
+    chosen = events[:2] + (["..."] if len(events) > 3 else []) + events[2:][-1:]
+    lines: list[str] = []
+    for event in chosen:
+        if event == "...":
+            lines.append("...")
+            continue
+        if lines and lines[-1] != "...":
+            lines.append("")
+        for line in event.split("\n"):
+            lines.append(_abbreviate_json(line) if line.startswith("data:") else line)
+    return "\n".join(lines)
+
+
+def curl_sample(base_url: str) -> str:
+    return abbreviate_transcript(sse_body(base_url))
+
+
+def stats_command() -> str:
+    return (
+        f'python3 -m clients "{STATS_PROMPT}" --transport ws --stats '
+        f"--max-tokens {STATS_MAX_TOKENS}"
+    )
+
+
+def stats_sample(base_url: str) -> str:
+    """The CLI's output for :func:`stats_command`: the text, then the ``--stats`` line."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clients",
+            STATS_PROMPT,
+            "--transport",
+            "ws",
+            "--stats",
+            "--max-tokens",
+            str(STATS_MAX_TOKENS),
+            "--url",
+            base_url.rstrip("/"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the client failed: {done.stderr.strip()}")
+    text = done.stdout.strip("\n")
+    stats = done.stderr.strip().splitlines()[-1]
+    return f"$ {stats_command()}\n{text}\n{stats}"
+
+
+_NORMALISE = (
+    (re.compile(r'"stream":"[A-Za-z0-9_-]+"'), '"stream":"<id>"'),
+    (re.compile(r"^id: [A-Za-z0-9_-]+:", re.MULTILINE), "id: <id>:"),
+    (re.compile(r'"(t|created)":[0-9.]+'), r'"\1":<time>'),
+    (re.compile(r"[0-9][0-9.,]* (ms|tokens/s|bytes received)"), r"<n> \1"),
+)
+
+
+def normalise(sample: str) -> str:
+    """A sample with what differs from run to run (stream ids, clocks, timings, byte
+    counts that include them) replaced by placeholders; token and event counts stay."""
+    for pattern, replacement in _NORMALISE:
+        sample = pattern.sub(replacement, sample)
+    return sample.strip()
+
+
+# -- README blocks --------------------------------------------------------------------------
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return (
+        f"<!-- generated: {name} (python -m benchmarks readme) -->",
+        f"<!-- end: {name} -->",
+    )
+
+
+def read_block(text: str, name: str) -> str:
+    begin, end = _markers(name)
+    start = text.find(begin)
+    stop = text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"README has no block {name!r} ({begin} ... {end})")
+    return text[start + len(begin) : stop].strip("\n")
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    begin, end = _markers(name)
+    read_block(text, name)  # both markers are there
+    start = text.find(begin) + len(begin)
+    return text[:start] + "\n" + content.strip("\n") + "\n" + text[text.find(end) :]
+
+
+def _fenced(content: str, language: str = "") -> str:
+    return f"```{language}\n{content}\n```"
+
+
+# -- the results block ------------------------------------------------------------------------
+
+
+def _run_line(results: dict[str, Any]) -> str:
+    meta = results.get("meta", {})
+    config = meta.get("config", {})
+    versions = meta.get("versions", {})
+    preset = config.get("name")
+    which = "the full suite" if preset == "full" else f"preset `{preset}`"
+    return (
+        f"Figures from one run of `{meta.get('command') or 'python -m benchmarks'}` ({which}, "
+        f"{fmt(meta.get('duration_s'), 0)} s, {str(meta.get('started', ''))[:10]}) on "
+        f"{meta.get('cpus')} cores of a shared {meta.get('cpu_model')}, Python "
+        f"{meta.get('python')}, tornado {versions.get('tornado')}, websockets "
+        f"{versions.get('websockets')}, sse-starlette {versions.get('sse-starlette')}; "
+        f"synthetic model at {fmt(config.get('tokens_per_second'), 0)} tokens/s with "
+        f"{fmt(config.get('first_token_latency'), 2)} s to the first token. Medians unless "
+        "marked; compare ratios, not absolute values across machines."
+    )
+
+
+def render_results(results: dict[str, Any]) -> str:
+    """The README's results block for ``results``."""
+    from .sections import network_summary
+    from .verdict import busy_banner, choose
+
+    parts = [_run_line(results)]
+    banner = busy_banner(results)
+    if banner:
+        parts.append(banner)
+    parts.append(summary_table(results))
+    network = network_summary(results)
+    if network:
+        parts += ["Through the link profiles (twinstream; the report has the peers too):", network]
+    statements = choose(results)
+    if statements:
+        parts += ["What to choose, from this run:", "\n".join(f"- {s}" for s in statements)]
+    return "\n\n".join(parts)
+
+
+def _trim(data: Any) -> Any:
+    """The results without plot data (``cdf_ms``): what the README's figures come from."""
+    if isinstance(data, dict):
+        return {k: _trim(v) for k, v in data.items() if k != "cdf_ms"}
+    if isinstance(data, list):
+        return [_trim(v) for v in data]
+    return data
+
+
+def newest_full_run(root: Path | None = None) -> Path | None:
+    root = root or (REPO_ROOT / "benchmarks" / "results")
+    runs = sorted(root.glob("*/results.json"), reverse=True) if root.exists() else []
+    for path in runs:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("meta", {})
+        except (OSError, ValueError):
+            continue
+        if meta.get("config", {}).get("name") == "full":
+            return path.parent
+    return None
+
+
+def update_readme(run: Path | None = None, readme: Path = README) -> str:
+    """Rewrite the generated blocks of ``readme``; returns what was done."""
+    if run is None:
+        run = newest_full_run()
+        if run is None:
+            raise SystemExit(
+                "no full run under benchmarks/results/: run `python -m benchmarks` first, "
+                "or pass a run folder: python -m benchmarks readme DIR"
+            )
+    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    record = _trim(results)
+    text = readme.read_text(encoding="utf-8")
+    text = replace_block(text, "benchmark-results", render_results(record))
+    with ServerProcess(TWINSTREAM.command(30.0, 0.25)) as server:
+        curl = curl_sample(server.url)
+        stats = stats_sample(server.url)
+    text = replace_block(text, "curl-sample", _fenced(f"$ {curl_command()}\n{curl}", "console"))
+    text = replace_block(text, "stats-sample", _fenced(stats, "console"))
+    readme.write_text(text, encoding="utf-8")
+    if readme == README:
+        RUN_RECORD.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return f"README.md: results from {run / 'results.json'}, samples from a server just started"

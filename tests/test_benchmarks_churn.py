@@ -1,0 +1,42 @@
+"""The churn part, tiny: clients cut by the server at random; nothing lost, nothing
+repeated, every text exact. And the replay-delay bookkeeping on its own."""
+
+from __future__ import annotations
+
+from benchmarks.churn import ChurnStream, rolling_restart, run_churn
+from benchmarks.config import TINY
+
+CONFIG = TINY.replace(workers=1, tokens_per_second=100.0, churn_seconds=3.0)
+
+
+def test_replay_delay_is_resume_to_the_last_event_produced_while_away() -> None:
+    stream = ChurnStream("p", 5)
+    stream.receive({"type": "start", "seq": 0, "stream": "S", "t": 1.0}, at=1.01)
+    stream.receive({"type": "delta", "seq": 1, "content": "a", "t": 1.1}, at=1.11)
+    stream.resuming(at=2.0)  # cut at about 1.2, back at 2.0
+    # seq 2 and 3 were produced while away, 4 after the resume
+    stream.receive({"type": "delta", "seq": 2, "content": "b", "t": 1.5}, at=2.2)
+    stream.receive({"type": "delta", "seq": 3, "content": "b", "t": 1.9}, at=2.25)
+    stream.receive({"type": "delta", "seq": 4, "content": "c", "t": 2.1}, at=2.3)
+    assert stream.replay_delays == [0.25]
+    stream.receive({"type": "done", "seq": 5, "t": 2.2}, at=2.4)
+    summary = stream.summary()
+    assert summary["expected"] == summary["distinct"] == 6
+    assert summary["duplicated"] == 0 and summary["finished"]
+
+
+def test_churn_part_delivers_everything_exactly_once() -> None:
+    results = run_churn(CONFIG, progress=False)
+    for transport in ("sse", "ws"):
+        data = results["transports"][transport]
+        assert data["errors"] == 0, data["error_examples"]
+        assert data["cuts"] > 0 and data["connections"] > data["streams"]
+        assert data["delivery_percent"] == 100
+        assert data["duplicated"] == 0
+        assert data["exact_text"] == data["finished"] == data["streams"]
+    assert results["rolling_restart"]["run"] is False
+
+
+def test_rolling_restart_says_why_it_cannot_run_yet() -> None:
+    restart = rolling_restart(CONFIG)
+    assert restart["run"] is False and "store" in restart["reason"]

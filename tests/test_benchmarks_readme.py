@@ -1,0 +1,115 @@
+"""The README says what the code prints and what the recorded run measured.
+
+* its samples (the ``curl -N`` transcript, the ``--stats`` output) are produced again,
+  by a real server and the real client, and compared with stream ids, clocks and
+  timings normalised -- a change to the wire format or the CLI fails here until
+  ``python -m benchmarks readme`` is run;
+* its results block must be exactly what ``docs/benchmark-run.json`` renders to.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.readme import (
+    README,
+    RUN_RECORD,
+    abbreviate_transcript,
+    curl_command,
+    curl_sample,
+    normalise,
+    read_block,
+    render_results,
+    replace_block,
+    stats_command,
+    stats_sample,
+    update_readme,
+)
+from benchmarks.servers import TWINSTREAM, ServerProcess
+
+BODY = (
+    "id: abc:0\nretry: 1000\n"
+    'data: {"type":"start","stream":"abc","seq":0,"model":"m","created":1,"t":1.5}\n\n'
+    'id: abc:1\ndata: {"type":"delta","stream":"abc","seq":1,"content":"Hi","t":1.6}\n\n'
+    'id: abc:2\ndata: {"type":"delta","stream":"abc","seq":2,"content":" there","t":1.7}\n\n'
+    'id: abc:3\ndata: {"type":"done","stream":"abc","seq":3,"finish_reason":"length"}\n\n'
+)
+
+
+def test_transcripts_keep_two_events_and_the_last_with_their_first_fields() -> None:
+    assert abbreviate_transcript(BODY) == (
+        "id: abc:0\nretry: 1000\n"
+        'data: {"type":"start","stream":"abc","seq":0,"model":"m",...}\n\n'
+        'id: abc:1\ndata: {"type":"delta","stream":"abc","seq":1,"content":"Hi",...}\n'
+        "...\n"
+        'id: abc:3\ndata: {"type":"done","stream":"abc","seq":3,"finish_reason":"length"}'
+    )
+    # CRLF line ends, byte for byte the same transcript
+    assert abbreviate_transcript(BODY.replace("\n", "\r\n")) == abbreviate_transcript(BODY)
+    assert abbreviate_transcript("") == ""
+
+
+def test_normalise_hides_what_changes_between_runs_and_keeps_counts() -> None:
+    line = (
+        "time to first token 256.6 ms, 1,195.5 tokens/s, 15 tokens, 17 events, 1783 bytes received"
+    )
+    assert normalise(line) == (
+        "time to first token <n> ms, <n> tokens/s, 15 tokens, 17 events, <n> bytes received"
+    )
+    assert normalise('id: kD0y-Ts_rB:3\ndata: {"stream":"kD0y-Ts_rB","t":17.5,"created":17}') == (
+        'id: <id>:3\ndata: {"stream":"<id>","t":<time>,"created":<time>}'
+    )
+
+
+def test_blocks_are_replaced_between_their_markers_only() -> None:
+    text = "a\n<!-- generated: x (python -m benchmarks readme) -->\nold\n<!-- end: x -->\nb\n"
+    replaced = replace_block(text, "x", "new\nlines")
+    assert read_block(replaced, "x") == "new\nlines"
+    assert replaced.startswith("a\n") and replaced.endswith("<!-- end: x -->\nb\n")
+    with pytest.raises(ValueError, match="no block 'y'"):
+        replace_block(text, "y", "z")
+
+
+def test_readme_samples_match_what_the_code_prints() -> None:
+    readme = README.read_text(encoding="utf-8")
+    with ServerProcess(TWINSTREAM.command(30.0, 0.25)) as server:
+        curl = f"$ {curl_command()}\n{curl_sample(server.url)}"
+        stats = stats_sample(server.url)
+    assert normalise(read_block(readme, "curl-sample")) == normalise(f"```console\n{curl}\n```")
+    assert normalise(read_block(readme, "stats-sample")) == normalise(f"```console\n{stats}\n```")
+    assert f"$ {stats_command()}" in readme
+
+
+def test_readme_results_are_rendered_from_the_recorded_run() -> None:
+    record = json.loads(Path(RUN_RECORD).read_text(encoding="utf-8"))
+    assert read_block(README.read_text(encoding="utf-8"), "benchmark-results") == (
+        render_results(record)
+    )
+    # a full run, with every part the verdict draws on
+    assert record["meta"]["config"]["name"] == "full"
+    for part in ("latency", "throughput", "reconnect", "network", "browser", "churn"):
+        assert part in record["meta"]["parts"]
+
+
+def test_the_readme_command_rewrites_every_block(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(Path(RUN_RECORD).read_text(encoding="utf-8"))
+    readme = tmp_path / "README.md"
+    original = README.read_text(encoding="utf-8")
+    stale = original
+    for name in ("benchmark-results", "curl-sample", "stats-sample"):
+        stale = replace_block(stale, name, "stale")
+    readme.write_text(stale, encoding="utf-8")
+
+    message = update_readme(run, readme)
+
+    assert str(run / "results.json") in message
+    text = readme.read_text(encoding="utf-8")
+    for name in ("benchmark-results", "curl-sample", "stats-sample"):
+        assert read_block(text, name) != "stale"
+        assert normalise(read_block(text, name)) == normalise(read_block(original, name))
+    assert README.read_text(encoding="utf-8") == original  # the real README untouched
