@@ -10,7 +10,12 @@ writes ``results.json``, ``report.md`` and PNG plots to ``--out``:
 * :mod:`benchmarks.reconnect` -- streams cut mid-way from either side, then
   resumed: recovery time, events lost and duplicated;
 * :mod:`benchmarks.peers` -- the latency and throughput workloads against two
-  reference servers (sse-starlette on uvicorn, the ``websockets`` library).
+  reference servers (sse-starlette on uvicorn, the ``websockets`` library);
+* :mod:`benchmarks.connections` -- server memory per idle open connection at
+  10,000 connections (run by ``throughput`` and ``peers``, or alone);
+* :mod:`benchmarks.stuck` -- a reader per transport that never reads, next to
+  normal clients: time until it is dropped, extra memory, resume, others' delay
+  (run by ``throughput``, or alone).
 
 ``python -m benchmarks --help`` explains the options.
 """

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m benchmarks --quick               # everything, in under two minutes
+    python -m benchmarks --quick               # everything, smaller: about four minutes
     python -m benchmarks                       # the full suite (1,000-stream sweep)
     python -m benchmarks latency reconnect     # some parts only
     python -m benchmarks --url http://127.0.0.1:8888/ latency   # an already running server
@@ -31,13 +31,17 @@ from .config import PRESETS
 from .report import write_report
 
 EXAMPLES = """\
-  python -m benchmarks --quick                # everything, in under two minutes
+  python -m benchmarks --quick                # everything, smaller: about four minutes
   python -m benchmarks                        # the full suite (1,000-stream sweep)
   python -m benchmarks latency reconnect      # some parts only
+  python -m benchmarks connections stuck      # issue 8's bounds: idle connections, stuck readers
   python -m benchmarks --url http://127.0.0.1:8888/ latency    # a running server
   python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
 """
 PARTS = ("latency", "throughput", "reconnect", "peers")
+#: parts that also run inside others (throughput: twinstream; peers: the reference
+#: servers), so the default run and ``latency throughput peers`` include them
+EXTRA_PARTS = ("connections", "stuck")
 #: parts run only when named (they need more than the default run: scaleout needs redis-server)
 OPTIONAL_PARTS = ("scaleout",)
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
@@ -60,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
             "memory per stream, one unthrottled stream, wire bytes per token); reconnect "
             "(streams cut by either side and resumed: recovery time, events lost and "
             "duplicated); peers (latency and throughput against the reference servers). "
+            "Two more run inside those and can run alone: connections (server memory per "
+            "idle open connection at 10,000 connections; raises the file-descriptor limit) "
+            "and stuck (a client per transport that never reads, next to 50 normal ones: "
+            "time until the server drops it, extra memory, resume, others' p99 delay); "
+            "throughput runs both for twinstream, peers runs connections for the peers. "
             "'report DIR' rebuilds report.md and plots from DIR/results.json."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -70,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         "parts",
         nargs="*",
         metavar="PART",
-        help=f"parts to run: {', '.join(PARTS)} (default: these four), "
-        f"{', '.join(OPTIONAL_PARTS)} (only when named), or 'report DIR'",
+        help=f"parts to run: {', '.join(PARTS + EXTRA_PARTS)} (default: the first four, "
+        f"which include the last two), {', '.join(OPTIONAL_PARTS)} (only when named), "
+        "or 'report DIR'",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -79,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         dest="preset",
         const="quick",
-        help="a smaller run (sweep 1/10/100 streams, fewer samples): under two minutes",
+        help="a smaller run (sweep 1/10/100 streams, fewer samples): about four minutes",
     )
     size.add_argument(
         "--preset",
@@ -158,10 +168,12 @@ def run_suite(
     command: str = "",
 ) -> tuple[dict[str, Any], Path]:
     """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
+    from .connections import ALL_SPECS, run_connections
     from .latency import run_latency
     from .peer_comparison import run_peers
     from .reconnect import run_reconnect
-    from .servers import TWINSTREAM
+    from .servers import PEER_SPECS, TWINSTREAM
+    from .stuck import run_stuck
     from .throughput import run_throughput
 
     config = PRESETS[preset]
@@ -198,12 +210,28 @@ def run_suite(
             results.setdefault("throughput", {}).update(
                 run_throughput(config, (TWINSTREAM,), url=url, progress=progress)
             )
+            if url is None and "connections" not in parts:  # they need servers of their own
+                results.setdefault("connections", {}).update(
+                    run_connections(config, (TWINSTREAM,), progress=progress)
+                )
+            if url is None and "stuck" not in parts:
+                results["stuck"] = run_stuck(config, TWINSTREAM, progress=progress)
         elif part == "reconnect":
             results["reconnect"] = run_reconnect(config, url=url, progress=progress)
         elif part == "peers":
             peers = run_peers(config, progress=progress)
             results.setdefault("latency", {}).update(peers["latency"])
             results.setdefault("throughput", {}).update(peers["throughput"])
+            if "connections" not in parts:
+                results.setdefault("connections", {}).update(
+                    run_connections(config, PEER_SPECS, progress=progress)
+                )
+        elif part == "connections":
+            results.setdefault("connections", {}).update(
+                run_connections(config, ALL_SPECS, progress=progress)
+            )
+        elif part == "stuck":
+            results["stuck"] = run_stuck(config, TWINSTREAM, progress=progress)
         elif part == "scaleout":
             from .scaleout import run_scaleout  # memory vs Redis store, 1 vs 2 processes
 
@@ -228,12 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         print(write_report(results, folder))
         return 0
-    unknown = [p for p in parts if p not in PARTS + OPTIONAL_PARTS]
+    unknown = [p for p in parts if p not in PARTS + EXTRA_PARTS + OPTIONAL_PARTS]
     if unknown:
         parser.error(
             f"unknown part(s) {', '.join(unknown)}; choose from "
-            + ", ".join(PARTS + OPTIONAL_PARTS)
+            + ", ".join(PARTS + EXTRA_PARTS + OPTIONAL_PARTS)
         )
+    if args.url and set(parts) & set(EXTRA_PARTS):
+        parser.error("connections and stuck start servers of their own; drop --url")
     if args.url and parts == ["peers"]:
         parser.error("--url applies to twinstream; the peers part starts its own servers")
     command = "python -m benchmarks " + " ".join(

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import connections, stuck
+
 __all__ = ["write_report", "summary_rows", "summary_table", "plot_all"]
 
 DASH = "—"
@@ -204,6 +206,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
             ),
         ),
     ]
+    rows += connections.summary_rows(results) + stuck.summary_rows(results)
     return rows
 
 
@@ -738,6 +741,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         "Connections held open, each with a started stream still waiting for its first "
         "token (the model's first-token wait set beyond the test), on a fresh server.",
         _open_connection_details(results),
+        connections.report_section(results) or "## Memory per idle connection\n\n_not run_",
+        stuck.report_section(results) or "## Stuck readers\n\n_not run_",
         "## One unthrottled stream",
         "The model at full speed; completions back to back on one connection.",
         _unthrottled_details(results),

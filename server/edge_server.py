@@ -19,7 +19,7 @@ import json
 import logging
 import resource
 import socket
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -30,7 +30,7 @@ from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, StreamClosedError
 
-from . import accept
+from . import accept, tornado_adapter
 from .access import TOKEN_QUERY_PARAM, AccessPolicy, bearer_credential, is_public_path
 from .edge import (
     HostPolicy,
@@ -419,8 +419,7 @@ class EdgeHTTPServer(HTTPServer):
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         metrics = self.edge.metrics
         for sock in sockets:
-            self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = accept.add_accept_handler(
+            remove_handler = accept.add_accept_handler(
                 sock,
                 self._handle_connection,
                 backoff=self.accept_backoff,
@@ -430,6 +429,7 @@ class EdgeHTTPServer(HTTPServer):
                     else None
                 ),
             )
+            tornado_adapter.add_listening_socket(self, sock, remove_handler)
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         if len(self._open) >= self.max_connections:
@@ -472,9 +472,7 @@ class EdgeHTTPServer(HTTPServer):
         delegate = _EdgeDelegate(self, server_conn, request_conn, inner, cors_conn)
         delegate_holder.append(delegate)
         if self.xheaders:
-            from tornado.httpserver import _ProxyAdapter
-
-            return _ProxyAdapter(delegate, request_conn)
+            return tornado_adapter.proxy_adapter(delegate, request_conn)
         return delegate
 
     def on_close(self, server_conn: object) -> None:
@@ -489,22 +487,23 @@ def _catch_bad_headers(request_conn: Any, holder: list[_EdgeDelegate]) -> None:
     """Turn Tornado's bare ``400`` for a malformed header (e.g. a control
     character) into the documented JSON one: the parse error is noted and the
     request goes on with no headers, to be refused in headers_received."""
-    original = getattr(request_conn, "_parse_headers", None)
-    if original is None:
-        return
 
-    def parse(data: bytes) -> tuple[str, httputil.HTTPHeaders]:
-        try:
-            result: tuple[str, httputil.HTTPHeaders] = original(data)
-            return result
-        except httputil.HTTPInputError as exc:
-            text = data.decode("latin1").lstrip("\r\n")
-            start_line = text[: text.find("\n")].rstrip("\r") if "\n" in text else text
-            if holder:
-                holder[0].bad_header = str(exc)
-            return start_line, httputil.HTTPHeaders()
+    def wrap(
+        original: Callable[[bytes], tuple[str, httputil.HTTPHeaders]],
+    ) -> Callable[[bytes], tuple[str, httputil.HTTPHeaders]]:
+        def parse(data: bytes) -> tuple[str, httputil.HTTPHeaders]:
+            try:
+                return original(data)
+            except httputil.HTTPInputError as exc:
+                text = data.decode("latin1").lstrip("\r\n")
+                start_line = text[: text.find("\n")].rstrip("\r") if "\n" in text else text
+                if holder:
+                    holder[0].bad_header = str(exc)
+                return start_line, httputil.HTTPHeaders()
 
-    request_conn._parse_headers = parse
+        return parse
+
+    tornado_adapter.wrap_header_parser(request_conn, wrap)
 
 
 def make_server(app: tornado.web.Application, options: dict[str, Any]) -> EdgeHTTPServer:

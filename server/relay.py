@@ -45,7 +45,9 @@ class ConnectionWatch:
     def __init__(self, write_timeout: float = 10.0, heartbeat: float = 0.0) -> None:
         self.write_timeout = write_timeout
         self.heartbeat = heartbeat
-        periods = [p / 4 for p in (write_timeout, heartbeat) if p > 0]
+        # A tick of an eighth of the shorter period: a deadline or a heartbeat
+        # is late by at most that much.
+        periods = [p / 8 for p in (write_timeout, heartbeat) if p > 0]
         self.tick = max(0.001, min([1.0, *periods]))
         self.blocked: set[Sink] = set()
         self.beating: set[Sink] = set()
@@ -107,8 +109,8 @@ class Sink:
 
     ``transform`` turns payload bytes into wire bytes (chunked coding, gzip);
     ``heartbeat`` is the payload written when the connection idles (SSE
-    comments), or None. ``cut`` disconnects a slow consumer the transport's
-    way. When the connection closes, every relay on it stops; their streams
+    comments), or None. ``cut(stuck)`` disconnects a slow consumer the
+    transport's way. When the connection closes, every relay on it stops; their streams
     go on.
     """
 
@@ -136,7 +138,7 @@ class Sink:
         self,
         stream: IOStream,
         watch: ConnectionWatch,
-        cut: Callable[[str], None],
+        cut: Callable[[bool], None],
         max_pending: int = 1 << 20,
         transform: Callable[[bytes], bytes] | None = None,
         heartbeat: bytes | None = None,
@@ -161,12 +163,13 @@ class Sink:
         self._draining = False
         watch.register(self)
 
-    def write(self, payload: bytes) -> bool:
-        """Send ``payload`` now, in order. False if the connection is gone or
-        was just cut as a slow consumer (the caller stops)."""
+    def write(self, payload: bytes, transform: bool = True) -> bool:
+        """Send ``payload`` now, in order (through ``transform`` unless told
+        not to). False if the connection is gone or was just cut as a slow
+        consumer (the caller stops)."""
         if self.closed:
             return False
-        data = self.transform(payload) if self.transform is not None else payload
+        data = self.transform(payload) if transform and self.transform is not None else payload
         stream = self.stream
         try:
             tornado_adapter.send(stream, data)
@@ -177,20 +180,29 @@ class Sink:
         pending = tornado_adapter.pending_bytes(stream)
         if pending:
             if pending > self.max_pending:
-                self.slow_consumer(f"more than {self.max_pending} bytes unread")
+                self.slow_consumer(f"more than {self.max_pending} bytes unread", stuck=False)
                 return False
-            if self not in self.watch.blocked:
-                self.progress_mark = tornado_adapter.bytes_taken(stream)
-                self.progress_at = asyncio.get_running_loop().time()
-                self.watch.mark_blocked(self)
+            self.watch_progress()
         return True
+
+    def watch_progress(self) -> None:
+        """Start the write deadline while bytes are queued, unless it runs."""
+        if self.closed or not tornado_adapter.pending_bytes(self.stream):
+            return
+        if self not in self.watch.blocked:
+            self.progress_mark = tornado_adapter.bytes_taken(self.stream)
+            self.progress_at = asyncio.get_running_loop().time()
+            self.watch.mark_blocked(self)
 
     def has_room(self) -> bool:
         return tornado_adapter.pending_bytes(self.stream) < self.room
 
     def wait_for_room(self, relay: Relay) -> None:
-        """Call ``relay.resume()`` once the kernel has taken the backlog."""
+        """Call ``relay.resume()`` once the kernel has taken the backlog. The
+        write deadline runs meanwhile: the backlog may be another response's
+        (HTTP/1.1 pipelining) that this sink never wrote."""
         self.waiting.append(relay)
+        self.watch_progress()
         if self._draining:
             return
         self._draining = True
@@ -223,7 +235,11 @@ class Sink:
             self.progress_mark = taken
             self.progress_at = now
         elif write_timeout > 0 and now - self.progress_at >= write_timeout:
-            self.slow_consumer(f"no write progress for {write_timeout:g}s")
+            self.slow_consumer(f"no write progress for {write_timeout:g}s", stuck=True)
+
+    def stop_heartbeats(self) -> None:
+        self.heartbeat = None
+        self.watch.beating.discard(self)
 
     def beat(self) -> None:
         if self.heartbeat is not None and not self.has_room():
@@ -231,11 +247,14 @@ class Sink:
         if self.heartbeat is not None:
             self.write(self.heartbeat)
 
-    def slow_consumer(self, why: str) -> None:
+    def slow_consumer(self, why: str, stuck: bool) -> None:
+        """Stop the relays and cut the connection the transport's way.
+        ``stuck``: the kernel took nothing for the write deadline, so nothing
+        more (not even a close frame) can reach the reader."""
         log.info("disconnecting a slow consumer: %s", why)
         self.watch.slow_consumers += 1
         self.close()
-        self.cut(why)
+        self.cut(stuck)
 
     def close(self) -> None:
         """Stop every relay on this connection (idempotent). The streams go on."""

@@ -13,11 +13,16 @@ function falls back to the public API when an attribute is missing.
 
 from __future__ import annotations
 
+import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
+import tornado.httpserver
+from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.tcpserver import TCPServer
 from tornado.websocket import WebSocketProtocol13
 
 __all__ = [
@@ -28,6 +33,10 @@ __all__ = [
     "wants_chunks",
     "chunk",
     "websocket_frame",
+    "add_listening_socket",
+    "listening_port",
+    "proxy_adapter",
+    "wrap_header_parser",
 ]
 
 _TEXT = 0x81  # FIN + text opcode (RFC 6455 5.2)
@@ -44,8 +53,13 @@ def missing() -> list[str]:
         (WebSocketProtocol13, "_compressor"),
         (WebSocketProtocol13, "_message_bytes_out"),
         (WebSocketProtocol13, "_wire_bytes_out"),
+        (TCPServer, "_sockets"),
+        (TCPServer, "_handlers"),
+        (HTTP1Connection, "_parse_headers"),
     ]
     absent = []
+    if not hasattr(tornado.httpserver, "_ProxyAdapter"):
+        absent.append("tornado.httpserver._ProxyAdapter")
     for cls, name in probe:
         if not _has_instance_attribute(cls, name):
             absent.append(f"{cls.__name__}.{name}")
@@ -134,3 +148,47 @@ def websocket_frame(connection: WebSocketProtocol13, data: bytes) -> bytes:
     frame = header + data
     connection._wire_bytes_out += len(frame)
     return frame
+
+
+# --- the HTTP server (server/edge_server.py) ---------------------------------------------
+
+
+def add_listening_socket(
+    server: TCPServer, sock: socket.socket, remove_handler: Callable[[], None]
+) -> None:
+    """Register a listening socket whose accept handler the caller installed
+    itself (``TCPServer.add_sockets`` would install Tornado's own), so that
+    ``server.stop()`` closes it and removes the handler."""
+    server._sockets[sock.fileno()] = sock
+    server._handlers[sock.fileno()] = remove_handler
+
+
+def listening_port(server: TCPServer) -> int:
+    """The port of the server's first listening socket (for ``--port 0``)."""
+    sock = next(iter(server._sockets.values()))
+    return int(sock.getsockname()[1])
+
+
+def proxy_adapter(
+    delegate: httputil.HTTPMessageDelegate, request_conn: httputil.HTTPConnection
+) -> httputil.HTTPMessageDelegate:
+    """Tornado's ``xheaders`` handling (X-Forwarded-For/-Proto, X-Real-IP)
+    around ``delegate``, as ``HTTPServer.start_request`` applies it."""
+    adapter: httputil.HTTPMessageDelegate = tornado.httpserver._ProxyAdapter(
+        delegate, request_conn
+    )
+    return adapter
+
+
+def wrap_header_parser(
+    request_conn: Any,
+    wrap: Callable[
+        [Callable[[bytes], tuple[str, httputil.HTTPHeaders]]],
+        Callable[[bytes], tuple[str, httputil.HTTPHeaders]],
+    ],
+) -> None:
+    """Replace how ``request_conn`` (an HTTP1Connection) parses a request
+    head with ``wrap(original)``; nothing happens on another connection type."""
+    original = getattr(request_conn, "_parse_headers", None)
+    if original is not None:
+        request_conn._parse_headers = wrap(original)

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 import tornado.web
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, StreamClosedError
 
 from . import protocol, sse, tornado_adapter
 from .errors import ApiError, error_body
@@ -175,7 +175,7 @@ class EventStreamHandler(JsonErrorHandler):
             options.watch,
             # A slow consumer's connection is closed: its backlog is dropped
             # (bounded memory) and EventSource reconnects with Last-Event-ID.
-            cut=lambda why: iostream.close(),
+            cut=lambda stuck: iostream.close(),
             max_pending=options.max_pending_bytes,
             transform=encoder,
             heartbeat=HEARTBEAT,
@@ -190,11 +190,21 @@ class EventStreamHandler(JsonErrorHandler):
         outcome = await done
         if outcome not in ("complete", "drain") or iostream.closed():
             return False
-        sink.close()
+        sink.stop_heartbeats()
         trailer = encoder.trailer()
         if trailer:
-            tornado_adapter.send(iostream, trailer)
-        self.finish()
+            sink.write(trailer, transform=False)
+        # The response is complete only once its last bytes are out: until
+        # then the write deadline still applies, so a reader that stopped
+        # reading cannot hold the connection (and a pipelined request behind
+        # it) forever.
+        sink.watch_progress()
+        try:
+            await self.finish()
+        except StreamClosedError:
+            return False
+        finally:
+            sink.close()
         return True
 
 

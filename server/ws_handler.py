@@ -82,8 +82,16 @@ class StreamSocketHandler(WebSocketHandler):
         restart) so the client reconnects elsewhere and sends ``resume``."""
         self.close(SERVICE_RESTART, "server restarting; reconnect and resume")
 
-    def _cut_slow_consumer(self, why: str) -> None:
+    def _cut_slow_consumer(self, stuck: bool) -> None:
+        """Close with 4008. The close frame waits behind the unread backlog: a
+        reader that still makes progress gets it (Tornado then waits a few
+        seconds for its reply); from a stuck one nothing more can arrive, so
+        the TCP connection is closed at once, freeing the backlog."""
+        connection = self.ws_connection  # close() forgets it
         self.close(SLOW_CONSUMER, "slow consumer")
+        stream = getattr(connection, "stream", None)
+        if stuck and stream is not None:
+            stream.close()
 
     # -- messages ---------------------------------------------------------------------
 

@@ -243,7 +243,11 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     assert results["reconnect"]["sides"] == ["network", "client", "server"]
     assert results["reconnect"]["transports"]["sse"]["lost"] == 0
     assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
+    # throughput and peers also run the idle-connection and stuck-reader measures
+    assert set(results["connections"]) == {"twinstream", "sse-starlette", "websockets"}
+    assert set(results["stuck"]["transports"]) == {"sse", "ws"}
     report = (out / "report.md").read_text()
+    assert "## Memory per idle connection" in report and "## Stuck readers" in report
     assert "## Summary" in report and "| Metric | twinstream SSE | twinstream WebSocket |" in report
     for plot in ("latency_cdf.png", "throughput.png"):
         assert (out / plot).stat().st_size > 1000
@@ -259,6 +263,9 @@ def test_cli_help_and_bad_part(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    assert "--quick" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert "--quick" in help_text and "connections" in help_text and "stuck" in help_text
     with pytest.raises(SystemExit):
         main(["nonsense"])
+    with pytest.raises(SystemExit):  # they start servers of their own
+        main(["--url", "http://127.0.0.1:9/", "stuck"])

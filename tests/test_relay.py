@@ -150,40 +150,33 @@ def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
     return frames
 
 
-async def test_a_stuck_websocket_that_floods_and_pings_is_closed_4008_and_resumes(
-    http_server_client: Any, http_server_port: Any, app: Any
-) -> None:
-    port = http_server_port[1]
-    watch = app.settings["watch"]
-    loop = asyncio.get_running_loop()
+async def open_raw_websocket(port: int) -> socket.socket:
+    """A stuck socket that completed a WebSocket handshake (unread)."""
     sock = await stuck_socket(port)
     key = base64.b64encode(os.urandom(16)).decode()
     handshake = (
         f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
-    await loop.sock_sendall(sock, handshake.encode())
-    # Flood starts and keep pinging (the server answers each ping with a pong it
-    # cannot deliver); never read a byte.
-    for ref in range(5):
-        start = {"type": "start", "prompt": f"flood {ref}", "ref": ref}
-        await loop.sock_sendall(sock, ws_frame(json.dumps(start).encode()))
-    for _ in range(20):
-        if watch.slow_consumers:
-            break
-        await loop.sock_sendall(sock, ws_frame(b"are you there", opcode=0x9))
-        await asyncio.sleep(0.1)
-    await wait_for(lambda: watch.slow_consumers == 1)
-    frames = parse_frames(await read_until_closed(sock))
-    assert frames[-1][0] == 0x8  # the last frame is the close frame...
-    assert struct.unpack("!H", frames[-1][1][:2])[0] == 4008  # ...with code 4008
-    events = [json.loads(payload) for opcode, payload in frames if opcode == 0x1]
+    await asyncio.get_running_loop().sock_sendall(sock, handshake.encode())
+    return sock
+
+
+def events_in_order(frames: list[tuple[int, bytes]]) -> dict[str, int]:
+    """The last seq seen of each stream, checking each stream's events are
+    in order with no gap."""
     seen: dict[str, int] = {}
-    for event in events:
+    for opcode, payload in frames:
+        event = json.loads(payload) if opcode == 0x1 else None
+        if event is None or event["stream"] is None:
+            continue
         assert event["seq"] == seen.get(event["stream"], -1) + 1  # in order, no gaps
         seen[event["stream"]] = event["seq"]
-    assert len(seen) == 5
-    # Every stream resumes on a new socket with nothing lost.
+    return seen
+
+
+async def resume_all(port: int, seen: dict[str, int]) -> None:
+    """Resume every stream on a new socket: nothing lost, nothing repeated."""
     connection = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
     try:
         for stream_id, last in seen.items():
@@ -202,3 +195,85 @@ async def test_a_stuck_websocket_that_floods_and_pings_is_closed_4008_and_resume
         assert all(seq == PIECES + 1 for seq in seen.values())
     finally:
         connection.close()
+
+
+async def test_a_stuck_websocket_that_floods_and_pings_is_cut_and_resumes(
+    http_server_client: Any, http_server_port: Any, app: Any
+) -> None:
+    """Answering pings is not progress: only the kernel taking bytes is. A
+    reader that takes nothing for the write deadline is disconnected (its TCP
+    connection closed: a close frame could never get past its backlog)."""
+    port = http_server_port[1]
+    watch = app.settings["watch"]
+    loop = asyncio.get_running_loop()
+    sock = await open_raw_websocket(port)
+    for ref in range(5):
+        start = {"type": "start", "prompt": f"flood {ref}", "ref": ref}
+        await loop.sock_sendall(sock, ws_frame(json.dumps(start).encode()))
+    for _ in range(60):
+        if watch.slow_consumers:
+            break
+        await loop.sock_sendall(sock, ws_frame(b"are you there", opcode=0x9))
+        await asyncio.sleep(0.1)
+    await wait_for(lambda: watch.slow_consumers == 1)
+    frames = parse_frames(await read_until_closed(sock))
+    assert all(opcode != 0x8 for opcode, _ in frames)  # cut, no close frame
+    seen = events_in_order(frames)
+    assert len(seen) == 5
+    await resume_all(port, seen)
+
+
+async def test_a_websocket_past_the_pending_cap_is_closed_4008_behind_its_backlog(
+    http_server_client: Any, http_server_port: Any, app: Any
+) -> None:
+    """A reader that lets more than --max-pending-bytes pile up (here: a burst
+    of bad messages whose error events cannot be delivered) is closed with
+    4008; the close frame comes after everything queued before it."""
+    port = http_server_port[1]
+    watch = app.settings["watch"]
+    loop = asyncio.get_running_loop()
+    sock = await open_raw_websocket(port)
+    for ref in range(3):
+        start = {"type": "start", "prompt": f"cap {ref}", "ref": ref}
+        await loop.sock_sendall(sock, ws_frame(json.dumps(start).encode()))
+    await asyncio.sleep(0.3)  # the streams fill the socket
+    bad = ws_frame(b'{"type": "nonsense"}') * 4000  # each answered by an error event
+    await loop.sock_sendall(sock, bad)
+    await wait_for(lambda: watch.slow_consumers == 1)
+    frames = parse_frames(await read_until_closed(sock))
+    assert frames[-1][0] == 0x8  # the last frame is the close frame...
+    assert struct.unpack("!H", frames[-1][1][:2])[0] == 4008  # ...with code 4008
+    assert frames[-1][1][2:] == b"slow consumer"
+    seen = events_in_order(frames)
+    assert len(seen) == 3
+    await resume_all(port, seen)
+
+
+class TestPipelinedResponses:
+    """HTTP/1.1 pipelining: a response may start behind another response's
+    unread backlog; the write deadline must run for it too."""
+
+    @pytest.fixture
+    def app(self, settings: Settings, io_loop: Any) -> Any:
+        from server.backends.synthetic import SyntheticBackend
+
+        application = make_app(
+            settings, store=MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+        )
+        yield application
+        io_loop.run_sync(application.settings["store"].close, timeout=10)
+
+    async def test_a_stuck_reader_of_pipelined_sse_requests_is_cut(
+        self, http_server_client: Any, http_server_port: Any, app: Any
+    ) -> None:
+        port = http_server_port[1]
+        watch = app.settings["watch"]
+        sock = await stuck_socket(port)
+        requests = "".join(
+            f"GET /sse?prompt=pipelined+{i} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            for i in range(400)
+        )
+        await asyncio.get_running_loop().sock_sendall(sock, requests.encode())
+        await wait_for(lambda: watch.slow_consumers == 1)
+        raw = await read_until_closed(sock)
+        assert raw.count(b"HTTP/1.1 200 OK") < 400  # cut before the last response
