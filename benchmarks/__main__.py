@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="PART",
         help=f"parts to run: {', '.join(PARTS + EXTRA_PARTS)} (default: the first four, "
-        f"which include the last two), {', '.join(OPTIONAL_PARTS)} (only when named), "
+        f"which include the next two), {', '.join(OPTIONAL_PARTS)} (only when named), "
         "or 'report DIR'",
     )
     size = parser.add_mutually_exclusive_group()
@@ -256,12 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         print(write_report(results, folder))
         return 0
-    unknown = [p for p in parts if p not in PARTS + EXTRA_PARTS + OPTIONAL_PARTS]
+    known = PARTS + EXTRA_PARTS + OPTIONAL_PARTS
+    unknown = [p for p in parts if p not in known]
     if unknown:
-        parser.error(
-            f"unknown part(s) {', '.join(unknown)}; choose from "
-            + ", ".join(PARTS + EXTRA_PARTS + OPTIONAL_PARTS)
-        )
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if args.url and set(parts) & set(EXTRA_PARTS):
         parser.error("connections and stuck start servers of their own; drop --url")
     if args.url and parts == ["peers"]:

@@ -140,9 +140,12 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 class SyncFlushGzip:
     """A gzip body that can be read as it is written: every :meth:`compress`
-    ends with a sync flush (``Z_SYNC_FLUSH``), so the bytes returned inflate
-    to everything written so far and no event waits in the compressor for
-    the next one. :meth:`finish` returns the gzip trailer."""
+    ends with a flush, so the bytes returned inflate to everything written so
+    far and no event waits in the compressor for the next one. The flush is
+    ``Z_PARTIAL_FLUSH``: it completes the deflate block and adds an empty fixed
+    block (10 bits), where ``Z_SYNC_FLUSH`` adds an empty stored block (4-5
+    bytes); either way an inflater (zlib, browsers) outputs everything before
+    it. :meth:`finish` returns the gzip trailer."""
 
     __slots__ = ("_compressor",)
 
@@ -151,7 +154,7 @@ class SyncFlushGzip:
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
 
     def compress(self, data: bytes) -> bytes:
-        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_PARTIAL_FLUSH)
 
     def finish(self) -> bytes:
         return self._compressor.flush(zlib.Z_FINISH)
