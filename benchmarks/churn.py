@@ -27,13 +27,17 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import random
-import subprocess
+import shutil
+import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from tqdm import tqdm
 
 from .clients import (
@@ -274,60 +278,31 @@ def _summarize(streams: list[dict[str, Any]], cuts: int) -> dict[str, Any]:
     }
 
 
-def rolling_restart(config: SuiteConfig) -> dict[str, Any]:
-    """Two server processes sharing one store, restarted in turn under churn.
-
-    The hook for issue 9: it needs a store both processes read (``--store redis``);
-    until the server offers one, it reports why it did not run."""
-    help_text = subprocess.run(
-        TWINSTREAM.command(30.0, 0.25)[:3] + ["--help"], capture_output=True, text=True, timeout=60
-    ).stdout
-    if "redis" not in help_text:
-        return {
-            "run": False,
-            "reason": "needs a store shared by two server processes (the Redis store of "
-            "issue 9); this server offers only --store memory",
-        }
-    return {
-        "run": False,
-        "reason": "the server offers a Redis store, but this suite does not drive a "
-        "rolling restart yet",
-    }
-
-
-def run_churn(
-    config: SuiteConfig, spec: ServerSpec = TWINSTREAM, progress: bool = True
+def _drive_clients(
+    config: SuiteConfig,
+    url: str,
+    max_tokens: int,
+    server_pid: int | None,
+    progress: bool,
+    on_tick: Callable[[float], None] | None = None,
+    tag: str = "churn",
 ) -> dict[str, Any]:
-    """Both transports at once against one server, clients split over worker processes."""
-    max_tokens = 120  # 4 s at 30 tokens/s: several streams per client, several cuts each
-    server = ServerProcess(spec.command(config.tokens_per_second, config.first_token_latency))
-    results: dict[str, Any] = {
-        "server": spec.name,
-        "clients_per_transport": config.churn_clients,
-        "seconds": config.churn_seconds,
-        "interval_s": config.churn_interval,
-        "fraction": config.churn_fraction,
-        "offline_s": config.churn_offline,
-        "max_tokens": max_tokens,
-        "cut_by": "server (POST /debug/drop)",
-        "transports": {},
-    }
+    """Both transports' churning clients against ``url``, in worker processes;
+    ``on_tick(elapsed)`` is called about twice a second meanwhile."""
+    results: dict[str, Any] = {"transports": {}}
     workers = max(1, config.workers)
-    with (
-        server,
-        ProcessPoolExecutor(
-            max_workers=2 * workers, mp_context=multiprocessing.get_context("spawn")
-        ) as pool,
-    ):
+    with ProcessPoolExecutor(
+        max_workers=2 * workers, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         start_at = time.time() + 1.5  # the workers' start-up is not in the measure
         futures: dict[str, list[Any]] = {}
         for t_index, transport in enumerate(("sse", "ws")):
-            prompts = prompts_with_tokens(config.churn_clients, max_tokens, f"churn-{transport}")
+            prompts = prompts_with_tokens(config.churn_clients, max_tokens, f"{tag}-{transport}")
             futures[transport] = [
                 pool.submit(
                     _worker,
                     ChurnSpec(
-                        base_url=server.url,
+                        base_url=url,
                         transport=transport,
                         prompts=tuple(prompts[w::workers]),
                         max_tokens=max_tokens,
@@ -343,10 +318,10 @@ def run_churn(
                 if prompts[w::workers]
             ]
         with (
-            ResourceSampler(server.pid) as sampler,
+            ResourceSampler(server_pid) as sampler,
             tqdm(
                 total=config.churn_seconds,
-                desc="churn",
+                desc=tag,
                 unit="s",
                 disable=not progress,
                 leave=False,
@@ -355,6 +330,8 @@ def run_churn(
             began = time.time()
             while not all(f.done() for fs in futures.values() for f in fs):
                 time.sleep(0.5)
+                if on_tick is not None:
+                    on_tick(time.time() - start_at)
                 bar.n = min(config.churn_seconds, round(time.time() - began, 1))
                 bar.refresh()
             ended = time.time()
@@ -371,5 +348,77 @@ def run_churn(
     results["server_cpu_percent"] = sampler.cpu_percent_between(began, ended)
     results["machine_cpu_percent"] = sampler.machine_cpu_percent_between(began, ended)
     results["client_cpu_percent"] = round(100 * client_cpu / max(1e-9, ended - began), 1)
-    results["rolling_restart"] = rolling_restart(config)
+    return results
+
+
+def rolling_restart(config: SuiteConfig, progress: bool = False) -> dict[str, Any]:
+    """Two server processes sharing one Redis store (``--processes 2``, one
+    port), each restarted in turn (SIGTERM: it drains, its parent starts a new
+    one) while the churning clients run; the same measures as the churn."""
+    from .scaleout import RedisProcess, _command, _worker_pids
+
+    if shutil.which("redis-server") is None:
+        return {"run": False, "reason": "redis-server is not installed"}
+    max_tokens = 120
+    redis_server = RedisProcess()
+    try:
+        with ServerProcess(_command(config, redis_server.url, 2)) as server:
+            original = _worker_pids(server, 2)
+            due = [config.churn_seconds * (i + 1) / 3 for i in range(2)]
+            restarted: list[dict[str, Any]] = []
+
+            def restart_in_turn(elapsed: float) -> None:
+                if due and elapsed >= due[0]:
+                    due.pop(0)
+                    pid = original[len(restarted)]
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        return
+                    restarted.append({"pid": pid, "at_s": round(elapsed, 1)})
+
+            results = _drive_clients(
+                config,
+                server.url,
+                max_tokens,
+                server.pid,
+                progress,
+                on_tick=restart_in_turn,
+                tag="rolling",
+            )
+            assert server.pid is not None
+            now_serving = [child.pid for child in psutil.Process(server.pid).children()]
+    finally:
+        redis_server.stop()
+    results.update(
+        run=True,
+        reason=f"{len(restarted)} of 2 workers restarted in turn (SIGTERM, drain, replaced); "
+        f"{sum(1 for pid in now_serving if pid not in original)} new workers serving at the end",
+        restarts=restarted,
+        store="redis",
+        processes=2,
+    )
+    return results
+
+
+def run_churn(
+    config: SuiteConfig, spec: ServerSpec = TWINSTREAM, progress: bool = True
+) -> dict[str, Any]:
+    """Both transports at once against one server, clients split over worker
+    processes; then the same against two processes restarted in turn."""
+    max_tokens = 120  # 4 s at 30 tokens/s: several streams per client, several cuts each
+    server = ServerProcess(spec.command(config.tokens_per_second, config.first_token_latency))
+    results: dict[str, Any] = {
+        "server": spec.name,
+        "clients_per_transport": config.churn_clients,
+        "seconds": config.churn_seconds,
+        "interval_s": config.churn_interval,
+        "fraction": config.churn_fraction,
+        "offline_s": config.churn_offline,
+        "max_tokens": max_tokens,
+        "cut_by": "server (POST /debug/drop)",
+    }
+    with server:
+        results.update(_drive_clients(config, server.url, max_tokens, server.pid, progress))
+    results["rolling_restart"] = rolling_restart(config, progress=progress)
     return results

@@ -301,23 +301,25 @@ def churn_details(results: dict[str, Any]) -> str:
         f"{fmt(churn.get('machine_cpu_percent'))} % busy. *Replay delay*: resume sent → the "
         "last event produced while away received."
     )
-    rows = [
-        [
-            t,
-            fmt(d["streams"]),
-            fmt(d["cuts"]),
-            fmt(d["connections"]),
-            fmt(d["events_expected"]),
-            f"{fmt(d['delivery_percent'], 3)} %",
-            fmt(d["duplicated"]),
-            fmt(d["exact_text"]),
-            fmt(d["replays"]),
-            fmt(_get(d, "replay_delay_ms", "p50"), 2),
-            fmt(_get(d, "replay_delay_ms", "p99"), 2),
-            fmt(d["errors"]),
+    def rows_of(part: dict[str, Any]) -> list[list[str]]:
+        return [
+            [
+                t,
+                fmt(d["streams"]),
+                fmt(d["cuts"]),
+                fmt(d["connections"]),
+                fmt(d["events_expected"]),
+                f"{fmt(d['delivery_percent'], 3)} %",
+                fmt(d["duplicated"]),
+                fmt(d["exact_text"]),
+                fmt(d["replays"]),
+                fmt(_get(d, "replay_delay_ms", "p50"), 2),
+                fmt(_get(d, "replay_delay_ms", "p99"), 2),
+                fmt(d["errors"]),
+            ]
+            for t, d in part["transports"].items()
         ]
-        for t, d in churn["transports"].items()
-    ]
+
     header = [
         "Transport",
         "Streams",
@@ -333,11 +335,25 @@ def churn_details(results: dict[str, Any]) -> str:
         "Errors",
     ]
     restart = churn.get("rolling_restart") or {}
-    tail = (
-        f"\n\n**Rolling restart** of two server processes under churn: "
-        f"{'run' if restart.get('run') else 'not run'} — {restart.get('reason', '')}."
-    )
-    return note + "\n\n" + _table(header, rows) + tail
+    if not restart.get("run"):
+        tail = (
+            "\n\n**Rolling restart** of two server processes under churn: not run — "
+            f"{restart.get('reason', '')}."
+        )
+    else:
+        when = ", ".join(f"{r['at_s']} s" for r in restart.get("restarts", []))
+        tail = (
+            "\n\n**Rolling restart**: the same clients and cuts against two server "
+            "processes on one port sharing a Redis store (`--store redis://… --processes "
+            f"2`); each worker got SIGTERM in turn (at {when or '—'}), drained (SSE: `retry:` "
+            "and end; WebSocket: close 1012) and was replaced by its parent, while clients "
+            f"reconnected to the other. {restart.get('reason', '')}. Server CPU "
+            f"{fmt(restart.get('server_cpu_percent'))} % of a core (the parent process "
+            "only), machine "
+            f"{fmt(restart.get('machine_cpu_percent'))} % busy.\n\n"
+            + _table(header, rows_of(restart))
+        )
+    return note + "\n\n" + _table(header, rows_of(churn)) + tail
 
 
 def plot_network(results: dict[str, Any], out: Path) -> list[str]:
