@@ -217,12 +217,7 @@ class RedisStream(Stream):
         self._confirmed = seq
         if self.ended_at is not None and seq == len(self._ends) - 1:
             self._confirmed_end = True
-        for follower in tuple(self.followers):
-            try:
-                follower.on_append(self)
-            except Exception:  # a broken relay must never stop generation
-                log.exception("a follower of stream %s failed", self.id)
-                self.unsubscribe(follower)
+        self._notify_followers()
         if self._confirmed_end:
             super()._on_ended()  # resolve wait_ended() now that the end is shown
 

@@ -181,6 +181,12 @@ class StreamLog:
         if terminal:
             self._buf = bytes(buf)  # no growth room kept while it is retained
             self.ended_at = self._clock()
+        self._notify_followers()
+        if terminal:
+            self._on_ended()
+
+    def _notify_followers(self) -> None:
+        """Push: call every follower's ``on_append`` now."""
         # A snapshot: a follower may unsubscribe itself (its connection broke).
         for follower in tuple(self.followers):
             try:
@@ -188,8 +194,6 @@ class StreamLog:
             except Exception:  # a broken relay must never stop generation
                 log.exception("a follower of stream %s failed", self.id)
                 self.unsubscribe(follower)
-        if terminal:
-            self._on_ended()
 
     def _on_ended(self) -> None:
         waiters, self._ended_waiters = self._ended_waiters, None
