@@ -48,6 +48,7 @@ from .clients import (
     open_websocket,
     prompts_with_tokens,
     sse_path,
+    start_or_resume,
 )
 from .config import SuiteConfig
 from .reconnect import _post
@@ -201,15 +202,9 @@ class _Client:
     async def _ws(self, stream: ChurnStream) -> None:
         websocket = await open_websocket(self.endpoint)
         try:
-            if stream.stream_id is None:
-                request: dict[str, Any] = {
-                    "type": "start",
-                    "prompt": stream.prompt,
-                    "max_tokens": stream.max_tokens,
-                    "ref": 1,
-                }
-            else:
-                request = {"type": "resume", "stream": stream.stream_id, "after": stream.last_seq}
+            request = start_or_resume(
+                stream.stream_id, stream.prompt, stream.max_tokens, stream.last_seq
+            )
             await websocket.send(json.dumps(request))
             async for message in websocket:
                 self.connected = True

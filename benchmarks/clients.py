@@ -329,6 +329,15 @@ async def sse_completion(
     return record, connection
 
 
+def start_or_resume(
+    stream_id: str | None, prompt: str, max_tokens: int, last_seq: int
+) -> dict[str, Any]:
+    """The WebSocket message that starts a stream, or resumes it after ``last_seq``."""
+    if stream_id is None:
+        return {"type": "start", "prompt": prompt, "max_tokens": max_tokens, "ref": 1}
+    return {"type": "resume", "stream": stream_id, "after": last_seq}
+
+
 async def open_websocket(endpoint: Endpoint, compression: bool = False) -> ClientConnection:
     """Open ``/ws``; ``compression`` offers permessage-deflate (the server may decline)."""
     return await ws_connect(

@@ -51,6 +51,7 @@ from .clients import (
     open_websocket,
     prompts_with_tokens,
     run_with_deadline,
+    start_or_resume,
 )
 from .clients import sse_path as new_stream_path
 from .config import SuiteConfig
@@ -275,15 +276,9 @@ async def _ws_stream(cutter: Cutter, endpoint: Endpoint, stream: CutStream) -> N
         try:
             websocket = await open_websocket(endpoint)
             stream.connected()
-            if stream.stream_id is None:
-                request = {
-                    "type": "start",
-                    "prompt": stream.prompt,
-                    "max_tokens": stream.max_tokens,
-                    "ref": 1,
-                }
-            else:
-                request = {"type": "resume", "stream": stream.stream_id, "after": stream.last_seq}
+            request = start_or_resume(
+                stream.stream_id, stream.prompt, stream.max_tokens, stream.last_seq
+            )
             await websocket.send(json.dumps(request))
             local_port = websocket.local_address[1]
             async for message in websocket:

@@ -36,10 +36,10 @@ import redis
 
 from .clients import Endpoint, prompts_with_tokens, run_with_deadline
 from .config import SuiteConfig
-from .loadgen import LoadGenerator, LoadSpec
+from .loadgen import LoadGenerator
 from .servers import TWINSTREAM, ResourceSampler, ServerProcess
 from .stats import summarize
-from .throughput import _one_completion, _window
+from .throughput import _one_completion, _window, sweep_load
 
 __all__ = ["run_scaleout", "RedisProcess", "VARIANTS"]
 
@@ -174,16 +174,7 @@ def measure_variant(
         redis_sampler.start()
         try:
             loaded = load.run(
-                LoadSpec(
-                    base_url=endpoint.base_url,
-                    transport=transport,
-                    prompts=tuple(prompts),
-                    max_tokens=config.sweep_max_tokens,
-                    ramp_seconds=config.ramp_per_stream * streams,
-                    timeout=max(
-                        60.0, 10 * config.sweep_max_tokens / max(1.0, config.tokens_per_second)
-                    ),
-                )
+                sweep_load(config, endpoint.base_url, transport, prompts, streams)
             )
         finally:
             for sampler in [*samplers, redis_sampler]:

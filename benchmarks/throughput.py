@@ -91,6 +91,21 @@ def model_lag(records: Sequence[StreamRecord], config: SuiteConfig) -> list[floa
     return lags
 
 
+def sweep_load(
+    config: SuiteConfig, base_url: str, transport: str, prompts: Sequence[str], streams: int
+) -> LoadSpec:
+    """One sweep level's client load: ``streams`` completions ramped in, each
+    with a generous deadline (ten times its expected length, at least 60 s)."""
+    return LoadSpec(
+        base_url=base_url,
+        transport=transport,
+        prompts=tuple(prompts),
+        max_tokens=config.sweep_max_tokens,
+        ramp_seconds=config.ramp_per_stream * streams,
+        timeout=max(60.0, 10 * config.sweep_max_tokens / max(1.0, config.tokens_per_second)),
+    )
+
+
 def sweep_level(
     spec: ServerSpec,
     transport: str,
@@ -116,16 +131,7 @@ def sweep_level(
             time.sleep(0.2)
             idle_rss = sampler.sample()
             loaded = load.run(
-                LoadSpec(
-                    base_url=endpoint.base_url,
-                    transport=transport,
-                    prompts=tuple(prompts),
-                    max_tokens=config.sweep_max_tokens,
-                    ramp_seconds=config.ramp_per_stream * streams,
-                    timeout=max(
-                        60.0, 10 * config.sweep_max_tokens / max(1.0, config.tokens_per_second)
-                    ),
-                )
+                sweep_load(config, endpoint.base_url, transport, prompts, streams)
             )
     finally:
         if server is not None:
