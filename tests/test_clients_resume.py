@@ -177,9 +177,10 @@ def close_server_side(live_server) -> None:
     async def close_all() -> None:
         for obj in gc.get_objects():
             # Only this server's sockets: handlers of earlier tests' servers may
-            # still await collection, on event loops that are closed.
+            # still await collection, on event loops that are closed. type(), not
+            # isinstance(): a dead weakref.proxy among gc's objects raises on isinstance.
             if (
-                isinstance(obj, WebSocketHandler)
+                issubclass(type(obj), WebSocketHandler)
                 and obj.application is live_server.app
                 and obj.ws_connection is not None
             ):
