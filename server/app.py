@@ -79,7 +79,13 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     ``app.settings['watch']``."""
     if store is None:
         store = make_store(settings)
-    watch = ConnectionWatch(write_timeout=settings.write_timeout, heartbeat=settings.heartbeat)
+    watch = ConnectionWatch(
+        write_timeout=settings.write_timeout,
+        heartbeat=settings.heartbeat,
+        # WebSocket keepalive: the watch pings (not a Tornado task per socket);
+        # a ping unanswered for one interval closes the socket.
+        ping_interval=settings.ws_ping_interval,
+    )
     relays = RelayOptions(
         watch=watch,
         max_pending_bytes=settings.max_pending_bytes,
@@ -125,8 +131,6 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         static_path=STATIC_DIR,
         # Static files gzip; the streaming handlers switch transforms off themselves.
         compress_response=True,
-        # A ping unanswered for one interval closes the socket (Tornado's default).
-        websocket_ping_interval=settings.ws_ping_interval or None,
         # The prompt limit plus room for JSON escaping; larger frames close the socket (1009).
         websocket_max_message_size=settings.limits.max_prompt_bytes * 8,
         store=store,

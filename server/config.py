@@ -200,7 +200,8 @@ class Settings:
         60.0, "seconds a stream may go unread before it is cancelled", non_negative(float)
     )
     max_streams: int = setting(
-        10_000, "most streams generating at once; more get too_many_streams (HTTP 503)",
+        10_000,
+        "most streams generating at once; more get too_many_streams (HTTP 503)",
         positive_int,
     )
     max_streams_per_socket: int = setting(

@@ -29,6 +29,7 @@ from .workers import reserve_port, run_workers, worker_count
 
 __all__ = ["check_processes", "drain", "serve_processes"]
 
+
 def check_processes(settings: Settings) -> str:
     """Why ``--processes`` cannot be honoured with these settings ('' if it can)."""
     if settings.processes != 1 and settings.store == "memory":

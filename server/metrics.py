@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import json
 import logging
 import time
@@ -225,15 +224,12 @@ class Metrics:
         self._records[stream.id] = _StreamRecord(transport, time.monotonic(), stream)
         self._arm_sweeper()
 
-    @contextlib.contextmanager
-    def connection(self, transport: str) -> Iterator[None]:
-        """Counts an open connection relaying a stream while the block runs."""
-        gauge = self.open_connections.labels(transport)
-        gauge.inc()
-        try:
-            yield
-        finally:
-            gauge.dec()
+    def connection_opened(self, transport: str) -> None:
+        """A connection started relaying streams (closed: :meth:`connection_closed`)."""
+        self.open_connections.labels(transport).inc()
+
+    def connection_closed(self, transport: str) -> None:
+        self.open_connections.labels(transport).dec()
 
     def counting(self, frame: Frame, stream: Any, transport: str) -> Frame:
         """``frame`` (a relay's events-to-bytes function), counting what it frames:

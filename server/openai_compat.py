@@ -102,10 +102,11 @@ class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
             metrics.answered(stream, "v1", len(body))
             return
         frames = metrics.counting(chunk_frames(stream, self.include_usage), stream, "v1")
-        with metrics.connection("v1"):
-            complete = await self.relay_events(stream, -1, frames)
-        if not complete:
-            stream.cancel()
+        self.relay_events(stream, -1, frames, "v1")
+
+    def relay_ended(self, complete: bool) -> None:
+        if not complete and self._stream is not None:
+            self._stream.cancel()  # nobody reads the rest
 
     def on_connection_close(self) -> None:
         super().on_connection_close()

@@ -799,9 +799,7 @@ class RedisStreamStore:
         if self._local.get(stream.id) is stream:
             del self._local[stream.id]
         self._pending.pop(stream.id, None)
-        stream.end_here(
-            "interrupted", "the process generating this stream stopped; start it again"
-        )
+        stream.end_here("interrupted", "the process generating this stream stopped; start it again")
         stream.cancel()  # its done/cancelled is ignored: the log has ended
 
     def _beat(self) -> None:

@@ -11,7 +11,7 @@
   the relay stops writing and, once the kernel has taken the backlog, catches
   up from the log in large writes.
 - One :class:`ConnectionWatch` per application runs one timer for every
-  connection: write deadlines and SSE heartbeats.
+  connection: write deadlines, SSE heartbeats and WebSocket keepalive pings.
 """
 
 from __future__ import annotations
@@ -27,7 +27,16 @@ from tornado.iostream import IOStream, StreamClosedError
 from . import tornado_adapter
 from .streams import CATCH_UP_BYTES, StreamLog
 
-__all__ = ["Sink", "Relay", "ConnectionWatch", "Frame", "ROOM_BYTES"]
+__all__ = [
+    "Sink",
+    "Relay",
+    "ConnectionWatch",
+    "Frame",
+    "ROOM_BYTES",
+    "OVER_CAP",
+    "STUCK",
+    "NO_PONG",
+]
 
 log = logging.getLogger("twinstream.relay")
 
@@ -35,22 +44,40 @@ log = logging.getLogger("twinstream.relay")
 #: up once the kernel has taken it: the bound on what one reader costs.
 ROOM_BYTES = 64 * 1024
 
+# Why a sink cuts its connection (the argument of its ``cut``):
+#: more than ``max_pending`` bytes unsent; the reader still takes bytes, so a
+#: close message queued behind the backlog can still reach it
+OVER_CAP = "over_cap"
+#: no write progress for ``write_timeout``: nothing more can reach the reader
+STUCK = "stuck"
+#: a keepalive ping went unanswered for a whole interval: the peer is gone
+NO_PONG = "no_pong"
+
 #: Turns ``texts`` (events ``first_seq``, ``first_seq + 1``, ...) into wire bytes.
 Frame = Callable[[int, list[bytes]], bytes]
 
 
 class ConnectionWatch:
-    """Write deadlines and heartbeats for every connection, on one timer."""
+    """Write deadlines, heartbeats and keepalive pings for every connection,
+    on one timer (a task or timer per connection would cost more memory than
+    the connection's own objects)."""
 
-    def __init__(self, write_timeout: float = 10.0, heartbeat: float = 0.0) -> None:
+    def __init__(
+        self, write_timeout: float = 10.0, heartbeat: float = 0.0, ping_interval: float = 0.0
+    ) -> None:
         self.write_timeout = write_timeout
         self.heartbeat = heartbeat
-        # A tick of an eighth of the shorter period: a deadline or a heartbeat
-        # is late by at most that much.
-        periods = [p / 8 for p in (write_timeout, heartbeat) if p > 0]
+        self.ping_interval = ping_interval
+        # A tick of an eighth of the shortest period: a deadline, a heartbeat
+        # or a ping is late by at most that much.
+        periods = [p / 8 for p in (write_timeout, heartbeat, ping_interval) if p > 0]
         self.tick = max(0.001, min([1.0, *periods]))
         self.blocked: set[Sink] = set()
         self.beating: set[Sink] = set()
+        #: sinks that ping, each with when its next ping is due; all share one
+        #: interval, so insertion order is due order and a tick stops at the
+        #: first not due
+        self.pinging: dict[Sink, float] = {}
         self.relays = 0  # relays open now (shutdown waits for 0)
         #: open /sse and /ws handlers, told to send their clients elsewhere on drain
         self.drainable: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -77,20 +104,37 @@ class ConnectionWatch:
                     sink.beat()
                     sink.wrote = False
                     sink.idle_since = now
-        if self.blocked or self.beating:
+        if self.pinging:
+            self._ping_due(now)
+        if self.blocked or self.beating or self.pinging:
             self._timer = self._loop.call_later(self.tick, self._run)
         else:
             self._timer = None
+
+    def _ping_due(self, now: float) -> None:
+        due = []
+        for sink, at in self.pinging.items():
+            if at > now:
+                break
+            due.append(sink)
+        for sink in due:
+            del self.pinging[sink]
+            if sink.keepalive():
+                self.pinging[sink] = now + self.ping_interval
 
     def register(self, sink: Sink) -> None:
         if sink.heartbeat is not None and self.heartbeat > 0:
             self.beating.add(sink)
             sink.idle_since = asyncio.get_running_loop().time()
             self._ensure_running()
+        if sink.ping is not None and self.ping_interval > 0:
+            self.pinging[sink] = asyncio.get_running_loop().time() + self.ping_interval
+            self._ensure_running()
 
     def unregister(self, sink: Sink) -> None:
         self.blocked.discard(sink)
         self.beating.discard(sink)
+        self.pinging.pop(sink, None)
 
     def mark_blocked(self, sink: Sink) -> None:
         self.blocked.add(sink)
@@ -109,9 +153,11 @@ class Sink:
 
     ``transform`` turns payload bytes into wire bytes (chunked coding, gzip);
     ``heartbeat`` is the payload written when the connection idles (SSE
-    comments), or None. ``cut(stuck)`` disconnects a slow consumer the
-    transport's way. When the connection closes, every relay on it stops; their streams
-    go on.
+    comments), or None; ``ping`` the bytes of a keepalive ping (a WebSocket
+    ping frame), written every ``ping_interval`` of the watch, whose answer is
+    reported with :meth:`pong`. ``cut(reason)`` disconnects the reader the
+    transport's way (``OVER_CAP``, ``STUCK`` or ``NO_PONG``). When the
+    connection closes, every relay on it stops; their streams go on.
     """
 
     __slots__ = (
@@ -120,6 +166,8 @@ class Sink:
         "max_pending",
         "transform",
         "heartbeat",
+        "ping",
+        "awaiting_pong",
         "cut",
         "room",
         "batch_bytes",
@@ -138,16 +186,19 @@ class Sink:
         self,
         stream: IOStream,
         watch: ConnectionWatch,
-        cut: Callable[[bool], None],
+        cut: Callable[[str], None],
         max_pending: int = 1 << 20,
         transform: Callable[[bytes], bytes] | None = None,
         heartbeat: bytes | None = None,
+        ping: bytes | None = None,
     ) -> None:
         self.stream = stream
         self.watch = watch
         self.max_pending = max_pending
         self.transform = transform
         self.heartbeat = heartbeat
+        self.ping = ping
+        self.awaiting_pong = False
         self.cut = cut
         # Relays write while less than ``room`` is queued, at most
         # ``batch_bytes`` at once: what is queued stays under half the cap.
@@ -180,7 +231,7 @@ class Sink:
         pending = tornado_adapter.pending_bytes(stream)
         if pending:
             if pending > self.max_pending:
-                self.slow_consumer(f"more than {self.max_pending} bytes unread", stuck=False)
+                self.slow_consumer(f"more than {self.max_pending} bytes unread", OVER_CAP)
                 return False
             self.watch_progress()
         return True
@@ -235,7 +286,7 @@ class Sink:
             self.progress_mark = taken
             self.progress_at = now
         elif write_timeout > 0 and now - self.progress_at >= write_timeout:
-            self.slow_consumer(f"no write progress for {write_timeout:g}s", stuck=True)
+            self.slow_consumer(f"no write progress for {write_timeout:g}s", STUCK)
 
     def stop_heartbeats(self) -> None:
         self.heartbeat = None
@@ -247,14 +298,35 @@ class Sink:
         if self.heartbeat is not None:
             self.write(self.heartbeat)
 
-    def slow_consumer(self, why: str, stuck: bool) -> None:
-        """Stop the relays and cut the connection the transport's way.
-        ``stuck``: the kernel took nothing for the write deadline, so nothing
-        more (not even a close frame) can reach the reader."""
+    def keepalive(self) -> bool:
+        """A ping is due: send it, or cut the connection if the previous one
+        is still unanswered (False: stop pinging this sink). While a backlog
+        waits the ping would queue behind it, so none is sent: the write
+        deadline already watches that connection."""
+        if self.closed or self.ping is None:
+            return False
+        if tornado_adapter.pending_bytes(self.stream):
+            self.awaiting_pong = False
+            return True
+        if self.awaiting_pong:
+            log.info("disconnecting a peer that did not answer a keepalive ping")
+            self.close()
+            self.cut(NO_PONG)
+            return False
+        self.awaiting_pong = True
+        return self.write(self.ping, transform=False)
+
+    def pong(self) -> None:
+        """The peer answered a ping (any pong counts, as RFC 6455 5.5.3 allows)."""
+        self.awaiting_pong = False
+
+    def slow_consumer(self, why: str, reason: str) -> None:
+        """Stop the relays and cut the connection the transport's way
+        (``reason``: ``OVER_CAP`` or ``STUCK``)."""
         log.info("disconnecting a slow consumer: %s", why)
         self.watch.slow_consumers += 1
         self.close()
-        self.cut(stuck)
+        self.cut(reason)
 
     def close(self) -> None:
         """Stop every relay on this connection (idempotent). The streams go on."""

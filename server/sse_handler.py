@@ -34,9 +34,7 @@ class SSEHandler(EventStreamHandler):
     is left unread for the store's idle timeout.
     """
 
-    def initialize(
-        self, store: StreamStore, limits: protocol.Limits, relays: RelayOptions
-    ) -> None:
+    def initialize(self, store: StreamStore, limits: protocol.Limits, relays: RelayOptions) -> None:
         self.store = store
         self.limits = limits
         self.relays = relays
@@ -79,8 +77,7 @@ class SSEHandler(EventStreamHandler):
             after = -1
         self.relays.watch.drainable.add(self)
         frames = metrics.counting(sse_frames(stream.id, self.relays.retry_ms), stream, "sse")
-        with metrics.connection("sse"):
-            await self.relay_events(stream, after, frames)
+        self.relay_events(stream, after, frames, "sse")
 
     def drain(self, retry_ms: int) -> None:
         """The server is shutting down (drain): end this response after a

@@ -317,9 +317,7 @@ class Stream(StreamLog):
                     break
                 if piece:
                     if isinstance(piece, str):
-                        self.append_text(
-                            protocol.delta_record(piece, round(time.time(), 6)), False
-                        )
+                        self.append_text(protocol.delta_record(piece, round(time.time(), 6)), False)
                     else:
                         self.append(
                             protocol.delta_event_from_piece(stream_id, len(self._ends), piece)

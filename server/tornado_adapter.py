@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import tornado.httpserver
@@ -23,7 +23,8 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
-from tornado.websocket import WebSocketProtocol13
+from tornado.web import RequestHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 __all__ = [
     "missing",
@@ -37,6 +38,10 @@ __all__ = [
     "listening_port",
     "proxy_adapter",
     "wrap_header_parser",
+    "keep_response_open",
+    "trim_headers",
+    "forget_response_headers",
+    "LeanWebSocketHandler",
 ]
 
 _TEXT = 0x81  # FIN + text opcode (RFC 6455 5.2)
@@ -56,6 +61,12 @@ def missing() -> list[str]:
         (TCPServer, "_sockets"),
         (TCPServer, "_handlers"),
         (HTTP1Connection, "_parse_headers"),
+        (httputil.HTTPHeaders, "_as_list"),
+        (httputil.HTTPHeaders, "_combined_cache"),
+        (RequestHandler, "_headers"),
+        (RequestHandler, "_headers_written"),
+        (RequestHandler, "_auto_finish"),
+        (WebSocketHandler, "_detach_stream"),
     ]
     absent = []
     if not hasattr(tornado.httpserver, "_ProxyAdapter"):
@@ -174,9 +185,7 @@ def proxy_adapter(
 ) -> httputil.HTTPMessageDelegate:
     """Tornado's ``xheaders`` handling (X-Forwarded-For/-Proto, X-Real-IP)
     around ``delegate``, as ``HTTPServer.start_request`` applies it."""
-    adapter: httputil.HTTPMessageDelegate = tornado.httpserver._ProxyAdapter(
-        delegate, request_conn
-    )
+    adapter: httputil.HTTPMessageDelegate = tornado.httpserver._ProxyAdapter(delegate, request_conn)
     return adapter
 
 
@@ -192,3 +201,53 @@ def wrap_header_parser(
     original = getattr(request_conn, "_parse_headers", None)
     if original is not None:
         request_conn._parse_headers = wrap(original)
+
+
+# --- memory held by long-lived connections --------------------------------------------
+
+
+def keep_response_open(handler: RequestHandler) -> None:
+    """Let ``handler``'s method return without Tornado finishing the response
+    (as it does for WebSocket handlers): a long response then needs no task
+    waiting for it, and whoever writes it calls ``finish()``."""
+    handler._auto_finish = False
+
+
+def trim_headers(headers: httputil.HTTPHeaders, keep: Collection[str] = ()) -> None:
+    """Drop every header of ``headers`` but those named in ``keep`` (canonical
+    case, e.g. ``"Connection"``), giving their memory back.
+
+    A request's headers live as long as its connection; on a stream that runs
+    for minutes they are dead weight once read (about 1-2 KiB a connection).
+    Deleting names one by one would leave both dictionaries' tables at full
+    size; ``dict.clear()`` frees them."""
+    kept = [(name, value) for name, value in headers.get_all() if name in keep]
+    as_list = getattr(headers, "_as_list", None)
+    combined = getattr(headers, "_combined_cache", None)
+    if not isinstance(as_list, dict) or not isinstance(combined, dict):
+        return  # another Tornado: keep them (costs memory, not correctness)
+    as_list.clear()
+    combined.clear()
+    for name, value in kept:
+        headers.add(name, value)
+
+
+def forget_response_headers(handler: RequestHandler) -> None:
+    """Free a response's headers once they are on the wire: Tornado keeps them
+    for the handler's life but reads them only before they are sent."""
+    headers = getattr(handler, "_headers", None)
+    if getattr(handler, "_headers_written", False) and isinstance(headers, httputil.HTTPHeaders):
+        trim_headers(headers)
+
+
+class LeanWebSocketHandler(WebSocketHandler):
+    """A WebSocketHandler without Tornado's per-socket method guards.
+
+    When the handshake takes over the connection, Tornado replaces seven
+    HTTP response methods (``write``, ``finish``...) on the *instance* with
+    functions that raise: a misuse check that adds eight entries to every
+    handler's ``__dict__`` (about 1.5 KiB an open socket). Subclasses must
+    simply not call those methods after ``open``."""
+
+    def _detach_stream(self) -> IOStream:
+        return self.detach()

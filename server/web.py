@@ -46,6 +46,9 @@ _CODES = {
 #: An SSE comment: keeps proxies from timing an idle stream out. No blank line
 #: after it (see sse.encode_comment).
 HEARTBEAT = sse.encode_comment("heartbeat")
+#: Request headers Tornado reads again at the end of a response, to decide
+#: whether the connection stays open (RFC 9112 9.3).
+KEEP_ALIVE_HEADERS = ("Connection", "Content-Length", "Transfer-Encoding")
 
 
 class JsonErrorHandler(tornado.web.RequestHandler):
@@ -134,10 +137,16 @@ class EventStreamHandler(JsonErrorHandler):
     at ``finish()``; Nagle's algorithm would hold small token writes for an
     ACK). With ``sse_compression`` and a client that accepts gzip, the body is
     gzip flushed after every write.
+
+    No task waits while the events flow: the handler method returns once the
+    relay runs, and the relay's end finishes the response. An open stream
+    costs its connection's objects and nothing else.
     """
 
     relays: RelayOptions
     _sink: Sink | None = None
+    _encoder: _BodyEncoder | None = None
+    _transport = ""
 
     def compute_etag(self) -> None:
         return None
@@ -146,11 +155,14 @@ class EventStreamHandler(JsonErrorHandler):
         if self._sink is not None:
             self._sink.close()
 
-    async def relay_events(self, stream: StreamLog, after: int, frame: Frame) -> bool:
-        """Write the events after ``after`` until the terminal one, then end the
-        response (True). Returns False when the connection closed first (or was
-        cut as a slow consumer); the stream itself goes on."""
+    def relay_events(self, stream: StreamLog, after: int, frame: Frame, transport: str) -> None:
+        """Start writing the events after ``after`` as this response's body and
+        return; the response ends after the terminal event (then
+        :meth:`relay_ended` is called with True). If the connection closes
+        first, or the reader is cut as a slow consumer, ``relay_ended(False)``
+        is called instead; the stream itself goes on."""
         options = self.relays
+        tornado_adapter.keep_response_open(self)
         self._transforms = []
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -164,32 +176,59 @@ class EventStreamHandler(JsonErrorHandler):
         connection = self.request.connection
         iostream: IOStream | None = getattr(connection, "stream", None)
         if iostream is None or iostream.closed():
-            return False
+            self.relay_ended(False)
+            return
         iostream.set_nodelay(True)
         # Send the head now: a client learns it is connected (EventSource's
         # "open") before the next event exists, e.g. after a resume.
         self.flush()
-        encoder = _BodyEncoder(gzip, tornado_adapter.wants_chunks(connection))
-        sink = self._sink = Sink(
+        # Only these request headers are read again (keep-alive, at finish).
+        tornado_adapter.trim_headers(self.request.headers, KEEP_ALIVE_HEADERS)
+        tornado_adapter.forget_response_headers(self)
+        self._encoder = _BodyEncoder(gzip, tornado_adapter.wants_chunks(connection))
+        self._sink = Sink(
             iostream,
             options.watch,
             # A slow consumer's connection is closed: its backlog is dropped
             # (bounded memory) and EventSource reconnects with Last-Event-ID.
-            cut=lambda stuck: iostream.close(),
+            cut=self._cut,
             max_pending=options.max_pending_bytes,
-            transform=encoder,
+            transform=self._encoder,
             heartbeat=HEARTBEAT,
         )
-        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._transport = transport
+        self.settings["metrics"].connection_opened(transport)
+        Relay(stream, after, self._sink, frame, self._relay_stopped).start()
 
-        def ended(relay: Relay, outcome: str) -> None:
-            if not done.done():
-                done.set_result(outcome)
+    def relay_ended(self, complete: bool) -> None:
+        """Called once when the response ended (``complete``) or was cut."""
 
-        Relay(stream, after, sink, frame, ended).start()
-        outcome = await done
-        if outcome not in ("complete", "drain") or iostream.closed():
-            return False
+    def _cut(self, reason: str) -> None:
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
+
+    def _relay_stopped(self, relay: Relay, outcome: str) -> None:
+        # Called from inside the stream's append (or a close): finishing the
+        # response runs Tornado's own finish logic, so it waits for the next
+        # loop turn instead of running inside the producer's call.
+        asyncio.get_running_loop().call_soon(self._end_response, outcome)
+
+    def _end_response(self, outcome: str) -> None:
+        self.settings["metrics"].connection_closed(self._transport)
+        sink, encoder = self._sink, self._encoder
+        iostream = getattr(self.request.connection, "stream", None)
+        if (
+            outcome not in ("complete", "drain")
+            or sink is None
+            or encoder is None
+            or iostream is None
+            or iostream.closed()
+        ):
+            if sink is not None:
+                sink.close()
+            self.relay_ended(False)
+            return
         sink.stop_heartbeats()
         trailer = encoder.trailer()
         if trailer:
@@ -200,12 +239,18 @@ class EventStreamHandler(JsonErrorHandler):
         # it) forever.
         sink.watch_progress()
         try:
-            await self.finish()
+            finished = self.finish()
         except StreamClosedError:
-            return False
-        finally:
             sink.close()
-        return True
+            self.relay_ended(False)
+            return
+        finished.add_done_callback(self._response_sent)
+
+    def _response_sent(self, future: asyncio.Future[None]) -> None:
+        if self._sink is not None:
+            self._sink.close()
+        failed = future.cancelled() or future.exception() is not None
+        self.relay_ended(not failed)
 
 
 async def open_stream(store: StreamStore, stream_id: str) -> StreamLog:
@@ -271,9 +316,7 @@ class DropHandler(_StreamActionHandler):
 
     async def post(self) -> None:
         stream = await open_stream(self.store, self.target_id())
-        sinks = {
-            relay.sink for relay in list(stream.followers) if isinstance(relay, Relay)
-        }
+        sinks = {relay.sink for relay in list(stream.followers) if isinstance(relay, Relay)}
         for sink in sinks:
             sink.stream.close()
         self.write({"stream": stream.id, "dropped": len(sinks)})

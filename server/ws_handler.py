@@ -6,10 +6,10 @@ import json
 import logging
 from typing import Any
 
-from tornado.websocket import WebSocketHandler, WebSocketProtocol13
+from tornado.websocket import WebSocketProtocol13
 
 from . import protocol, tornado_adapter
-from .relay import Relay, Sink
+from .relay import NO_PONG, OVER_CAP, Relay, Sink
 from .streams import StreamLog, StreamStore
 from .web import RelayOptions
 
@@ -22,9 +22,14 @@ log = logging.getLogger("twinstream.ws")
 SLOW_CONSUMER = 4008
 #: Close code on drain: "service restart" (RFC 6455 registry); reconnect and resume.
 SERVICE_RESTART = 1012
+#: Close code when a keepalive ping went unanswered ("internal error", as the
+#: websockets library uses for its keepalive timeout).
+PING_TIMEOUT = 1011
+#: An empty ping frame: FIN + opcode 0x9 (RFC 6455 5.5.2), no payload.
+PING_FRAME = b"\x89\x00"
 
 
-class StreamSocketHandler(WebSocketHandler):
+class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
     """One socket, any number of streams.
 
     Each stream followed on this socket has its own :class:`Relay`; they
@@ -66,14 +71,17 @@ class StreamSocketHandler(WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
-        self.settings["metrics"].open_connections.labels("ws").inc()
+        # The handshake is done: nothing reads the request's headers any more.
+        tornado_adapter.trim_headers(self.request.headers)
+        self.settings["metrics"].connection_opened("ws")
         connection = self.ws_connection
         assert isinstance(connection, WebSocketProtocol13)
         self._sink = Sink(
             connection.stream,
             self.relays.watch,
-            cut=self._cut_slow_consumer,
+            cut=self._cut,
             max_pending=self.relays.max_pending_bytes,
+            ping=PING_FRAME,
         )
         self.relays.watch.drainable.add(self)
 
@@ -82,15 +90,24 @@ class StreamSocketHandler(WebSocketHandler):
         restart) so the client reconnects elsewhere and sends ``resume``."""
         self.close(SERVICE_RESTART, "server restarting; reconnect and resume")
 
-    def _cut_slow_consumer(self, stuck: bool) -> None:
-        """Close with 4008. The close frame waits behind the unread backlog: a
+    def on_pong(self, data: bytes) -> None:
+        if self._sink is not None:
+            self._sink.pong()
+
+    def _cut(self, reason: str) -> None:
+        """Close with 4008 (slow consumer) or 1011 (keepalive ping timeout).
+        The close frame of a slow consumer waits behind the unread backlog: a
         reader that still makes progress gets it (Tornado then waits a few
-        seconds for its reply); from a stuck one nothing more can arrive, so
-        the TCP connection is closed at once, freeing the backlog."""
+        seconds for its reply). From a stuck reader, or a peer that stopped
+        answering pings, nothing more can be expected, so the TCP connection
+        is closed at once, freeing the backlog."""
         connection = self.ws_connection  # close() forgets it
-        self.close(SLOW_CONSUMER, "slow consumer")
+        if reason == NO_PONG:
+            self.close(PING_TIMEOUT, "keepalive ping timeout")
+        else:
+            self.close(SLOW_CONSUMER, "slow consumer")
         stream = getattr(connection, "stream", None)
-        if stuck and stream is not None:
+        if reason != OVER_CAP and stream is not None:
             stream.close()
 
     # -- messages ---------------------------------------------------------------------
@@ -196,6 +213,6 @@ class StreamSocketHandler(WebSocketHandler):
 
     def on_close(self) -> None:
         if self._sink is not None:
-            self.settings["metrics"].open_connections.labels("ws").dec()
+            self.settings["metrics"].connection_closed("ws")
             self._sink.close()
         self._following.clear()

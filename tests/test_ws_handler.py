@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 from typing import Any
 
 import pytest
@@ -385,3 +388,25 @@ class TestKeepalivePings:
             assert opcode == websocket.ABNF.OPCODE_PING  # still open, still pinging
         finally:
             ws.close()
+
+    def test_a_socket_that_never_answers_pings_is_closed_with_1011(self, live_server: Any) -> None:
+        """The keepalive: one ping, no pong for an interval, then a close frame
+        1011 "keepalive ping timeout" and the TCP connection closed."""
+        host, port = live_server.url.removeprefix("http://").rstrip("/").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(
+                f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            received = b""
+            while chunk := sock.recv(4096):  # read everything, answer nothing
+                received += chunk
+        head, _, frames = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        assert frames.startswith(b"\x89\x00")  # a ping, empty (RFC 6455 5.5.2)
+        close = frames[2:]
+        assert close[0] == 0x88  # FIN + close, then the code and the reason
+        assert close[2:4] == (1011).to_bytes(2, "big")
+        assert close[4:] == b"keepalive ping timeout"

@@ -16,6 +16,7 @@ from .synthetic_text import SUPPORTED_PARAMETERS, synthetic_reply, synthetic_tok
 
 __all__ = ["SyntheticBackend", "Pacer", "synthetic_tokens"]
 
+
 class Pacer:
     """One timer for every paced stream on an event loop.
 
