@@ -321,6 +321,7 @@ class _EdgeDelegate(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         self.server._idle.pop(self.server_conn, None)
+        tornado_adapter.unwrap_header_parser(self.request_conn)
         edge = self.server.edge
         context = self.request_conn.context
         assert isinstance(start_line, httputil.RequestStartLine)
@@ -408,6 +409,7 @@ class EdgeHTTPServer(HTTPServer):
             kwargs.setdefault("trusted_downstream", sorted(self.edge.trusted_proxies))
         kwargs.setdefault("max_body_size", self.edge.max_body_bytes)
         super().initialize(request_callback, **kwargs)
+        self._trusted_downstream = frozenset(self.trusted_downstream or ())
         if self.edge.metrics is not None:  # counted when scraped (WebSockets close unseen)
             self.edge.metrics.tcp_connections.set_function(self.open_connections)
 
@@ -466,6 +468,8 @@ class EdgeHTTPServer(HTTPServer):
         cors_conn = _CorsConnection(request_conn) if self.edge.origins.cors else None
         delegate_holder: list[_EdgeDelegate] = []
         _catch_bad_headers(request_conn, delegate_holder)
+        context = getattr(request_conn, "context", None)
+        tornado_adapter.share_trusted_downstream(context, self._trusted_downstream)
         app = self.request_callback
         assert isinstance(app, httputil.HTTPServerConnectionDelegate)
         inner = app.start_request(server_conn, cors_conn or request_conn)  # type: ignore[arg-type]

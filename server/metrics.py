@@ -40,6 +40,35 @@ Frame = Callable[[int, list[bytes]], bytes]
 _DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
+class _Counted:
+    """A relay's frame function that counts what it frames (a slotted object,
+    not a closure: one lives as long as each relay)."""
+
+    __slots__ = ("metrics", "frame", "stream", "transport", "delivery")
+
+    def __init__(self, metrics: Metrics, frame: Frame, stream: Any, transport: str) -> None:
+        self.metrics = metrics
+        self.frame = frame
+        self.stream = stream
+        self.transport = transport
+        self.delivery = metrics.delivery[transport]
+
+    def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
+        data = self.frame(first_seq, texts)
+        # The delay is sampled: at most one write a millisecond per transport
+        # (reading the event's time costs more than the rest of the count).
+        now = time.time()
+        produced = None
+        delivery = self.delivery
+        if now >= delivery.next_sample and texts:
+            delivery.next_sample = now + _SAMPLE_EVERY
+            produced = _produced_at(texts[0])
+        self.metrics.sent(
+            self.stream, self.transport, len(texts), len(data), first_seq + len(texts) - 1, produced
+        )
+        return data
+
+
 @dataclass
 class _StreamRecord:
     transport: str
@@ -234,24 +263,7 @@ class Metrics:
     def counting(self, frame: Frame, stream: Any, transport: str) -> Frame:
         """``frame`` (a relay's events-to-bytes function), counting what it frames:
         every batch it makes is written to the connection at once."""
-
-        delivery = self.delivery[transport]
-
-        def counted(first_seq: int, texts: list[bytes]) -> bytes:
-            data = frame(first_seq, texts)
-            # The delay is sampled: at most one write a millisecond per transport
-            # (reading the event's time costs more than the rest of the count).
-            now = time.time()
-            produced = None
-            if now >= delivery.next_sample and texts:
-                delivery.next_sample = now + _SAMPLE_EVERY
-                produced = _produced_at(texts[0])
-            self.sent(
-                stream, transport, len(texts), len(data), first_seq + len(texts) - 1, produced
-            )
-            return data
-
-        return counted
+        return _Counted(self, frame, stream, transport)
 
     def sent(
         self,

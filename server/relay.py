@@ -204,7 +204,7 @@ class Sink:
         # ``batch_bytes`` at once: what is queued stays under half the cap.
         self.room = max(1024, min(ROOM_BYTES, max_pending // 4))
         self.batch_bytes = max(1024, min(CATCH_UP_BYTES, max_pending // 4))
-        self.relays: set[Relay] = set()
+        self.relays: list[Relay] = []  # few per connection: a list is smallest
         self.waiting: list[Relay] = []
         self.closed = False
         self.wrote = False
@@ -371,7 +371,7 @@ class Relay:
             return
         self.active = True
         self.sink.watch.relays += 1
-        self.sink.relays.add(self)
+        self.sink.relays.append(self)
         self.stream.subscribe(self)
         self.pump()
 
@@ -407,6 +407,6 @@ class Relay:
             return
         self.active = False
         self.sink.watch.relays -= 1
-        self.sink.relays.discard(self)
+        self.sink.relays.remove(self)
         self.stream.unsubscribe(self)
         self.on_end(self, outcome)

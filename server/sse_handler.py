@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from . import protocol, sse
 from .backends.base import ChatRequest
 from .streams import StreamStore
@@ -12,16 +10,20 @@ from .web import EventStreamHandler, RelayOptions, open_stream
 __all__ = ["SSEHandler"]
 
 
-def sse_frames(stream_id: str, retry_ms: int | None) -> Callable[[int, list[bytes]], bytes]:
-    """Frames a stream's events as SSE; the ``retry`` hint rides on the first."""
-    retry = [retry_ms]
+class SSEFrames:
+    """Frames a stream's events as SSE; the ``retry`` hint rides on the first
+    write. (A slotted object, not a closure: one lives as long as each relay.)"""
 
-    def frame(first_seq: int, texts: list[bytes]) -> bytes:
-        data = sse.format_events(stream_id, first_seq, texts, retry[0])
-        retry[0] = None
+    __slots__ = ("stream_id", "retry_ms")
+
+    def __init__(self, stream_id: str, retry_ms: int | None) -> None:
+        self.stream_id = stream_id
+        self.retry_ms = retry_ms
+
+    def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
+        data = sse.format_events(self.stream_id, first_seq, texts, self.retry_ms)
+        self.retry_ms = None
         return data
-
-    return frame
 
 
 class SSEHandler(EventStreamHandler):
@@ -76,7 +78,7 @@ class SSEHandler(EventStreamHandler):
             metrics.stream_started(stream, "sse")
             after = -1
         self.relays.watch.drainable.add(self)
-        frames = metrics.counting(sse_frames(stream.id, self.relays.retry_ms), stream, "sse")
+        frames = metrics.counting(SSEFrames(stream.id, self.relays.retry_ms), stream, "sse")
         self.relay_events(stream, after, frames, "sse")
 
     def drain(self, retry_ms: int) -> None:

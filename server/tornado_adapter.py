@@ -38,6 +38,8 @@ __all__ = [
     "listening_port",
     "proxy_adapter",
     "wrap_header_parser",
+    "unwrap_header_parser",
+    "share_trusted_downstream",
     "keep_response_open",
     "trim_headers",
     "forget_response_headers",
@@ -69,8 +71,12 @@ def missing() -> list[str]:
         (WebSocketHandler, "_detach_stream"),
     ]
     absent = []
-    if not hasattr(tornado.httpserver, "_ProxyAdapter"):
-        absent.append("tornado.httpserver._ProxyAdapter")
+    for name in ("_ProxyAdapter", "_HTTPRequestContext"):
+        if not hasattr(tornado.httpserver, name):
+            absent.append(f"tornado.httpserver.{name}")
+    context = getattr(tornado.httpserver, "_HTTPRequestContext", None)
+    if context is not None and not _has_instance_attribute(context, "trusted_downstream"):
+        absent.append("_HTTPRequestContext.trusted_downstream")
     for cls, name in probe:
         if not _has_instance_attribute(cls, name):
             absent.append(f"{cls.__name__}.{name}")
@@ -201,6 +207,21 @@ def wrap_header_parser(
     original = getattr(request_conn, "_parse_headers", None)
     if original is not None:
         request_conn._parse_headers = wrap(original)
+
+
+def unwrap_header_parser(request_conn: Any) -> None:
+    """Undo :func:`wrap_header_parser` once the head is parsed: the wrapper
+    would otherwise live as long as a streaming response."""
+    attributes = getattr(request_conn, "__dict__", {})
+    attributes.pop("_parse_headers", None)
+
+
+def share_trusted_downstream(context: Any, proxies: frozenset[str]) -> None:
+    """Give a connection's request context the server's one set of trusted
+    proxies: Tornado builds a set per connection (about 200 bytes each) and
+    only ever reads it."""
+    if isinstance(getattr(context, "trusted_downstream", None), set):
+        context.trusted_downstream = proxies
 
 
 # --- memory held by long-lived connections --------------------------------------------

@@ -71,8 +71,9 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)
-        # The handshake is done: nothing reads the request's headers any more.
+        # The handshake is done: nothing reads its headers any more.
         tornado_adapter.trim_headers(self.request.headers)
+        tornado_adapter.forget_response_headers(self)
         self.settings["metrics"].connection_opened("ws")
         connection = self.ws_connection
         assert isinstance(connection, WebSocketProtocol13)
@@ -179,7 +180,9 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         previous = self._following.pop(stream.id, None)
         if previous is not None:
             previous.stop()  # a resume replaces this socket's earlier relay
-        frames = self.settings["metrics"].counting(self._frames(ref), stream, "ws")
+        connection = self.ws_connection
+        assert isinstance(connection, WebSocketProtocol13)
+        frames = self.settings["metrics"].counting(_SocketFrames(connection, ref), stream, "ws")
         relay = Relay(stream, after, sink, frames, self._relay_ended)
         self._following[stream.id] = relay
         relay.start()
@@ -187,22 +190,6 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
     def _relay_ended(self, relay: Relay, outcome: str) -> None:
         if self._following.get(relay.stream.id) is relay:
             del self._following[relay.stream.id]
-
-    def _frames(self, ref: Any) -> Any:
-        connection = self.ws_connection
-        assert isinstance(connection, WebSocketProtocol13)
-        frame = tornado_adapter.websocket_frame
-
-        def frames(first_seq: int, texts: list[bytes]) -> bytes:
-            if first_seq == 0 and ref is not None:
-                # The start event answers this socket's message: echo its ref.
-                start = protocol.dumps({**json.loads(texts[0]), "ref": ref}).encode()
-                texts = [start, *texts[1:]]
-            if len(texts) == 1:
-                return frame(connection, texts[0])
-            return b"".join(frame(connection, text) for text in texts)
-
-        return frames
 
     def _send(self, event: dict[str, Any]) -> None:
         connection = self.ws_connection
@@ -216,3 +203,24 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
             self.settings["metrics"].connection_closed("ws")
             self._sink.close()
         self._following.clear()
+
+
+class _SocketFrames:
+    """A relay's frame function on one socket: each event a text frame; the
+    ``start`` event echoes the ``ref`` of the message that started it."""
+
+    __slots__ = ("connection", "ref")
+
+    def __init__(self, connection: WebSocketProtocol13, ref: Any) -> None:
+        self.connection = connection
+        self.ref = ref
+
+    def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
+        frame, connection = tornado_adapter.websocket_frame, self.connection
+        if first_seq == 0 and self.ref is not None:
+            # The start event answers this socket's message: echo its ref.
+            start = protocol.dumps({**json.loads(texts[0]), "ref": self.ref}).encode()
+            texts = [start, *texts[1:]]
+        if len(texts) == 1:
+            return frame(connection, texts[0])
+        return b"".join(frame(connection, text) for text in texts)
