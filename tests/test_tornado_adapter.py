@@ -4,11 +4,20 @@ fails loudly if an upgrade of Tornado removes or renames one of them."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import struct
+import sys
 import zlib
 
+import tornado.httpclient
+import tornado.httpserver
+import tornado.httputil
+import tornado.ioloop
 import tornado.iostream
+import tornado.testing
+import tornado.web
+import tornado.websocket
 
 from server import tornado_adapter
 
@@ -85,3 +94,88 @@ def test_the_check_would_notice_a_missing_attribute() -> None:
     assert not tornado_adapter._has_instance_attribute(
         tornado.iostream.IOStream, "_no_such_attribute"
     )
+
+
+def test_trim_headers_keeps_only_the_named_ones_and_frees_the_tables() -> None:
+    headers = tornado.httputil.HTTPHeaders()
+    for index in range(20):
+        headers.add(f"X-Header-{index}", "value")
+    headers.add("Connection", "keep-alive")
+    headers.add("Set-Cookie", "a=1")
+    headers.add("Set-Cookie", "b=2")
+    before = sys.getsizeof(headers._as_list)
+    tornado_adapter.trim_headers(headers, ("Connection", "Set-Cookie"))
+    assert list(headers.get_all()) == [
+        ("Connection", "keep-alive"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ]
+    assert headers["Set-Cookie"] == "a=1,b=2"  # the combined view is rebuilt too
+    assert sys.getsizeof(headers._as_list) < before  # cleared, not just emptied
+    tornado_adapter.trim_headers(headers)
+    assert list(headers.get_all()) == []
+
+
+async def test_a_response_keeps_its_headers_until_they_are_sent() -> None:
+    class Handler(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.set_header("X-Before", "1")
+            tornado_adapter.forget_response_headers(self)  # not sent yet: kept
+            seen.append(self._headers.get("X-Before"))
+            self.flush()
+            tornado_adapter.forget_response_headers(self)
+            seen.append(len(list(self._headers.get_all())))
+            tornado_adapter.keep_response_open(self)  # returns without finishing...
+            tornado.ioloop.IOLoop.current().call_later(0.05, self.finish, "done")
+
+    seen: list[object] = []
+    sock, _ = tornado.testing.bind_unused_port()
+    server = tornado.httpserver.HTTPServer(tornado.web.Application([("/", Handler)]))
+    server.add_sockets([sock])
+    port = sock.getsockname()[1]
+    client = tornado.httpclient.AsyncHTTPClient()
+    try:
+        response = await client.fetch(f"http://127.0.0.1:{port}/")
+        assert response.headers["X-Before"] == "1"
+        assert response.body == b"done"  # ...and the later finish() ends it
+        assert seen == ["1", 0]
+    finally:
+        client.close()
+        server.stop()
+        await server.close_all_connections()
+
+
+def test_the_shared_proxy_set_replaces_only_a_connection_s_own() -> None:
+    left, right = socket.socketpair()
+    stream = tornado.iostream.IOStream(left)
+    try:
+        context = tornado.httpserver._HTTPRequestContext(
+            stream, ("127.0.0.1", 1), None, ["10.0.0.1"]
+        )
+        assert context.trusted_downstream == {"10.0.0.1"}  # Tornado's own, per connection
+        shared = frozenset({"10.0.0.1"})
+        tornado_adapter.share_trusted_downstream(context, shared)
+        assert context.trusted_downstream is shared
+        tornado_adapter.share_trusted_downstream(None, shared)  # another connection type
+    finally:
+        stream.close()
+        right.close()
+
+
+def test_the_header_parser_wrapper_comes_off() -> None:
+    class Connection:
+        def _parse_headers(self, data: bytes) -> str:
+            return "original"
+
+    connection = Connection()
+    tornado_adapter.wrap_header_parser(connection, lambda original: lambda data: "wrapped")
+    assert connection._parse_headers(b"") == "wrapped"
+    tornado_adapter.unwrap_header_parser(connection)
+    assert connection._parse_headers(b"") == "original"
+
+
+def test_lean_websocket_handlers_get_no_per_instance_method_guards() -> None:
+    # Tornado's _detach_stream sets these on the instance; the lean one does not.
+    assert "_detach_stream" in vars(tornado_adapter.LeanWebSocketHandler)
+    source = inspect.getsource(tornado.websocket.WebSocketHandler._detach_stream)
+    assert "setattr" in source and "self.detach()" in source
