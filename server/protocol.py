@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .backends.base import ChatRequest, Piece
 
@@ -175,10 +175,12 @@ def is_delta_record(record: bytes) -> bool:
     return record[:1] != b"{"
 
 
-def delta_from_record(head: bytes, seq: int, record: bytes) -> bytes:
+def delta_from_record(head: bytes, seq: int, record: bytes | bytearray) -> bytes:
     """The delta's JSON, byte-equal to ``dumps(delta_event(...))`` encoded."""
     comma = record.index(b",")  # the repr of a float holds no comma
-    return b'%b%d,"content":%b,"t":%b}' % (head, seq, record[comma + 1 :], record[:comma])
+    # %b takes any buffer (a live log hands a bytearray slice, copied once here)
+    content, t = cast(bytes, record[comma + 1 :]), cast(bytes, record[:comma])
+    return b'%b%d,"content":%b,"t":%b}' % (head, seq, content, t)
 
 
 def _reject_constant(name: str) -> Any:

@@ -174,6 +174,7 @@ class Sink:
         "relays",
         "waiting",
         "closed",
+        "queued",
         "wrote",
         "idle_since",
         "progress_mark",
@@ -207,6 +208,7 @@ class Sink:
         self.relays: list[Relay] = []  # few per connection: a list is smallest
         self.waiting: list[Relay] = []
         self.closed = False
+        self.queued = 0  # bytes queued after the last write (0: all sent)
         self.wrote = False
         self.idle_since = 0.0
         self.progress_mark = 0
@@ -223,12 +225,11 @@ class Sink:
         data = self.transform(payload) if transform and self.transform is not None else payload
         stream = self.stream
         try:
-            tornado_adapter.send(stream, data)
+            pending = self.queued = tornado_adapter.send(stream, data)
         except StreamClosedError:
             self.close()
             return False
         self.wrote = True
-        pending = tornado_adapter.pending_bytes(stream)
         if pending:
             if pending > self.max_pending:
                 self.slow_consumer(f"more than {self.max_pending} bytes unread", OVER_CAP)
@@ -246,7 +247,13 @@ class Sink:
             self.watch.mark_blocked(self)
 
     def has_room(self) -> bool:
-        return tornado_adapter.pending_bytes(self.stream) < self.room
+        # Only writes add to the queue, so when the last one left it short,
+        # it is short now; otherwise look at what the kernel has taken since.
+        # (Tornado's own writes, a pong or a close frame, are a few bytes.)
+        if self.queued < self.room:
+            return True
+        self.queued = tornado_adapter.pending_bytes(self.stream)
+        return self.queued < self.room
 
     def wait_for_room(self, relay: Relay) -> None:
         """Call ``relay.resume()`` once the kernel has taken the backlog. The

@@ -137,9 +137,10 @@ class StreamLog:
         limit = begin + max_bytes
         for seq in range(start, count):
             end = ends[seq]
-            record = bytes(buf[begin:end])
-            if record[0] != 0x7B:  # not "{": a text delta's record
-                record = protocol.delta_from_record(self._delta_head, seq, record)
+            if buf[begin] != 0x7B:  # not "{": a text delta's record
+                record = protocol.delta_from_record(self._delta_head, seq, buf[begin:end])
+            else:
+                record = bytes(buf[begin:end])
             out.append(record)
             begin = end
             if end >= limit:

@@ -108,8 +108,9 @@ def bytes_taken(stream: IOStream) -> int:
     return int(getattr(stream, "_total_write_done_index", 0))
 
 
-def send(stream: IOStream, data: bytes) -> None:
-    """Write ``data`` in order after anything already queued.
+def send(stream: IOStream, data: bytes) -> int:
+    """Write ``data`` in order after anything already queued; return how many
+    bytes are queued now (0: the kernel took everything).
 
     When nothing is queued, ``socket.send`` takes what the kernel accepts and
     only the remainder goes through ``IOStream.write``. Raises
@@ -123,7 +124,7 @@ def send(stream: IOStream, data: bytes) -> None:
         or getattr(stream, "_write_buffer", True)
     ):
         stream.write(data)
-        return
+        return pending_bytes(stream)
     try:
         sent = stream.socket.send(data)
     except BlockingIOError:
@@ -133,6 +134,8 @@ def send(stream: IOStream, data: bytes) -> None:
         raise StreamClosedError(real_error=exc) from None
     if sent < len(data):
         stream.write(memoryview(data)[sent:])
+        return pending_bytes(stream)
+    return 0
 
 
 def wants_chunks(connection: Any) -> bool:
