@@ -189,8 +189,6 @@ class EventStreamHandler(JsonErrorHandler):
         self._sink = Sink(
             iostream,
             options.watch,
-            # A slow consumer's connection is closed: its backlog is dropped
-            # (bounded memory) and EventSource reconnects with Last-Event-ID.
             cut=self._cut,
             max_pending=options.max_pending_bytes,
             transform=self._encoder,
@@ -204,9 +202,10 @@ class EventStreamHandler(JsonErrorHandler):
         """Called once when the response ended (``complete``) or was cut."""
 
     def _cut(self, reason: str) -> None:
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is not None:
-            stream.close()
+        # A slow consumer's connection is closed: its backlog is dropped
+        # (bounded memory) and EventSource reconnects with Last-Event-ID.
+        if self._sink is not None:
+            self._sink.stream.close()
 
     def _relay_stopped(self, relay: Relay, outcome: str) -> None:
         # Called from inside the stream's append (or a close): finishing the
