@@ -57,6 +57,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("twinstream.edge")
+
+#: The set of open connections is pruned of closed ones when it reaches twice
+#: its last pruned size, and not below this.
+PRUNE_AT_LEAST = 1024
 access_log = logging.getLogger("tornado.access")
 
 _CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID"
@@ -402,6 +406,7 @@ class EdgeHTTPServer(HTTPServer):
         self.max_connections = max_connections or default_max_connections()
         self.accept_backoff = accept_backoff
         self._open: set[IOStream] = set()
+        self._prune_at = PRUNE_AT_LEAST
         # server connections waiting for request headers, oldest first
         self._idle: dict[Any, None] = {}
         if self.edge.trusted_proxies:
@@ -442,6 +447,14 @@ class EdgeHTTPServer(HTTPServer):
             stream.write(accept.REFUSAL).add_done_callback(lambda _: stream.close())
             return
         self._open.add(stream)
+        if len(self._open) >= self._prune_at:
+            # A WebSocket's HTTP connection is detached, so on_close never sees
+            # its stream close: closed streams leave the set here instead. The
+            # set at most doubles between prunes, so this is O(1) per accept
+            # amortised, and it never holds more closed streams than open ones
+            # (or PRUNE_AT_LEAST).
+            self._open = {s for s in self._open if not s.closed()}
+            self._prune_at = max(PRUNE_AT_LEAST, 2 * len(self._open))
         super().handle_stream(stream, address)
 
     def _evict_idle(self) -> bool:

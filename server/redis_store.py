@@ -986,7 +986,7 @@ class RedisStreamStore:
         seconds, then end the rest with ``error``/``server_shutdown``; write
         everything to Redis. Then :meth:`close`."""
         self.draining = True
-        live = [s._task for s in self._local.values() if not s._task.done()]
+        live = [task for s in self._local.values() if (task := s.generating) is not None]
         if live:
             await asyncio.wait(live, timeout=deadline)
         for stream in list(self._local.values()):
@@ -1000,7 +1000,7 @@ class RedisStreamStore:
         release the lease and disconnect."""
         for stream in list(self._local.values()):
             stream.cancel()
-        tasks = [s._task for s in self._local.values() if not s._task.done()]
+        tasks = [task for s in self._local.values() if (task := s.generating) is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         if self.available:

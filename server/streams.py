@@ -287,7 +287,9 @@ class Stream(StreamLog):
 
     The generation task belongs to the stream, not to any connection: when a
     follower disconnects, generation goes on. :meth:`cancel` stops it and ends
-    the log with ``done``/``cancelled``.
+    the log with ``done``/``cancelled``. Once generation is over the request
+    (the user's messages) and the task are let go: an ended stream is kept
+    only for its log.
     """
 
     __slots__ = ("request", "_task", "_store")
@@ -301,18 +303,19 @@ class Stream(StreamLog):
         store: MemoryStreamStore | None = None,
     ) -> None:
         super().__init__(stream_id, request.model or backend.model, clock)
-        self.request = request
+        self.request: ChatRequest | None = request
         self._store = store
         self.append(protocol.start_event(stream_id, self.model, created=self.created))
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run(backend))
-        self._task.add_done_callback(self._on_generation_finished)
+        task = loop.create_task(self._run(backend, request))
+        task.add_done_callback(self._on_generation_finished)
+        self._task: asyncio.Task[None] | None = task
 
-    async def _run(self, backend: Backend) -> None:
+    async def _run(self, backend: Backend, request: ChatRequest) -> None:
         finish: Finish | None = None
         stream_id = self.id
         try:
-            async for piece in backend.generate(self.request):
+            async for piece in backend.generate(request):
                 if isinstance(piece, Finish):
                     finish = piece
                     break
@@ -346,6 +349,8 @@ class Stream(StreamLog):
         # A task cancelled before it first ran never saw CancelledError inside
         # _run, so nothing ended the log; end it here (no-op if already ended).
         self.append(protocol.done_event(self.id, len(self._ends), "cancelled"))
+        self.request = None
+        self._task = None
 
     def _on_ended(self) -> None:
         super()._on_ended()
@@ -356,8 +361,14 @@ class Stream(StreamLog):
         if self._store is not None and not self.ended:
             self._store._stream_unread(self)
 
+    @property
+    def generating(self) -> asyncio.Task[None] | None:
+        """The generation task while it runs; None once it finished."""
+        task = self._task
+        return task if task is not None and not task.done() else None
+
     def cancel(self) -> bool:
-        if self.ended:
+        if self.ended or self._task is None:
             return False
         self._task.cancel()
         return True

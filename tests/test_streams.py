@@ -38,6 +38,20 @@ async def test_log_is_numbered_start_deltas_done() -> None:
     await store.close()
 
 
+async def test_an_ended_stream_lets_go_of_its_request_and_task() -> None:
+    """Ended streams are retained for minutes for resumes: they keep their log,
+    not the user's messages or the finished generation task."""
+    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    stream = await store.create(ChatRequest.from_prompt("forget me", 3))
+    assert stream.request is not None and stream.generating is not None
+    await read_all(stream)
+    await asyncio.sleep(0)  # the task's done-callback runs on the next loop turn
+    assert stream.ended and stream.request is None and stream.generating is None
+    assert stream.cancel() is False
+    assert stream.text() == "".join(synthetic_tokens("forget me")[:3])
+    await store.close()
+
+
 async def test_follow_after_seq_resumes_without_repeats() -> None:
     store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
     stream = await store.create(ChatRequest.from_prompt("resume me", 10))

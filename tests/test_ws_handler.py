@@ -81,6 +81,23 @@ async def test_start_streams_the_same_events_as_sse(http_server_client: Any) -> 
     assert [e["type"] for e in sse_events] == [e["type"] for e in events]
 
 
+async def test_closed_sockets_do_not_pile_up_in_the_edge(
+    http_server_client: Any, http_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WebSocket closes unseen by the HTTP server's on_close (its HTTP
+    connection was detached): the edge's set of open connections must still
+    let closed ones go, keeping no more closed than open (or the floor)."""
+    monkeypatch.setattr(http_server, "_prune_at", 4)
+    monkeypatch.setattr("server.edge_server.PRUNE_AT_LEAST", 4)
+    for _ in range(20):
+        ws = await connect(http_server_client)
+        ws.close()
+        await ws.read_message()  # None: the close handshake is over
+    await asyncio.sleep(0.05)
+    assert http_server.open_connections() == 0
+    assert len(http_server._open) <= 4
+
+
 async def test_several_streams_on_one_socket(http_server_client: Any) -> None:
     ws = await connect(http_server_client)
     try:
