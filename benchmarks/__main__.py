@@ -36,6 +36,7 @@ EXAMPLES = """\
   python -m benchmarks                        # the full suite (1,000-stream sweep)
   python -m benchmarks latency reconnect      # some parts only
   python -m benchmarks connections stuck      # issue 8's bounds: idle connections, stuck readers
+  python -m benchmarks headtohead             # issue 8's targets: all four servers, in rounds
   python -m benchmarks --url http://127.0.0.1:8888/ latency    # a running server
   python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
   python -m benchmarks network --profiles 3g,poor              # some link profiles
@@ -43,8 +44,9 @@ EXAMPLES = """\
 """
 PARTS = ("latency", "throughput", "reconnect", "peers", "network", "browser", "churn")
 #: parts that also run inside others with the full preset (throughput: twinstream;
-#: peers: the reference servers), so ``latency throughput peers`` includes them
-EXTRA_PARTS = ("connections", "stuck")
+#: peers: the reference servers, then headtohead: all four in interleaved rounds), so
+#: ``latency throughput peers`` includes them
+EXTRA_PARTS = ("connections", "stuck", "headtohead")
 #: parts run only when named (they need more than the default run: scaleout needs redis-server)
 OPTIONAL_PARTS = ("scaleout",)
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
@@ -73,11 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
             "(headless Chromium: EventSource vs WebSocket reconnect, seven streams from "
             "one origin, browser CPU per 1,000 events); churn (clients cut at random for "
             "minutes: delivery %, duplicates, replay delay). "
-            "Two more run inside throughput and peers with the full preset, and alone when "
-            "named: connections (server memory per idle open connection at 10,000 "
-            "connections; raises the file-descriptor limit) and stuck (a client per "
+            "Three more run inside throughput and peers with the full preset, and alone "
+            "when named: connections (server memory per idle open connection at 10,000 "
+            "connections; raises the file-descriptor limit), stuck (a client per "
             "transport that never reads, next to 50 normal ones: time until the server "
-            "drops it, extra memory, resume, others' p99 delay). scaleout (memory vs Redis "
+            "drops it, extra memory, resume, others' p99 delay) and headtohead (inside "
+            "peers: the throughput, latency and unthrottled measures for twinstream and "
+            "both reference servers in interleaved rounds on fresh servers, medians "
+            "compared against issue 8's targets). scaleout (memory vs Redis "
             "store, 1 vs 2 processes; needs redis-server) runs only when named. "
             "'report DIR' rebuilds report.md and plots from DIR/results.json; "
             "'readme [DIR]' rewrites README.md's benchmark table and samples from DIR "
@@ -188,6 +193,7 @@ def run_suite(
 ) -> tuple[dict[str, Any], Path]:
     """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
     from .connections import ALL_SPECS, run_connections
+    from .headtohead import run_head_to_head
     from .latency import run_latency
     from .peer_comparison import run_peers
     from .reconnect import run_reconnect
@@ -250,12 +256,19 @@ def run_suite(
                 results.setdefault("connections", {}).update(
                     run_connections(config, PEER_SPECS, progress=progress)
                 )
+            if preset == "full" and "headtohead" not in parts:
+                results["head_to_head"] = run_head_to_head(config, progress=progress)
         elif part == "connections":
             results.setdefault("connections", {}).update(
                 run_connections(config, ALL_SPECS, progress=progress)
             )
         elif part == "stuck":
             results["stuck"] = run_stuck(config, TWINSTREAM, progress=progress)
+        elif part == "headtohead":
+            results["head_to_head"] = run_head_to_head(
+                config.replace(head_to_head_rounds=config.head_to_head_rounds or 1),
+                progress=progress,
+            )
         elif part == "scaleout":
             from .scaleout import run_scaleout  # memory vs Redis store, 1 vs 2 processes
 

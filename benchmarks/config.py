@@ -52,6 +52,8 @@ class SuiteConfig:
     churn_interval: float = 2.0  # seconds between cut rounds
     churn_fraction: float = 0.2  # share of the clients cut each round
     churn_offline: float = 1.0  # seconds a cut client stays offline (mean)
+    # -- head to head (benchmarks.headtohead): rounds of every contender in turn
+    head_to_head_rounds: int = 0
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load
@@ -96,6 +98,7 @@ TINY = SuiteConfig(
     browser_cpu_events=60,
     browser_limit_tokens=10,
     browser_parts=("reconnect", "limit", "cpu"),
+    head_to_head_rounds=2,
     churn_clients=3,
     churn_seconds=3.0,
     churn_interval=0.5,
@@ -145,6 +148,7 @@ FULL = SuiteConfig(
     browser_cpu_events=2000,
     browser_limit_tokens=45,
     browser_parts=("reconnect", "limit", "cpu"),
+    head_to_head_rounds=5,
     churn_clients=50,
     churn_seconds=120.0,
     churn_interval=3.0,

@@ -43,7 +43,14 @@ from .loadgen import LoadGenerator, LoadSpec
 from .servers import ResourceSampler, ServerProcess, ServerSpec
 from .stats import summarize
 
-__all__ = ["measure_records", "cdf_points", "run_latency", "measure_server_latency"]
+__all__ = [
+    "measure_records",
+    "cdf_points",
+    "run_latency",
+    "measure_server_latency",
+    "concurrent_load",
+    "concurrent_latency",
+]
 
 MS = 1000.0
 
@@ -132,6 +139,58 @@ async def _single_stream_samples(
     return samples
 
 
+def concurrent_load(
+    endpoint: Endpoint,
+    transport: str,
+    prompts: Sequence[str],
+    config: SuiteConfig,
+    load: LoadGenerator,
+    pid: int | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``len(prompts)`` streams at once over ``transport`` from the load processes;
+    returns the raw measures (with samples for CDFs) and their public summary, with
+    the CPU use of the server (``pid``), the clients and the machine meanwhile."""
+    with ResourceSampler(pid) as sampler:
+        loaded = load.run(
+            LoadSpec(
+                base_url=endpoint.base_url,
+                transport=transport,
+                prompts=tuple(prompts),
+                max_tokens=config.concurrent_max_tokens,
+                ramp_seconds=config.ramp_per_stream * len(prompts),
+            )
+        )
+    measures = measure_records(loaded.records)
+    wall = max(1e-9, loaded.ended - loaded.began)
+    return measures, {
+        "streams": len(prompts),
+        **_public(measures),
+        "client_cpu_percent": round(100 * loaded.client_cpu_seconds / wall, 1),
+        "machine_cpu_percent": sampler.machine_cpu_percent_between(loaded.began, loaded.ended),
+        "server_cpu_percent": sampler.cpu_percent_between(loaded.began, loaded.ended),
+    }
+
+
+def concurrent_latency(
+    spec: ServerSpec, transport: str, config: SuiteConfig, load: LoadGenerator
+) -> dict[str, Any]:
+    """The latency part's concurrent load (``latency_concurrency`` streams) against a
+    fresh server, after one completion that warms it up: the public summary only."""
+    many = prompts_with_tokens(
+        config.latency_concurrency, config.concurrent_max_tokens, "latency-many"
+    )
+    with ServerProcess(
+        spec.command(config.tokens_per_second, config.first_token_latency)
+    ) as server:
+        endpoint = Endpoint(server.url)
+        run_with_deadline(
+            _single_stream_samples(endpoint, (transport,), many[:1], 2, None),
+            60,
+            "warm-up",
+        )
+        return concurrent_load(endpoint, transport, many, config, load, server.pid)[1]
+
+
 def measure_server_latency(
     spec: ServerSpec,
     config: SuiteConfig,
@@ -171,22 +230,13 @@ def measure_server_latency(
                 "single-stream latency samples",
             )
             for transport in transports:
-                with ResourceSampler(server.pid if server else None) as sampler:
-                    loaded = load.run(
-                        LoadSpec(
-                            base_url=endpoint.base_url,
-                            transport=transport,
-                            prompts=tuple(many),
-                            max_tokens=config.concurrent_max_tokens,
-                            ramp_seconds=config.ramp_per_stream * len(many),
-                        )
-                    )
+                concurrent, concurrent_public = concurrent_load(
+                    endpoint, transport, many, config, load, server.pid if server else None
+                )
                 bar.update()
                 cold = measure_records(samples[transport]["cold"])
                 warm = measure_records(samples[transport]["warm"])
                 single = measure_records(samples[transport]["cold"] + samples[transport]["warm"])
-                concurrent = measure_records(loaded.records)
-                wall = max(1e-9, loaded.ended - loaded.began)
                 result["transports"][transport] = {
                     "single": {
                         "cold": _public(cold),
@@ -194,17 +244,7 @@ def measure_server_latency(
                         "inter_token_gap_ms": single["inter_token_gap_ms"],
                         "delivery_delay_ms": single["delivery_delay_ms"],
                     },
-                    "concurrent": {
-                        "streams": len(many),
-                        **_public(concurrent),
-                        "client_cpu_percent": round(100 * loaded.client_cpu_seconds / wall, 1),
-                        "machine_cpu_percent": sampler.machine_cpu_percent_between(
-                            loaded.began, loaded.ended
-                        ),
-                        "server_cpu_percent": sampler.cpu_percent_between(
-                            loaded.began, loaded.ended
-                        ),
-                    },
+                    "concurrent": concurrent_public,
                     "cdf_ms": {
                         "ttft_cold": cdf_points([v * MS for v in cold["_ttft"]]),
                         "ttft_warm": cdf_points([v * MS for v in warm["_ttft"]]),

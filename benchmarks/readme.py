@@ -212,6 +212,7 @@ def _run_line(results: dict[str, Any]) -> str:
 
 def render_results(results: dict[str, Any]) -> str:
     """The README's results block for ``results``."""
+    from .headtohead import readme_table
     from .sections import network_summary
     from .verdict import busy_banner, choose
 
@@ -220,6 +221,17 @@ def render_results(results: dict[str, Any]) -> str:
     if banner:
         parts.append(banner)
     parts.append(summary_table(results))
+    rounds = readme_table(results)
+    if rounds:
+        data = results["head_to_head"]
+        parts += [
+            f"Issue 8's targets, measured head to head: {data['rounds']} rounds, each running "
+            "all four servers one after another on fresh servers, in a rotating order; "
+            "median (min–max) of the rounds, the reference's median, and the verdict on the "
+            "ratio of medians with the rounds where the same-round pair met it. The table "
+            "above is one measurement per server, minutes apart:",
+            rounds,
+        ]
     network = network_summary(results)
     if network:
         parts += ["Through the link profiles (twinstream; the report has the peers too):", network]

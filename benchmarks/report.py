@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import connections, stuck
+from . import connections, headtohead, stuck
 
 __all__ = ["write_report", "summary_rows", "summary_table", "plot_all"]
 
@@ -806,6 +806,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         _open_connection_details(results),
         connections.report_section(results) or "## Memory per idle connection\n\n_not run_",
         stuck.report_section(results) or "## Stuck readers\n\n_not run_",
+        headtohead.report_section(results) or "## Head to head: the stream core's targets"
+        "\n\n_not run_",
         "## One unthrottled stream",
         "The model at full speed; completions back to back on one connection.",
         _unthrottled_details(results),

@@ -1,0 +1,375 @@
+"""Head to head: the stream core's targets, measured in interleaved rounds.
+
+On a shared two-core machine one measurement per server decides a 5 % margin by
+noise: the server and the client load processes fill both cores, and the other
+parts measure the reference servers minutes after twinstream. Here every measure
+is taken in rounds. A round measures all four contenders (twinstream SSE,
+twinstream WebSocket, ``sse-starlette``, ``websockets``) one after another, each
+on a fresh server, in an order that rotates from round to round, so the machine's
+drift falls on all of them alike. Each contender's figure is the median over the
+rounds; each target compares medians (twinstream's median / the reference's
+median) and also says in how many rounds the paired comparison held.
+
+The measures, with the workloads of the throughput and latency parts:
+
+* at the sweep's largest level (1,000 streams in the full preset) at the model's
+  pace: server CPU per 1,000 delivered events, delivered events/s (the window
+  when every stream was live), the share of all expected events that arrived,
+  memory per live stream, how busy the machine was;
+* at the latency part's concurrent level (500 streams): p99 delivery delay;
+* one unthrottled stream: events/s.
+
+The targets are issue 8's: CPU per event at or below ``websockets``, delivered
+events/s at or above it, p99 delay no worse than the reference server of the same
+transport, memory per live stream at most 1.4x ``websockets``, the unthrottled
+stream at or above ``websockets``.
+
+Runs inside ``peers`` with the full preset; alone: ``python -m benchmarks headtohead``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from .config import SuiteConfig
+from .latency import concurrent_latency
+from .loadgen import LoadGenerator
+from .servers import SSE_STARLETTE, TWINSTREAM, WEBSOCKETS, ServerSpec
+from .throughput import sweep_level, unthrottled_stream
+
+__all__ = [
+    "CONTENDERS",
+    "MEASURES",
+    "TARGETS",
+    "Target",
+    "label",
+    "rotation",
+    "spread",
+    "judge",
+    "run_head_to_head",
+    "report_section",
+    "readme_table",
+]
+
+T = TypeVar("T")
+
+CONTENDERS: tuple[tuple[ServerSpec, str], ...] = (
+    (TWINSTREAM, "sse"),
+    (TWINSTREAM, "ws"),
+    (SSE_STARLETTE, "sse"),
+    (WEBSOCKETS, "ws"),
+)
+
+#: measure -> (what it is, unit); the order is the report's
+MEASURES: dict[str, tuple[str, str]] = {
+    "cpu_ms_per_1k_events": ("Server CPU per 1,000 delivered events", "ms"),
+    "delivered_events_per_s": ("Delivered events/s, every stream live", "events/s"),
+    "delivered_percent": ("Expected events that arrived", "%"),
+    "memory_per_stream_kib": ("Memory per live stream", "KiB"),
+    "machine_busy_percent": ("Machine busy during the streams", "% of all cores"),
+    "p99_delay_ms": ("Delivery delay p99", "ms"),
+    "unthrottled_events_per_s": ("One unthrottled stream", "events/s"),
+}
+
+
+def label(spec: ServerSpec, transport: str) -> str:
+    """``twinstream sse``, ``twinstream ws``; a reference server by its name alone."""
+    return f"{spec.name} {transport}" if len(spec.transports) > 1 else spec.name
+
+
+@dataclass(frozen=True)
+class Target:
+    """``contender``'s median of ``measure`` must be at most (``at_most``) or at least
+    ``limit`` times ``reference``'s."""
+
+    measure: str
+    contender: str
+    reference: str
+    limit: float
+    at_most: bool
+
+    @property
+    def wording(self) -> str:
+        relation = "≤" if self.at_most else "≥"
+        factor = "" if self.limit == 1 else f"{self.limit:g}× "
+        return f"{relation} {factor}{self.reference}"
+
+    def holds(self, ratio: float) -> bool:
+        return ratio <= self.limit if self.at_most else ratio >= self.limit
+
+
+TARGETS: tuple[Target, ...] = tuple(
+    target
+    for transport in ("sse", "ws")
+    for target in (
+        Target("cpu_ms_per_1k_events", f"twinstream {transport}", "websockets", 1.0, True),
+        Target("delivered_events_per_s", f"twinstream {transport}", "websockets", 1.0, False),
+        Target(
+            "p99_delay_ms",
+            f"twinstream {transport}",
+            "sse-starlette" if transport == "sse" else "websockets",
+            1.0,
+            True,
+        ),
+        Target("memory_per_stream_kib", f"twinstream {transport}", "websockets", 1.4, True),
+        Target("unthrottled_events_per_s", f"twinstream {transport}", "websockets", 1.0, False),
+    )
+)
+
+
+def rotation(items: Sequence[T], round_index: int) -> list[T]:
+    """``items`` started at ``round_index`` (mod their count): who goes first rotates."""
+    if not items:
+        return []
+    shift = round_index % len(items)
+    return list(items[shift:]) + list(items[:shift])
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Median, min and max of the values that were measured (``None`` ones dropped)."""
+    measured = [v for v in values if v is not None]
+    if not measured:
+        return {"n": 0, "median": None, "min": None, "max": None}
+    return {
+        "n": len(measured),
+        "median": round(statistics.median(measured), 3),
+        "min": min(measured),
+        "max": max(measured),
+    }
+
+
+def judge(
+    samples: dict[str, dict[str, list[float | None]]], targets: Sequence[Target] = TARGETS
+) -> list[dict[str, Any]]:
+    """Each target against the rounds' samples (``samples[contender][measure]``, one
+    value per round, in round order): the ratio of medians decides; the rounds where
+    the paired (same-round) ratio held are counted beside it."""
+    verdicts = []
+    for target in targets:
+        mine = samples.get(target.contender, {}).get(target.measure, [])
+        theirs = samples.get(target.reference, {}).get(target.measure, [])
+        median, reference = spread(mine)["median"], spread(theirs)["median"]
+        ratio = median / reference if median is not None and reference else None
+        paired = [a / b for a, b in zip(mine, theirs) if a is not None and b is not None and b != 0]
+        verdicts.append(
+            {
+                "measure": target.measure,
+                "contender": target.contender,
+                "reference": target.reference,
+                "target": target.wording,
+                "median": median,
+                "reference_median": reference,
+                "ratio": round(ratio, 3) if ratio is not None else None,
+                "met": target.holds(ratio) if ratio is not None else None,
+                "rounds_met": sum(1 for r in paired if target.holds(r)),
+                "rounds": len(paired),
+            }
+        )
+    return verdicts
+
+
+def _sweep_measures(level: dict[str, Any]) -> dict[str, float | None]:
+    expected = level.get("expected_delta_events") or 0
+    return {
+        "cpu_ms_per_1k_events": level.get("server_cpu_ms_per_1k_events"),
+        "delivered_events_per_s": level.get("delivered_events_per_s"),
+        "delivered_percent": (
+            round(100 * level["delta_events"] / expected, 3) if expected else None
+        ),
+        "memory_per_stream_kib": level.get("memory_per_stream_kib"),
+        "machine_busy_percent": level.get("machine_cpu_percent"),
+    }
+
+
+def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, Any]:
+    """``config.head_to_head_rounds`` rounds of every measure over every contender."""
+    rounds = config.head_to_head_rounds
+    streams = max(config.sweep)
+    labels = [label(spec, transport) for spec, transport in CONTENDERS]
+    samples: dict[str, dict[str, list[float | None]]] = {
+        name: {measure: [] for measure in MEASURES} for name in labels
+    }
+    errors: dict[str, list[str]] = {name: [] for name in labels}
+    orders: list[list[str]] = []
+
+    def each(order: Sequence[tuple[ServerSpec, str]], measure: Callable[..., None]) -> None:
+        for spec, transport in order:
+            bar.set_postfix_str(f"round {round_index + 1}: {label(spec, transport)}")
+            measure(spec, transport, label(spec, transport))
+            bar.update()
+
+    def throughput(spec: ServerSpec, transport: str, name: str) -> None:
+        level = sweep_level(spec, transport, streams, config, load)
+        for measure, value in _sweep_measures(level).items():
+            samples[name][measure].append(value)
+        errors[name] += level["error_examples"]
+
+    def latency(spec: ServerSpec, transport: str, name: str) -> None:
+        concurrent = concurrent_latency(spec, transport, config, load)
+        samples[name]["p99_delay_ms"].append(concurrent["delivery_delay_ms"]["p99"])
+        errors[name] += concurrent["error_examples"]
+
+    def unthrottled(spec: ServerSpec, transport: str, name: str) -> None:
+        result = unthrottled_stream(spec, transport, config)
+        samples[name]["unthrottled_events_per_s"].append(result["events_per_s"])
+        if result["errors"]:
+            errors[name].append(f"{result['errors']} unthrottled completions failed")
+
+    bar = tqdm(
+        total=3 * rounds * len(CONTENDERS),
+        desc="head to head",
+        unit="run",
+        disable=not progress,
+        leave=False,
+    )
+    with LoadGenerator(config.workers) as load, bar:
+        for round_index in range(rounds):
+            order = rotation(CONTENDERS, round_index)
+            orders.append([label(spec, transport) for spec, transport in order])
+            each(order, throughput)
+            each(order, latency)
+            each(order, unthrottled)
+    return {
+        "rounds": rounds,
+        "streams": streams,
+        "latency_streams": config.latency_concurrency,
+        "unthrottled_seconds": config.unthrottled_seconds,
+        "orders": orders,
+        "contenders": {
+            name: {
+                "samples": samples[name],
+                "spread": {m: spread(values) for m, values in samples[name].items()},
+                "error_examples": sorted(set(errors[name]))[:3],
+            }
+            for name in labels
+        },
+        "targets": judge(samples),
+    }
+
+
+# -- report ---------------------------------------------------------------------------
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def _spread_cell(entry: dict[str, Any]) -> str:
+    if not entry or entry.get("median") is None:
+        return "—"
+    return f"{_number(entry['median'])} ({_number(entry['min'])}–{_number(entry['max'])})"
+
+
+def _measure_label(data: dict[str, Any], measure: str) -> str:
+    text, unit = MEASURES[measure]
+    if measure == "p99_delay_ms":
+        where = f", {data['latency_streams']:,} streams"
+    elif measure == "unthrottled_events_per_s":
+        where = ""
+    else:
+        where = f", {data['streams']:,} streams"
+    return f"{text}{where} ({unit})"
+
+
+def _verdict_cell(verdict: dict[str, Any]) -> str:
+    if verdict["met"] is None:
+        return "not measured"
+    word = "met" if verdict["met"] else "missed"
+    rounds = f"{verdict['rounds_met']} of {verdict['rounds']} rounds"
+    return f"{word} ({verdict['ratio']:.2f}×; {rounds})"
+
+
+def readme_table(results: dict[str, Any]) -> str | None:
+    """The targets, one row per measure: each twinstream transport's median, its
+    reference's, and the verdict (ratio of medians; rounds where the pair held)."""
+    data = results.get("head_to_head")
+    if not data or not data.get("rounds"):
+        return None
+    by_measure: dict[str, dict[str, dict[str, Any]]] = {}
+    for verdict in data["targets"]:
+        by_measure.setdefault(verdict["measure"], {})[verdict["contender"]] = verdict
+    spreads = {name: c["spread"] for name, c in data["contenders"].items()}
+    header = [
+        "Target (median of rounds)",
+        "twinstream SSE",
+        "vs",
+        "Verdict",
+        "twinstream WebSocket",
+        "vs",
+        "Verdict",
+    ]
+    rows = []
+    for measure, verdicts in by_measure.items():
+        sse, ws = verdicts.get("twinstream sse"), verdicts.get("twinstream ws")
+        row = [_measure_label(data, measure)]
+        for verdict, name in ((sse, "twinstream sse"), (ws, "twinstream ws")):
+            if verdict is None:
+                row += ["—", "—", "—"]
+                continue
+            row += [
+                _spread_cell(spreads[name][measure]),
+                f"{verdict['target']}: {_number(verdict['reference_median'])}",
+                _verdict_cell(verdict),
+            ]
+        rows.append(row)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report_section(results: dict[str, Any]) -> str:
+    """The report's section for this part (empty when it did not run)."""
+    data = results.get("head_to_head")
+    if not data or not data.get("rounds"):
+        return ""
+    names = list(data["contenders"])
+    intro = (
+        f"{data['rounds']} rounds; each round measured every contender in turn on a fresh "
+        "server, first the throughput load, then the latency load, then the unthrottled "
+        "stream, in an order that rotated each round (round 1: "
+        f"{', '.join(data['orders'][0])}). Cells: median (min–max) over the rounds. A target "
+        "compares medians; *rounds* counts the rounds where the same-round pair met it."
+    )
+    header = ["Measure", *names]
+    rows = [
+        [_measure_label(data, measure)]
+        + [_spread_cell(data["contenders"][name]["spread"].get(measure, {})) for name in names]
+        for measure in MEASURES
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    target_rows = [
+        [
+            _measure_label(data, v["measure"]),
+            v["contender"],
+            v["target"],
+            _number(v["median"]),
+            _number(v["reference_median"]),
+            _verdict_cell(v),
+        ]
+        for v in data["targets"]
+    ]
+    target_header = ["Measure", "Contender", "Target", "Median", "Reference median", "Verdict"]
+    target_lines = [
+        "| " + " | ".join(target_header) + " |",
+        "|" + "|".join("---" for _ in target_header) + "|",
+    ] + ["| " + " | ".join(row) + " |" for row in target_rows]
+    problems = [
+        f"- {name}: {'; '.join(c['error_examples'])}"
+        for name, c in data["contenders"].items()
+        if c.get("error_examples")
+    ]
+    return "\n\n".join(
+        ["## Head to head: the stream core's targets", intro, "\n".join(lines)]
+        + ["\n".join(target_lines)]
+        + (["Errors:\n" + "\n".join(problems)] if problems else [])
+    )
