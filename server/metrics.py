@@ -42,30 +42,39 @@ _DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 
 class _Counted:
     """A relay's frame function that counts what it frames (a slotted object,
-    not a closure: one lives as long as each relay)."""
+    not a closure: one lives as long as each relay). It runs once per write,
+    so it holds its transport's totals and its stream's record instead of
+    looking them up each time."""
 
-    __slots__ = ("metrics", "frame", "stream", "transport", "delivery")
+    __slots__ = ("metrics", "frame", "stream", "delivery", "record")
 
     def __init__(self, metrics: Metrics, frame: Frame, stream: Any, transport: str) -> None:
         self.metrics = metrics
         self.frame = frame
         self.stream = stream
-        self.transport = transport
         self.delivery = metrics.delivery[transport]
+        # None when the stream's end was already counted (a late resume)
+        self.record = metrics._records.get(stream.id)
 
     def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
         data = self.frame(first_seq, texts)
+        events, nbytes = len(texts), len(data)
+        delivery = self.delivery
+        delivery.events += events
+        delivery.bytes += nbytes
         # The delay is sampled: at most one write a millisecond per transport
         # (reading the event's time costs more than the rest of the count).
         now = time.time()
-        produced = None
-        delivery = self.delivery
         if now >= delivery.next_sample and texts:
             delivery.next_sample = now + _SAMPLE_EVERY
             produced = _produced_at(texts[0])
-        self.metrics.sent(
-            self.stream, self.transport, len(texts), len(data), first_seq + len(texts) - 1, produced
-        )
+            if produced is not None:
+                delivery.observe(now - produced)
+        record = self.record
+        if record is not None and self.metrics._count(
+            self.stream, record, events, nbytes, first_seq + events - 1
+        ):
+            self.record = None
         return data
 
 
@@ -283,8 +292,14 @@ class Metrics:
         if produced_at is not None:
             delivery.observe(time.time() - produced_at)
         record = self._records.get(stream.id)
-        if record is None:
-            return
+        if record is not None:
+            self._count(stream, record, events, nbytes, through_seq)
+
+    def _count(
+        self, stream: Any, record: _StreamRecord, events: int, nbytes: int, through_seq: int
+    ) -> bool:
+        """Add a write to the stream's record; True once its last event went out
+        (the record is finished then: counter moved, log line written)."""
         record.events += events
         record.bytes += nbytes
         if not record.first_token and through_seq >= 1:
@@ -292,8 +307,10 @@ class Metrics:
             self.first_token_seconds.labels(record.transport).observe(
                 time.monotonic() - record.started
             )
-        if stream.ended and through_seq >= stream.last_seq:
+        if through_seq >= stream.last_seq and stream.ended:
             self._finish(stream.id, record)
+            return True
+        return False
 
     def answered(self, stream: Any, transport: str, nbytes: int) -> None:
         """A whole answer (``/v1`` without streaming) of ``nbytes`` was written."""

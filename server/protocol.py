@@ -175,11 +175,16 @@ def is_delta_record(record: bytes) -> bool:
     return record[:1] != b"{"
 
 
-def delta_from_record(head: bytes, seq: int, record: bytes | bytearray) -> bytes:
-    """The delta's JSON, byte-equal to ``dumps(delta_event(...))`` encoded."""
-    comma = record.index(b",")  # the repr of a float holds no comma
-    # %b takes any buffer (a live log hands a bytearray slice, copied once here)
-    content, t = cast(bytes, record[comma + 1 :]), cast(bytes, record[:comma])
+def delta_from_record(
+    head: bytes, seq: int, record: bytes | bytearray, start: int = 0, end: int | None = None
+) -> bytes:
+    """The delta's JSON, byte-equal to ``dumps(delta_event(...))`` encoded, from
+    the record ``record[start:end]`` (a live log passes its whole buffer and the
+    record's bounds, so each part is copied once, into the result)."""
+    if end is None:
+        end = len(record)
+    comma = record.index(b",", start, end)  # the repr of a float holds no comma
+    content, t = cast(bytes, record[comma + 1 : end]), cast(bytes, record[start:comma])
     return b'%b%d,"content":%b,"t":%b}' % (head, seq, content, t)
 
 

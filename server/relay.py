@@ -394,7 +394,8 @@ class Relay:
         """Write everything that is ready, while the connection has room."""
         stream, sink = self.stream, self.sink
         while self.active:
-            if self.next_seq > stream.last_seq:
+            last_seq = stream.last_seq
+            if self.next_seq > last_seq:
                 if stream.ended:
                     self.stop("complete")
                 return
@@ -407,6 +408,10 @@ class Relay:
             self.next_seq += len(texts)
             if not sink.write(data):
                 self.stop("closed")
+                return
+            if self.next_seq > last_seq and not stream.ended:
+                # Caught up (a write never appends): the common case, one event
+                # written as it was appended, needs no second look at the log.
                 return
 
     def stop(self, outcome: str = "closed") -> None:

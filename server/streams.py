@@ -138,7 +138,7 @@ class StreamLog:
         for seq in range(start, count):
             end = ends[seq]
             if buf[begin] != 0x7B:  # not "{": a text delta's record
-                record = protocol.delta_from_record(self._delta_head, seq, buf[begin:end])
+                record = protocol.delta_from_record(self._delta_head, seq, buf, begin, end)
             else:
                 record = bytes(buf[begin:end])
             out.append(record)

@@ -54,6 +54,7 @@ def missing() -> list[str]:
     """Private attributes this module relies on that this Tornado lacks."""
     probe: list[tuple[type, str]] = [
         (IOStream, "_write_buffer"),
+        (IOStream, "_total_write_index"),
         (IOStream, "_total_write_done_index"),
         (IOStream, "_connecting"),
         (HTTP1Connection, "_chunking_output"),
@@ -121,7 +122,9 @@ def send(stream: IOStream, data: bytes) -> int:
     if (
         type(stream) is not IOStream  # TLS streams have their own write path
         or getattr(stream, "_connecting", True)
-        or getattr(stream, "_write_buffer", True)
+        # something queued: every byte IOStream.write took and the kernel has not
+        # (the indexes are plain ints; the buffer's len() is a Python call)
+        or getattr(stream, "_total_write_index", 1) != getattr(stream, "_total_write_done_index", 0)
     ):
         stream.write(data)
         return pending_bytes(stream)

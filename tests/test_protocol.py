@@ -205,6 +205,13 @@ def test_a_delta_record_restores_the_exact_json_of_the_event(
     assert protocol.is_delta_record(record)
     restored = protocol.delta_from_record(protocol.delta_head(stream), seq, record)
     assert restored == event.encode("utf-8", "surrogatepass")
+    # the same record read in place from a log's buffer, between other records
+    buffer = bytearray(b"1.5,\"x\"" + record + b"{}")
+    start = len(b"1.5,\"x\"")
+    in_place = protocol.delta_from_record(
+        protocol.delta_head(stream), seq, buffer, start, start + len(record)
+    )
+    assert in_place == restored
 
 
 def test_start_carries_a_conversation_and_its_parameters() -> None:

@@ -42,6 +42,9 @@ async def test_send_writes_in_order_and_counts_what_is_queued() -> None:
         tornado_adapter.send(stream, payload[1000:])
         queued = tornado_adapter.pending_bytes(stream)
         assert 0 < queued < len(payload)
+        # while bytes are queued, a small write must wait behind them, not jump ahead
+        assert tornado_adapter.send(stream, b"tail") == queued + 4
+        payload += b"tail"
         taken_before = tornado_adapter.bytes_taken(stream)
         received = bytearray()
         right.setblocking(False)
