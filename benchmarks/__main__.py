@@ -266,7 +266,8 @@ def run_suite(
             results["stuck"] = run_stuck(config, TWINSTREAM, progress=progress)
         elif part == "headtohead":
             results["head_to_head"] = run_head_to_head(
-                config.replace(head_to_head_rounds=config.head_to_head_rounds or 1),
+                # a median of one round would be one sample dressed as a median
+                config.replace(head_to_head_rounds=max(2, config.head_to_head_rounds)),
                 progress=progress,
             )
         elif part == "scaleout":
@@ -321,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if args.url and set(parts) & set(EXTRA_PARTS):
-        parser.error("connections and stuck start servers of their own; drop --url")
+        parser.error("connections, stuck and headtohead start servers of their own; drop --url")
     if args.url and parts and all(p in ("peers", "network", "browser", "churn") for p in parts):
         parser.error(
             "--url applies to latency, throughput and reconnect; the other parts start "

@@ -5,8 +5,9 @@ noise: the server and the client load processes fill both cores, and the other
 parts measure the reference servers minutes after twinstream. Here every measure
 is taken in rounds. A round measures all four contenders (twinstream SSE,
 twinstream WebSocket, ``sse-starlette``, ``websockets``) one after another, each
-on a fresh server, in an order that rotates from round to round, so the machine's
-drift falls on all of them alike. Each contender's figure is the median over the
+on a fresh server, in an order that changes from round to round (each goes first
+equally often and follows every other one equally often), so the machine's drift
+falls on all of them alike. Each contender's figure is the median over the
 rounds; each target compares medians (twinstream's median / the reference's
 median) and also says in how many rounds the paired comparison held.
 
@@ -48,7 +49,7 @@ __all__ = [
     "TARGETS",
     "Target",
     "label",
-    "rotation",
+    "round_order",
     "spread",
     "judge",
     "run_head_to_head",
@@ -122,12 +123,24 @@ TARGETS: tuple[Target, ...] = tuple(
 )
 
 
-def rotation(items: Sequence[T], round_index: int) -> list[T]:
-    """``items`` started at ``round_index`` (mod their count): who goes first rotates."""
-    if not items:
+def round_order(items: Sequence[T], round_index: int) -> list[T]:
+    """``items`` in round ``round_index``'s order: a Williams design (for an even
+    count), so over ``len(items)`` rounds each item goes first once, and each
+    follows every other one exactly once (what a server leaves behind, sockets in
+    TIME_WAIT or a warm cache, falls on every other server alike)."""
+    count = len(items)
+    if not count:
         return []
-    shift = round_index % len(items)
-    return list(items[shift:]) + list(items[:shift])
+    # first row 0, 1, n-1, 2, n-2, ...; row r adds r to each (mod n)
+    first = [0]
+    low, high = 1, count - 1
+    while len(first) < count:
+        first.append(low)
+        low += 1
+        if len(first) < count:
+            first.append(high)
+            high -= 1
+    return [items[(index + round_index) % count] for index in first]
 
 
 def spread(values: Sequence[float | None]) -> dict[str, Any]:
@@ -147,23 +160,26 @@ def judge(
     samples: dict[str, dict[str, list[float | None]]], targets: Sequence[Target] = TARGETS
 ) -> list[dict[str, Any]]:
     """Each target against the rounds' samples (``samples[contender][measure]``, one
-    value per round, in round order): the ratio of medians decides; the rounds where
-    the paired (same-round) ratio held are counted beside it."""
+    value per round, in round order). Only rounds where both sides were measured
+    count; the ratio of their medians decides, and the rounds where the paired
+    (same-round) ratio held are counted beside it."""
     verdicts = []
     for target in targets:
         mine = samples.get(target.contender, {}).get(target.measure, [])
         theirs = samples.get(target.reference, {}).get(target.measure, [])
-        median, reference = spread(mine)["median"], spread(theirs)["median"]
+        pairs = [(a, b) for a, b in zip(mine, theirs) if a is not None and b is not None]
+        median = statistics.median(a for a, _ in pairs) if pairs else None
+        reference = statistics.median(b for _, b in pairs) if pairs else None
         ratio = median / reference if median is not None and reference else None
-        paired = [a / b for a, b in zip(mine, theirs) if a is not None and b is not None and b != 0]
+        paired = [a / b for a, b in pairs if b]
         verdicts.append(
             {
                 "measure": target.measure,
                 "contender": target.contender,
                 "reference": target.reference,
                 "target": target.wording,
-                "median": median,
-                "reference_median": reference,
+                "median": round(median, 3) if median is not None else None,
+                "reference_median": round(reference, 3) if reference is not None else None,
                 "ratio": round(ratio, 3) if ratio is not None else None,
                 "met": target.holds(ratio) if ratio is not None else None,
                 "rounds_met": sum(1 for r in paired if target.holds(r)),
@@ -173,7 +189,18 @@ def judge(
     return verdicts
 
 
+#: the measures taken from the throughput load (one sweep level)
+SWEEP_MEASURES = (
+    "cpu_ms_per_1k_events",
+    "delivered_events_per_s",
+    "delivered_percent",
+    "memory_per_stream_kib",
+    "machine_busy_percent",
+)
+
+
 def _sweep_measures(level: dict[str, Any]) -> dict[str, float | None]:
+    """This part's measures from one sweep level's result."""
     expected = level.get("expected_delta_events") or 0
     return {
         "cpu_ms_per_1k_events": level.get("server_cpu_ms_per_1k_events"),
@@ -197,31 +224,29 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
     errors: dict[str, list[str]] = {name: [] for name in labels}
     orders: list[list[str]] = []
 
-    def each(order: Sequence[tuple[ServerSpec, str]], measure: Callable[..., None]) -> None:
-        for spec, transport in order:
-            bar.set_postfix_str(f"round {round_index + 1}: {label(spec, transport)}")
-            measure(spec, transport, label(spec, transport))
-            bar.update()
-
-    def throughput(spec: ServerSpec, transport: str, name: str) -> None:
+    def throughput(spec: ServerSpec, transport: str, load: LoadGenerator) -> dict[str, Any]:
         level = sweep_level(spec, transport, streams, config, load)
-        for measure, value in _sweep_measures(level).items():
-            samples[name][measure].append(value)
-        errors[name] += level["error_examples"]
+        return {"measures": _sweep_measures(level), "errors": level["error_examples"]}
 
-    def latency(spec: ServerSpec, transport: str, name: str) -> None:
+    def latency(spec: ServerSpec, transport: str, load: LoadGenerator) -> dict[str, Any]:
         concurrent = concurrent_latency(spec, transport, config, load)
-        samples[name]["p99_delay_ms"].append(concurrent["delivery_delay_ms"]["p99"])
-        errors[name] += concurrent["error_examples"]
+        return {
+            "measures": {"p99_delay_ms": concurrent["delivery_delay_ms"]["p99"]},
+            "errors": concurrent["error_examples"],
+        }
 
-    def unthrottled(spec: ServerSpec, transport: str, name: str) -> None:
+    def unthrottled(spec: ServerSpec, transport: str, load: LoadGenerator) -> dict[str, Any]:
         result = unthrottled_stream(spec, transport, config)
-        samples[name]["unthrottled_events_per_s"].append(result["events_per_s"])
-        if result["errors"]:
-            errors[name].append(f"{result['errors']} unthrottled completions failed")
+        failed = [f"{result['errors']} unthrottled completions failed"] if result["errors"] else []
+        return {"measures": {"unthrottled_events_per_s": result["events_per_s"]}, "errors": failed}
 
+    parts: tuple[tuple[Callable[..., dict[str, Any]], tuple[str, ...]], ...] = (
+        (throughput, SWEEP_MEASURES),
+        (latency, ("p99_delay_ms",)),
+        (unthrottled, ("unthrottled_events_per_s",)),
+    )
     bar = tqdm(
-        total=3 * rounds * len(CONTENDERS),
+        total=len(parts) * rounds * len(CONTENDERS),
         desc="head to head",
         unit="run",
         disable=not progress,
@@ -229,11 +254,20 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
     )
     with LoadGenerator(config.workers) as load, bar:
         for round_index in range(rounds):
-            order = rotation(CONTENDERS, round_index)
+            order = round_order(CONTENDERS, round_index)
             orders.append([label(spec, transport) for spec, transport in order])
-            each(order, throughput)
-            each(order, latency)
-            each(order, unthrottled)
+            for measure, names in parts:
+                for spec, transport in order:
+                    name = label(spec, transport)
+                    bar.set_postfix_str(f"round {round_index + 1}: {name}")
+                    try:
+                        outcome = measure(spec, transport, load)
+                    except Exception as exc:  # one failed run leaves a gap, not a lost part
+                        outcome = {"measures": {}, "errors": [f"{type(exc).__name__}: {exc}"]}
+                    for key in names:
+                        samples[name][key].append(outcome["measures"].get(key))
+                    errors[name] += outcome["errors"]
+                    bar.update()
     return {
         "rounds": rounds,
         "streams": streams,
@@ -255,18 +289,24 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
 # -- report ---------------------------------------------------------------------------
 
 
-def _number(value: Any) -> str:
+def _number(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.1f}"
+    return f"{value:.{digits}f}"
 
 
-def _spread_cell(entry: dict[str, Any]) -> str:
+def _spread_cell(entry: dict[str, Any], digits: int = 1) -> str:
     if not entry or entry.get("median") is None:
         return "—"
-    return f"{_number(entry['median'])} ({_number(entry['min'])}–{_number(entry['max'])})"
+    values = (_number(entry[k], digits) for k in ("median", "min", "max"))
+    return "{} ({}–{})".format(*values)
+
+
+def _digits(measure: str) -> int:
+    """Percentages get two decimals: 99.96 % delivered must not read 100.0."""
+    return 2 if MEASURES[measure][1].startswith("%") else 1
 
 
 def _measure_label(data: dict[str, Any], measure: str) -> str:
@@ -316,7 +356,7 @@ def readme_table(results: dict[str, Any]) -> str | None:
                 row += ["—", "—", "—"]
                 continue
             row += [
-                _spread_cell(spreads[name][measure]),
+                _spread_cell(spreads[name][measure], _digits(measure)),
                 f"{verdict['target']}: {_number(verdict['reference_median'])}",
                 _verdict_cell(verdict),
             ]
@@ -335,14 +375,18 @@ def report_section(results: dict[str, Any]) -> str:
     intro = (
         f"{data['rounds']} rounds; each round measured every contender in turn on a fresh "
         "server, first the throughput load, then the latency load, then the unthrottled "
-        "stream, in an order that rotated each round (round 1: "
-        f"{', '.join(data['orders'][0])}). Cells: median (min–max) over the rounds. A target "
+        "stream, in an order that changed each round (round 1: "
+        f"{', '.join(data['orders'][0])}; each server follows every other one equally "
+        "often). Cells: median (min–max) over the rounds. A target "
         "compares medians; *rounds* counts the rounds where the same-round pair met it."
     )
     header = ["Measure", *names]
     rows = [
         [_measure_label(data, measure)]
-        + [_spread_cell(data["contenders"][name]["spread"].get(measure, {})) for name in names]
+        + [
+            _spread_cell(data["contenders"][name]["spread"].get(measure, {}), _digits(measure))
+            for name in names
+        ]
         for measure in MEASURES
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -225,11 +225,11 @@ def render_results(results: dict[str, Any]) -> str:
     if rounds:
         data = results["head_to_head"]
         parts += [
-            f"Issue 8's targets, measured head to head: {data['rounds']} rounds, each running "
-            "all four servers one after another on fresh servers, in a rotating order; "
-            "median (min–max) of the rounds, the reference's median, and the verdict on the "
-            "ratio of medians with the rounds where the same-round pair met it. The table "
-            "above is one measurement per server, minutes apart:",
+            f"Issue 8's targets, measured head to head: {data['rounds']} rounds, each "
+            "running all four servers one after another on fresh servers, in an order that "
+            "changes each round; median (min–max) of the rounds, the reference's median, "
+            "and the verdict on the ratio of medians with the rounds where the same-round "
+            "pair met it. The table above is one measurement per server, minutes apart:",
             rounds,
         ]
     network = network_summary(results)

@@ -53,7 +53,9 @@ class _Counted:
         self.frame = frame
         self.stream = stream
         self.delivery = metrics.delivery[transport]
-        # None when the stream's end was already counted (a late resume)
+        # None when there is no record to add to: the stream's end was counted
+        # already (a late resume), or it was started by another process (a
+        # shared store)
         self.record = metrics._records.get(stream.id)
 
     def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
@@ -88,6 +90,7 @@ class _StreamRecord:
     reconnects: int = 0
     first_token: bool = False
     ended_seen: bool = False
+    finished: bool = False  # counted and logged: takes no more writes
 
 
 def _outcome(stream: Any) -> str:
@@ -274,32 +277,15 @@ class Metrics:
         every batch it makes is written to the connection at once."""
         return _Counted(self, frame, stream, transport)
 
-    def sent(
-        self,
-        stream: Any,
-        transport: str,
-        events: int,
-        nbytes: int,
-        through_seq: int,
-        produced_at: float | None = None,
-    ) -> None:
-        """A write of ``events`` events (``nbytes`` bytes) ending at seq
-        ``through_seq``; ``produced_at`` is the wall-clock creation time of the
-        oldest of them."""
-        delivery = self.delivery[transport]
-        delivery.events += events
-        delivery.bytes += nbytes
-        if produced_at is not None:
-            delivery.observe(time.time() - produced_at)
-        record = self._records.get(stream.id)
-        if record is not None:
-            self._count(stream, record, events, nbytes, through_seq)
-
     def _count(
         self, stream: Any, record: _StreamRecord, events: int, nbytes: int, through_seq: int
     ) -> bool:
         """Add a write to the stream's record; True once its last event went out
-        (the record is finished then: counter moved, log line written)."""
+        (the record is finished then: counter moved, log line written). A
+        record finished already (by another relay of the stream, or by the
+        sweep) takes nothing more: its log line is written."""
+        if record.finished:
+            return True
         record.events += events
         record.bytes += nbytes
         if not record.first_token and through_seq >= 1:
@@ -314,7 +300,13 @@ class Metrics:
 
     def answered(self, stream: Any, transport: str, nbytes: int) -> None:
         """A whole answer (``/v1`` without streaming) of ``nbytes`` was written."""
-        self.sent(stream, transport, stream.last_seq + 1, nbytes, stream.last_seq)
+        events = stream.last_seq + 1
+        delivery = self.delivery[transport]
+        delivery.events += events
+        delivery.bytes += nbytes
+        record = self._records.get(stream.id)
+        if record is not None:
+            self._count(stream, record, events, nbytes, stream.last_seq)
 
     def resume(self, transport: str, answer: str, stream: Any = None) -> None:
         """A resume request answered ``answer``: ``resumed`` or an error code."""
@@ -335,6 +327,7 @@ class Metrics:
     def _finish(self, stream_id: str, record: _StreamRecord) -> None:
         if self._records.pop(stream_id, None) is None:
             return
+        record.finished = True
         outcome = _outcome(record.stream)
         label = outcome.split(":", 1)[0]
         self.streams_ended.labels(record.transport, label).inc()

@@ -180,7 +180,7 @@ def delta_from_record(
 ) -> bytes:
     """The delta's JSON, byte-equal to ``dumps(delta_event(...))`` encoded, from
     the record ``record[start:end]`` (a live log passes its whole buffer and the
-    record's bounds, so each part is copied once, into the result)."""
+    record's bounds: the record is not sliced out of the buffer first)."""
     if end is None:
         end = len(record)
     comma = record.index(b",", start, end)  # the repr of a float holds no comma

@@ -198,3 +198,43 @@ def test_logs_never_hold_the_key_the_prompt_or_stream_ids(
     stream_ids = {events[0]["stream"] for events in seen["sse"] + seen["ws"]} | {"B" * 22}
     for stream_id in stream_ids:
         assert stream_id not in logs
+
+
+def test_a_stream_is_counted_and_logged_once_however_many_relays_write_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two relays of one stream (the first reader and a resume) each count their
+    writes; the stream ends once: one counter step, one log line, and nothing
+    is added to its record after that line."""
+    from server import protocol
+    from server.metrics import Metrics
+    from server.streams import StreamLog
+
+    metrics = Metrics()
+    log = StreamLog("CountedOnceTest_012345", "m")
+    metrics.stream_started(log, "sse")
+
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
+        return b"".join(texts)
+
+    first = metrics.counting(frame, log, "sse")
+    second = metrics.counting(frame, log, "sse")
+    log.append(protocol.start_event(log.id, "m", created=0))
+    log.append_text(protocol.delta_record("hi", 1.5), False)
+    log.append(protocol.done_event(log.id, 2, "stop"))
+    texts = log.read(-1)
+    caplog.set_level("INFO", logger="twinstream.stream")
+    first(0, texts)  # all three events: the stream's end is counted
+    second(0, texts[:1])  # a slower relay of the same stream, still writing
+    second(1, texts[1:])
+    registry = metrics.registry
+    assert registry.get_sample_value(
+        "twinstream_streams_ended_total", {"transport": "sse", "outcome": "stop"}
+    ) == 1
+    assert registry.get_sample_value(
+        "twinstream_first_token_seconds_count", {"transport": "sse"}
+    ) == 1
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "twinstream.stream"]
+    assert len(lines) == 1 and lines[0]["events"] == 3
+    # the transport's totals count every write, both relays'
+    assert metrics.delivery["sse"].events == 6

@@ -16,12 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+import tornado.iostream
 import tornado.websocket
 from httpx_sse import aconnect_sse
 
+from server import protocol
 from server.app import Settings, make_app
 from server.backends.base import ChatRequest, Finish
-from server.streams import MemoryStreamStore
+from server.relay import ConnectionWatch, Relay, Sink
+from server.streams import MemoryStreamStore, StreamLog
 
 PIECES = 4000
 PIECE = "x" * 2000  # ~8 MB of events per stream: more than loopback's socket buffers hold
@@ -277,3 +280,46 @@ class TestPipelinedResponses:
         await wait_for(lambda: watch.slow_consumers == 1)
         raw = await read_until_closed(sock)
         assert raw.count(b"HTTP/1.1 200 OK") < 400  # cut before the last response
+
+
+async def test_a_relay_writes_each_append_in_order_and_completes_once() -> None:
+    """The push path on its own, over a real socket: a caught-up relay writes each
+    event as it is appended (then waits for the next append without polling),
+    and ends ``complete`` exactly once, at the terminal event."""
+    left, right = socket.socketpair()
+    iostream = tornado.iostream.IOStream(left)
+    watch = ConnectionWatch(write_timeout=10)
+    sink = Sink(iostream, watch, cut=lambda reason: None)
+    log = StreamLog("RelayPushTest_0123456", "m")
+    outcomes: list[str] = []
+
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
+        return b"".join(b"%d %b\n" % (first_seq + i, text) for i, text in enumerate(texts))
+
+    try:
+        log.append(protocol.start_event(log.id, "m", created=0))
+        relay = Relay(log, -1, sink, frame, lambda _relay, outcome: outcomes.append(outcome))
+        relay.start()  # the start event, then caught up
+        log.append_text(protocol.delta_record("a", 1.5), False)
+        await asyncio.sleep(0.01)  # nothing appended meanwhile: nothing written
+        log.append_text(protocol.delta_record("b", 2.5), False)
+        assert outcomes == []
+        log.append(protocol.done_event(log.id, 3, "stop"))
+        assert outcomes == ["complete"]
+        log.append(protocol.done_event(log.id, 4, "stop"))  # after the end: ignored
+        assert outcomes == ["complete"]
+        sink.close()
+        iostream.close()
+        received = bytearray()
+        right.setblocking(False)
+        loop = asyncio.get_running_loop()
+        while chunk := await loop.sock_recv(right, 65536):
+            received += chunk
+        lines = bytes(received).splitlines()
+        assert [int(line.split(b" ", 1)[0]) for line in lines] == [0, 1, 2, 3]
+        events = [json.loads(line.split(b" ", 1)[1]) for line in lines]
+        assert events == log.events
+        assert [e.get("content") for e in events[1:3]] == ["a", "b"]
+    finally:
+        iostream.close()
+        right.close()

@@ -43,7 +43,8 @@ async def test_send_writes_in_order_and_counts_what_is_queued() -> None:
         queued = tornado_adapter.pending_bytes(stream)
         assert 0 < queued < len(payload)
         # while bytes are queued, a small write must wait behind them, not jump ahead
-        assert tornado_adapter.send(stream, b"tail") == queued + 4
+        # (IOStream.write tries the socket at once: the kernel may take some)
+        assert 0 < tornado_adapter.send(stream, b"tail") <= queued + 4
         payload += b"tail"
         taken_before = tornado_adapter.bytes_taken(stream)
         received = bytearray()
