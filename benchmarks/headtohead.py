@@ -306,7 +306,7 @@ def _spread_cell(entry: dict[str, Any], digits: int = 1) -> str:
 
 def _digits(measure: str) -> int:
     """Percentages get two decimals: 99.96 % delivered must not read 100.0."""
-    return 2 if MEASURES[measure][1].startswith("%") else 1
+    return 2 if MEASURES[measure][1] == "%" else 1
 
 
 def _measure_label(data: dict[str, Any], measure: str) -> str:

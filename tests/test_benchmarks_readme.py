@@ -92,6 +92,10 @@ def test_readme_results_are_rendered_from_the_recorded_run() -> None:
     assert record["meta"]["config"]["name"] == "full"
     for part in ("latency", "throughput", "reconnect", "network", "browser", "churn"):
         assert part in record["meta"]["parts"]
+    # the stream core's targets, decided on interleaved rounds, not on one sample each
+    assert record["head_to_head"]["rounds"] >= 2
+    block = read_block(README.read_text(encoding="utf-8"), "benchmark-results")
+    assert "measured head to head" in block
 
 
 def test_the_readme_command_rewrites_every_block(tmp_path: Path) -> None:
