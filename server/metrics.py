@@ -249,10 +249,11 @@ class Metrics:
         # when scraped (a prometheus_client Counter takes a lock per inc).
         self.delivery = {t: _Delivery() for t in TRANSPORTS}
         r.register(_DeliveryCollector(self.delivery))
-        for transport in TRANSPORTS:  # every series exists from the start, at 0
-            self.open_connections.labels(transport)
-            self.live_streams.labels(transport)
-            self.streams_started.labels(transport)
+        # Every series exists from the start, at 0; the children counted once
+        # per connection or stream are looked up here, not on each count.
+        self._open = {t: self.open_connections.labels(t) for t in TRANSPORTS}
+        self._live = {t: self.live_streams.labels(t) for t in TRANSPORTS}
+        self._started = {t: self.streams_started.labels(t) for t in TRANSPORTS}
         self._records: dict[str, _StreamRecord] = {}
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.TimerHandle | None = None
@@ -260,17 +261,17 @@ class Metrics:
     # -- what handlers report ----------------------------------------------------
 
     def stream_started(self, stream: Any, transport: str) -> None:
-        self.streams_started.labels(transport).inc()
-        self.live_streams.labels(transport).inc()
+        self._started[transport].inc()
+        self._live[transport].inc()
         self._records[stream.id] = _StreamRecord(transport, time.monotonic(), stream)
         self._arm_sweeper()
 
     def connection_opened(self, transport: str) -> None:
         """A connection started relaying streams (closed: :meth:`connection_closed`)."""
-        self.open_connections.labels(transport).inc()
+        self._open[transport].inc()
 
     def connection_closed(self, transport: str) -> None:
-        self.open_connections.labels(transport).dec()
+        self._open[transport].dec()
 
     def counting(self, frame: Frame, stream: Any, transport: str) -> Frame:
         """``frame`` (a relay's events-to-bytes function), counting what it frames:
@@ -331,7 +332,9 @@ class Metrics:
         outcome = _outcome(record.stream)
         label = outcome.split(":", 1)[0]
         self.streams_ended.labels(record.transport, label).inc()
-        self.live_streams.labels(record.transport).dec()
+        self._live[record.transport].dec()
+        if not stream_log.isEnabledFor(logging.INFO):
+            return
         line = {
             "event": "stream_end",
             "transport": record.transport,
