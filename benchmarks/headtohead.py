@@ -240,7 +240,9 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
         failed = [f"{result['errors']} unthrottled completions failed"] if result["errors"] else []
         return {"measures": {"unthrottled_events_per_s": result["events_per_s"]}, "errors": failed}
 
-    parts: tuple[tuple[Callable[..., dict[str, Any]], tuple[str, ...]], ...] = (
+    parts: tuple[
+        tuple[Callable[[ServerSpec, str, LoadGenerator], dict[str, Any]], tuple[str, ...]], ...
+    ] = (
         (throughput, SWEEP_MEASURES),
         (latency, ("p99_delay_ms",)),
         (unthrottled, ("unthrottled_events_per_s",)),
@@ -361,13 +363,15 @@ def readme_table(results: dict[str, Any]) -> str | None:
                 _verdict_cell(verdict),
             ]
         rows.append(row)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    from .report import _table  # report imports this module
+
+    return _table(header, rows)
 
 
 def report_section(results: dict[str, Any]) -> str:
     """The report's section for this part (empty when it did not run)."""
+    from .report import _table  # report imports this module
+
     data = results.get("head_to_head")
     if not data or not data.get("rounds"):
         return ""
@@ -389,8 +393,6 @@ def report_section(results: dict[str, Any]) -> str:
         ]
         for measure in MEASURES
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     target_rows = [
         [
             _measure_label(data, v["measure"]),
@@ -403,17 +405,13 @@ def report_section(results: dict[str, Any]) -> str:
         for v in data["targets"]
     ]
     target_header = ["Measure", "Contender", "Target", "Median", "Reference median", "Verdict"]
-    target_lines = [
-        "| " + " | ".join(target_header) + " |",
-        "|" + "|".join("---" for _ in target_header) + "|",
-    ] + ["| " + " | ".join(row) + " |" for row in target_rows]
     problems = [
         f"- {name}: {'; '.join(c['error_examples'])}"
         for name, c in data["contenders"].items()
         if c.get("error_examples")
     ]
     return "\n\n".join(
-        ["## Head to head: the stream core's targets", intro, "\n".join(lines)]
-        + ["\n".join(target_lines)]
+        ["## Head to head: the stream core's targets", intro, _table(header, rows)]
+        + [_table(target_header, target_rows)]
         + (["Errors:\n" + "\n".join(problems)] if problems else [])
     )

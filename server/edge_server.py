@@ -57,11 +57,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("twinstream.edge")
+access_log = logging.getLogger("tornado.access")
 
 #: The set of open connections is pruned of closed ones when it reaches twice
 #: its last pruned size, and not below this.
 PRUNE_AT_LEAST = 1024
-access_log = logging.getLogger("tornado.access")
 
 _CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 
