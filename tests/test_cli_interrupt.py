@@ -26,12 +26,22 @@ def live_settings() -> Settings:
     return Settings(tokens_per_second=200, first_token_latency=0, ws_ping_interval=0)
 
 
+def as_from_a_terminal() -> None:
+    """Run in the CLI's process before it starts: Ctrl-C at its default action.
+    A shell without job control starts background commands with SIGINT
+    ignored (POSIX), an ignored signal stays ignored across exec, and Python
+    then installs no KeyboardInterrupt handler; a test run started that way
+    would otherwise send SIGINT to a CLI that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "clients", *args],
         stdin=stdin if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=as_from_a_terminal,
     )
 
 
@@ -102,6 +112,7 @@ def test_ctrl_c_prints_every_event_already_received():
             stdin=subprocess.DEVNULL,
             stdout=write_end,
             stderr=subprocess.PIPE,
+            preexec_fn=as_from_a_terminal,
         )
         os.close(write_end)
         # wait until the CLI has printed part of the batch and blocks on the full pipe
