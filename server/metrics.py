@@ -254,6 +254,7 @@ class Metrics:
         self._open = {t: self.open_connections.labels(t) for t in TRANSPORTS}
         self._live = {t: self.live_streams.labels(t) for t in TRANSPORTS}
         self._started = {t: self.streams_started.labels(t) for t in TRANSPORTS}
+        self._first_token = {t: self.first_token_seconds.labels(t) for t in TRANSPORTS}
         self._records: dict[str, _StreamRecord] = {}
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.TimerHandle | None = None
@@ -282,20 +283,25 @@ class Metrics:
         self, stream: Any, record: _StreamRecord, events: int, nbytes: int, through_seq: int
     ) -> bool:
         """Add a write to the stream's record; True once its last event went out
-        (the record is finished then: counter moved, log line written). A
-        record finished already (by another relay of the stream, or by the
-        sweep) takes nothing more: its log line is written."""
+        (the record is finished then and takes no more writes; its counter and
+        log line follow). A record finished already (by another relay of the
+        stream, or by the sweep) takes nothing more."""
         if record.finished:
             return True
         record.events += events
         record.bytes += nbytes
         if not record.first_token and through_seq >= 1:
             record.first_token = True
-            self.first_token_seconds.labels(record.transport).observe(
-                time.monotonic() - record.started
-            )
+            self._first_token[record.transport].observe(time.monotonic() - record.started)
         if through_seq >= stream.last_seq and stream.ended:
-            self._finish(stream.id, record)
+            record.finished = True
+            # Called while the terminal event is framed, before it is written:
+            # the bookkeeping (counters, the log line's write) waits for the
+            # next loop turn so that the event leaves first.
+            try:
+                asyncio.get_running_loop().call_soon(self._finish, stream.id, record)
+            except RuntimeError:  # no event loop (a synchronous caller)
+                self._finish(stream.id, record)
             return True
         return False
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -238,3 +239,29 @@ def test_a_stream_is_counted_and_logged_once_however_many_relays_write_it(
     assert len(lines) == 1 and lines[0]["events"] == 3
     # the transport's totals count every write, both relays'
     assert metrics.delivery["sse"].events == 6
+
+
+async def test_a_stream_end_is_counted_after_its_terminal_event_is_framed() -> None:
+    """The end's bookkeeping (counter, log line) runs on the next loop turn, so
+    it does not stand between the terminal event and its write."""
+    from server import protocol
+    from server.metrics import Metrics
+    from server.streams import StreamLog
+
+    metrics = Metrics()
+    log = StreamLog("EndAfterWriteTest_01234", "m")
+    metrics.stream_started(log, "ws")
+    counted = metrics.counting(lambda first_seq, texts: b"".join(texts), log, "ws")
+    log.append(protocol.start_event(log.id, "m", created=0))
+    log.append(protocol.done_event(log.id, 1, "stop"))
+    ended = {"transport": "ws", "outcome": "stop"}
+    live = {"transport": "ws"}
+    assert counted(0, log.read(-1)) == b"".join(log.read(-1))
+    assert metrics.registry.get_sample_value("twinstream_streams_ended_total", ended) is None
+    assert metrics.registry.get_sample_value("twinstream_live_streams", live) == 1
+    await asyncio.sleep(0)
+    assert metrics.registry.get_sample_value("twinstream_streams_ended_total", ended) == 1
+    assert metrics.registry.get_sample_value("twinstream_live_streams", live) == 0
+    assert counted(1, log.read(0)) == b"".join(log.read(0))  # a late write counts nothing
+    await asyncio.sleep(0)
+    assert metrics.registry.get_sample_value("twinstream_streams_ended_total", ended) == 1
