@@ -41,6 +41,7 @@ from .config import SuiteConfig
 from .latency import concurrent_latency
 from .loadgen import LoadGenerator
 from .servers import SSE_STARLETTE, TWINSTREAM, WEBSOCKETS, ServerSpec
+from .stats import paired_ratio_interval
 from .throughput import sweep_level, unthrottled_stream
 
 __all__ = [
@@ -162,7 +163,10 @@ def judge(
     """Each target against the rounds' samples (``samples[contender][measure]``, one
     value per round, in round order). Only rounds where both sides were measured
     count; the ratio of their medians decides, and the rounds where the paired
-    (same-round) ratio held are counted beside it."""
+    (same-round) ratio held are counted beside it. The paired ratios' geometric
+    mean and 95 % interval say whether the verdict is decisive: an interval
+    that holds both sides of the limit means the two are within the rounds'
+    noise of each other, and another run may well turn the verdict."""
     verdicts = []
     for target in targets:
         mine = samples.get(target.contender, {}).get(target.measure, [])
@@ -172,6 +176,7 @@ def judge(
         reference = statistics.median(b for _, b in pairs) if pairs else None
         ratio = median / reference if median is not None and reference else None
         paired = [a / b for a, b in pairs if b]
+        interval = paired_ratio_interval(pairs)
         verdicts.append(
             {
                 "measure": target.measure,
@@ -184,6 +189,15 @@ def judge(
                 "met": target.holds(ratio) if ratio is not None else None,
                 "rounds_met": sum(1 for r in paired if target.holds(r)),
                 "rounds": len(paired),
+                "paired_ratio": round(interval[0], 4) if interval else None,
+                "paired_interval": [round(interval[1], 4), round(interval[2], 4)]
+                if interval
+                else None,
+                # the interval lies on one side of the limit: more rounds would
+                # not be expected to turn the verdict
+                "decisive": target.holds(interval[1]) == target.holds(interval[2])
+                if interval
+                else None,
             }
         )
     return verdicts
@@ -322,12 +336,28 @@ def _measure_label(data: dict[str, Any], measure: str) -> str:
     return f"{text}{where} ({unit})"
 
 
+def _verdicts(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets judged from the run's samples, so a report written by newer
+    code shows what this code computes (a results file keeps the verdicts of the
+    code that ran; the samples are the measurement)."""
+    samples = {name: c.get("samples", {}) for name, c in data["contenders"].items()}
+    return judge(samples)
+
+
 def _verdict_cell(verdict: dict[str, Any]) -> str:
     if verdict["met"] is None:
         return "not measured"
     word = "met" if verdict["met"] else "missed"
     rounds = f"{verdict['rounds_met']} of {verdict['rounds']} rounds"
-    return f"{word} ({verdict['ratio']:.2f}×; {rounds})"
+    interval = verdict.get("paired_interval")
+    if not interval:
+        return f"{word} ({verdict['ratio']:.2f}×; {rounds})"
+    noise = "" if verdict.get("decisive") else ", within noise"
+    low, high = interval
+    # a narrow interval near 1 must not read 1.00–1.00
+    digits = 2 if high - low >= 0.05 else 3 if high - low >= 0.005 else 4
+    paired = f"paired {low:.{digits}f}–{high:.{digits}f}×{noise}"
+    return f"{word} ({verdict['ratio']:.2f}×; {rounds}; {paired})"
 
 
 def readme_table(results: dict[str, Any]) -> str | None:
@@ -337,8 +367,8 @@ def readme_table(results: dict[str, Any]) -> str | None:
     if not data or not data.get("rounds"):
         return None
     by_measure: dict[str, dict[str, dict[str, Any]]] = {}
-    for verdict in data["targets"]:
-        by_measure.setdefault(verdict["measure"], {})[verdict["contender"]] = verdict
+    for judged in _verdicts(data):
+        by_measure.setdefault(judged["measure"], {})[judged["contender"]] = judged
     spreads = {name: c["spread"] for name, c in data["contenders"].items()}
     header = [
         "Target (median of rounds)",
@@ -358,7 +388,7 @@ def readme_table(results: dict[str, Any]) -> str | None:
                 row += ["—", "—", "—"]
                 continue
             row += [
-                _spread_cell(spreads[name][measure], _digits(measure)),
+                _spread_cell(spreads.get(name, {}).get(measure, {}), _digits(measure)),
                 f"{verdict['target']}: {_number(verdict['reference_median'])}",
                 _verdict_cell(verdict),
             ]
@@ -382,7 +412,10 @@ def report_section(results: dict[str, Any]) -> str:
         "stream, in an order that changed each round (round 1: "
         f"{', '.join(data['orders'][0])}; each server follows every other one equally "
         "often). Cells: median (min–max) over the rounds. A target "
-        "compares medians; *rounds* counts the rounds where the same-round pair met it."
+        "compares medians; *rounds* counts the rounds where the same-round pair met it; "
+        "*paired* is the geometric mean of the same-round ratios' 95 % interval, and "
+        "*within noise* says it holds both sides of the target: the two are within the "
+        "rounds' noise of each other, and another run may turn the verdict."
     )
     header = ["Measure", *names]
     rows = [
@@ -402,7 +435,7 @@ def report_section(results: dict[str, Any]) -> str:
             _number(v["reference_median"]),
             _verdict_cell(v),
         ]
-        for v in data["targets"]
+        for v in _verdicts(data)
     ]
     target_header = ["Measure", "Contender", "Target", "Median", "Reference median", "Verdict"]
     problems = [

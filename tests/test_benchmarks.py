@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from benchmarks.proxy import CountingProxy
 from benchmarks.reconnect import plan_cuts, run_reconnect
 from benchmarks.report import summary_table
 from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess
-from benchmarks.stats import percentile, summarize
+from benchmarks.stats import paired_ratio_interval, percentile, summarize
 from benchmarks.throughput import model_lag, run_throughput
 
 CONFIG = TINY.replace(workers=1)
@@ -46,6 +48,27 @@ def test_percentiles_and_summary() -> None:
     summary = summarize([0.001, 0.002, 0.003], scale=1000)
     assert summary["n"] == 3 and summary["p50"] == 2.0 and summary["max"] == 3.0
     assert summarize([])["p50"] is None
+
+
+def test_paired_ratio_interval_is_a_t_interval_on_the_log_ratios() -> None:
+    # equal ratios: no spread, so the interval is the ratio itself
+    assert paired_ratio_interval([(2.0, 1.0), (4.0, 2.0), (6.0, 3.0)]) == pytest.approx(
+        (2.0, 2.0, 2.0)
+    )
+    # ratios 1 and 4: logs 0 and ln 4, mean ln 2 (geometric mean 2), standard error
+    # ln 2; one degree of freedom, t = 12.706
+    mean, low, high = paired_ratio_interval([(1.0, 1.0), (8.0, 2.0)]) or (0, 0, 0)
+    assert mean == pytest.approx(2.0)
+    assert low == pytest.approx(2.0 * 2.0**-12.706)
+    assert high == pytest.approx(2.0 * 2.0**12.706)
+    # eight rounds (seven degrees of freedom, t = 2.365), ratios e^-1 and e^1 alike
+    logs = [-1.0, 1.0] * 4
+    pairs = [(math.exp(x), 1.0) for x in logs]
+    half = 2.365 * statistics.stdev(logs) / math.sqrt(8)
+    assert paired_ratio_interval(pairs) == pytest.approx((1.0, math.exp(-half), math.exp(half)))
+    # a side not measured (zero) leaves the pair out; fewer than two pairs: no interval
+    assert paired_ratio_interval([(1.0, 0.0), (2.0, 1.0)]) is None
+    assert paired_ratio_interval([]) is None
 
 
 def test_sse_parser_handles_split_crlf_and_partial_events() -> None:

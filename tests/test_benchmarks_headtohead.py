@@ -11,6 +11,7 @@ from benchmarks.headtohead import (
     MEASURES,
     TARGETS,
     Target,
+    _verdict_cell,
     judge,
     label,
     readme_table,
@@ -88,6 +89,46 @@ def test_judge_compares_medians_and_counts_paired_rounds() -> None:
     )
     # 29 / 20 = 1.45 > 1.4
     assert memory["met"] is False and memory["ratio"] == 1.45 and memory["rounds_met"] == 1
+
+
+def test_judge_says_whether_the_paired_rounds_make_the_verdict_decisive() -> None:
+    lower = Target("cpu_ms_per_1k_events", "twinstream sse", "websockets", 1.0, True)
+    higher = Target("delivered_events_per_s", "twinstream sse", "websockets", 1.0, False)
+    samples: dict[str, dict[str, list[float | None]]] = {
+        "twinstream sse": {
+            # always about 10 % below: met, and every round agrees
+            "cpu_ms_per_1k_events": [27.0, 18.0, 22.5, 36.0],
+            # a hair below in half the rounds, a hair above in the others
+            "delivered_events_per_s": [29_940.0, 30_060.0, 29_970.0, 30_030.0],
+        },
+        "websockets": {
+            "cpu_ms_per_1k_events": [30.0, 20.0, 25.0, 40.0],
+            "delivered_events_per_s": [30_000.0, 30_000.0, 30_000.0, 30_000.0],
+        },
+    }
+    cpu, delivered = judge(samples, (lower, higher))
+    assert cpu["paired_ratio"] == pytest.approx(0.9)
+    assert cpu["paired_interval"] == pytest.approx([0.9, 0.9])
+    assert cpu["met"] is True and cpu["decisive"] is True
+    assert _verdict_cell(cpu) == "met (0.90×; 4 of 4 rounds; paired 0.9000–0.9000×)"
+    # median 30,000 against 30,000: met, but the interval holds 1 on both sides
+    low, high = delivered["paired_interval"]
+    assert low < 1.0 < high
+    assert delivered["met"] is True and delivered["decisive"] is False
+    assert _verdict_cell(delivered).endswith(", within noise)")
+    # the report's cells come from the samples, so an older results file (its
+    # verdicts stored without an interval) is shown with one
+    data = {
+        "rounds": 4,
+        "streams": 1000,
+        "latency_streams": 500,
+        "contenders": {
+            name: {"samples": s, "spread": {m: spread(v) for m, v in s.items()}}
+            for name, s in samples.items()
+        },
+        "targets": [],
+    }
+    assert "paired 0.9000–0.9000×" in (readme_table({"head_to_head": data}) or "")
 
 
 def test_judge_without_the_reference_says_not_measured() -> None:
