@@ -41,6 +41,7 @@ EXAMPLES = """\
   python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
   python -m benchmarks network --profiles 3g,poor              # some link profiles
   python -m benchmarks readme benchmarks/results/RUN           # README table + samples
+  python -m benchmarks pool RUN1 RUN2 ...      # issue 8's targets over several runs' rounds
 """
 PARTS = ("latency", "throughput", "reconnect", "peers", "network", "browser", "churn")
 #: parts that also run inside others with the full preset (throughput: twinstream;
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
             "store, 1 vs 2 processes; needs redis-server) runs only when named. "
             "'report DIR' rebuilds report.md and plots from DIR/results.json; "
             "'readme [DIR]' rewrites README.md's benchmark table and samples from DIR "
-            "(default: the newest full run) and a server it starts."
+            "(default: the newest full run) and a server it starts; 'pool DIR [DIR ...]' "
+            "judges issue 8's targets over the head-to-head rounds of several runs."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -98,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PART",
         help=f"parts to run: {', '.join(PARTS + EXTRA_PARTS)} (default: the first seven, "
         f"which include the last two with the full preset), {', '.join(OPTIONAL_PARTS)} "
-        "(only when named), 'report DIR' or 'readme [DIR]'",
+        "(only when named), 'report DIR', 'readme [DIR]' or 'pool DIR [DIR ...]'",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -305,6 +307,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = Path(parts[1])
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         print(write_report(results, folder))
+        return 0
+    if parts and parts[0] == "pool":
+        if len(parts) < 2:
+            parser.error("usage: python -m benchmarks pool DIR [DIR ...]")
+        from .headtohead import pooled_table
+
+        runs = []
+        for folder in parts[1:]:
+            path = Path(folder) / "results.json"
+            if not path.is_file():
+                parser.error(f"{path}: no such file (give the --out folders of full runs)")
+            runs.append((folder, json.loads(path.read_text(encoding="utf-8"))))
+        try:
+            print(pooled_table(runs))
+        except ValueError as exc:
+            parser.error(str(exc))
         return 0
     if parts and parts[0] == "readme":
         if len(parts) > 2:

@@ -56,6 +56,8 @@ __all__ = [
     "run_head_to_head",
     "report_section",
     "readme_table",
+    "pool",
+    "pooled_table",
 ]
 
 T = TypeVar("T")
@@ -447,4 +449,58 @@ def report_section(results: dict[str, Any]) -> str:
         ["## Head to head: the stream core's targets", intro, _table(header, rows)]
         + [_table(target_header, target_rows)]
         + (["Errors:\n" + "\n".join(problems)] if problems else [])
+    )
+
+
+# -- several runs ---------------------------------------------------------------------
+
+
+def pool(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The head-to-head rounds of several runs (``(name, results)`` pairs) as one
+    part's data: each contender's samples joined in run order, so the verdicts
+    and their intervals rest on every round. Runs must have measured the same
+    loads. ValueError (naming the run) otherwise, or when a run has no rounds."""
+    pooled: dict[str, Any] | None = None
+    for name, results in runs:
+        data = results.get("head_to_head")
+        if not data or not data.get("rounds"):
+            raise ValueError(f"{name}: no head-to-head rounds in this run")
+        if pooled is None:
+            pooled = {
+                "rounds": 0,
+                "runs": [],
+                "streams": data["streams"],
+                "latency_streams": data["latency_streams"],
+                "orders": [],
+                "contenders": {},
+            }
+        for key in ("streams", "latency_streams"):
+            if data[key] != pooled[key]:
+                raise ValueError(
+                    f"{name}: measured {key}={data[key]}, the first run {pooled[key]}: "
+                    "pool only runs of the same preset"
+                )
+        pooled["rounds"] += data["rounds"]
+        pooled["runs"].append(name)
+        pooled["orders"] += data.get("orders", [])
+        for contender, entry in data["contenders"].items():
+            joined = pooled["contenders"].setdefault(contender, {"samples": {}})["samples"]
+            for measure, values in entry.get("samples", {}).items():
+                joined.setdefault(measure, []).extend(values)
+    if pooled is None:
+        raise ValueError("no runs to pool")
+    for entry in pooled["contenders"].values():
+        entry["spread"] = {m: spread(v) for m, v in entry["samples"].items()}
+    pooled["targets"] = _verdicts(pooled)
+    return pooled
+
+
+def pooled_table(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """``python -m benchmarks pool``: the targets over every round of ``runs``."""
+    data = pool(runs)
+    table = readme_table({"head_to_head": data}) or ""
+    return (
+        f"Issue 8's targets over {data['rounds']} head-to-head rounds from "
+        f"{len(data['runs'])} runs ({', '.join(data['runs'])}): medians of all rounds, "
+        "the same-round ratios' 95 % interval beside each verdict.\n\n" + table
     )

@@ -302,6 +302,33 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     assert summary_table(results).count("\n") >= 5
 
 
+def test_cli_pools_the_head_to_head_rounds_of_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rounds = {"cpu_ms_per_1k_events": [25.0, 27.0]}
+    data = {
+        "rounds": 2,
+        "streams": 1000,
+        "latency_streams": 500,
+        "contenders": {
+            "twinstream sse": {"samples": rounds},
+            "websockets": {"samples": {"cpu_ms_per_1k_events": [26.0, 30.0]}},
+        },
+    }
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"head_to_head": data}))
+    assert main(["pool", str(tmp_path / "one"), str(tmp_path / "two")]) == 0
+    out = capsys.readouterr().out
+    assert "over 4 head-to-head rounds from 2 runs" in out
+    assert "| 26.0 (25.0–27.0) | ≤ websockets: 28.0 | met (0.93×; 4 of 4 rounds" in out
+    with pytest.raises(SystemExit):  # a folder without results.json: says which
+        main(["pool", str(tmp_path / "one"), str(tmp_path / "missing")])
+    assert "missing/results.json: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["pool"])
+
+
 def test_cli_help_and_bad_part(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

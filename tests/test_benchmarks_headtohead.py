@@ -3,6 +3,8 @@ round in a tiny configuration (shape and sanity only, never timings)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from benchmarks.config import TINY
@@ -14,6 +16,8 @@ from benchmarks.headtohead import (
     _verdict_cell,
     judge,
     label,
+    pool,
+    pooled_table,
     readme_table,
     report_section,
     round_order,
@@ -163,3 +167,54 @@ def test_one_round_against_real_servers() -> None:
     assert len(table.splitlines()) == 2 + len({t.measure for t in TARGETS})
     assert readme_table({"head_to_head": {**data, "rounds": 0}}) is None
     assert report_section({}) == ""
+
+
+def _run(cpu: list[float], reference: list[float], streams: int = 1000) -> dict[str, Any]:
+    """A results file with one measure's rounds for twinstream ws and websockets."""
+    samples = {
+        "twinstream ws": {"cpu_ms_per_1k_events": cpu},
+        "websockets": {"cpu_ms_per_1k_events": reference},
+    }
+    return {
+        "head_to_head": {
+            "rounds": len(cpu),
+            "streams": streams,
+            "latency_streams": 500,
+            "orders": [["twinstream ws", "websockets"]] * len(cpu),
+            "contenders": {name: {"samples": s} for name, s in samples.items()},
+        }
+    }
+
+
+def test_pool_joins_the_rounds_of_several_runs() -> None:
+    # alone, each run's two rounds straddle the target; together, 4 rounds
+    # 10 % below it in the median
+    first = _run([27.0, 33.0], [30.0, 30.0])
+    second = _run([18.0, 22.0], [20.0, 20.0])
+    data = pool([("a", first), ("b", second)])
+    assert data["rounds"] == 4 and data["runs"] == ["a", "b"] and len(data["orders"]) == 4
+    assert data["contenders"]["twinstream ws"]["samples"]["cpu_ms_per_1k_events"] == [
+        27.0,
+        33.0,
+        18.0,
+        22.0,
+    ]
+    (cpu,) = [
+        v
+        for v in data["targets"]
+        if v["contender"] == "twinstream ws" and v["measure"] == "cpu_ms_per_1k_events"
+    ]
+    assert cpu["median"] == 24.5 and cpu["reference_median"] == 25.0 and cpu["rounds"] == 4
+    assert cpu["met"] is True and cpu["rounds_met"] == 2
+    table = pooled_table([("a", first), ("b", second)])
+    assert table.startswith("Issue 8's targets over 4 head-to-head rounds from 2 runs (a, b)")
+    assert "| 24.5 (18.0–33.0) | ≤ websockets: 25.0 | met (0.98×; 2 of 4 rounds" in table
+
+
+def test_pool_refuses_runs_of_different_loads_or_without_rounds() -> None:
+    with pytest.raises(ValueError, match="b: measured streams=100, the first run 1000"):
+        pool([("a", _run([1.0], [1.0])), ("b", _run([1.0], [1.0], streams=100))])
+    with pytest.raises(ValueError, match="c: no head-to-head rounds"):
+        pool([("a", _run([1.0], [1.0])), ("c", {"latency": {}})])
+    with pytest.raises(ValueError, match="no runs"):
+        pool([])
