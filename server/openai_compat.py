@@ -89,6 +89,8 @@ class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
         )
 
     async def post(self) -> None:
+        if self.streaming and not self.open_event_stream("v1"):
+            return  # the client is gone: start nothing
         self._stream = stream = await self.store.create(self.chat)
         metrics = self.settings["metrics"]  # the operator's view (issue 10)
         metrics.stream_started(stream, "v1")

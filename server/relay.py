@@ -158,6 +158,10 @@ class Sink:
     reported with :meth:`pong`. ``cut(reason)`` disconnects the reader the
     transport's way (``OVER_CAP``, ``STUCK`` or ``NO_PONG``). When the
     connection closes, every relay on it stops; their streams go on.
+
+    ``first``, when given, writes the first payload in place of ``transform``
+    and the socket (an HTTP response's head goes out with its first events,
+    in one write); it is then dropped.
     """
 
     __slots__ = (
@@ -180,6 +184,7 @@ class Sink:
         "progress_mark",
         "progress_at",
         "_draining",
+        "first",
         "__weakref__",
     )
 
@@ -192,8 +197,10 @@ class Sink:
         transform: Callable[[bytes], bytes] | None = None,
         heartbeat: bytes | None = None,
         ping: bytes | None = None,
+        first: Callable[[bytes], None] | None = None,
     ) -> None:
         self.stream = stream
+        self.first = first
         self.watch = watch
         self.max_pending = max_pending
         self.transform = transform
@@ -222,13 +229,21 @@ class Sink:
         consumer (the caller stops)."""
         if self.closed:
             return False
-        data = self.transform(payload) if transform and self.transform is not None else payload
         stream = self.stream
-        try:
-            pending = self.queued = tornado_adapter.send(stream, data)
-        except StreamClosedError:
-            self.close()
-            return False
+        if self.first is not None:
+            first, self.first = self.first, None
+            first(payload)
+            if stream.closed():
+                self.close()
+                return False
+            pending = self.queued = tornado_adapter.pending_bytes(stream)
+        else:
+            data = self.transform(payload) if transform and self.transform is not None else payload
+            try:
+                pending = self.queued = tornado_adapter.send(stream, data)
+            except StreamClosedError:
+                self.close()
+                return False
         self.wrote = True
         if pending:
             if pending > self.max_pending:

@@ -74,6 +74,10 @@ class SSEHandler(EventStreamHandler):
                     self.get_query_argument("max_tokens", None), self.limits, from_query=True
                 ),
             )
+            # The response first: then the start event leaves with its head
+            # as soon as the stream exists.
+            if not self.open_event_stream("sse"):
+                return
             stream = await self.store.create(request)
             metrics.stream_started(stream, "sse")
             after = -1

@@ -305,11 +305,12 @@ class Stream(StreamLog):
         super().__init__(stream_id, request.model or backend.model, clock)
         self.request: ChatRequest | None = request
         self._store = store
-        self.append(protocol.start_event(stream_id, self.model, created=self.created))
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._run(backend, request))
+        # The generation's task first (its first step runs on a later loop
+        # turn): the start event is stamped as late as it can be.
+        task = asyncio.get_running_loop().create_task(self._run(backend, request))
         task.add_done_callback(self._on_generation_finished)
         self._task: asyncio.Task[None] | None = task
+        self.append(protocol.start_event(stream_id, self.model, created=self.created))
 
     async def _run(self, backend: Backend, request: ChatRequest) -> None:
         finish: Finish | None = None

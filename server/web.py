@@ -155,12 +155,16 @@ class EventStreamHandler(JsonErrorHandler):
         if self._sink is not None:
             self._sink.close()
 
-    def relay_events(self, stream: StreamLog, after: int, frame: Frame, transport: str) -> None:
-        """Start writing the events after ``after`` as this response's body and
-        return; the response ends after the terminal event (then
-        :meth:`relay_ended` is called with True). If the connection closes
-        first, or the reader is cut as a slow consumer, ``relay_ended(False)``
-        is called instead; the stream itself goes on."""
+    def open_event_stream(self, transport: str) -> bool:
+        """Make this response an event stream: headers set and the connection's
+        sink ready, nothing sent yet. False if the connection is gone.
+
+        A handler that starts a stream calls this first, so that little is left
+        to do between the stream's ``start`` event and its write. Until
+        :meth:`relay_events` sends the head, a ProtocolError still becomes a
+        JSON error (:meth:`write_error` undoes this)."""
+        if self._sink is not None:
+            return not self._sink.closed
         options = self.relays
         tornado_adapter.keep_response_open(self)
         self._transforms = []
@@ -173,19 +177,12 @@ class EventStreamHandler(JsonErrorHandler):
             if sse.accepts_gzip(self.request.headers.get("Accept-Encoding")):
                 self.set_header("Content-Encoding", "gzip")
                 gzip = sse.SyncFlushGzip()
-        connection = self.request.connection
-        iostream: IOStream | None = getattr(connection, "stream", None)
+        iostream: IOStream | None = getattr(self.request.connection, "stream", None)
         if iostream is None or iostream.closed():
-            self.relay_ended(False)
-            return
+            return False
         iostream.set_nodelay(True)
-        # Send the head now: a client learns it is connected (EventSource's
-        # "open") before the next event exists, e.g. after a resume.
-        self.flush()
-        # Only these request headers are read again (keep-alive, at finish).
-        tornado_adapter.trim_headers(self.request.headers, KEEP_ALIVE_HEADERS)
-        tornado_adapter.forget_response_headers(self)
-        self._encoder = _BodyEncoder(gzip, tornado_adapter.wants_chunks(connection))
+        # Chunked or not is known once the head is written (_send_head).
+        self._encoder = _BodyEncoder(gzip, False)
         self._sink = Sink(
             iostream,
             options.watch,
@@ -193,10 +190,55 @@ class EventStreamHandler(JsonErrorHandler):
             max_pending=options.max_pending_bytes,
             transform=self._encoder,
             heartbeat=HEARTBEAT,
+            first=self._send_head,
         )
         self._transport = transport
         self.settings["metrics"].connection_opened(transport)
-        Relay(stream, after, self._sink, frame, self._relay_stopped).start()
+        return True
+
+    def relay_events(self, stream: StreamLog, after: int, frame: Frame, transport: str) -> None:
+        """Start writing the events after ``after`` as this response's body and
+        return; the response ends after the terminal event (then
+        :meth:`relay_ended` is called with True). If the connection closes
+        first, or the reader is cut as a slow consumer, ``relay_ended(False)``
+        is called instead; the stream itself goes on.
+
+        The response head goes out with the events that are ready now, in one
+        write, or alone at once when none is (a resume of a live stream): a
+        client learns it is connected (EventSource's "open") before the next
+        event exists."""
+        if not self.open_event_stream(transport):
+            self.relay_ended(False)
+            return
+        sink = self._sink
+        assert sink is not None
+        Relay(stream, after, sink, frame, self._relay_stopped).start()
+        if sink.first is not None:  # nothing was ready: the head alone
+            sink.write(b"", transform=False)
+
+    def _send_head(self, payload: bytes) -> None:
+        # Sink's first write: Tornado writes the head and this payload (as the
+        # first chunk, when chunked) with one IOStream.write.
+        encoder = self._encoder
+        assert encoder is not None
+        if encoder.gzip is not None:
+            payload = encoder.gzip.compress(payload)
+        if payload:
+            self.write(payload)
+        self.flush()
+        encoder.chunked = tornado_adapter.wants_chunks(self.request.connection)
+        # Only these request headers are read again (keep-alive, at finish).
+        tornado_adapter.trim_headers(self.request.headers, KEEP_ALIVE_HEADERS)
+        tornado_adapter.forget_response_headers(self)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Opened but nothing sent (the stream could not start): the answer is a
+        # JSON error after all, and the connection no event stream.
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
+            self.settings["metrics"].connection_closed(self._transport)
+        super().write_error(status_code, **kwargs)
 
     def relay_ended(self, complete: bool) -> None:
         """Called once when the response ended (``complete``) or was cut."""

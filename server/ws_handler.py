@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -218,8 +217,9 @@ class _SocketFrames:
     def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
         frame, connection = tornado_adapter.websocket_frame, self.connection
         if first_seq == 0 and self.ref is not None:
-            # The start event answers this socket's message: echo its ref.
-            start = protocol.dumps({**json.loads(texts[0]), "ref": self.ref}).encode()
+            # The start event answers this socket's message: echo its ref, as
+            # its last member (the event is a JSON object: it ends with "}").
+            start = texts[0][:-1] + b',"ref":' + protocol.dumps(self.ref).encode() + b"}"
             texts = [start, *texts[1:]]
         if len(texts) == 1:
             return frame(connection, texts[0])

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
+from server_process import ServerProcess
 
 from server.app import Settings
 from server.backends.synthetic import synthetic_tokens
@@ -428,3 +429,76 @@ class TestEachEventLeavesAtOnce:
                 step_backend.finish()
                 done = json.loads((await asyncio.wait_for(anext(events), 5)).data)
                 assert done["type"] == "done"
+
+
+def _first_read(sock: socket.socket, request: bytes) -> tuple[bytes, float]:
+    """What one ``recv`` returns once the answer to ``request`` starts to
+    arrive, and how long that took."""
+    began = time.monotonic()
+    sock.sendall(request)
+    return sock.recv(65536), time.monotonic() - began
+
+
+def test_a_new_stream_s_head_and_start_event_leave_in_one_write() -> None:
+    # The server is another process, so the client wakes as soon as the first
+    # bytes arrive: written apart, the head would be read alone.
+    with ServerProcess("--tokens-per-second", "10", "--first-token-latency", "2") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            request = b"GET /sse?prompt=together&max_tokens=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            data, _ = _first_read(sock, request)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"text/event-stream" in head
+    # the first chunk of the body: the start event, whole, and nothing more
+    # (the first token is 2 s away)
+    size, _, chunk = body.partition(b"\r\n")
+    assert len(chunk) == int(size, 16) + 2 and chunk.endswith(b"\n\n\r\n")
+    assert b'"type":"start"' in chunk and b'"type":"delta"' not in chunk
+
+
+def test_a_resume_of_a_live_stream_gets_its_head_before_the_next_event() -> None:
+    with ServerProcess("--tokens-per-second", "10", "--first-token-latency", "3") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as first:
+            data, _ = _first_read(
+                first, b"GET /sse?prompt=later HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            )
+            while b"\n\n" not in data:  # up to the end of the start event
+                data += first.recv(65536)
+        stream = json.loads(data.split(b"data: ", 1)[1].split(b"\n", 1)[0])["stream"]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as second:
+            request = (
+                f"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: {stream}:0\r\n\r\n"
+            ).encode()
+            data, waited = _first_read(second, request)
+    # the head alone, at once: the next event (the first token) is seconds away
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"\r\n\r\n")
+    assert waited < 2.0
+
+
+class TestRefusedAfterTheResponseWasPrepared:
+    """The response is made an event stream before the stream is created; a
+    stream the server refuses still gets a JSON error, and the connection is
+    not counted as relaying."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(
+            tokens_per_second=10, first_token_latency=5, ws_ping_interval=0, max_streams=1
+        )
+
+    async def test_the_refusal_is_a_json_503(self, http_server_client: Any, app: Any) -> None:
+        registry = app.settings["metrics"].registry
+        url = base_url(http_server_client) + "/sse"
+        async with httpx.AsyncClient(timeout=10) as client:
+            async with aconnect_sse(client, "GET", url, params={"prompt": "one"}) as source:
+                async for sse in source.aiter_sse():
+                    assert json.loads(sse.data)["type"] == "start"
+                    break
+                refused = await client.get(url, params={"prompt": "two"})
+                assert refused.status_code == 503
+                assert refused.headers["content-type"].startswith("application/json")
+                assert refused.json()["error"]["code"] == "too_many_streams"
+                assert "content-encoding" not in refused.headers
+                open_now = registry.get_sample_value(
+                    "twinstream_open_connections", {"transport": "sse"}
+                )
+                assert open_now == 1.0  # the first stream's connection only

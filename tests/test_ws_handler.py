@@ -58,6 +58,25 @@ def expected_text(prompt: str, max_tokens: int) -> str:
     return "".join(synthetic_tokens(prompt)[:max_tokens])
 
 
+async def test_the_start_event_echoes_any_json_ref_as_its_last_member(
+    http_server_client: Any,
+) -> None:
+    ref = {"id": 'quote " and \\ backslash', "n": [1, 2.5, None, True], "ünï": "çödé"}
+    ws = await connect(http_server_client)
+    try:
+        message = {"type": "start", "prompt": "refs", "max_tokens": 1, "ref": ref}
+        ws.write_message(json.dumps(message))
+        text = await ws.read_message()
+    finally:
+        ws.close()
+    assert isinstance(text, str)
+    start = json.loads(text)
+    assert start["type"] == "start" and start["ref"] == ref
+    # byte for byte the compact JSON of the start event with ref appended
+    assert list(start)[-1] == "ref"
+    assert text == json.dumps(start, separators=(",", ":"), ensure_ascii=False)
+
+
 async def test_start_streams_the_same_events_as_sse(http_server_client: Any) -> None:
     ws = await connect(http_server_client)
     try:
