@@ -195,10 +195,12 @@ def judge(
                 "paired_interval": [round(interval[1], 4), round(interval[2], 4)]
                 if interval
                 else None,
-                # the interval lies on one side of the limit: more rounds would
-                # not be expected to turn the verdict
-                "decisive": target.holds(interval[1]) == target.holds(interval[2])
-                if interval
+                # the interval lies wholly on the verdict's side of the limit:
+                # more rounds would not be expected to turn it
+                "decisive": (
+                    target.holds(interval[1]) == target.holds(interval[2]) == target.holds(ratio)
+                )
+                if interval and ratio is not None
                 else None,
             }
         )
@@ -471,22 +473,36 @@ def pool(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 "runs": [],
                 "streams": data["streams"],
                 "latency_streams": data["latency_streams"],
+                "unthrottled_seconds": data.get("unthrottled_seconds"),
                 "orders": [],
                 "contenders": {},
             }
-        for key in ("streams", "latency_streams"):
-            if data[key] != pooled[key]:
+        for key in ("streams", "latency_streams", "unthrottled_seconds"):
+            if data.get(key) != pooled[key]:
                 raise ValueError(
-                    f"{name}: measured {key}={data[key]}, the first run {pooled[key]}: "
+                    f"{name}: measured {key}={data.get(key)}, the first run {pooled[key]}: "
                     "pool only runs of the same preset"
                 )
-        pooled["rounds"] += data["rounds"]
+        rounds = data["rounds"]
+        for contender, entry in data["contenders"].items():
+            for measure, values in entry.get("samples", {}).items():
+                if len(values) != rounds:
+                    raise ValueError(
+                        f"{name}: {contender} has {len(values)} {measure} samples for "
+                        f"{rounds} rounds, so its rounds cannot be paired"
+                    )
+        # A contender or measure one run lacks is None in its rounds, so that the
+        # rounds stay paired across runs.
+        before = pooled["rounds"]
+        for contender in dict.fromkeys([*pooled["contenders"], *data["contenders"]]):
+            joined = pooled["contenders"].setdefault(contender, {"samples": {}})["samples"]
+            samples = data["contenders"].get(contender, {}).get("samples", {})
+            for measure in MEASURES:
+                values = joined.setdefault(measure, [None] * before)
+                values.extend(samples.get(measure, [None] * rounds))
+        pooled["rounds"] += rounds
         pooled["runs"].append(name)
         pooled["orders"] += data.get("orders", [])
-        for contender, entry in data["contenders"].items():
-            joined = pooled["contenders"].setdefault(contender, {"samples": {}})["samples"]
-            for measure, values in entry.get("samples", {}).items():
-                joined.setdefault(measure, []).extend(values)
     if pooled is None:
         raise ValueError("no runs to pool")
     for entry in pooled["contenders"].values():

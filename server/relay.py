@@ -315,6 +315,8 @@ class Sink:
         self.watch.beating.discard(self)
 
     def beat(self) -> None:
+        if self.first is not None:
+            return  # no head sent yet: the stream may still be refused with an error
         if self.heartbeat is not None and not self.has_room():
             return  # a backlog is traffic enough
         if self.heartbeat is not None:

@@ -305,8 +305,9 @@ class Stream(StreamLog):
         super().__init__(stream_id, request.model or backend.model, clock)
         self.request: ChatRequest | None = request
         self._store = store
-        # The generation's task first (its first step runs on a later loop
-        # turn): the start event is stamped as late as it can be.
+        # The generation's task first, so the start event is stamped as late as
+        # it can be: its first step runs on a later loop turn (an eager task
+        # factory would break that, and would append a delta before start).
         task = asyncio.get_running_loop().create_task(self._run(backend, request))
         task.add_done_callback(self._on_generation_finished)
         self._task: asyncio.Task[None] | None = task

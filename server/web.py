@@ -193,7 +193,6 @@ class EventStreamHandler(JsonErrorHandler):
             first=self._send_head,
         )
         self._transport = transport
-        self.settings["metrics"].connection_opened(transport)
         return True
 
     def relay_events(self, stream: StreamLog, after: int, frame: Frame, transport: str) -> None:
@@ -212,6 +211,8 @@ class EventStreamHandler(JsonErrorHandler):
             return
         sink = self._sink
         assert sink is not None
+        # Counted from here: the relay's end (_end_response) uncounts it.
+        self.settings["metrics"].connection_opened(transport)
         Relay(stream, after, sink, frame, self._relay_stopped).start()
         if sink.first is not None:  # nothing was ready: the head alone
             sink.write(b"", transform=False)
@@ -237,7 +238,6 @@ class EventStreamHandler(JsonErrorHandler):
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.close()
-            self.settings["metrics"].connection_closed(self._transport)
         super().write_error(status_code, **kwargs)
 
     def relay_ended(self, complete: bool) -> None:

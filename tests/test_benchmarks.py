@@ -66,8 +66,15 @@ def test_paired_ratio_interval_is_a_t_interval_on_the_log_ratios() -> None:
     pairs = [(math.exp(x), 1.0) for x in logs]
     half = 2.365 * statistics.stdev(logs) / math.sqrt(8)
     assert paired_ratio_interval(pairs) == pytest.approx((1.0, math.exp(-half), math.exp(half)))
-    # a side not measured (zero) leaves the pair out; fewer than two pairs: no interval
-    assert paired_ratio_interval([(1.0, 0.0), (2.0, 1.0)]) is None
+    # beyond the table (30 degrees of freedom), t is 1.96 + 2.4 / df
+    logs = [-1.0, 1.0] * 20
+    half = (1.96 + 2.4 / 39) * statistics.stdev(logs) / math.sqrt(40)
+    pairs = [(math.exp(x), 1.0) for x in logs]
+    assert paired_ratio_interval(pairs) == pytest.approx((1.0, math.exp(-half), math.exp(half)))
+    # a round that delivered nothing has no ratio: no interval rather than one
+    # without it; fewer than two pairs: none either
+    assert paired_ratio_interval([(0.0, 1.0), (2.0, 1.0), (3.0, 1.0)]) is None
+    assert paired_ratio_interval([(2.0, 1.0)]) is None
     assert paired_ratio_interval([]) is None
 
 

@@ -135,6 +135,23 @@ def test_judge_says_whether_the_paired_rounds_make_the_verdict_decisive() -> Non
     assert "paired 0.9000–0.9000×" in (readme_table({"head_to_head": data}) or "")
 
 
+def test_a_verdict_is_decisive_only_when_its_interval_agrees_with_it() -> None:
+    # the median ratio meets the target, yet most rounds (and the interval of
+    # the same-round ratios) say the opposite: not decisive
+    target = Target("cpu_ms_per_1k_events", "twinstream sse", "websockets", 1.0, True)
+    reference = [float(b) for b in range(1, 12)]
+    ratios = [0.98 if n in (1, 2, 6) else 1.05 for n in range(1, 12)]
+    samples: dict[str, dict[str, list[float | None]]] = {
+        "twinstream sse": {"cpu_ms_per_1k_events": [r * b for r, b in zip(ratios, reference)]},
+        "websockets": {"cpu_ms_per_1k_events": list(reference)},
+    }
+    (verdict,) = judge(samples, (target,))
+    low, high = verdict["paired_interval"]
+    assert verdict["met"] is True and 1.0 < low < high
+    assert verdict["decisive"] is False
+    assert _verdict_cell(verdict).endswith(", within noise)")
+
+
 def test_judge_without_the_reference_says_not_measured() -> None:
     (verdict,) = judge({"twinstream sse": {"p99_delay_ms": [1.0]}}, TARGETS[2:3])
     assert verdict["met"] is None and verdict["ratio"] is None and verdict["rounds"] == 0
@@ -211,6 +228,22 @@ def test_pool_joins_the_rounds_of_several_runs() -> None:
     assert "| 24.5 (18.0–33.0) | ≤ websockets: 25.0 | met (0.98×; 2 of 4 rounds" in table
 
 
+def test_pool_keeps_rounds_paired_when_a_run_lacks_a_contender() -> None:
+    # run a measured twinstream only; its rounds must not pair with b's reference
+    only_twinstream = _run([27.0, 33.0], [1.0, 1.0])
+    del only_twinstream["head_to_head"]["contenders"]["websockets"]
+    data = pool([("a", only_twinstream), ("b", _run([18.0, 22.0], [20.0, 20.0]))])
+    reference = data["contenders"]["websockets"]["samples"]["cpu_ms_per_1k_events"]
+    assert reference == [None, None, 20.0, 20.0]
+    (cpu,) = [
+        v
+        for v in data["targets"]
+        if v["contender"] == "twinstream ws" and v["measure"] == "cpu_ms_per_1k_events"
+    ]
+    assert (cpu["median"], cpu["reference_median"], cpu["rounds"]) == (20.0, 20.0, 2)
+    assert cpu["met"] is True
+
+
 def test_pool_refuses_runs_of_different_loads_or_without_rounds() -> None:
     with pytest.raises(ValueError, match="b: measured streams=100, the first run 1000"):
         pool([("a", _run([1.0], [1.0])), ("b", _run([1.0], [1.0], streams=100))])
@@ -218,3 +251,7 @@ def test_pool_refuses_runs_of_different_loads_or_without_rounds() -> None:
         pool([("a", _run([1.0], [1.0])), ("c", {"latency": {}})])
     with pytest.raises(ValueError, match="no runs"):
         pool([])
+    ragged = _run([1.0, 2.0], [1.0, 2.0])
+    ragged["head_to_head"]["contenders"]["websockets"]["samples"]["cpu_ms_per_1k_events"] = [1.0]
+    with pytest.raises(ValueError, match="d: websockets has 1 cpu_ms_per_1k_events samples"):
+        pool([("a", _run([1.0], [1.0])), ("d", ragged)])

@@ -323,3 +323,36 @@ async def test_a_relay_writes_each_append_in_order_and_completes_once() -> None:
     finally:
         iostream.close()
         right.close()
+
+
+async def test_a_sink_s_first_write_goes_through_its_hook_and_heartbeats_wait_for_it() -> None:
+    """``first`` (an HTTP response's head) takes the first payload once; until
+    then no heartbeat is written, so a stream that is still refused can get an
+    error answer instead of a response that has begun."""
+    left, right = socket.socketpair()
+    iostream = tornado.iostream.IOStream(left)
+    watch = ConnectionWatch(write_timeout=10)
+    firsts: list[bytes] = []
+
+    def first(payload: bytes) -> None:
+        firsts.append(payload)
+        iostream.write(b"HEAD|" + payload)
+
+    sink = Sink(iostream, watch, cut=lambda reason: None, heartbeat=b"beat|", first=first)
+    try:
+        sink.beat()
+        assert firsts == [] and sink.first is not None
+        assert sink.write(b"one|") and sink.write(b"two|")
+        sink.beat()
+        assert firsts == [b"one|"] and sink.first is None
+        sink.close()
+        iostream.close()
+        right.setblocking(False)
+        received = bytearray()
+        loop = asyncio.get_running_loop()
+        while chunk := await loop.sock_recv(right, 65536):
+            received += chunk
+        assert bytes(received) == b"HEAD|one|two|beat|"
+    finally:
+        iostream.close()
+        right.close()
