@@ -417,9 +417,10 @@ def report_section(results: dict[str, Any]) -> str:
         f"{', '.join(data['orders'][0])}; each server follows every other one equally "
         "often). Cells: median (min–max) over the rounds. A target "
         "compares medians; *rounds* counts the rounds where the same-round pair met it; "
-        "*paired* is the geometric mean of the same-round ratios' 95 % interval, and "
-        "*within noise* says it holds both sides of the target: the two are within the "
-        "rounds' noise of each other, and another run may turn the verdict."
+        "*paired* is the 95 % interval of the same-round ratios' geometric mean, and "
+        "*within noise* says it does not lie wholly on the verdict's side of the target: "
+        "the two are within the rounds' noise of each other, and another run may turn "
+        "the verdict."
     )
     header = ["Measure", *names]
     rows = [

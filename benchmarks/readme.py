@@ -229,9 +229,10 @@ def render_results(results: dict[str, Any]) -> str:
             "running all four servers one after another on fresh servers, in an order that "
             "changes each round; median (min–max) of the rounds, the reference's median, "
             "and the verdict on the ratio of medians with the rounds where the same-round "
-            "pair met it and the 95 % interval of the same-round ratios (*within noise*: "
-            "the interval holds both sides of the target, so another run may turn the "
-            "verdict). The table above is one measurement per server, minutes apart:",
+            "pair met it and the 95 % interval of the same-round ratios' geometric mean "
+            "(*within noise*: the interval does not lie wholly on the verdict's side of the "
+            "target, so another run may turn the verdict). The table above is one "
+            "measurement per server, minutes apart:",
             rounds,
         ]
     network = network_summary(results)
