@@ -7,8 +7,9 @@
   permessage-deflate).
 
 Every event received is stamped with the client's wall clock (``time.time()``),
-the same clock the server stamps ``t`` with, so ``received - t`` is the event's
-delivery delay. :class:`StreamRecord` holds what one completion looked like.
+the same clock the server stamps ``t`` with (for a ``delta``: when the model
+released the token), so ``received - t`` is the event's delivery delay.
+:class:`StreamRecord` holds what one completion looked like.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ What it measures, per server and transport:
   (the synthetic model's first-token wait is not in it);
 * **inter-token gaps** -- time between consecutive ``delta`` events received;
 * **delivery delay** -- client receive time minus the server's ``t`` stamp on
-  each event (same machine, same clock): time spent in the server's relay,
-  the kernel and the client;
+  each event (same machine, same clock; a ``delta``'s ``t`` is when the model
+  released the token): time spent waiting in the server, in its relay, the
+  kernel and the client;
 
 as p50/p90/p99/max, first one stream at a time (cold and warm samples
 interleaved across transports so they share the machine's noise), then at

@@ -468,18 +468,22 @@ GLOSSARY = """\
 - **Cold / warm**: cold opens a new connection per completion (what `EventSource`
   does, and a page that opens a WebSocket per question); warm reuses one (a
   WebSocket kept open, or a kept-alive HTTP/1.1 connection for SSE).
-- **Delivery delay**: client receive time minus the `t` the server stamped on the
-  event when it was produced (same machine, same clock): the time an event spends
-  in the server's relay, the kernel and the client's parser.
+- **Delivery delay**: client receive time minus the event's `t` (same machine, same
+  clock). A `delta`'s `t` is when the synthetic model released the token (its pacer's
+  wake-up), before the token waits for its stream's turn on the server's event loop;
+  other events' `t` is when the server made them. So it is the time a token spends
+  waiting in the server, in its relay, the kernel and the client's parser. Every
+  server here runs the same model code and stamps the same way.
 - **Inter-token gap**: time between consecutive `delta` events at the client; at
   30 tokens/s the model's own gap is 33.3 ms, so the spread around it is jitter.
 - **Offered / delivered events/s**: offered = streams × the model's tokens/s;
   delivered = `delta` events received per second in the window where all streams
   were live. Delivered below offered means the server (or the client) fell behind.
-- **Model lag**: how late the server *produced* each token against the synthetic
-  model's schedule, from the server's own `t` stamps. A large lag means the server's
-  event loop fell behind; a small lag with a large delivery delay means the relay, the
-  kernel or the client did.
+- **Model lag**: how late the synthetic model *released* each token against its
+  schedule, from the server's own `t` stamps. A large lag means the server's event
+  loop was too busy to wake the model on time; a small lag with a large delivery
+  delay means the tokens then waited in the server, its relay, the kernel or the
+  client.
 - **Server CPU %**: the server process's CPU time over the window, in % of one core
   (psutil). **ms per 1k events**: CPU time spent per 1,000 delivered tokens over
   the whole level — the cost of streaming, comparable across transports.

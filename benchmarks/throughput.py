@@ -72,7 +72,7 @@ def _window(records: Sequence[StreamRecord]) -> tuple[float, float, bool]:
 
 
 def model_lag(records: Sequence[StreamRecord], config: SuiteConfig) -> list[float]:
-    """How late the server produced each token against the model's own schedule
+    """How late the model released each token against its own schedule
     (``first_token_latency`` after ``start``, then one every 1/tokens_per_second),
     from the server's ``t`` stamps only: the server falling behind, whatever the client."""
     if not config.tokens_per_second:

@@ -316,6 +316,7 @@ class Stream(StreamLog):
     async def _run(self, backend: Backend, request: ChatRequest) -> None:
         finish: Finish | None = None
         stream_id = self.id
+        piece_time = getattr(backend, "piece_time", time.time)
         try:
             async for piece in backend.generate(request):
                 if isinstance(piece, Finish):
@@ -323,11 +324,12 @@ class Stream(StreamLog):
                     break
                 if piece:
                     if isinstance(piece, str):
-                        self.append_text(protocol.delta_record(piece, round(time.time(), 6)), False)
+                        record = protocol.delta_record(piece, round(piece_time(), 6))
+                        self.append_text(record, False)
                     else:
-                        self.append(
-                            protocol.delta_event_from_piece(stream_id, len(self._ends), piece)
-                        )
+                        event = protocol.delta_event_from_piece(stream_id, len(self._ends), piece)
+                        event["t"] = round(piece_time(), 6)
+                        self.append(event)
         except asyncio.CancelledError:
             self.append(protocol.done_event(stream_id, len(self._ends), "cancelled"))
             return

@@ -7,8 +7,9 @@ import contextlib
 import json
 import os
 import sys
+import time
 
-from server.backends.base import ChatRequest, Finish
+from server.backends.base import ChatRequest, Delta, Finish
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
 from server.streams import MemoryStreamStore
 
@@ -174,6 +175,43 @@ class EndsAtOnce:
     async def generate(self, request: ChatRequest):  # type: ignore[no-untyped-def]
         yield "x" * 100
         yield Finish(reason="stop")
+
+
+class TimedPieces:
+    """A backend that says when each piece became available (``piece_time``)."""
+
+    model = "timed"
+
+    def __init__(self) -> None:
+        self.released = 0.0
+
+    def piece_time(self) -> float:
+        return self.released
+
+    async def generate(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        for index, piece in enumerate(["a", Delta(content="b", refusal="no")]):
+            self.released = 1_700_000_000.25 + index
+            yield piece
+        yield Finish(reason="stop")
+
+
+async def test_deltas_are_stamped_when_the_backend_released_them() -> None:
+    """``t`` of a delta is the backend's ``piece_time``, text or not; other
+    events, and backends without it, are stamped when the event is made."""
+    store = MemoryStreamStore(TimedPieces())
+    before = time.time()
+    stream = await store.create(ChatRequest.from_prompt("when", 5))
+    await stream.wait_ended()
+    events = stream.events
+    assert [e["type"] for e in events] == ["start", "delta", "delta", "done"]
+    assert [e["t"] for e in events[1:3]] == [1_700_000_000.25, 1_700_000_001.25]
+    assert before <= events[0]["t"] <= events[3]["t"] <= time.time()
+    untimed = MemoryStreamStore(EndsAtOnce())
+    other = await untimed.create(ChatRequest.from_prompt("now", 5))
+    await other.wait_ended()
+    assert before <= other.events[1]["t"] <= time.time()
+    await store.close()
+    await untimed.close()
 
 
 async def test_log_reads_are_batches_of_the_ready_events() -> None:

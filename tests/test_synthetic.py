@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 from server.backends.base import BackendError, ChatRequest, Delta, Finish
-from server.backends.synthetic import SyntheticBackend, synthetic_tokens
+from server.backends.synthetic import Pacer, SyntheticBackend, synthetic_tokens
 from server.backends.synthetic_text import SyntheticReply, synthetic_reply
 
 
@@ -183,3 +185,46 @@ async def test_the_backend_yields_tool_call_pieces_and_finishes_with_tool_calls(
     finish = pieces[-1]
     assert isinstance(finish, Finish) and finish.reason == "tool_calls"
     assert isinstance(pieces[0], Delta) and backend.parameters >= {"stop", "seed", "tools"}
+
+
+async def test_a_piece_is_timed_when_released_not_when_its_stream_gets_to_run() -> None:
+    """Two streams released by the same pacer wake-up: the first one's consumer
+    holds the loop for 50 ms, so the second's piece waits; its ``piece_time``
+    is still the release, and a delay measured from it shows the wait."""
+    backend = SyntheticBackend(tokens_per_second=10, first_token_latency=0.05)
+    waited: list[float] = []
+
+    async def consume(name: str) -> None:
+        async for piece in backend.generate(ChatRequest.from_prompt(name, 3)):
+            if isinstance(piece, Finish):
+                return
+            released = backend.piece_time()
+            if name == "slow":
+                time.sleep(0.05)  # a server busy with another stream's event
+            else:
+                waited.append(time.time() - released)
+
+    await asyncio.gather(consume("slow"), consume("fast"))
+    assert len(waited) == 3
+    assert all(wait >= 0.05 for wait in waited), waited
+
+
+async def test_unpaced_pieces_are_timed_when_ready() -> None:
+    backend = SyntheticBackend(tokens_per_second=0)
+    before = time.time()
+    times: list[float] = []
+    async for piece in backend.generate(ChatRequest.from_prompt("now", 5)):
+        if not isinstance(piece, Finish):
+            times.append(backend.piece_time())
+    assert len(times) == 5
+    assert before <= times[0] and times == sorted(times) and times[-1] <= time.time()
+
+
+async def test_the_pacer_resolves_to_the_wall_time_of_its_wake_up() -> None:
+    pacer = Pacer(slack=0.001)
+    loop = asyncio.get_running_loop()
+    before = time.time()
+    early, late = pacer.wait_until(loop.time() + 0.02), pacer.wait_until(loop.time() + 0.0205)
+    released = await early
+    assert released == await late  # released together, within the slack
+    assert before + 0.02 <= released + 0.002 and released <= time.time()

@@ -43,7 +43,8 @@ def _stamp(event: dict[str, Any]) -> dict[str, Any]:
 async def completion_events(
     backend: SyntheticBackend, stream_id: str, prompt: str, max_tokens: int
 ) -> AsyncIterator[dict[str, Any]]:
-    """The events of one completion, in order, each stamped when produced."""
+    """The events of one completion, in order: deltas stamped with the model's
+    release time, the others when they are made."""
     yield _stamp(protocol.start_event(stream_id, backend.model, created=int(time.time())))
     seq = 1
     try:
@@ -53,7 +54,10 @@ async def completion_events(
                 yield _stamp(protocol.done_event(stream_id, seq, piece.reason, **extra))
                 return
             if piece:
-                yield _stamp(protocol.delta_event_from_piece(stream_id, seq, piece))
+                event = protocol.delta_event_from_piece(stream_id, seq, piece)
+                # when the model released it, as twinstream stamps its deltas
+                event["t"] = round(backend.piece_time(), 6)
+                yield event
                 seq += 1
     except BackendError as exc:
         yield _stamp(protocol.error_event(stream_id, seq, exc.code, exc.message))

@@ -110,5 +110,10 @@ class Backend(Protocol):
         A backend may also have ``parameters``: the request parameters it
         honours (a frozenset of names). Requests asking for any other are
         refused with ``unsupported_parameter`` before a stream starts; a
-        backend without it takes every parameter."""
+        backend without it takes every parameter.
+
+        It may also have ``piece_time()``: the wall-clock time at which the
+        piece it yielded last became available (see
+        :meth:`~server.backends.synthetic.SyntheticBackend.piece_time`). Events
+        are stamped with it (``t``); without it, with the time they are made."""
         ...

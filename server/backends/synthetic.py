@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import AsyncIterator
 
 from .base import BackendError, ChatRequest, Finish, Piece
@@ -25,18 +26,23 @@ class Pacer:
     the due times wait in one heap and a single timer wakes every stream due
     within ``slack`` seconds together. A token may leave up to ``slack`` early,
     never late, so the schedule (and so the rate) stays exact.
+
+    Each future resolves to the wall-clock time of the wake-up that released it:
+    the moment the token became available, however long its stream's task then
+    waits for its turn on the loop.
     """
 
     def __init__(self, slack: float = 0.001) -> None:
         self.slack = slack
-        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._heap: list[tuple[float, int, asyncio.Future[float]]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def wait_until(self, when: float) -> asyncio.Future[None]:
-        """A future that resolves at loop time ``when`` (cancel it to withdraw)."""
+    def wait_until(self, when: float) -> asyncio.Future[float]:
+        """A future that resolves at loop time ``when`` (cancel it to withdraw),
+        to the wall-clock time it was released."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -57,11 +63,12 @@ class Pacer:
         assert loop is not None
         self._timer = None
         horizon = loop.time() + self.slack
+        released = time.time()
         heap = self._heap
         while heap and heap[0][0] <= horizon:
             future = heapq.heappop(heap)[2]
             if not future.done():
-                future.set_result(None)
+                future.set_result(released)
         if heap:
             self._arm(loop, heap[0][0])
 
@@ -74,6 +81,11 @@ class SyntheticBackend:
     consumers do not make the model drift, and every stream of an event loop
     shares one :class:`Pacer`. ``fail_after_tokens`` injects an
     upstream-style failure, for exercising clients' error paths.
+
+    :meth:`piece_time` says when the piece just yielded became available (the
+    analogue of a real model's chunk being read off the upstream socket), so a
+    delivery delay measured from it includes the time the piece then waits
+    for its stream's turn on the server's event loop.
     """
 
     def __init__(
@@ -90,6 +102,15 @@ class SyntheticBackend:
         self.first_token_latency = first_token_latency if tokens_per_second else 0.0
         self.fail_after_tokens = fail_after_tokens
         self._pacers: dict[asyncio.AbstractEventLoop, Pacer] = {}
+        self._piece_time = 0.0
+
+    def piece_time(self) -> float:
+        """Wall-clock time at which the piece this backend yielded last became
+        available: the pacer's wake-up that released it (or, unpaced or behind
+        schedule, the moment its turn came), before it waited for its stream's
+        task to run. Read it as soon as the piece arrives, before awaiting
+        anything: another stream's piece replaces it."""
+        return self._piece_time
 
     def _pacer(self, loop: asyncio.AbstractEventLoop) -> Pacer:
         pacer = self._pacers.get(loop)
@@ -117,13 +138,14 @@ class SyntheticBackend:
         for index, token in enumerate(emitted):
             if self.fail_after_tokens is not None and index >= self.fail_after_tokens:
                 raise BackendError("upstream_error", "the model failed while generating")
-            if pacer is None:
-                await asyncio.sleep(0)
-            elif due > loop.time():
-                await pacer.wait_until(due)
+            if pacer is not None and due > loop.time():
+                available = await pacer.wait_until(due)
             else:
-                await asyncio.sleep(0)  # behind schedule: catch up, but let others run
+                # unpaced, or behind schedule (catching up): ready now, but let others run
+                available = time.time()
+                await asyncio.sleep(0)
             due += interval
+            self._piece_time = available
             yield token
         prompt_tokens = reply.prompt_tokens
         yield Finish(
