@@ -126,6 +126,13 @@ TARGETS: tuple[Target, ...] = tuple(
 )
 
 
+#: the same-round ratios' 95 % interval lying wholly within this fraction of a
+#: target's limit shows the two at parity: "at" the limit, which every target
+#: ("at or below", "at or above") allows, however the medians happen to fall
+#: (two servers that both deliver all 30,000 events/s offered differ by noise only)
+PARITY = 0.01
+
+
 def round_order(items: Sequence[T], round_index: int) -> list[T]:
     """``items`` in round ``round_index``'s order: a Williams design (for an even
     count), so over ``len(items)`` rounds each item goes first once, and each
@@ -168,7 +175,9 @@ def judge(
     (same-round) ratio held are counted beside it. The paired ratios' geometric
     mean and 95 % interval say whether the verdict is decisive: an interval
     that holds both sides of the limit means the two are within the rounds'
-    noise of each other, and another run may well turn the verdict."""
+    noise of each other, and another run may well turn the verdict, unless it
+    lies within :data:`PARITY` of the limit: then the two are at parity, which
+    meets the target."""
     verdicts = []
     for target in targets:
         mine = samples.get(target.contender, {}).get(target.measure, [])
@@ -179,6 +188,9 @@ def judge(
         ratio = median / reference if median is not None and reference else None
         paired = [a / b for a, b in pairs if b]
         interval = paired_ratio_interval(pairs)
+        at_parity = interval is not None and (
+            target.limit / (1 + PARITY) <= interval[1] <= interval[2] <= target.limit * (1 + PARITY)
+        )
         verdicts.append(
             {
                 "measure": target.measure,
@@ -188,7 +200,8 @@ def judge(
                 "median": round(median, 3) if median is not None else None,
                 "reference_median": round(reference, 3) if reference is not None else None,
                 "ratio": round(ratio, 3) if ratio is not None else None,
-                "met": target.holds(ratio) if ratio is not None else None,
+                "met": (True if at_parity else target.holds(ratio)) if ratio is not None else None,
+                "at_parity": at_parity,
                 "rounds_met": sum(1 for r in paired if target.holds(r)),
                 "rounds": len(paired),
                 "paired_ratio": round(interval[0], 4) if interval else None,
@@ -198,7 +211,8 @@ def judge(
                 # the interval lies wholly on the verdict's side of the limit:
                 # more rounds would not be expected to turn it
                 "decisive": (
-                    target.holds(interval[1]) == target.holds(interval[2]) == target.holds(ratio)
+                    at_parity
+                    or target.holds(interval[1]) == target.holds(interval[2]) == target.holds(ratio)
                 )
                 if interval and ratio is not None
                 else None,
@@ -356,7 +370,10 @@ def _verdict_cell(verdict: dict[str, Any]) -> str:
     interval = verdict.get("paired_interval")
     if not interval:
         return f"{word} ({verdict['ratio']:.2f}×; {rounds})"
-    noise = "" if verdict.get("decisive") else ", within noise"
+    if verdict.get("at_parity"):
+        noise, word = f", at parity: within ±{PARITY:.0%}", "met"
+    else:
+        noise = "" if verdict.get("decisive") else ", within noise"
     low, high = interval
     # a narrow interval near 1 must not read 1.00–1.00
     digits = 2 if high - low >= 0.05 else 3 if high - low >= 0.005 else 4
@@ -420,7 +437,9 @@ def report_section(results: dict[str, Any]) -> str:
         "*paired* is the 95 % interval of the same-round ratios' geometric mean, and "
         "*within noise* says it does not lie wholly on the verdict's side of the target: "
         "the two are within the rounds' noise of each other, and another run may turn "
-        "the verdict."
+        f"the verdict. *At parity* says it lies within ±{PARITY:.0%} of the target's limit: "
+        "the two are equal within the rounds' noise, which meets an \"at or above\" or "
+        "\"at or below\" target whichever way the medians fell."
     )
     header = ["Measure", *names]
     rows = [

@@ -212,7 +212,7 @@ def _run_line(results: dict[str, Any]) -> str:
 
 def render_results(results: dict[str, Any]) -> str:
     """The README's results block for ``results``."""
-    from .headtohead import readme_table
+    from .headtohead import PARITY, readme_table
     from .sections import network_summary
     from .verdict import busy_banner, choose
 
@@ -231,7 +231,9 @@ def render_results(results: dict[str, Any]) -> str:
             "and the verdict on the ratio of medians with the rounds where the same-round "
             "pair met it and the 95 % interval of the same-round ratios' geometric mean "
             "(*within noise*: the interval does not lie wholly on the verdict's side of the "
-            "target, so another run may turn the verdict). The table above is one "
+            f"target, so another run may turn the verdict; *at parity*: it lies within "
+            f"±{PARITY:.0%} of the target's limit, so the two are equal within the noise, "
+            "which meets the target). The table above is one "
             "measurement per server, minutes apart:",
             rounds,
         ]

@@ -102,8 +102,8 @@ def test_judge_says_whether_the_paired_rounds_make_the_verdict_decisive() -> Non
         "twinstream sse": {
             # always about 10 % below: met, and every round agrees
             "cpu_ms_per_1k_events": [27.0, 18.0, 22.5, 36.0],
-            # a hair below in half the rounds, a hair above in the others
-            "delivered_events_per_s": [29_940.0, 30_060.0, 29_970.0, 30_030.0],
+            # 2-3 % below in half the rounds, as much above in the others
+            "delivered_events_per_s": [29_100.0, 30_900.0, 29_400.0, 30_600.0],
         },
         "websockets": {
             "cpu_ms_per_1k_events": [30.0, 20.0, 25.0, 40.0],
@@ -115,10 +115,12 @@ def test_judge_says_whether_the_paired_rounds_make_the_verdict_decisive() -> Non
     assert cpu["paired_interval"] == pytest.approx([0.9, 0.9])
     assert cpu["met"] is True and cpu["decisive"] is True
     assert _verdict_cell(cpu) == "met (0.90×; 4 of 4 rounds; paired 0.9000–0.9000×)"
-    # median 30,000 against 30,000: met, but the interval holds 1 on both sides
+    # median 30,000 against 30,000: met, but the interval holds 1 on both sides,
+    # and is too wide to show parity
     low, high = delivered["paired_interval"]
-    assert low < 1.0 < high
+    assert low < 0.99 and 1.01 < high
     assert delivered["met"] is True and delivered["decisive"] is False
+    assert delivered["at_parity"] is False
     assert _verdict_cell(delivered).endswith(", within noise)")
     # the report's cells come from the samples, so an older results file (its
     # verdicts stored without an interval) is shown with one
@@ -150,6 +152,35 @@ def test_a_verdict_is_decisive_only_when_its_interval_agrees_with_it() -> None:
     assert verdict["met"] is True and 1.0 < low < high
     assert verdict["decisive"] is False
     assert _verdict_cell(verdict).endswith(", within noise)")
+
+
+def test_two_servers_equal_within_one_percent_are_at_parity_whichever_median_is_ahead() -> None:
+    """Both deliver every event offered: the medians differ by noise, a hair
+    below here, and an interval within ±1 % of the limit meets "at or above"."""
+    target = Target("delivered_events_per_s", "twinstream sse", "websockets", 1.0, False)
+    mine: list[float | None] = [29_997.0, 30_001.0, 29_999.0, 29_996.0, 30_002.0]
+    samples: dict[str, dict[str, list[float | None]]] = {
+        "twinstream sse": {"delivered_events_per_s": list(mine)},
+        "websockets": {
+            "delivered_events_per_s": [30_000.0, 29_999.0, 30_001.0, 29_998.0, 30_000.0]
+        },
+    }
+    (verdict,) = judge(samples, (target,))
+    low, high = verdict["paired_interval"]
+    assert verdict["median"] < verdict["reference_median"] and 0.99 < low < 1.0 < high < 1.01
+    assert verdict["at_parity"] is True and verdict["met"] is True and verdict["decisive"] is True
+    assert _verdict_cell(verdict) == (
+        "met (1.00×; 2 of 5 rounds; paired 0.9999–1.0001×, at parity: within ±1%)"
+    )
+    # the same spread around a ratio 2 % below is a miss, decisively
+    (below,) = judge(
+        {
+            "twinstream sse": {"delivered_events_per_s": [0.98 * v for v in mine if v]},
+            "websockets": samples["websockets"],
+        },
+        (target,),
+    )
+    assert below["at_parity"] is False and below["met"] is False and below["decisive"] is True
 
 
 def test_judge_without_the_reference_says_not_measured() -> None:
