@@ -41,6 +41,7 @@ EXAMPLES = """\
   python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
   python -m benchmarks network --profiles 3g,poor              # some link profiles
   python -m benchmarks readme benchmarks/results/RUN           # README table + samples
+  python -m benchmarks readme RUN SCALEOUT_RUN                 # ... + the scale-out table
   python -m benchmarks pool RUN1 RUN2 ...      # issue 8's targets over several runs' rounds
 """
 PARTS = ("latency", "throughput", "reconnect", "peers", "network", "browser", "churn")
@@ -86,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
             "compared against issue 8's targets). scaleout (memory vs Redis "
             "store, 1 vs 2 processes; needs redis-server) runs only when named. "
             "'report DIR' rebuilds report.md and plots from DIR/results.json; "
-            "'readme [DIR]' rewrites README.md's benchmark table and samples from DIR "
-            "(default: the newest full run) and a server it starts; 'pool DIR [DIR ...]' "
+            "'readme [DIR ...]' rewrites README.md's benchmark table and samples from a "
+            "suite run DIR (default: the newest full run) and a server it starts, and its "
+            "scale-out table from a scaleout run DIR if given; 'pool DIR [DIR ...]' "
             "judges issue 8's targets over the head-to-head rounds of several runs."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PART",
         help=f"parts to run: {', '.join(PARTS + EXTRA_PARTS)} (default: the first seven, "
         f"which include the last two with the full preset), {', '.join(OPTIONAL_PARTS)} "
-        "(only when named), 'report DIR', 'readme [DIR]' or 'pool DIR [DIR ...]'",
+        "(only when named), 'report DIR', 'readme [DIR ...]' or 'pool DIR [DIR ...]'",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -325,11 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
         return 0
     if parts and parts[0] == "readme":
-        if len(parts) > 2:
-            parser.error("usage: python -m benchmarks readme [DIR]")
-        from .readme import update_readme
+        from .readme import sort_runs, update_readme
 
-        print(update_readme(Path(parts[1]) if len(parts) == 2 else None))
+        try:
+            suite, scaleout = sort_runs([Path(folder) for folder in parts[1:]])
+        except ValueError as exc:
+            parser.error(str(exc))
+        print(update_readme(suite, scaleout_run=scaleout))
         return 0
     profiles = [p.strip() for p in (args.profiles or "").split(",") if p.strip()]
     bad = [p for p in profiles if p not in PROFILES]

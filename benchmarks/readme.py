@@ -1,4 +1,4 @@
-"""``python -m benchmarks readme [DIR]``: the README's figures and samples, from real runs.
+"""``python -m benchmarks readme [DIR ...]``: the README's figures and samples, from real runs.
 
 Nothing in the README's benchmark section or its samples is typed by hand:
 
@@ -7,6 +7,10 @@ Nothing in the README's benchmark section or its samples is typed by hand:
   newest full run under ``benchmarks/results/``. The figures it uses are kept in
   ``docs/benchmark-run.json`` (the run without its plot data), so a test can
   check that the README still says what that run measured;
+* the **scale-out block** (memory store against Redis, one and two processes)
+  is rendered from a run of the ``scaleout`` part, which a full run does not
+  include: pass its folder too. Its figures are kept in
+  ``docs/scaleout-run.json``; without such a run the block is left as it is;
 * the **samples** (the ``curl -N`` transcript of ``GET /sse`` and the clients'
   ``--stats`` line) are produced by a server this command starts, through the
   code as it is now; a test runs the same code and compares, with stream ids,
@@ -23,6 +27,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
@@ -33,6 +38,8 @@ from .servers import REPO_ROOT, TWINSTREAM, ServerProcess
 __all__ = [
     "README",
     "RUN_RECORD",
+    "SCALEOUT_RECORD",
+    "sort_runs",
     "curl_sample",
     "stats_sample",
     "abbreviate_transcript",
@@ -45,6 +52,7 @@ __all__ = [
 
 README = REPO_ROOT / "README.md"
 RUN_RECORD = REPO_ROOT / "docs" / "benchmark-run.json"
+SCALEOUT_RECORD = REPO_ROOT / "docs" / "scaleout-run.json"
 CURL_PROMPT, CURL_MAX_TOKENS = "Tell me a story", 20
 STATS_PROMPT, STATS_MAX_TOKENS = "Why is the sky blue?", 15
 DOC_URL = "http://127.0.0.1:8888"  # what the README's commands use
@@ -268,8 +276,55 @@ def newest_full_run(root: Path | None = None) -> Path | None:
     return None
 
 
-def update_readme(run: Path | None = None, readme: Path = README) -> str:
-    """Rewrite the generated blocks of ``readme``; returns what was done."""
+def sort_runs(folders: Sequence[Path]) -> tuple[Path | None, Path | None]:
+    """``(suite run, scale-out run)`` among ``folders``: a folder whose results have
+    the suite's parts is the first, one with the ``scaleout`` part the second (one
+    folder can be both). ValueError, saying what to pass, for anything else."""
+    suite: Path | None = None
+    scaleout: Path | None = None
+    for folder in folders:
+        path = folder / "results.json"
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot read it ({exc})") from None
+        used = False
+        if "scaleout" in results:
+            if scaleout is not None:
+                raise ValueError(f"two scale-out runs given: {scaleout} and {folder}")
+            scaleout, used = folder, True
+        if any(part in results for part in ("latency", "throughput", "head_to_head")):
+            if suite is not None:
+                raise ValueError(f"two suite runs given: {suite} and {folder}")
+            suite, used = folder, True
+        if not used:
+            raise ValueError(
+                f"{folder}: neither a suite run nor a scaleout run "
+                "(python -m benchmarks --out DIR, python -m benchmarks scaleout --out DIR)"
+            )
+    return suite, scaleout
+
+
+def update_readme(
+    run: Path | None = None, readme: Path = README, scaleout_run: Path | None = None
+) -> str:
+    """Rewrite the generated blocks of ``readme``: the results from ``run`` (default:
+    the newest full run), the scale-out block from ``scaleout_run`` if given, the
+    samples from a server started now. Returns what was done."""
+    from .scaleout import readme_section
+
+    done = []
+    if scaleout_run is not None:
+        scaleout = json.loads((scaleout_run / "results.json").read_text(encoding="utf-8"))
+        section = readme_section(scaleout)
+        if section is None:
+            raise SystemExit(f"{scaleout_run}: the scaleout part did not run or was skipped")
+        text = replace_block(readme.read_text(encoding="utf-8"), "scaleout-results", section)
+        readme.write_text(text, encoding="utf-8")
+        if readme == README:
+            record = {"meta": scaleout.get("meta", {}), "scaleout": scaleout["scaleout"]}
+            SCALEOUT_RECORD.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        done.append(f"scale-out figures from {scaleout_run / 'results.json'}")
     if run is None:
         run = newest_full_run()
         if run is None:
@@ -289,4 +344,5 @@ def update_readme(run: Path | None = None, readme: Path = README) -> str:
     readme.write_text(text, encoding="utf-8")
     if readme == README:
         RUN_RECORD.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    return f"README.md: results from {run / 'results.json'}, samples from a server just started"
+    done.insert(0, f"results from {run / 'results.json'}")
+    return f"README.md: {', '.join(done)}, samples from a server just started"

@@ -41,7 +41,7 @@ from .servers import TWINSTREAM, ResourceSampler, ServerProcess
 from .stats import summarize
 from .throughput import _one_completion, _window, sweep_load
 
-__all__ = ["run_scaleout", "RedisProcess", "VARIANTS"]
+__all__ = ["run_scaleout", "RedisProcess", "VARIANTS", "readme_section"]
 
 #: (label, store, processes)
 VARIANTS: tuple[tuple[str, str, int], ...] = (
@@ -318,6 +318,86 @@ def scaleout_details(results: dict[str, Any]) -> str:
             f"(target ≤ {ratios['targets']['two_vs_one_process']}×).\n"
         )
     return "\n".join(lines)
+
+
+def readme_section(results: dict[str, Any]) -> str | None:
+    """The README's scale-out figures from a run with this part (``results`` is the
+    whole ``results.json``): one table, both transports, each variant beside memory."""
+    data = results.get("scaleout")
+    if not data or "skipped" in data or not data.get("by_transport"):
+        return None
+    meta = results.get("meta", {})
+    config = meta.get("config", {})
+    rows = {t: {r["label"]: r for r in d["rows"]} for t, d in data["by_transport"].items()}
+    labels = [label for label, _store, _processes in VARIANTS]
+    names = {"sse": "SSE", "ws": "WebSocket"}
+
+    def cpu_cell(transport: str, label: str) -> str:
+        row, memory = rows[transport].get(label), rows[transport].get("memory")
+        value = row and row.get("server_cpu_ms_per_1k_events")
+        if not value:
+            return "—"
+        base = memory and memory.get("server_cpu_ms_per_1k_events")
+        if label == "redis, 2 processes":
+            one = rows[transport].get("redis, 1 process", {}).get("server_cpu_ms_per_1k_events")
+            return f"{value:.1f} ({value / one:.2f}× of 1 process)" if one else f"{value:.1f}"
+        if label != "memory" and base:
+            return f"{value:.1f} ({value / base:.2f}×)"
+        return f"{value:.1f}"
+
+    def pair(key: str, digits: int, label: str, inner: str | None = None) -> str:
+        values = []
+        for transport in rows:
+            row = rows[transport].get(label) or {}
+            value = row.get(key)
+            if inner is not None and isinstance(value, dict):
+                value = value.get(inner)
+            values.append(_num(value, digits))
+        return " / ".join(values) if any(v != "—" for v in values) else "—"
+
+    both = " / ".join(names[t] for t in rows)
+    table = [
+        f"| {data['streams']:,} streams | {' | '.join(labels)} |",
+        "|---" * (len(labels) + 1) + "|",
+        *(
+            f"| {names[t]}: server CPU per 1k events (ms) | "
+            + " | ".join(cpu_cell(t, label) for label in labels)
+            + " |"
+            for t in rows
+        ),
+        f"| redis-server CPU per 1k events (ms), {both} | "
+        + " | ".join(pair("redis_cpu_ms_per_1k_events", 1, label) for label in labels)
+        + " |",
+        f"| Redis append calls per 1k events, {both} | "
+        + " | ".join(pair("redis_appends_per_1k_events", 1, label) for label in labels)
+        + " |",
+        f"| delivery delay p50 (ms), {both} | "
+        + " | ".join(pair("delivery_delay_ms", 1, label, "p50") for label in labels)
+        + " |",
+    ]
+    every = [r for d in data["by_transport"].values() for r in d["rows"]]
+    complete = all(r["complete"] == r["streams"] and not r["errors"] for r in every)
+    outcome = (
+        f"Every run delivered all {data['streams']:,} streams complete, without errors."
+        if complete
+        else "Not every run delivered all streams complete: "
+        + "; ".join(
+            f"{r['transport']} {r['label']}: {r['complete']}/{r['streams']} complete, "
+            f"{r['errors']} errors"
+            for r in every
+            if r["complete"] != r["streams"] or r["errors"]
+        )
+        + "."
+    )
+    intro = (
+        f"What it costs, from one run of `{meta.get('command') or 'python -m benchmarks scaleout'}`"
+        f" ({str(meta.get('started', ''))[:10]}, {data['cpus']} cores of a shared "
+        f"{meta.get('cpu_model')}, Python {meta.get('python')}, redis-server "
+        f"{data['redis_server']} on loopback; {data['streams']:,} streams × "
+        f"{_num(config.get('tokens_per_second'))} tokens/s, medians of one run; server CPU "
+        "sums every twinstream process, redis-server's own CPU is apart):"
+    )
+    return "\n\n".join([intro, "\n".join(table), outcome])
 
 
 def _num(value: Any, digits: int = 0) -> str:

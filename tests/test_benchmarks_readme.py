@@ -4,7 +4,8 @@
   by a real server and the real client, and compared with stream ids, clocks and
   timings normalised -- a change to the wire format or the CLI fails here until
   ``python -m benchmarks readme`` is run;
-* its results block must be exactly what ``docs/benchmark-run.json`` renders to.
+* its results block must be exactly what ``docs/benchmark-run.json`` renders to,
+  and its scale-out block what ``docs/scaleout-run.json`` renders to.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from benchmarks.readme import (
     README,
     RUN_RECORD,
+    SCALEOUT_RECORD,
     abbreviate_transcript,
     curl_command,
     curl_sample,
@@ -24,10 +26,12 @@ from benchmarks.readme import (
     read_block,
     render_results,
     replace_block,
+    sort_runs,
     stats_command,
     stats_sample,
     update_readme,
 )
+from benchmarks.scaleout import readme_section
 from benchmarks.servers import TWINSTREAM, ServerProcess
 
 BODY = (
@@ -98,22 +102,55 @@ def test_readme_results_are_rendered_from_the_recorded_run() -> None:
     assert "measured head to head" in block
 
 
+def test_readme_scaleout_figures_are_rendered_from_the_recorded_run() -> None:
+    record = json.loads(Path(SCALEOUT_RECORD).read_text(encoding="utf-8"))
+    block = read_block(README.read_text(encoding="utf-8"), "scaleout-results")
+    assert block == readme_section(record)
+    assert record["meta"]["parts"] == ["scaleout"]
+    assert set(record["scaleout"]["by_transport"]) == {"sse", "ws"}
+
+
+def test_runs_are_told_apart_by_their_parts(tmp_path: Path) -> None:
+    suite, scaleout, other = tmp_path / "suite", tmp_path / "scaleout", tmp_path / "other"
+    for folder, results in (
+        (suite, {"latency": {}, "head_to_head": {}}),
+        (scaleout, {"scaleout": {}}),
+        (other, {"meta": {}}),
+    ):
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    assert sort_runs([scaleout, suite]) == (suite, scaleout)
+    assert sort_runs([]) == (None, None)
+    with pytest.raises(ValueError, match="neither a suite run nor a scaleout run"):
+        sort_runs([other])
+    with pytest.raises(ValueError, match="two suite runs"):
+        sort_runs([suite, suite])
+    with pytest.raises(ValueError, match="cannot read it"):
+        sort_runs([tmp_path / "missing"])
+
+
 def test_the_readme_command_rewrites_every_block(tmp_path: Path) -> None:
-    run = tmp_path / "run"
+    run, scaleout_run = tmp_path / "run", tmp_path / "scaleout"
     run.mkdir()
+    scaleout_run.mkdir()
     (run / "results.json").write_text(Path(RUN_RECORD).read_text(encoding="utf-8"))
+    (scaleout_run / "results.json").write_text(
+        Path(SCALEOUT_RECORD).read_text(encoding="utf-8")
+    )
     readme = tmp_path / "README.md"
     original = README.read_text(encoding="utf-8")
     stale = original
-    for name in ("benchmark-results", "curl-sample", "stats-sample"):
+    names = ("benchmark-results", "scaleout-results", "curl-sample", "stats-sample")
+    for name in names:
         stale = replace_block(stale, name, "stale")
     readme.write_text(stale, encoding="utf-8")
 
-    message = update_readme(run, readme)
+    message = update_readme(run, readme, scaleout_run)
 
     assert str(run / "results.json") in message
+    assert str(scaleout_run / "results.json") in message
     text = readme.read_text(encoding="utf-8")
-    for name in ("benchmark-results", "curl-sample", "stats-sample"):
+    for name in names:
         assert read_block(text, name) != "stale"
         assert normalise(read_block(text, name)) == normalise(read_block(original, name))
     assert README.read_text(encoding="utf-8") == original  # the real README untouched

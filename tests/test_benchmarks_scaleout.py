@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.config import TINY
-from benchmarks.scaleout import run_scaleout, scaleout_details
+from benchmarks.scaleout import readme_section, run_scaleout, scaleout_details
 
 
 def test_scaleout_part_measures_every_variant() -> None:
@@ -24,3 +24,12 @@ def test_scaleout_part_measures_every_variant() -> None:
     assert set(data["ratios"]) == {"redis_vs_memory", "two_vs_one_process", "targets"}
     text = scaleout_details(results)
     assert "| redis | 2 |" in text and "2 processes / 1" in text
+    # the README's table: the same rows, each variant beside the memory store
+    meta = {"command": "python -m benchmarks scaleout", "started": "2026-11-22 20:00:00"}
+    readme = readme_section({"meta": meta, "scaleout": results}) or ""
+    one_cpu, memory_cpu = one["server_cpu_ms_per_1k_events"], memory["server_cpu_ms_per_1k_events"]
+    assert f"| SSE: server CPU per 1k events (ms) | {memory_cpu:.1f} |" in readme
+    assert f"{one_cpu:.1f} ({one_cpu / memory_cpu:.2f}×)" in readme
+    assert "(× of 1 process)" not in readme and "× of 1 process)" in readme
+    assert f"Every run delivered all {results['streams']:,} streams complete" in readme
+    assert readme_section({"meta": meta, "scaleout": {"skipped": "no redis-server"}}) is None
