@@ -107,7 +107,8 @@ def _outcome(stream: Any) -> str:
 
 
 def _produced_at(text: bytes) -> float | None:
-    """The ``t`` (wall-clock creation time) an event's JSON ends with, if any."""
+    """The ``t`` an event's JSON ends with, if any (wall clock: when the event was
+    made, or for a delta when the model made its piece available)."""
     at = text.rfind(b'"t":')
     if at < 0:
         return None
@@ -153,8 +154,8 @@ class _DeliveryCollector:
         )
         delays = HistogramMetricFamily(
             "twinstream_event_delivery_seconds",
-            "From an event's creation to its write to a client (sampled: at most one "
-            "write per millisecond per transport)",
+            "From an event's t (a delta's: when the model made it available) to its "
+            "write to a client (sampled: at most one write per millisecond per transport)",
             labels=["transport"],
         )
         for transport, figures in self.delivery.items():
