@@ -334,8 +334,8 @@ def readme_section(results: dict[str, Any]) -> str | None:
 
     def cpu_cell(transport: str, label: str) -> str:
         row, memory = rows[transport].get(label), rows[transport].get("memory")
-        value = row and row.get("server_cpu_ms_per_1k_events")
-        if not value:
+        value = row.get("server_cpu_ms_per_1k_events") if row else None
+        if value is None:
             return "—"
         base = memory and memory.get("server_cpu_ms_per_1k_events")
         if label == "redis, 2 processes":
