@@ -333,16 +333,16 @@ def readme_section(results: dict[str, Any]) -> str | None:
     names = {"sse": "SSE", "ws": "WebSocket"}
 
     def cpu_cell(transport: str, label: str) -> str:
-        row, memory = rows[transport].get(label), rows[transport].get("memory")
+        row = rows[transport].get(label)
         value = row.get("server_cpu_ms_per_1k_events") if row else None
         if value is None:
             return "—"
-        base = memory and memory.get("server_cpu_ms_per_1k_events")
-        if label == "redis, 2 processes":
-            one = rows[transport].get("redis, 1 process", {}).get("server_cpu_ms_per_1k_events")
-            return f"{value:.1f} ({value / one:.2f}× of 1 process)" if one else f"{value:.1f}"
-        if label != "memory" and base:
-            return f"{value:.1f} ({value / base:.2f}×)"
+        # the ratios the part computed (_ratios): Redis against memory, 2 processes against 1
+        ratios = data["by_transport"][transport]["ratios"]
+        if label == "redis, 1 process" and ratios.get("redis_vs_memory"):
+            return f"{value:.1f} ({ratios['redis_vs_memory']:.2f}×)"
+        if label == "redis, 2 processes" and ratios.get("two_vs_one_process"):
+            return f"{value:.1f} ({ratios['two_vs_one_process']:.2f}× of 1 process)"
         return f"{value:.1f}"
 
     def pair(key: str, digits: int, label: str, inner: str | None = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.config import TINY
-from benchmarks.scaleout import readme_section, run_scaleout, scaleout_details
+from benchmarks.scaleout import _ratios, readme_section, run_scaleout, scaleout_details
 
 
 def test_scaleout_part_measures_every_variant() -> None:
@@ -63,21 +63,26 @@ def test_the_readme_table_puts_each_variant_beside_the_memory_store() -> None:
             "cpus": 2,
             "redis_server": "7.0.15",
             "by_transport": {
-                "sse": {
-                    "rows": [
-                        _row("memory", 25.0),
-                        _row("redis, 1 process", 30.0, 6.0),
-                        _row("redis, 2 processes", 36.0, 7.0),
-                    ]
-                },
-                "ws": {
-                    "rows": [
-                        # a load too short for the CPU clock: 0.0, and no ratio to it
-                        _row("memory", 0.0, transport="ws"),
-                        _row("redis, 1 process", 20.0, 5.0, transport="ws"),
-                        _row("redis, 2 processes", None, 6.0, transport="ws"),
-                    ]
-                },
+                transport: {"rows": rows, "ratios": _ratios(rows)}
+                for transport, rows in (
+                    (
+                        "sse",
+                        [
+                            _row("memory", 25.0),
+                            _row("redis, 1 process", 30.0, 6.0),
+                            _row("redis, 2 processes", 36.0, 7.0),
+                        ],
+                    ),
+                    (
+                        "ws",
+                        [
+                            # a load too short for the CPU clock: 0.0, and no ratio to it
+                            _row("memory", 0.0, transport="ws"),
+                            _row("redis, 1 process", 20.0, 5.0, transport="ws"),
+                            _row("redis, 2 processes", None, 6.0, transport="ws"),
+                        ],
+                    ),
+                )
             },
         },
     }
