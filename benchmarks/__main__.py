@@ -37,11 +37,13 @@ EXAMPLES = """\
   python -m benchmarks latency reconnect      # some parts only
   python -m benchmarks connections stuck      # issue 8's bounds: idle connections, stuck readers
   python -m benchmarks headtohead             # issue 8's targets: all four servers, in rounds
+  python -m benchmarks headtohead --loads throughput --rounds 40   # CPU per event, precisely
   python -m benchmarks --url http://127.0.0.1:8888/ latency    # a running server
   python -m benchmarks report benchmarks/results/RUN           # rebuild report.md
   python -m benchmarks network --profiles 3g,poor              # some link profiles
   python -m benchmarks readme benchmarks/results/RUN           # README table + samples
   python -m benchmarks readme RUN SCALEOUT_RUN                 # ... + the scale-out table
+  python -m benchmarks readme RUN SCALEOUT_RUN ROUNDS_RUN      # ... + a headtohead run's
   python -m benchmarks pool RUN1 RUN2 ...      # issue 8's targets over several runs' rounds
 """
 PARTS = ("latency", "throughput", "reconnect", "peers", "network", "browser", "churn")
@@ -84,13 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
             "drops it, extra memory, resume, others' p99 delay) and headtohead (inside "
             "peers: the throughput, latency and unthrottled measures for twinstream and "
             "both reference servers in interleaved rounds on fresh servers, medians "
-            "compared against issue 8's targets). scaleout (memory vs Redis "
-            "store, 1 vs 2 processes; needs redis-server) runs only when named. "
+            "compared against issue 8's targets; --loads and --rounds choose its loads "
+            "and how many rounds). scaleout (memory vs Redis store, 1 vs 2 processes; "
+            "needs redis-server) runs only when named. "
             "'report DIR' rebuilds report.md and plots from DIR/results.json; "
             "'readme [DIR ...]' rewrites README.md's benchmark table and samples from a "
             "suite run DIR (default: the newest full run) and a server it starts, and its "
-            "scale-out table from a scaleout run DIR if given; 'pool DIR [DIR ...]' "
-            "judges issue 8's targets over the head-to-head rounds of several runs."
+            "scale-out table from a scaleout run DIR and its rounds table from a "
+            "headtohead run DIR if given; 'pool DIR [DIR ...]' judges issue 8's targets "
+            "over the head-to-head rounds of several runs."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -143,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="network profiles to run, comma-separated (default: the preset's; "
         f"choose from {', '.join(PROFILES)})",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="head-to-head rounds (default: the preset's, 8 with the full preset); more "
+        "rounds narrow the verdicts' intervals, about as one over the square root",
+    )
+    parser.add_argument(
+        "--loads",
+        help="head-to-head loads each round runs, comma-separated (default: all; choose "
+        "from throughput, latency, unthrottled); a round runs only the contenders the "
+        "chosen loads' targets compare, so 'throughput' drops sse-starlette",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
 
@@ -194,6 +210,8 @@ def run_suite(
     progress: bool = True,
     command: str = "",
     profiles: Sequence[str] | None = None,
+    rounds: int | None = None,
+    loads: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
     from .connections import ALL_SPECS, run_connections
@@ -212,6 +230,10 @@ def run_suite(
         config = config.replace(tokens_per_second=tokens_per_second)
     if profiles:
         config = config.replace(network_profiles=tuple(profiles))
+    if rounds is not None:
+        config = config.replace(head_to_head_rounds=rounds)
+    if loads:
+        config = config.replace(head_to_head_loads=tuple(loads))
     started = dt.datetime.now(dt.timezone.utc)
     if out is None:
         out = RESULTS_ROOT / f"{started:%Y%m%d-%H%M%S}-{preset}"
@@ -330,15 +352,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .readme import sort_runs, update_readme
 
         try:
-            suite, scaleout = sort_runs([Path(folder) for folder in parts[1:]])
+            suite, scaleout, rounds = sort_runs([Path(folder) for folder in parts[1:]])
         except ValueError as exc:
             parser.error(str(exc))
-        print(update_readme(suite, scaleout_run=scaleout))
+        print(update_readme(suite, scaleout_run=scaleout, rounds_run=rounds))
         return 0
     profiles = [p.strip() for p in (args.profiles or "").split(",") if p.strip()]
     bad = [p for p in profiles if p not in PROFILES]
     if bad:
         parser.error(f"unknown profile(s) {', '.join(bad)}; choose from {', '.join(PROFILES)}")
+    from .headtohead import LOADS
+
+    loads = [load.strip() for load in (args.loads or "").split(",") if load.strip()]
+    bad = [load for load in loads if load not in LOADS]
+    if bad or (args.loads is not None and not loads):
+        parser.error(
+            f"unknown head-to-head load(s) {', '.join(bad) or repr(args.loads)}; "
+            f"choose from {', '.join(LOADS)}"
+        )
+    if args.rounds is not None and args.rounds < 2:
+        parser.error(
+            f"--rounds must be at least 2, not {args.rounds}: a median of one round is "
+            "one sample"
+        )
     known = PARTS + EXTRA_PARTS + OPTIONAL_PARTS
     unknown = [p for p in parts if p not in known]
     if unknown:
@@ -363,6 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress,
         command=command.strip(),
         profiles=profiles or None,
+        rounds=args.rounds,
+        loads=loads or None,
     )
     print(f"results: {out / 'results.json'}\nreport:  {out / 'report.md'}")
     return 0

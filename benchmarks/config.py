@@ -54,6 +54,9 @@ class SuiteConfig:
     churn_offline: float = 1.0  # seconds a cut client stays offline (mean)
     # -- head to head (benchmarks.headtohead): rounds of every contender in turn
     head_to_head_rounds: int = 0
+    #: the loads each round runs (benchmarks.headtohead.LOADS); fewer loads measure
+    #: fewer targets, with only the contenders those targets compare
+    head_to_head_loads: tuple[str, ...] = ("throughput", "latency", "unthrottled")
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load

@@ -26,6 +26,10 @@ transport, memory per live stream at most 1.4x ``websockets``, the unthrottled
 stream at or above ``websockets``.
 
 Runs inside ``peers`` with the full preset; alone: ``python -m benchmarks headtohead``.
+``--loads throughput --rounds 40`` runs only the throughput load, with only the
+contenders its targets compare (twinstream's two transports and ``websockets``), in
+many more rounds: a precise measure of CPU per event, where 8 rounds' noise (a few
+per cent) is as large as the difference.
 """
 
 from __future__ import annotations
@@ -46,16 +50,20 @@ from .throughput import sweep_level, unthrottled_stream
 
 __all__ = [
     "CONTENDERS",
+    "LOADS",
     "MEASURES",
     "TARGETS",
     "Target",
     "label",
+    "targets_for",
+    "contenders_for",
     "round_order",
     "spread",
     "judge",
     "run_head_to_head",
     "report_section",
     "readme_table",
+    "rounds_run_section",
     "pool",
     "pooled_table",
 ]
@@ -133,11 +141,18 @@ TARGETS: tuple[Target, ...] = tuple(
 PARITY = 0.01
 
 
+def balanced_rounds(count: int) -> int:
+    """How many rounds :func:`round_order` takes to balance ``count`` items."""
+    return count if count % 2 == 0 else 2 * count
+
+
 def round_order(items: Sequence[T], round_index: int) -> list[T]:
-    """``items`` in round ``round_index``'s order: a Williams design (for an even
-    count), so over ``len(items)`` rounds each item goes first once, and each
-    follows every other one exactly once (what a server leaves behind, sockets in
-    TIME_WAIT or a warm cache, falls on every other server alike)."""
+    """``items`` in round ``round_index``'s order: a Williams design, so over
+    :func:`balanced_rounds` rounds each item goes first equally often, and follows
+    every other one equally often (what a server leaves behind, sockets in
+    TIME_WAIT or a warm cache, falls on every other server alike). An odd count
+    needs two squares, the second the first's rows reversed: one cyclic square
+    alone would put the same item after a given one every round."""
     count = len(items)
     if not count:
         return []
@@ -150,7 +165,10 @@ def round_order(items: Sequence[T], round_index: int) -> list[T]:
         if len(first) < count:
             first.append(high)
             high -= 1
-    return [items[(index + round_index) % count] for index in first]
+    order = [items[(index + round_index) % count] for index in first]
+    if count % 2 and (round_index // count) % 2:
+        order.reverse()
+    return order
 
 
 def spread(values: Sequence[float | None]) -> dict[str, Any]:
@@ -231,6 +249,26 @@ SWEEP_MEASURES = (
 )
 
 
+#: the loads a round runs, in the order it runs them, and the measures each gives
+LOADS: dict[str, tuple[str, ...]] = {
+    "throughput": SWEEP_MEASURES,
+    "latency": ("p99_delay_ms",),
+    "unthrottled": ("unthrottled_events_per_s",),
+}
+
+
+def targets_for(loads: Sequence[str]) -> tuple[Target, ...]:
+    """The targets whose measure one of ``loads`` gives (unknown loads give none)."""
+    measures = {measure for load in loads for measure in LOADS.get(load, ())}
+    return tuple(target for target in TARGETS if target.measure in measures)
+
+
+def contenders_for(targets: Sequence[Target]) -> tuple[tuple[ServerSpec, str], ...]:
+    """The contenders ``targets`` compare, in :data:`CONTENDERS`' order."""
+    names = {t.contender for t in targets} | {t.reference for t in targets}
+    return tuple(c for c in CONTENDERS if label(*c) in names)
+
+
 def _sweep_measures(level: dict[str, Any]) -> dict[str, float | None]:
     """This part's measures from one sweep level's result."""
     expected = level.get("expected_delta_events") or 0
@@ -246,12 +284,22 @@ def _sweep_measures(level: dict[str, Any]) -> dict[str, float | None]:
 
 
 def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, Any]:
-    """``config.head_to_head_rounds`` rounds of every measure over every contender."""
+    """``config.head_to_head_rounds`` rounds of ``config.head_to_head_loads`` over the
+    contenders their targets compare. ValueError for an unknown load."""
     rounds = config.head_to_head_rounds
     streams = max(config.sweep)
-    labels = [label(spec, transport) for spec, transport in CONTENDERS]
+    loads = list(config.head_to_head_loads)
+    unknown = [load for load in loads if load not in LOADS]
+    if unknown or not loads:
+        raise ValueError(
+            f"unknown head-to-head load(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(LOADS)}"
+        )
+    contenders = contenders_for(targets_for(loads))
+    labels = [label(spec, transport) for spec, transport in contenders]
+    measured = [measure for load in loads for measure in LOADS[load]]
     samples: dict[str, dict[str, list[float | None]]] = {
-        name: {measure: [] for measure in MEASURES} for name in labels
+        name: {measure: [] for measure in measured} for name in labels
     }
     errors: dict[str, list[str]] = {name: [] for name in labels}
     orders: list[list[str]] = []
@@ -272,15 +320,14 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
         failed = [f"{result['errors']} unthrottled completions failed"] if result["errors"] else []
         return {"measures": {"unthrottled_events_per_s": result["events_per_s"]}, "errors": failed}
 
-    parts: tuple[
-        tuple[Callable[[ServerSpec, str, LoadGenerator], dict[str, Any]], tuple[str, ...]], ...
-    ] = (
-        (throughput, SWEEP_MEASURES),
-        (latency, ("p99_delay_ms",)),
-        (unthrottled, ("unthrottled_events_per_s",)),
-    )
+    runners: dict[str, Callable[[ServerSpec, str, LoadGenerator], dict[str, Any]]] = {
+        "throughput": throughput,
+        "latency": latency,
+        "unthrottled": unthrottled,
+    }
+    parts = [(runners[load], LOADS[load]) for load in loads]
     bar = tqdm(
-        total=len(parts) * rounds * len(CONTENDERS),
+        total=len(parts) * rounds * len(contenders),
         desc="head to head",
         unit="run",
         disable=not progress,
@@ -288,7 +335,7 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
     )
     with LoadGenerator(config.workers) as load, bar:
         for round_index in range(rounds):
-            order = round_order(CONTENDERS, round_index)
+            order = round_order(contenders, round_index)
             orders.append([label(spec, transport) for spec, transport in order])
             for measure, names in parts:
                 for spec, transport in order:
@@ -304,6 +351,7 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
                     bar.update()
     return {
         "rounds": rounds,
+        "loads": loads,
         "streams": streams,
         "latency_streams": config.latency_concurrency,
         "unthrottled_seconds": config.unthrottled_seconds,
@@ -316,7 +364,7 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
             }
             for name in labels
         },
-        "targets": judge(samples),
+        "targets": judge(samples, targets_for(loads)),
     }
 
 
@@ -359,7 +407,12 @@ def _verdicts(data: dict[str, Any]) -> list[dict[str, Any]]:
     code shows what this code computes (a results file keeps the verdicts of the
     code that ran; the samples are the measurement)."""
     samples = {name: c.get("samples", {}) for name, c in data["contenders"].items()}
-    return judge(samples)
+    return judge(samples, targets_for(_loads(data)))
+
+
+def _loads(data: dict[str, Any]) -> list[str]:
+    """The loads a run's rounds ran (a run from before ``--loads`` ran them all)."""
+    return list(data.get("loads") or LOADS)
 
 
 def _verdict_cell(verdict: dict[str, Any]) -> str:
@@ -419,6 +472,35 @@ def readme_table(results: dict[str, Any]) -> str | None:
     return _table(header, rows)
 
 
+_LOAD_NAMES = {
+    "throughput": "the throughput load",
+    "latency": "the latency load",
+    "unthrottled": "the unthrottled stream",
+}
+
+
+def rounds_run_section(results: dict[str, Any]) -> str | None:
+    """The README's block for a run of this part alone (``python -m benchmarks
+    headtohead --loads throughput --rounds 40``): what ran, then the targets it
+    measured. None when the run has no rounds."""
+    table = readme_table(results)
+    if table is None:
+        return None
+    data = results["head_to_head"]
+    meta = results.get("meta", {})
+    loads = ", then ".join(_LOAD_NAMES[load] for load in _loads(data))
+    minutes = (meta.get("duration_s") or 0) / 60
+    return (
+        f"A longer run of the rounds alone: `{meta.get('command') or 'python -m benchmarks'}` "
+        f"({str(meta.get('started', ''))[:10]}, {minutes:.0f} min, {meta.get('cpus')} cores "
+        f"of a shared {meta.get('cpu_model')}): {data['rounds']} rounds of "
+        f"{', '.join(data['contenders'])}, each round {loads} on fresh servers. Eight "
+        "rounds' noise is a few per cent, as large as the difference in CPU per event; "
+        "more rounds narrow the interval, about as one over the square root of their "
+        "number.\n\n" + table
+    )
+
+
 def report_section(results: dict[str, Any]) -> str:
     """The report's section for this part (empty when it did not run)."""
     from .report import _table  # report imports this module
@@ -427,12 +509,15 @@ def report_section(results: dict[str, Any]) -> str:
     if not data or not data.get("rounds"):
         return ""
     names = list(data["contenders"])
+    loads = _loads(data)
+    loads_text = ", then ".join(_LOAD_NAMES[load] for load in loads)
+    cycle = balanced_rounds(len(names))
     intro = (
         f"{data['rounds']} rounds; each round measured every contender in turn on a fresh "
-        "server, first the throughput load, then the latency load, then the unthrottled "
-        "stream, in an order that changed each round (round 1: "
-        f"{', '.join(data['orders'][0])}; each server follows every other one equally "
-        "often). Cells: median (min–max) over the rounds. A target "
+        f"server, {loads_text}, in an order that changed each round (round 1: "
+        f"{', '.join(data['orders'][0])}; over every {cycle} rounds each server goes "
+        "first, and follows every other one, equally often). Cells: median (min–max) "
+        "over the rounds. A target "
         "compares medians; *rounds* counts the rounds where the same-round pair met it; "
         "*paired* is the 95 % interval of the same-round ratios' geometric mean, and "
         "*within noise* says it does not lie wholly on the verdict's side of the target: "
@@ -449,6 +534,7 @@ def report_section(results: dict[str, Any]) -> str:
             for name in names
         ]
         for measure in MEASURES
+        if any(measure in LOADS[load] for load in loads)
     ]
     target_rows = [
         [
@@ -490,6 +576,7 @@ def pool(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         if pooled is None:
             pooled = {
                 "rounds": 0,
+                "loads": [],
                 "runs": [],
                 "streams": data["streams"],
                 "latency_streams": data["latency_streams"],
@@ -521,6 +608,9 @@ def pool(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 values = joined.setdefault(measure, [None] * before)
                 values.extend(samples.get(measure, [None] * rounds))
         pooled["rounds"] += rounds
+        pooled["loads"] = [
+            load for load in LOADS if load in pooled["loads"] or load in _loads(data)
+        ]
         pooled["runs"].append(name)
         pooled["orders"] += data.get("orders", [])
     if pooled is None:

@@ -11,6 +11,9 @@ Nothing in the README's benchmark section or its samples is typed by hand:
   is rendered from a run of the ``scaleout`` part, which a full run does not
   include: pass its folder too. Its figures are kept in
   ``docs/scaleout-run.json``; without such a run the block is left as it is;
+* the **rounds block** is rendered from a run of the ``headtohead`` part alone
+  (many rounds of fewer loads: CPU per event measured precisely); its figures are
+  kept in ``docs/rounds-run.json``, and without such a run the block is left as it is;
 * the **samples** (the ``curl -N`` transcript of ``GET /sse`` and the clients'
   ``--stats`` line) are produced by a server this command starts, through the
   code as it is now; a test runs the same code and compares, with stream ids,
@@ -39,6 +42,7 @@ __all__ = [
     "README",
     "RUN_RECORD",
     "SCALEOUT_RECORD",
+    "ROUNDS_RECORD",
     "sort_runs",
     "curl_sample",
     "stats_sample",
@@ -53,6 +57,7 @@ __all__ = [
 README = REPO_ROOT / "README.md"
 RUN_RECORD = REPO_ROOT / "docs" / "benchmark-run.json"
 SCALEOUT_RECORD = REPO_ROOT / "docs" / "scaleout-run.json"
+ROUNDS_RECORD = REPO_ROOT / "docs" / "rounds-run.json"
 CURL_PROMPT, CURL_MAX_TOKENS = "Tell me a story", 20
 STATS_PROMPT, STATS_MAX_TOKENS = "Why is the sky blue?", 15
 DOC_URL = "http://127.0.0.1:8888"  # what the README's commands use
@@ -276,12 +281,14 @@ def newest_full_run(root: Path | None = None) -> Path | None:
     return None
 
 
-def sort_runs(folders: Sequence[Path]) -> tuple[Path | None, Path | None]:
-    """``(suite run, scale-out run)`` among ``folders``: a folder whose results have
-    the suite's parts is the first, one with the ``scaleout`` part the second (one
-    folder can be both). ValueError, saying what to pass, for anything else."""
+def sort_runs(folders: Sequence[Path]) -> tuple[Path | None, Path | None, Path | None]:
+    """``(suite run, scale-out run, rounds run)`` among ``folders``: a folder whose
+    results have the suite's parts is the first, one with the ``scaleout`` part the
+    second (one folder can be both), one with head-to-head rounds and no other
+    suite part the third. ValueError, saying what to pass, for anything else."""
     suite: Path | None = None
     scaleout: Path | None = None
+    rounds: Path | None = None
     for folder in folders:
         path = folder / "results.json"
         try:
@@ -293,27 +300,48 @@ def sort_runs(folders: Sequence[Path]) -> tuple[Path | None, Path | None]:
             if scaleout is not None:
                 raise ValueError(f"two scale-out runs given: {scaleout} and {folder}")
             scaleout, used = folder, True
-        if any(part in results for part in ("latency", "throughput", "head_to_head")):
+        if any(part in results for part in ("latency", "throughput")):
             if suite is not None:
                 raise ValueError(f"two suite runs given: {suite} and {folder}")
             suite, used = folder, True
+        elif "head_to_head" in results:
+            if rounds is not None:
+                raise ValueError(f"two head-to-head runs given: {rounds} and {folder}")
+            rounds, used = folder, True
         if not used:
             raise ValueError(
-                f"{folder}: neither a suite run nor a scaleout run "
-                "(python -m benchmarks --out DIR, python -m benchmarks scaleout --out DIR)"
+                f"{folder}: neither a suite run, a scaleout run nor a headtohead run "
+                "(python -m benchmarks --out DIR, python -m benchmarks scaleout --out DIR, "
+                "python -m benchmarks headtohead --out DIR)"
             )
-    return suite, scaleout
+    return suite, scaleout, rounds
 
 
 def update_readme(
-    run: Path | None = None, readme: Path = README, scaleout_run: Path | None = None
+    run: Path | None = None,
+    readme: Path = README,
+    scaleout_run: Path | None = None,
+    rounds_run: Path | None = None,
 ) -> str:
     """Rewrite the generated blocks of ``readme``: the results from ``run`` (default:
-    the newest full run), the scale-out block from ``scaleout_run`` if given, the
-    samples from a server started now. Returns what was done."""
+    the newest full run), the scale-out block from ``scaleout_run`` and the rounds
+    block from ``rounds_run`` if given, the samples from a server started now.
+    Returns what was done."""
+    from .headtohead import rounds_run_section
     from .scaleout import readme_section
 
     done = []
+    if rounds_run is not None:
+        rounds = json.loads((rounds_run / "results.json").read_text(encoding="utf-8"))
+        rounds_section = rounds_run_section(rounds)
+        if rounds_section is None:
+            raise SystemExit(f"{rounds_run}: the headtohead part ran no rounds")
+        text = replace_block(readme.read_text(encoding="utf-8"), "rounds-results", rounds_section)
+        readme.write_text(text, encoding="utf-8")
+        if readme == README:
+            record = {"meta": rounds.get("meta", {}), "head_to_head": rounds["head_to_head"]}
+            ROUNDS_RECORD.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        done.append(f"head-to-head rounds from {rounds_run / 'results.json'}")
     if scaleout_run is not None:
         scaleout = json.loads((scaleout_run / "results.json").read_text(encoding="utf-8"))
         section = readme_section(scaleout)

@@ -336,6 +336,26 @@ def test_cli_pools_the_head_to_head_rounds_of_runs(
         main(["pool"])
 
 
+def test_cli_refuses_bad_head_to_head_loads_and_rounds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv, message in (
+        (["headtohead", "--loads", "throughput,bogus"], "unknown head-to-head load(s) bogus"),
+        (["headtohead", "--loads", ","], "unknown head-to-head load(s) ','"),
+        (["headtohead", "--rounds", "1"], "--rounds must be at least 2, not 1"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err
+        assert message in error, argv
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--loads" in help_text and "--rounds" in help_text
+    assert "headtohead --loads throughput --rounds 40" in help_text
+
+
 def test_cli_help_and_bad_part(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

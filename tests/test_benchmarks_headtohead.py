@@ -10,10 +10,13 @@ import pytest
 from benchmarks.config import TINY
 from benchmarks.headtohead import (
     CONTENDERS,
+    LOADS,
     MEASURES,
     TARGETS,
     Target,
     _verdict_cell,
+    balanced_rounds,
+    contenders_for,
     judge,
     label,
     pool,
@@ -23,6 +26,7 @@ from benchmarks.headtohead import (
     round_order,
     run_head_to_head,
     spread,
+    targets_for,
 )
 
 
@@ -39,6 +43,46 @@ def test_round_order_is_a_williams_design() -> None:
     assert len(follows) == len(set(follows)) == 12
     assert round_order([], 3) == []
     assert sorted(round_order(["x", "y", "z"], 1)) == ["x", "y", "z"]
+
+
+def test_round_order_balances_an_odd_count_over_two_squares() -> None:
+    items = ["x", "y", "z"]
+    assert balanced_rounds(3) == 6 and balanced_rounds(4) == 4
+    orders = [round_order(items, r) for r in range(6)]
+    # the second square is the first's rows reversed: a cyclic square alone
+    # would put y after x in every round
+    assert orders[:3] == [["x", "y", "z"], ["y", "z", "x"], ["z", "x", "y"]]
+    assert orders[3:] == [["z", "y", "x"], ["x", "z", "y"], ["y", "x", "z"]]
+    for position in range(3):
+        assert sorted(order[position] for order in orders) == ["x", "x", "y", "y", "z", "z"]
+    follows = [(order[i], order[i + 1]) for order in orders for i in range(2)]
+    assert sorted(set(follows)) == sorted((a, b) for a in items for b in items if a != b)
+    assert all(follows.count(pair) == 2 for pair in follows)
+    assert round_order(items, 6) == orders[0]
+
+
+def test_loads_choose_the_targets_and_the_contenders_they_compare() -> None:
+    throughput = targets_for(["throughput"])
+    assert {t.measure for t in throughput} == {
+        "cpu_ms_per_1k_events",
+        "delivered_events_per_s",
+        "memory_per_stream_kib",
+    }
+    assert len(throughput) == 6
+    # every throughput target compares against websockets: sse-starlette is not needed
+    assert [label(*c) for c in contenders_for(throughput)] == [
+        "twinstream sse",
+        "twinstream ws",
+        "websockets",
+    ]
+    latency = targets_for(["latency"])
+    assert [(t.contender, t.reference) for t in latency] == [
+        ("twinstream sse", "sse-starlette"),
+        ("twinstream ws", "websockets"),
+    ]
+    assert len(contenders_for(latency)) == 4
+    assert targets_for(list(LOADS)) == TARGETS
+    assert targets_for(["nonsense"]) == ()
 
 
 def test_spread_drops_what_was_not_measured() -> None:
@@ -217,6 +261,33 @@ def test_one_round_against_real_servers() -> None:
     assert report_section({}) == ""
 
 
+def test_throughput_rounds_alone_against_real_servers() -> None:
+    config = TINY.replace(head_to_head_rounds=1, head_to_head_loads=("throughput",), workers=1)
+    data = run_head_to_head(config, progress=False)
+    assert data["loads"] == ["throughput"]
+    assert list(data["contenders"]) == ["twinstream sse", "twinstream ws", "websockets"]
+    for name, contender in data["contenders"].items():
+        assert contender["error_examples"] == [], name
+        assert set(contender["samples"]) == set(LOADS["throughput"]), name
+        assert contender["samples"]["delivered_percent"] == [100.0], name
+    assert {(v["measure"], v["contender"]) for v in data["targets"]} == {
+        (t.measure, t.contender) for t in targets_for(["throughput"])
+    }
+    results = {"head_to_head": data}
+    section = report_section(results)
+    assert "the throughput load, in an order" in section
+    assert "over every 6 rounds" in section
+    assert "Delivery delay" not in section and "unthrottled" not in section
+    assert "sse-starlette" not in section
+    table = readme_table(results)
+    assert table is not None and len(table.splitlines()) == 2 + 3
+
+
+def test_an_unknown_load_is_refused_before_any_server_starts() -> None:
+    with pytest.raises(ValueError, match="unknown head-to-head load.*bogus.*throughput"):
+        run_head_to_head(TINY.replace(head_to_head_loads=("bogus",)), progress=False)
+
+
 def _run(cpu: list[float], reference: list[float], streams: int = 1000) -> dict[str, Any]:
     """A results file with one measure's rounds for twinstream ws and websockets."""
     samples = {
@@ -273,6 +344,21 @@ def test_pool_keeps_rounds_paired_when_a_run_lacks_a_contender() -> None:
     ]
     assert (cpu["median"], cpu["reference_median"], cpu["rounds"]) == (20.0, 20.0, 2)
     assert cpu["met"] is True
+
+
+def test_pool_joins_a_throughput_only_run_with_a_full_run() -> None:
+    full = _run([27.0, 33.0], [30.0, 30.0])
+    throughput = _run([18.0, 22.0], [20.0, 20.0])
+    throughput["head_to_head"]["loads"] = ["throughput"]
+    data = pool([("full", full), ("cpu", throughput)])
+    # a run from before --loads ran every load
+    assert data["loads"] == list(LOADS)
+    assert len(data["targets"]) == len(TARGETS)
+    only = pool([("cpu", throughput), ("cpu2", throughput)])
+    assert only["loads"] == ["throughput"]
+    assert {v["measure"] for v in only["targets"]} == set(
+        t.measure for t in targets_for(["throughput"])
+    )
 
 
 def test_pool_refuses_runs_of_different_loads_or_without_rounds() -> None:

@@ -112,19 +112,24 @@ def test_readme_scaleout_figures_are_rendered_from_the_recorded_run() -> None:
 
 def test_runs_are_told_apart_by_their_parts(tmp_path: Path) -> None:
     suite, scaleout, other = tmp_path / "suite", tmp_path / "scaleout", tmp_path / "other"
+    rounds = tmp_path / "rounds"
     for folder, results in (
         (suite, {"latency": {}, "head_to_head": {}}),
         (scaleout, {"scaleout": {}}),
+        (rounds, {"meta": {}, "head_to_head": {}}),
         (other, {"meta": {}}),
     ):
         folder.mkdir()
         (folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    assert sort_runs([scaleout, suite]) == (suite, scaleout)
-    assert sort_runs([]) == (None, None)
-    with pytest.raises(ValueError, match="neither a suite run nor a scaleout run"):
+    assert sort_runs([scaleout, suite]) == (suite, scaleout, None)
+    assert sort_runs([rounds, suite]) == (suite, None, rounds)
+    assert sort_runs([]) == (None, None, None)
+    with pytest.raises(ValueError, match="neither a suite run, a scaleout run nor a headtohead"):
         sort_runs([other])
     with pytest.raises(ValueError, match="two suite runs"):
         sort_runs([suite, suite])
+    with pytest.raises(ValueError, match="two head-to-head runs"):
+        sort_runs([rounds, rounds])
     with pytest.raises(ValueError, match="cannot read it"):
         sort_runs([tmp_path / "missing"])
 
