@@ -57,6 +57,7 @@ __all__ = [
     "label",
     "targets_for",
     "contenders_for",
+    "balanced_rounds",
     "round_order",
     "spread",
     "judge",
@@ -288,7 +289,7 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
     contenders their targets compare. ValueError for an unknown load."""
     rounds = config.head_to_head_rounds
     streams = max(config.sweep)
-    loads = list(config.head_to_head_loads)
+    loads = list(dict.fromkeys(config.head_to_head_loads))  # a load named twice runs once
     unknown = [load for load in loads if load not in LOADS]
     if unknown or not loads:
         raise ValueError(

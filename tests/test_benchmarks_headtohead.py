@@ -262,7 +262,8 @@ def test_one_round_against_real_servers() -> None:
 
 
 def test_throughput_rounds_alone_against_real_servers() -> None:
-    config = TINY.replace(head_to_head_rounds=1, head_to_head_loads=("throughput",), workers=1)
+    loads = ("throughput", "throughput")  # named twice, run once: rounds stay paired
+    config = TINY.replace(head_to_head_rounds=1, head_to_head_loads=loads, workers=1)
     data = run_head_to_head(config, progress=False)
     assert data["loads"] == ["throughput"]
     assert list(data["contenders"]) == ["twinstream sse", "twinstream ws", "websockets"]
