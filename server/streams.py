@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from . import protocol
-from .backends.base import Backend, BackendError, ChatRequest, Finish
+from .backends.base import Backend, BackendError, ChatRequest, Finish, close_pieces
 
 __all__ = [
     "Follower",
@@ -317,8 +317,9 @@ class Stream(StreamLog):
         finish: Finish | None = None
         stream_id = self.id
         piece_time = getattr(backend, "piece_time", time.time)
+        pieces = backend.generate(request)
         try:
-            async for piece in backend.generate(request):
+            async for piece in pieces:
                 if isinstance(piece, Finish):
                     finish = piece
                     break
@@ -348,6 +349,12 @@ class Stream(StreamLog):
             finish = Finish(reason="stop")
         extra = {"usage": finish.usage} if finish.usage else {}
         self.append(protocol.done_event(stream_id, len(self._ends), finish.reason, **extra))
+        # After the done event went out; a backend whose clean-up fails is only
+        # logged: the stream has ended.
+        try:
+            await close_pieces(pieces)
+        except Exception:
+            log.exception("a backend failed closing a finished generation")
 
     def _on_generation_finished(self, task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran never saw CancelledError inside

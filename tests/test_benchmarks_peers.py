@@ -22,3 +22,30 @@ async def test_reference_events_are_twinstreams_with_deltas_timed_at_release() -
     assert "".join(e["content"] for e in events[1:5]) == "".join(synthetic_tokens("stamp me")[:4])
     stamps = [e["t"] for e in events]
     assert before - 1e-6 <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= time.time()
+
+
+class Watched(SyntheticBackend):
+    """The synthetic model, saying when its generator was closed."""
+
+    def __init__(self) -> None:
+        super().__init__(tokens_per_second=0)
+        self.closed: list[str] = []
+
+    async def generate(self, request):  # type: ignore[no-untyped-def]
+        try:
+            async for piece in super().generate(request):
+                yield piece
+        finally:
+            self.closed.append(request.messages[-1]["content"])
+
+
+async def test_reference_events_close_the_model_generator_themselves() -> None:
+    """As twinstream's streams do: neither leaves it to asyncio's finaliser hook."""
+    backend = Watched()
+    seen_at_done = None
+    async for event in completion_events(backend, "S", "close me", 3):
+        if event["type"] == "done":
+            seen_at_done = list(backend.closed)
+    # still open when the done event was handed out; closed when the events end,
+    # with no loop turn in between
+    assert seen_at_done == [] and backend.closed == ["close me"]

@@ -9,7 +9,9 @@ import os
 import sys
 import time
 
-from server.backends.base import ChatRequest, Delta, Finish
+import pytest
+
+from server.backends.base import ChatRequest, Delta, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
 from server.streams import MemoryStreamStore
 
@@ -193,6 +195,87 @@ class TimedPieces:
             self.released = 1_700_000_000.25 + index
             yield piece
         yield Finish(reason="stop")
+
+
+class Watched(SyntheticBackend):
+    """The synthetic model, saying when its generator was closed."""
+
+    def __init__(self) -> None:
+        super().__init__(tokens_per_second=0)
+        self.closed: list[str] = []
+
+    async def generate(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        try:
+            async for piece in super().generate(request):
+                yield piece
+        finally:
+            self.closed.append(request.messages[-1]["content"])
+
+
+async def test_a_finished_generation_closes_the_backend_generator_itself() -> None:
+    """Not left to asyncio's finaliser hook (a self-pipe write and a wake-up per
+    stream): the generator is closed when the generation task ends, after the
+    done event was appended."""
+    backend = Watched()
+    store = MemoryStreamStore(backend)
+    stream = await store.create(ChatRequest.from_prompt("close me", 4))
+    task = stream.generating
+    assert task is not None
+    at_task_end: list[list[str]] = []
+    task.add_done_callback(lambda _: at_task_end.append(list(backend.closed)))
+    await task
+    assert at_task_end == [["close me"]]
+    assert [e["type"] for e in stream.events][-1] == "done"
+    await store.close()
+
+
+class FailsToClose(SyntheticBackend):
+    """A backend whose clean-up raises after its Finish."""
+
+    async def generate(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        try:
+            async for piece in super().generate(request):
+                yield piece
+        finally:
+            raise RuntimeError("clean-up failed")
+
+
+async def test_a_backend_failing_its_clean_up_leaves_the_ended_stream_as_it_was(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStreamStore(FailsToClose(tokens_per_second=0))
+    stream = await store.create(ChatRequest.from_prompt("messy", 3))
+    task = stream.generating
+    assert task is not None
+    await task  # the task itself ends cleanly
+    assert [e["type"] for e in stream.events] == ["start", "delta", "delta", "delta", "done"]
+    assert "failed closing a finished generation" in caplog.text
+    await store.close()
+
+
+async def test_close_pieces_closes_a_generator_and_ignores_other_iterators() -> None:
+    closed = []
+
+    async def pieces():  # type: ignore[no-untyped-def]
+        try:
+            yield "a"
+            yield Finish(reason="stop")
+        finally:
+            closed.append(True)
+
+    generator = pieces()
+    assert await generator.__anext__() == "a"
+    await close_pieces(generator)
+    assert closed == [True]
+
+    class Plain:
+        def __aiter__(self) -> Plain:
+            return self
+
+        async def __anext__(self) -> str:
+            raise StopAsyncIteration
+
+    await close_pieces(Plain())  # no aclose: nothing to do
 
 
 async def test_deltas_are_stamped_when_the_backend_released_them() -> None:

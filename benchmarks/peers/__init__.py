@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from server import protocol
-from server.backends.base import BackendError, ChatRequest, Finish
+from server.backends.base import BackendError, ChatRequest, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend
 
 __all__ = ["build_parser", "completion_events", "new_stream_id"]
@@ -47,8 +47,9 @@ async def completion_events(
     release time, the others when they are made."""
     yield _stamp(protocol.start_event(stream_id, backend.model, created=int(time.time())))
     seq = 1
+    pieces = backend.generate(ChatRequest.from_prompt(prompt, max_tokens))
     try:
-        async for piece in backend.generate(ChatRequest.from_prompt(prompt, max_tokens)):
+        async for piece in pieces:
             if isinstance(piece, Finish):
                 extra = {"usage": piece.usage} if piece.usage else {}
                 yield _stamp(protocol.done_event(stream_id, seq, piece.reason, **extra))
@@ -61,3 +62,6 @@ async def completion_events(
                 seq += 1
     except BackendError as exc:
         yield _stamp(protocol.error_event(stream_id, seq, exc.code, exc.message))
+    finally:
+        # as twinstream's streams do, so neither pays for asyncio's finaliser hook
+        await close_pieces(pieces)

@@ -11,7 +11,16 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ChatRequest", "Delta", "Piece", "Finish", "Backend", "BackendError", "FINISH_REASONS"]
+__all__ = [
+    "ChatRequest",
+    "Delta",
+    "Piece",
+    "Finish",
+    "Backend",
+    "BackendError",
+    "FINISH_REASONS",
+    "close_pieces",
+]
 
 #: why a backend stopped (OpenAI's finish reasons; ``cancelled`` is the stream's own)
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
@@ -117,3 +126,17 @@ class Backend(Protocol):
         :meth:`~server.backends.synthetic.SyntheticBackend.piece_time`). Events
         are stamped with it (``t``); without it, with the time they are made."""
         ...
+
+
+async def close_pieces(pieces: AsyncIterator[Any]) -> None:
+    """Close what :meth:`Backend.generate` returned, once its consumer is done
+    with it (a no-op for a generator that ran to its end).
+
+    A consumer that stops at the :class:`Finish` leaves the generator suspended
+    there. Left to the garbage collector, asyncio's finaliser hook closes it on
+    a later loop turn through ``call_soon_threadsafe``: a write to the loop's
+    self-pipe, a wake-up and a task, for every completion.
+    """
+    aclose = getattr(pieces, "aclose", None)
+    if aclose is not None:
+        await aclose()
