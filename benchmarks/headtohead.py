@@ -495,8 +495,8 @@ def rounds_run_section(results: dict[str, Any]) -> str | None:
         f"A longer run of the rounds alone: `{meta.get('command') or 'python -m benchmarks'}` "
         f"({str(meta.get('started', ''))[:10]}, {minutes:.0f} min, {meta.get('cpus')} cores "
         f"of a shared {meta.get('cpu_model')}): {data['rounds']} rounds of "
-        f"{', '.join(data['contenders'])}, each round {loads} on fresh servers. Eight "
-        "rounds' noise is a few per cent, as large as the difference in CPU per event; "
+        f"{', '.join(data['contenders'])}; each round {loads}, each on a fresh server. "
+        "Eight rounds' noise is a few per cent, as large as the closest differences; "
         "more rounds narrow the interval, about as one over the square root of their "
         "number.\n\n" + table
     )

@@ -12,7 +12,7 @@ Nothing in the README's benchmark section or its samples is typed by hand:
   include: pass its folder too. Its figures are kept in
   ``docs/scaleout-run.json``; without such a run the block is left as it is;
 * the **rounds block** is rendered from a run of the ``headtohead`` part alone
-  (many rounds of fewer loads: CPU per event measured precisely); its figures are
+  (many rounds of fewer loads: the closest targets measured precisely); its figures are
   kept in ``docs/rounds-run.json``, and without such a run the block is left as it is;
 * the **samples** (the ``curl -N`` transcript of ``GET /sse`` and the clients'
   ``--stats`` line) are produced by a server this command starts, through the

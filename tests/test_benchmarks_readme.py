@@ -5,7 +5,8 @@
   timings normalised -- a change to the wire format or the CLI fails here until
   ``python -m benchmarks readme`` is run;
 * its results block must be exactly what ``docs/benchmark-run.json`` renders to,
-  and its scale-out block what ``docs/scaleout-run.json`` renders to.
+  its scale-out block what ``docs/scaleout-run.json`` renders to, and its rounds
+  block what ``docs/rounds-run.json`` renders to.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.headtohead import rounds_run_section
 from benchmarks.readme import (
     README,
+    ROUNDS_RECORD,
     RUN_RECORD,
     SCALEOUT_RECORD,
     abbreviate_transcript,
@@ -110,6 +113,17 @@ def test_readme_scaleout_figures_are_rendered_from_the_recorded_run() -> None:
     assert set(record["scaleout"]["by_transport"]) == {"sse", "ws"}
 
 
+def test_readme_rounds_figures_are_rendered_from_the_recorded_run() -> None:
+    record = json.loads(Path(ROUNDS_RECORD).read_text(encoding="utf-8"))
+    block = read_block(README.read_text(encoding="utf-8"), "rounds-results")
+    assert block == rounds_run_section(record)
+    assert record["meta"]["parts"] == ["headtohead"]
+    # a longer run than the suite's own rounds, of fewer loads
+    assert record["head_to_head"]["rounds"] > record["meta"]["config"]["head_to_head_rounds"] / 2
+    assert record["head_to_head"]["rounds"] >= 40
+    assert "sse-starlette" not in record["head_to_head"]["contenders"]
+
+
 def test_runs_are_told_apart_by_their_parts(tmp_path: Path) -> None:
     suite, scaleout, other = tmp_path / "suite", tmp_path / "scaleout", tmp_path / "other"
     rounds = tmp_path / "rounds"
@@ -136,24 +150,30 @@ def test_runs_are_told_apart_by_their_parts(tmp_path: Path) -> None:
 
 def test_the_readme_command_rewrites_every_block(tmp_path: Path) -> None:
     run, scaleout_run = tmp_path / "run", tmp_path / "scaleout"
-    run.mkdir()
-    scaleout_run.mkdir()
-    (run / "results.json").write_text(Path(RUN_RECORD).read_text(encoding="utf-8"))
-    (scaleout_run / "results.json").write_text(
-        Path(SCALEOUT_RECORD).read_text(encoding="utf-8")
-    )
+    rounds_run = tmp_path / "rounds"
+    records = ((run, RUN_RECORD), (scaleout_run, SCALEOUT_RECORD), (rounds_run, ROUNDS_RECORD))
+    for folder, record in records:
+        folder.mkdir()
+        (folder / "results.json").write_text(Path(record).read_text(encoding="utf-8"))
     readme = tmp_path / "README.md"
     original = README.read_text(encoding="utf-8")
     stale = original
-    names = ("benchmark-results", "scaleout-results", "curl-sample", "stats-sample")
+    names = (
+        "benchmark-results",
+        "scaleout-results",
+        "rounds-results",
+        "curl-sample",
+        "stats-sample",
+    )
     for name in names:
         stale = replace_block(stale, name, "stale")
     readme.write_text(stale, encoding="utf-8")
 
-    message = update_readme(run, readme, scaleout_run)
+    message = update_readme(run, readme, scaleout_run, rounds_run)
 
     assert str(run / "results.json") in message
     assert str(scaleout_run / "results.json") in message
+    assert str(rounds_run / "results.json") in message
     text = readme.read_text(encoding="utf-8")
     for name in names:
         assert read_block(text, name) != "stale"
