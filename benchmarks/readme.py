@@ -331,28 +331,38 @@ def update_readme(
     from .scaleout import readme_section
 
     done = []
-    if rounds_run is not None:
-        rounds = json.loads((rounds_run / "results.json").read_text(encoding="utf-8"))
-        rounds_section = rounds_run_section(rounds)
-        if rounds_section is None:
-            raise SystemExit(f"{rounds_run}: the headtohead part ran no rounds")
-        text = replace_block(readme.read_text(encoding="utf-8"), "rounds-results", rounds_section)
-        readme.write_text(text, encoding="utf-8")
-        if readme == README:
-            record = {"meta": rounds.get("meta", {}), "head_to_head": rounds["head_to_head"]}
-            ROUNDS_RECORD.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        done.append(f"head-to-head rounds from {rounds_run / 'results.json'}")
-    if scaleout_run is not None:
-        scaleout = json.loads((scaleout_run / "results.json").read_text(encoding="utf-8"))
-        section = readme_section(scaleout)
+    for folder, part, block, render, record_path, what, missing in (
+        (
+            rounds_run,
+            "head_to_head",
+            "rounds-results",
+            rounds_run_section,
+            ROUNDS_RECORD,
+            "head-to-head rounds",
+            "the headtohead part ran no rounds",
+        ),
+        (
+            scaleout_run,
+            "scaleout",
+            "scaleout-results",
+            readme_section,
+            SCALEOUT_RECORD,
+            "scale-out figures",
+            "the scaleout part did not run or was skipped",
+        ),
+    ):
+        if folder is None:
+            continue
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        section = render(results)
         if section is None:
-            raise SystemExit(f"{scaleout_run}: the scaleout part did not run or was skipped")
-        text = replace_block(readme.read_text(encoding="utf-8"), "scaleout-results", section)
+            raise SystemExit(f"{folder}: {missing}")
+        text = replace_block(readme.read_text(encoding="utf-8"), block, section)
         readme.write_text(text, encoding="utf-8")
         if readme == README:
-            record = {"meta": scaleout.get("meta", {}), "scaleout": scaleout["scaleout"]}
-            SCALEOUT_RECORD.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        done.append(f"scale-out figures from {scaleout_run / 'results.json'}")
+            record = {"meta": results.get("meta", {}), part: results[part]}
+            record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        done.append(f"{what} from {folder / 'results.json'}")
     if run is None:
         run = newest_full_run()
         if run is None:
