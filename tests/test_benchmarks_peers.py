@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from watched_backend import Watched
+
 from benchmarks.peers import completion_events
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
 
@@ -22,21 +24,6 @@ async def test_reference_events_are_twinstreams_with_deltas_timed_at_release() -
     assert "".join(e["content"] for e in events[1:5]) == "".join(synthetic_tokens("stamp me")[:4])
     stamps = [e["t"] for e in events]
     assert before - 1e-6 <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= time.time()
-
-
-class Watched(SyntheticBackend):
-    """The synthetic model, saying when its generator was closed."""
-
-    def __init__(self) -> None:
-        super().__init__(tokens_per_second=0)
-        self.closed: list[str] = []
-
-    async def generate(self, request):  # type: ignore[no-untyped-def]
-        try:
-            async for piece in super().generate(request):
-                yield piece
-        finally:
-            self.closed.append(request.messages[-1]["content"])
 
 
 async def test_reference_events_close_the_model_generator_themselves() -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from watched_backend import Watched
 
 from server.backends.base import ChatRequest, Delta, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
@@ -195,21 +196,6 @@ class TimedPieces:
             self.released = 1_700_000_000.25 + index
             yield piece
         yield Finish(reason="stop")
-
-
-class Watched(SyntheticBackend):
-    """The synthetic model, saying when its generator was closed."""
-
-    def __init__(self) -> None:
-        super().__init__(tokens_per_second=0)
-        self.closed: list[str] = []
-
-    async def generate(self, request: ChatRequest):  # type: ignore[no-untyped-def]
-        try:
-            async for piece in super().generate(request):
-                yield piece
-        finally:
-            self.closed.append(request.messages[-1]["content"])
 
 
 async def test_a_finished_generation_closes_the_backend_generator_itself() -> None:
