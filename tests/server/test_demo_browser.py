@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
-from browser_demo import DemoPage, expected_completion, launch_chromium
 from playwright.sync_api import Browser, Route, sync_playwright
+from support.browser_demo import DemoPage, expected_completion, launch_chromium
 
 from server.app import Settings
 

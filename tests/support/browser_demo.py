@@ -1,6 +1,6 @@
 """Driving the browser demo (``server/static``) with Debian's Chromium through Playwright.
 
-Shared by ``tests/test_demo_browser.py`` and ``tests/browser_screenshot.py``.
+Shared by ``tests/server/test_demo_browser.py`` and ``tests/support/browser_screenshot.py``.
 Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
 """
 

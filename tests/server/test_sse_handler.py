@@ -13,7 +13,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
-from server_process import ServerProcess
+from support.server_process import ServerProcess
 
 from server.app import Settings
 from server.backends.synthetic import synthetic_tokens

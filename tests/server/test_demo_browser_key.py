@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser_demo import DemoPage, expected_completion, launch_chromium
 from playwright.sync_api import Browser, sync_playwright
+from support.browser_demo import DemoPage, expected_completion, launch_chromium
 
 from server.app import Settings
 

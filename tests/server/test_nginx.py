@@ -14,14 +14,14 @@ from pathlib import Path
 
 import openai
 import pytest
-from cluster import Followed, ServerProc, follow_sse, follow_ws
-from redisutil import RedisServer, free_port
+from support.cluster import Followed, ServerProc, follow_sse, follow_ws
+from support.redisutil import RedisServer, free_port
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from server.backends.synthetic import synthetic_tokens
 
-CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 
 
 def nginx_binary() -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import websocket
 from prometheus_client.parser import text_string_to_metric_families
-from server_process import ServerProcess
+from support.server_process import ServerProcess
 
 KEY = "metrics-key-91b2"
 AUTH = {"Authorization": f"Bearer {KEY}"}

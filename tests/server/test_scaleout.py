@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from cluster import Followed, ServerProc, follow_sse, follow_ws
-from redisutil import RedisServer
+from support.cluster import Followed, ServerProc, follow_sse, follow_ws
+from support.redisutil import RedisServer
 
 from benchmarks.clients import Endpoint, SSEConnection
 from server.backends.synthetic import synthetic_tokens

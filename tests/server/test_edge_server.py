@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import websocket
-from server_process import ServerProcess, error_code
+from support.server_process import ServerProcess, error_code
 
 KEY = "k-7c1e0d2f9a"
 WRONG = "k-wrong"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from watched_backend import Watched
+from support.watched_backend import Watched
 
 from benchmarks.peers import completion_events
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from watched_backend import Watched
+from support.watched_backend import Watched
 
 from server.backends.base import ChatRequest, Delta, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens

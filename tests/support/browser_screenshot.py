@@ -1,6 +1,6 @@
 """Regenerate ``docs/demo.png``: the demo page mid-stream, with past runs and the chart.
 
-    python tests/browser_screenshot.py [docs/demo.png]
+    python tests/support/browser_screenshot.py [docs/demo.png]
 
 Starts ``python -m server`` on a free port, sends the same prompt over SSE and,
 in a new conversation, over WebSocket (dropping each connection once), then
@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from browser_demo import DemoPage, launch_chromium
 from playwright.sync_api import sync_playwright
+from support.browser_demo import DemoPage, launch_chromium
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Tell me about streaming"
 FOLLOW_UP = "And how does it resume?"
 

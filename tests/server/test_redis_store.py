@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import StepBackend
-from redisutil import RedisServer
+from support.live import StepBackend
+from support.redisutil import RedisServer
 
 from server import protocol
 from server.backends.base import ChatRequest

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from server_process import ServerProcess
+from support.server_process import ServerProcess
 
 import clients
 

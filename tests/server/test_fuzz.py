@@ -20,7 +20,7 @@ import pytest
 import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_process import ServerProcess
+from support.server_process import ServerProcess
 
 BUDGET = settings(
     max_examples=120,

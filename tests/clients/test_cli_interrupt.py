@@ -13,7 +13,7 @@ import termios
 import time
 
 import pytest
-from test_clients_interrupt import StallingSSEServer
+from support.stalling import StallingSSEServer
 
 from server.app import Settings
 from server.backends.synthetic import synthetic_tokens

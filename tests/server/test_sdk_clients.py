@@ -1,5 +1,5 @@
 """The SDKs people use, streaming through twinstream's ``/v1`` to a real
-OpenAI-compatible upstream on loopback (tests/openai_upstream.py): the official
+OpenAI-compatible upstream on loopback (tests/support/openai_upstream.py): the official
 openai SDK for Python, LangChain's ChatOpenAI and the Node ``openai`` package.
 Parameters reach the upstream; tool calls, structured output, refusals and
 logprobs come back as the SDKs expect. Nothing is mocked."""
@@ -16,16 +16,16 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import LiveServer
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from openai_upstream import OpenAIUpstream, reply_text
 from pydantic import BaseModel
+from support.live import LiveServer
+from support.openai_upstream import OpenAIUpstream, reply_text
 
 from server.app import Settings
 from server.backends.synthetic import synthetic_tokens
 
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 WEATHER_TOOL = {
     "type": "function",
     "function": {
