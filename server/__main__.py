@@ -18,9 +18,9 @@ from tornado.netutil import bind_sockets
 
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
-from .drain import check_processes, drain, serve_processes
-from .edge_server import Edge, install_log_redaction, make_server
-from .redis_store import StoreUnavailable, connect_check
+from .edge.server import Edge, install_log_redaction, make_server
+from .store.redis.store import StoreUnavailable, connect_check
+from .workers import check_processes, drain, serve_processes
 
 __all__ = ["main", "serve"]
 
@@ -31,7 +31,7 @@ async def serve(
     reuse_port: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop: with the memory store live streams
-    are cancelled; a shared store drains (see :func:`server.drain.drain`).
+    are cancelled; a shared store drains (see :func:`server.workers.drain`).
     ``reuse_port``: listen with SO_REUSEPORT beside other workers (``--processes``)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,23 +9,18 @@ import tornado.web
 
 from .backends.base import Backend
 from .config import Settings
-from .edge_server import Edge, TokenHandler, log_request
-from .metrics import Metrics, MetricsHandler
-from .openai_compat import ChatCompletionsHandler, ModelHandler, ModelsHandler
-from .relay import ConnectionWatch
-from .sse_handler import SSEHandler
-from .streams import MemoryStreamStore, StreamStore
-from .streams_api import StreamsHandler
-from .web import (
-    STATIC_DIR,
-    CancelHandler,
-    DropHandler,
-    HealthHandler,
-    IndexHandler,
-    NotFoundHandler,
-    RelayOptions,
-)
-from .ws_handler import StreamSocketHandler
+from .core.relay import ConnectionWatch
+from .core.store import MemoryStreamStore, StreamStore
+from .edge.server import Edge, TokenHandler, log_request
+from .handlers.actions import CancelHandler, DropHandler
+from .handlers.event_stream import RelayOptions
+from .handlers.metrics import MetricsHandler
+from .handlers.openai import ChatCompletionsHandler, ModelHandler, ModelsHandler
+from .handlers.pages import STATIC_DIR, HealthHandler, IndexHandler, NotFoundHandler
+from .handlers.sse import SSEHandler
+from .handlers.streams import StreamsHandler
+from .handlers.websocket import StreamSocketHandler
+from .metrics import Metrics
 
 __all__ = ["Settings", "make_backend", "make_store", "make_app", "http_server_options"]
 
@@ -54,7 +49,7 @@ def make_backend(settings: Settings) -> Backend:
 
 def make_store(settings: Settings) -> StreamStore:
     if settings.store != "memory":
-        from .redis_store import RedisStreamStore  # --store redis://HOST:PORT/DB
+        from .store.redis.store import RedisStreamStore
 
         return RedisStreamStore(
             make_backend(settings),

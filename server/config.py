@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import protocol
+from .wire import limits
 
 __all__ = ["Settings", "Spec", "build_parser", "settings_from_args", "env_name", "ENV_PREFIX"]
 
@@ -270,7 +270,7 @@ class Settings:
     max_prompt_bytes: int = setting(
         32 * 1024, "longest prompt accepted, in UTF-8 bytes", non_negative(int)
     )
-    # access and the edge (server/access.py, server/edge.py, server/edge_server.py)
+    # access and the edge (server/edge/access.py, server/edge/policy.py, server/edge/server.py)
     api_key: str | None = setting(
         None,
         "API key required by every endpoint but /, /healthz, /static: 'Authorization: "
@@ -334,8 +334,8 @@ class Settings:
     log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
 
     @property
-    def limits(self) -> protocol.Limits:
-        return protocol.Limits(max_prompt_bytes=self.max_prompt_bytes)
+    def limits(self) -> limits.Limits:
+        return limits.Limits(max_prompt_bytes=self.max_prompt_bytes)
 
 
 def env_name(item: dataclasses.Field[Any]) -> str:

@@ -23,12 +23,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
 
-from .web import JsonErrorHandler
-
-__all__ = ["Metrics", "MetricsHandler", "TRANSPORTS"]
+__all__ = ["Metrics", "TRANSPORTS"]
 
 stream_log = logging.getLogger("twinstream.stream")
 
@@ -387,16 +385,3 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsHandler(JsonErrorHandler):
-    """``GET /metrics``: the Prometheus text format. With API keys configured
-    it needs one (the edge checks), unless ``--public-metrics``."""
-
-    def initialize(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.set_header("Cache-Control", "no-store")
-        self.write(self.metrics.exposition())

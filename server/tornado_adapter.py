@@ -173,7 +173,7 @@ def websocket_frame(connection: WebSocketProtocol13, data: bytes) -> bytes:
     return frame
 
 
-# --- the HTTP server (server/edge_server.py) ---------------------------------------------
+# --- the HTTP server (server/edge/server.py) ---------------------------------------------
 
 
 def add_listening_socket(

@@ -21,8 +21,8 @@ from support.live import LiveServer, StepBackend
 from support.redisutil import RedisServer
 
 from server.app import Settings, http_server_options, make_app
-from server.edge_server import make_server
-from server.streams import MemoryStreamStore
+from server.core.store import MemoryStreamStore
+from server.edge.server import make_server
 
 
 @pytest.fixture

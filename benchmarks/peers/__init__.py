@@ -15,9 +15,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from server import protocol
 from server.backends.base import BackendError, ChatRequest, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend
+from server.wire import events
 
 __all__ = ["build_parser", "completion_events", "new_stream_id"]
 
@@ -45,23 +45,23 @@ async def completion_events(
 ) -> AsyncIterator[dict[str, Any]]:
     """The events of one completion, in order: deltas stamped with the model's
     release time, the others when they are made."""
-    yield _stamp(protocol.start_event(stream_id, backend.model, created=int(time.time())))
+    yield _stamp(events.start_event(stream_id, backend.model, created=int(time.time())))
     seq = 1
     pieces = backend.generate(ChatRequest.from_prompt(prompt, max_tokens))
     try:
         async for piece in pieces:
             if isinstance(piece, Finish):
                 extra = {"usage": piece.usage} if piece.usage else {}
-                yield _stamp(protocol.done_event(stream_id, seq, piece.reason, **extra))
+                yield _stamp(events.done_event(stream_id, seq, piece.reason, **extra))
                 return
             if piece:
-                event = protocol.delta_event_from_piece(stream_id, seq, piece)
+                event = events.delta_event_from_piece(stream_id, seq, piece)
                 # when the model released it, as twinstream stamps its deltas
                 event["t"] = round(backend.piece_time(), 6)
                 yield event
                 seq += 1
     except BackendError as exc:
-        yield _stamp(protocol.error_event(stream_id, seq, exc.code, exc.message))
+        yield _stamp(events.error_event(stream_id, seq, exc.code, exc.message))
     finally:
         # as twinstream's streams do, so neither pays for asyncio's finaliser hook
         await close_pieces(pieces)

@@ -17,22 +17,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server import protocol
 from server.backends.synthetic import SyntheticBackend
+from server.wire import errors, ids, limits
+from server.wire.events import dumps
 
 from . import build_parser, completion_events, new_stream_id
 
-LIMITS = protocol.Limits()
+LIMITS = limits.Limits()
 
 
 def make_app(backend: SyntheticBackend) -> Starlette:
     async def sse(request: Request) -> Response:
         try:
-            prompt = protocol.validate_prompt(request.query_params.get("prompt"), LIMITS)
-            max_tokens = protocol.validate_max_tokens(
+            prompt = limits.validate_prompt(request.query_params.get("prompt"), LIMITS)
+            max_tokens = limits.validate_max_tokens(
                 request.query_params.get("max_tokens"), LIMITS, from_query=True
             )
-        except protocol.ProtocolError as exc:
+        except errors.ProtocolError as exc:
             return JSONResponse(
                 {"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status
             )
@@ -41,8 +42,8 @@ def make_app(backend: SyntheticBackend) -> Starlette:
         async def events() -> AsyncIterator[ServerSentEvent]:
             async for event in completion_events(backend, stream_id, prompt, max_tokens):
                 yield ServerSentEvent(
-                    data=protocol.dumps(event),
-                    id=protocol.format_event_id(stream_id, event["seq"]),
+                    data=dumps(event),
+                    id=ids.format_event_id(stream_id, event["seq"]),
                 )
 
         return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-cache"})

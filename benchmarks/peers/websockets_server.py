@@ -16,19 +16,19 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from server import protocol
 from server.backends.synthetic import SyntheticBackend
+from server.wire import errors, events, limits, messages
 
 from . import build_parser, completion_events, new_stream_id
 
-LIMITS = protocol.Limits()
+LIMITS = limits.Limits()
 
 
 async def relay(
     websocket: ServerConnection,
     backend: SyntheticBackend,
     stream_id: str,
-    request: protocol.StartRequest,
+    request: messages.StartRequest,
 ) -> None:
     seq = 0
     with contextlib.suppress(ConnectionClosed):
@@ -39,10 +39,10 @@ async def relay(
                 if event["type"] == "start" and request.ref is not None:
                     event = {**event, "ref": request.ref}
                 seq = event["seq"]
-                await websocket.send(protocol.dumps(event))
+                await websocket.send(events.dumps(event))
         except asyncio.CancelledError:  # a cancel message
             await websocket.send(
-                protocol.dumps(protocol.done_event(stream_id, seq + 1, "cancelled"))
+                events.dumps(events.done_event(stream_id, seq + 1, "cancelled"))
             )
 
 
@@ -57,24 +57,24 @@ async def handle(websocket: ServerConnection, backend: SyntheticBackend) -> None
             if isinstance(message, bytes):
                 continue
             try:
-                request = protocol.parse_client_message(message, LIMITS)
-            except protocol.ProtocolError as exc:
+                request = messages.parse_client_message(message, LIMITS)
+            except errors.ProtocolError as exc:
                 extra: dict[str, Any] = {"ref": exc.ref} if exc.ref is not None else {}
-                error = protocol.error_event(None, None, exc.code, exc.message, **extra)
-                await websocket.send(protocol.dumps(error))
+                error = events.error_event(None, None, exc.code, exc.message, **extra)
+                await websocket.send(events.dumps(error))
                 continue
-            if isinstance(request, protocol.StartRequest):
+            if isinstance(request, messages.StartRequest):
                 stream_id = new_stream_id()
                 relays[stream_id] = asyncio.create_task(
                     relay(websocket, backend, stream_id, request)
                 )
                 relays[stream_id].add_done_callback(functools.partial(_forget, relays, stream_id))
-            elif isinstance(request, protocol.CancelRequest) and request.stream in relays:
+            elif isinstance(request, messages.CancelRequest) and request.stream in relays:
                 relays[request.stream].cancel()
             else:
                 await websocket.send(
                     json.dumps(
-                        protocol.error_event(
+                        events.error_event(
                             request.stream, None, "stream_not_found", "this server keeps no streams"
                         )
                     )

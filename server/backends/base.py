@@ -1,6 +1,6 @@
 """What a backend is: something that turns a chat into an async stream of pieces.
 
-Pure types, no I/O: :mod:`server.chat_request` builds a :class:`ChatRequest`
+Pure types, no I/O: :mod:`server.wire.chat_request` builds a :class:`ChatRequest`
 from what a client sent; a backend yields text (``str``) or :class:`Delta`
 pieces, then one :class:`Finish`.
 """
@@ -28,7 +28,7 @@ FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A Chat Completions request, validated (see :mod:`server.chat_request`).
+    """A Chat Completions request, validated (see :mod:`server.wire.chat_request`).
 
     ``messages`` are OpenAI message objects with ``content`` normalised to a
     string (or ``None`` for an assistant turn that only called tools).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from clients.sse import EventDecoder, LineDecoder, ServerSentEvent, SSEDecoder, decode_all
-from server.sse import encode_comment, encode_event
+from server.wire.sse import encode_comment, encode_event
 
 E = ServerSentEvent
 
@@ -192,7 +192,7 @@ def test_event_decoder_stage():
     ["plain", "", "two\nlines", "cr\rand crlf\r\nend", "  spaces  ", "\n", "ünï\u2028code"],
 )
 def test_round_trip_with_server_encoder(data: str):
-    """Whatever ``server.sse`` encodes, this decoder gets back (line ends as LF)."""
+    """Whatever ``server.wire.sse`` encodes, this decoder gets back (line ends as LF)."""
     wire = encode_comment("hi") + encode_event(data, event_id="S:4", retry_ms=10) + encode_comment()
     expected = data.replace("\r\n", "\n").replace("\r", "\n")
     for size in (None, 1):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.access import (
+from server.edge.access import (
     AccessPolicy,
     KeyFileError,
     bearer_credential,

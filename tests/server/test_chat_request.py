@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from server.backends.synthetic_text import SUPPORTED_PARAMETERS
-from server.chat_request import (
+from server.wire.chat_request import (
     PARAMETERS,
     parse_chat_body,
     parse_chat_request,
     parse_json_body,
 )
-from server.protocol import Limits, ProtocolError
+from server.wire.errors import ProtocolError
+from server.wire.limits import Limits
 
 LIMITS = Limits(max_prompt_bytes=200, max_tokens_limit=100, default_max_tokens=10)
 SYNTHETIC = Limits(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.edge import (
+from server.edge.policy import (
     HostPolicy,
     OriginPolicy,
     RateLimiter,

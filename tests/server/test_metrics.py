@@ -207,9 +207,9 @@ def test_a_stream_is_counted_and_logged_once_however_many_relays_write_it(
     """Two relays of one stream (the first reader and a resume) each count their
     writes; the stream ends once: one counter step, one log line, and nothing
     is added to its record after that line."""
-    from server import protocol
+    from server.core.log import StreamLog
     from server.metrics import Metrics
-    from server.streams import StreamLog
+    from server.wire import events
 
     metrics = Metrics()
     log = StreamLog("CountedOnceTest_012345", "m")
@@ -220,9 +220,9 @@ def test_a_stream_is_counted_and_logged_once_however_many_relays_write_it(
 
     first = metrics.counting(frame, log, "sse")
     second = metrics.counting(frame, log, "sse")
-    log.append(protocol.start_event(log.id, "m", created=0))
-    log.append_text(protocol.delta_record("hi", 1.5), False)
-    log.append(protocol.done_event(log.id, 2, "stop"))
+    log.append(events.start_event(log.id, "m", created=0))
+    log.append_text(events.delta_record("hi", 1.5), False)
+    log.append(events.done_event(log.id, 2, "stop"))
     texts = log.read(-1)
     caplog.set_level("INFO", logger="twinstream.stream")
     first(0, texts)  # all three events: the stream's end is counted
@@ -244,16 +244,16 @@ def test_a_stream_is_counted_and_logged_once_however_many_relays_write_it(
 async def test_a_stream_end_is_counted_after_its_terminal_event_is_framed() -> None:
     """The end's bookkeeping (counter, log line) runs on the next loop turn, so
     it does not stand between the terminal event and its write."""
-    from server import protocol
+    from server.core.log import StreamLog
     from server.metrics import Metrics
-    from server.streams import StreamLog
+    from server.wire import events
 
     metrics = Metrics()
     log = StreamLog("EndAfterWriteTest_01234", "m")
     metrics.stream_started(log, "ws")
     counted = metrics.counting(lambda first_seq, texts: b"".join(texts), log, "ws")
-    log.append(protocol.start_event(log.id, "m", created=0))
-    log.append(protocol.done_event(log.id, 1, "stop"))
+    log.append(events.start_event(log.id, "m", created=0))
+    log.append(events.done_event(log.id, 1, "stop"))
     ended = {"transport": "ws", "outcome": "stop"}
     live = {"transport": "ws"}
     assert counted(0, log.read(-1)) == b"".join(log.read(-1))

@@ -21,8 +21,8 @@ from server.app import Settings, make_app
 from server.backends.base import ChatRequest, Finish
 from server.backends.openai_backend import OpenAIBackend
 from server.backends.synthetic import synthetic_tokens
-from server.edge_server import make_server
-from server.streams import MemoryStreamStore
+from server.core.store import MemoryStreamStore
+from server.edge.server import make_server
 
 Upstream = Callable[[tornado.web.Application], str]
 

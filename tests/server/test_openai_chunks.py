@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from server import protocol
-from server.openai_chunks import chunk_payloads, completion, merge_tool_calls, model_object
-from server.protocol import ProtocolError
+from server.wire import events as wire_events
+from server.wire.chat_chunks import chunk_payloads, completion, merge_tool_calls, model_object
+from server.wire.errors import ProtocolError
 
 S = "AbCdEfGh12345678"
 IDENTITY = ("chatcmpl-x", 1700000000, "m")
@@ -29,48 +29,49 @@ def chunks(event: dict, include_usage: bool = False) -> list:
 
 
 def test_start_delta_done() -> None:
-    (start,) = chunks(protocol.start_event(S, "m"))
+    (start,) = chunks(wire_events.start_event(S, "m"))
     assert start["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert (start["id"], start["created"], start["model"]) == IDENTITY
     assert start["object"] == "chat.completion.chunk"
-    (delta,) = chunks(protocol.delta_event(S, 1, "Hi"))
+    (delta,) = chunks(wire_events.delta_event(S, 1, "Hi"))
     assert delta["choices"][0] == {"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}
     done, usage, end = chunks(
-        protocol.done_event(S, 2, "length", usage={"total_tokens": 3}), include_usage=True
+        wire_events.done_event(S, 2, "length", usage={"total_tokens": 3}), include_usage=True
     )
     assert done["choices"][0]["finish_reason"] == "length"
     assert usage["choices"] == [] and usage["usage"] == {"total_tokens": 3}
     assert end == "[DONE]"
-    assert len(chunks(protocol.done_event(S, 2, "stop"))) == 2  # no usage chunk unless asked
+    assert len(chunks(wire_events.done_event(S, 2, "stop"))) == 2  # no usage chunk unless asked
 
 
 def test_tool_calls_refusal_and_logprobs_are_relayed() -> None:
-    event = protocol.delta_event(S, 1, "", tool_calls=[CALL_HEAD])
+    event = wire_events.delta_event(S, 1, "", tool_calls=[CALL_HEAD])
     (chunk,) = chunks(event)
     assert chunk["choices"][0]["delta"] == {"tool_calls": [CALL_HEAD]}  # no empty content
-    (chunk,) = chunks(protocol.delta_event(S, 2, "", refusal="no"))
+    (chunk,) = chunks(wire_events.delta_event(S, 2, "", refusal="no"))
     assert chunk["choices"][0]["delta"] == {"refusal": "no"}
     logprobs = {
         "content": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []}]
     }
-    (chunk,) = chunks(protocol.delta_event(S, 3, "Hi", logprobs=logprobs))
+    (chunk,) = chunks(wire_events.delta_event(S, 3, "Hi", logprobs=logprobs))
     assert chunk["choices"][0]["logprobs"] == logprobs
     for reason in ("tool_calls", "content_filter"):
-        assert chunks(protocol.done_event(S, 4, reason))[0]["choices"][0]["finish_reason"] == reason
+        choice = chunks(wire_events.done_event(S, 4, reason))[0]["choices"][0]
+        assert choice["finish_reason"] == reason
 
 
 @pytest.mark.parametrize(
     ("event", "code"),
     [
-        (protocol.done_event(S, 5, "cancelled"), "cancelled"),
-        (protocol.error_event(S, 5, "upstream_timeout", "slow"), "upstream_timeout"),
+        (wire_events.done_event(S, 5, "cancelled"), "cancelled"),
+        (wire_events.error_event(S, 5, "upstream_timeout", "slow"), "upstream_timeout"),
     ],
 )
 def test_a_stream_that_did_not_finish_ends_with_an_error_object(event: dict, code: str) -> None:
     (error,) = chunks(event)  # and no [DONE]: a cut answer must not look finished
     assert error["error"]["code"] == code and error["error"]["message"]
     with pytest.raises(ProtocolError) as raised:
-        completion([protocol.start_event(S, "m"), event], *IDENTITY)
+        completion([wire_events.start_event(S, "m"), event], *IDENTITY)
     assert raised.value.code == code
     assert raised.value.status == (503 if code == "cancelled" else 502)
 
@@ -85,10 +86,10 @@ def test_merge_tool_calls_joins_fragments_by_index() -> None:
 
 def test_completion_folds_the_log() -> None:
     events = [
-        protocol.start_event(S, "m"),
-        protocol.delta_event(S, 1, "", tool_calls=[CALL_HEAD]),
-        protocol.delta_event(S, 2, "", tool_calls=[CALL_ARGS]),
-        protocol.done_event(S, 3, "tool_calls", usage={"total_tokens": 2}),
+        wire_events.start_event(S, "m"),
+        wire_events.delta_event(S, 1, "", tool_calls=[CALL_HEAD]),
+        wire_events.delta_event(S, 2, "", tool_calls=[CALL_ARGS]),
+        wire_events.done_event(S, 3, "tool_calls", usage={"total_tokens": 2}),
     ]
     body = completion(events, *IDENTITY)
     choice = body["choices"][0]
@@ -104,9 +105,9 @@ def test_completion_folds_the_log() -> None:
     assert body["usage"] == {"total_tokens": 2} and body["object"] == "chat.completion"
     text = completion(
         [
-            protocol.start_event(S, "m"),
-            protocol.delta_event(S, 1, "Hi"),
-            protocol.done_event(S, 2, "stop"),
+            wire_events.start_event(S, "m"),
+            wire_events.delta_event(S, 1, "Hi"),
+            wire_events.done_event(S, 2, "stop"),
         ],
         *IDENTITY,
     )

@@ -8,29 +8,30 @@ import hypothesis
 import hypothesis.strategies
 import pytest
 
-from server import protocol
 from server.backends.base import ChatRequest, Delta
-from server.protocol import Limits, ProtocolError
+from server.wire import events, ids, limits, messages
+from server.wire.errors import ProtocolError
+from server.wire.limits import Limits
 
 LIMITS = Limits(max_prompt_bytes=64, max_tokens_limit=100, default_max_tokens=10)
 STREAM = "AbCdEfGh12345678_-xyz"
 
 
 def test_events_carry_type_stream_and_seq() -> None:
-    assert protocol.start_event(STREAM, "m") == {
+    assert events.start_event(STREAM, "m") == {
         "type": "start",
         "stream": STREAM,
         "seq": 0,
         "model": "m",
     }
-    assert protocol.delta_event(STREAM, 3, "hi") == {
+    assert events.delta_event(STREAM, 3, "hi") == {
         "type": "delta",
         "stream": STREAM,
         "seq": 3,
         "content": "hi",
     }
-    assert protocol.done_event(STREAM, 4, "length")["finish_reason"] == "length"
-    error = protocol.error_event(None, None, "invalid_json", "bad")
+    assert events.done_event(STREAM, 4, "length")["finish_reason"] == "length"
+    error = events.error_event(None, None, "invalid_json", "bad")
     assert error == {
         "type": "error",
         "stream": None,
@@ -42,26 +43,26 @@ def test_events_carry_type_stream_and_seq() -> None:
 
 def test_done_rejects_unknown_finish_reason() -> None:
     with pytest.raises(ValueError):
-        protocol.done_event(STREAM, 1, "tired")
+        events.done_event(STREAM, 1, "tired")
 
 
 def test_terminal_events() -> None:
-    assert protocol.is_terminal(protocol.done_event(STREAM, 1, "stop"))
-    assert protocol.is_terminal(protocol.error_event(STREAM, 1, "x", "y"))
-    assert not protocol.is_terminal(protocol.error_event(None, None, "x", "y"))
-    assert not protocol.is_terminal(protocol.delta_event(STREAM, 1, "x"))
+    assert events.is_terminal(events.done_event(STREAM, 1, "stop"))
+    assert events.is_terminal(events.error_event(STREAM, 1, "x", "y"))
+    assert not events.is_terminal(events.error_event(None, None, "x", "y"))
+    assert not events.is_terminal(events.delta_event(STREAM, 1, "x"))
 
 
 @pytest.mark.parametrize("content", ["line\nbreak", "cr\rlf\r\n", "naïve ☃ 🎉", "\u2028"])
 def test_dumps_is_one_line_and_round_trips(content: str) -> None:
-    event = protocol.delta_event(STREAM, 1, content)
-    text = protocol.dumps(event)
+    event = events.delta_event(STREAM, 1, content)
+    text = events.dumps(event)
     assert "\n" not in text and "\r" not in text
     assert json.loads(text) == event
 
 
 def test_event_id_round_trip() -> None:
-    assert protocol.parse_event_id(protocol.format_event_id(STREAM, 42)) == (STREAM, 42)
+    assert ids.parse_event_id(ids.format_event_id(STREAM, 42)) == (STREAM, 42)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +80,7 @@ def test_event_id_round_trip() -> None:
 )
 def test_malformed_event_ids_are_rejected(bad: str) -> None:
     with pytest.raises(ProtocolError) as raised:
-        protocol.parse_event_id(bad)
+        ids.parse_event_id(bad)
     assert raised.value.code == "invalid_last_event_id"
     assert raised.value.status == 400
 
@@ -97,12 +98,12 @@ def test_malformed_event_ids_are_rejected(bad: str) -> None:
 )
 def test_bad_prompts(prompt: object, code: str, status: int) -> None:
     with pytest.raises(ProtocolError) as raised:
-        protocol.validate_prompt(prompt, LIMITS)
+        limits.validate_prompt(prompt, LIMITS)
     assert (raised.value.code, raised.value.status) == (code, status)
 
 
 def test_prompt_limit_counts_utf8_bytes() -> None:
-    assert protocol.validate_prompt("x" * 64, LIMITS) == "x" * 64
+    assert limits.validate_prompt("x" * 64, LIMITS) == "x" * 64
 
 
 @pytest.mark.parametrize(
@@ -110,34 +111,34 @@ def test_prompt_limit_counts_utf8_bytes() -> None:
 )
 def test_bad_max_tokens(value: object) -> None:
     with pytest.raises(ProtocolError) as raised:
-        protocol.validate_max_tokens(value, LIMITS, from_query=True)
+        limits.validate_max_tokens(value, LIMITS, from_query=True)
     assert raised.value.code == "invalid_max_tokens"
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, 10), ("7", 7), (" 7 ", 7), (100, 100)])
 def test_good_max_tokens_from_a_query(value: object, expected: int) -> None:
-    assert protocol.validate_max_tokens(value, LIMITS, from_query=True) == expected
+    assert limits.validate_max_tokens(value, LIMITS, from_query=True) == expected
 
 
 def test_json_max_tokens_must_be_a_number_not_a_string() -> None:
-    assert protocol.validate_max_tokens(7, LIMITS) == 7
+    assert limits.validate_max_tokens(7, LIMITS) == 7
     with pytest.raises(ProtocolError):
-        protocol.validate_max_tokens("7", LIMITS)
+        limits.validate_max_tokens("7", LIMITS)
 
 
 def test_parse_start_resume_cancel() -> None:
-    start = protocol.parse_client_message(
+    start = messages.parse_client_message(
         '{"type":"start","prompt":"hi","max_tokens":5,"ref":{"n":1}}', LIMITS
     )
-    assert start == protocol.StartRequest(ChatRequest.from_prompt("hi", 5), ref={"n": 1})
-    assert isinstance(start, protocol.StartRequest)
+    assert start == messages.StartRequest(ChatRequest.from_prompt("hi", 5), ref={"n": 1})
+    assert isinstance(start, messages.StartRequest)
     assert (start.prompt, start.max_tokens) == ("hi", 5)  # what the benchmark peers read
-    resume = protocol.parse_client_message(
+    resume = messages.parse_client_message(
         json.dumps({"type": "resume", "stream": STREAM, "after": 3}), LIMITS
     )
-    assert resume == protocol.ResumeRequest(stream=STREAM, after=3)
-    cancel = protocol.parse_client_message(json.dumps({"type": "cancel", "stream": STREAM}), LIMITS)
-    assert cancel == protocol.CancelRequest(stream=STREAM)
+    assert resume == messages.ResumeRequest(stream=STREAM, after=3)
+    cancel = messages.parse_client_message(json.dumps({"type": "cancel", "stream": STREAM}), LIMITS)
+    assert cancel == messages.CancelRequest(stream=STREAM)
 
 
 @pytest.mark.parametrize(
@@ -169,24 +170,24 @@ def test_parse_start_resume_cancel() -> None:
 )
 def test_bad_client_messages(text: str, code: str) -> None:
     with pytest.raises(ProtocolError) as raised:
-        protocol.parse_client_message(text, LIMITS)
+        messages.parse_client_message(text, LIMITS)
     assert raised.value.code == code
     assert raised.value.message
 
 
 def test_bad_message_keeps_its_ref_for_the_error_reply() -> None:
     with pytest.raises(ProtocolError) as raised:
-        protocol.parse_client_message('{"type":"start","prompt":"","ref":7}', LIMITS)
+        messages.parse_client_message('{"type":"start","prompt":"","ref":7}', LIMITS)
     assert raised.value.ref == 7
 
 
 def test_dumps_refuses_non_json_numbers() -> None:
     with pytest.raises(ValueError):
-        protocol.dumps({"ref": float("nan")})
+        events.dumps({"ref": float("nan")})
 
 
 def test_loads_strict_accepts_ordinary_json() -> None:
-    assert protocol.loads_strict('{"a": [1, 2.5, "é", null, true]}') == {
+    assert events.loads_strict('{"a": [1, 2.5, "é", null, true]}') == {
         "a": [1, 2.5, "é", None, True]
     }
 
@@ -200,16 +201,16 @@ def test_a_delta_record_restores_the_exact_json_of_the_event(
     content: str, seq: int, t: float
 ) -> None:
     stream = "AbCdEfGh12345678_-"
-    event = protocol.dumps(protocol.delta_event(stream, seq, content, t=t))
-    record = protocol.delta_record(content, t)
-    assert protocol.is_delta_record(record)
-    restored = protocol.delta_from_record(protocol.delta_head(stream), seq, record)
+    event = events.dumps(events.delta_event(stream, seq, content, t=t))
+    record = events.delta_record(content, t)
+    assert events.is_delta_record(record)
+    restored = events.delta_from_record(events.delta_head(stream), seq, record)
     assert restored == event.encode("utf-8", "surrogatepass")
     # the same record read in place from a log's buffer, between other records
     buffer = bytearray(b"1.5,\"x\"" + record + b"{}")
     start = len(b"1.5,\"x\"")
-    in_place = protocol.delta_from_record(
-        protocol.delta_head(stream), seq, buffer, start, start + len(record)
+    in_place = events.delta_from_record(
+        events.delta_head(stream), seq, buffer, start, start + len(record)
     )
     assert in_place == restored
 
@@ -224,13 +225,13 @@ def test_start_carries_a_conversation_and_its_parameters() -> None:
             "content": [{"type": "text", "text": "And "}, {"type": "text", "text": "then?"}],
         },
     ]
-    start = protocol.parse_client_message(
+    start = messages.parse_client_message(
         json.dumps(
             {"type": "start", "messages": messages, "temperature": 0.5, "stop": "x", "ref": "r"}
         ),
         LIMITS,
     )
-    assert isinstance(start, protocol.StartRequest)
+    assert isinstance(start, messages.StartRequest)
     assert start.ref == "r"
     assert start.chat.messages[1]["content"] == "  Hi  "  # exactly as sent
     assert start.chat.messages[3]["content"] == "And then?"
@@ -242,14 +243,14 @@ def test_a_backend_without_a_parameter_refuses_it_by_name() -> None:
     limits = Limits(supported_parameters=frozenset({"stop"}))
     text = json.dumps({"type": "start", "prompt": "hi", "stop": "x", "seed": 1})
     with pytest.raises(ProtocolError) as raised:
-        protocol.parse_client_message(text, limits)
+        messages.parse_client_message(text, limits)
     assert raised.value.code == "unsupported_parameter" and "'seed'" in raised.value.message
 
 
 def test_delta_events_from_pieces() -> None:
-    assert protocol.delta_event_from_piece(STREAM, 1, "hi") == protocol.delta_event(STREAM, 1, "hi")
+    assert events.delta_event_from_piece(STREAM, 1, "hi") == events.delta_event(STREAM, 1, "hi")
     call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
-    event = protocol.delta_event_from_piece(
+    event = events.delta_event_from_piece(
         STREAM, 2, Delta(tool_calls=(call,), logprobs={"content": []}, refusal="no")
     )
     assert event == {
@@ -266,4 +267,4 @@ def test_delta_events_from_pieces() -> None:
 
 def test_new_finish_reasons() -> None:
     for reason in ("tool_calls", "content_filter"):
-        assert protocol.done_event(STREAM, 3, reason)["finish_reason"] == reason
+        assert events.done_event(STREAM, 3, reason)["finish_reason"] == reason

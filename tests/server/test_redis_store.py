@@ -12,15 +12,11 @@ import redis.asyncio as aioredis
 from support.live import StepBackend
 from support.redisutil import RedisServer
 
-from server import protocol
 from server.backends.base import ChatRequest
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
-from server.redis_store import (
-    RedisStreamStore,
-    StoreUnavailable,
-    connect_check,
-)
-from server.streams import StreamLog
+from server.core.log import StreamLog
+from server.store.redis.store import RedisStreamStore, StoreUnavailable, connect_check
+from server.wire import errors
 
 
 class Collector:
@@ -200,7 +196,7 @@ async def test_redis_lost_mid_stream_then_back() -> None:
         for collector in (local, remote):
             last = (await collector.wait())[-1]
             assert (last["type"], last["code"]) == ("error", "store_unavailable")
-        with pytest.raises(protocol.ProtocolError) as refused:
+        with pytest.raises(errors.ProtocolError) as refused:
             await a.create(request())
         assert (refused.value.code, refused.value.status) == ("store_unavailable", 503)
         redis_server.start()
@@ -237,7 +233,7 @@ async def test_drain_lets_generation_finish_until_the_deadline(redis_server: Red
         remote = Collector(mirror)
         drained = asyncio.ensure_future(a.drain(deadline=0.5))
         await asyncio.sleep(0.1)
-        with pytest.raises(protocol.ProtocolError) as refused:
+        with pytest.raises(errors.ProtocolError) as refused:
             await a.create(request())
         assert refused.value.code == "server_shutdown"
         backend.release(" going")  # generation goes on while draining

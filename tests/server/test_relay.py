@@ -20,11 +20,12 @@ import tornado.iostream
 import tornado.websocket
 from httpx_sse import aconnect_sse
 
-from server import protocol
 from server.app import Settings, make_app
 from server.backends.base import ChatRequest, Finish
-from server.relay import ConnectionWatch, Relay, Sink
-from server.streams import MemoryStreamStore, StreamLog
+from server.core.log import StreamLog
+from server.core.relay import ConnectionWatch, Relay, Sink
+from server.core.store import MemoryStreamStore
+from server.wire import events as wire_events
 
 PIECES = 4000
 PIECE = "x" * 2000  # ~8 MB of events per stream: more than loopback's socket buffers hold
@@ -297,16 +298,16 @@ async def test_a_relay_writes_each_append_in_order_and_completes_once() -> None:
         return b"".join(b"%d %b\n" % (first_seq + i, text) for i, text in enumerate(texts))
 
     try:
-        log.append(protocol.start_event(log.id, "m", created=0))
+        log.append(wire_events.start_event(log.id, "m", created=0))
         relay = Relay(log, -1, sink, frame, lambda _relay, outcome: outcomes.append(outcome))
         relay.start()  # the start event, then caught up
-        log.append_text(protocol.delta_record("a", 1.5), False)
+        log.append_text(wire_events.delta_record("a", 1.5), False)
         await asyncio.sleep(0.01)  # nothing appended meanwhile: nothing written
-        log.append_text(protocol.delta_record("b", 2.5), False)
+        log.append_text(wire_events.delta_record("b", 2.5), False)
         assert outcomes == []
-        log.append(protocol.done_event(log.id, 3, "stop"))
+        log.append(wire_events.done_event(log.id, 3, "stop"))
         assert outcomes == ["complete"]
-        log.append(protocol.done_event(log.id, 4, "stop"))  # after the end: ignored
+        log.append(wire_events.done_event(log.id, 4, "stop"))  # after the end: ignored
         assert outcomes == ["complete"]
         sink.close()
         iostream.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from server.sse import encode_comment, encode_event, format_trusted_event
+from server.wire.sse import encode_comment, encode_event, format_trusted_event
 
 
 def decode(raw: bytes, chunk: int | None = None) -> list[tuple[str, str, str, int | None]]:
@@ -71,7 +71,7 @@ def test_trusted_fast_path_gives_the_same_bytes(data: str, retry_ms: int | None)
 
 
 def test_format_events_is_byte_equal_to_encode_event_per_event() -> None:
-    from server.sse import encode_event, format_events
+    from server.wire.sse import encode_event, format_events
 
     texts = [b'{"type":"start","seq":0}', '{"content":"caf\u00e9"}'.encode(), b"{}"]
     expected = encode_event(texts[0].decode(), event_id="S:4", retry_ms=1000) + b"".join(
@@ -84,7 +84,7 @@ def test_format_events_is_byte_equal_to_encode_event_per_event() -> None:
 def test_retry_block_sets_the_delay_and_dispatches_nothing() -> None:
     """The drain's last bytes: a block with only ``retry`` (whole and byte by byte)."""
     from clients.sse import SSEDecoder as OurDecoder
-    from server.sse import encode_retry
+    from server.wire.sse import encode_retry
 
     data = encode_retry(734)
     assert data == b"retry: 734\n\n"

@@ -14,7 +14,7 @@ from support.watched_backend import Watched
 
 from server.backends.base import ChatRequest, Delta, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
-from server.streams import MemoryStreamStore
+from server.core.store import MemoryStreamStore
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from server.app import Settings, make_app
-from server.streams import MemoryStreamStore
+from server.core.store import MemoryStreamStore
 
 
 @pytest.fixture

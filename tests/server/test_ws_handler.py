@@ -107,7 +107,7 @@ async def test_closed_sockets_do_not_pile_up_in_the_edge(
     connection was detached): the edge's set of open connections must still
     let closed ones go, keeping no more closed than open (or the floor)."""
     monkeypatch.setattr(http_server, "_prune_at", 4)
-    monkeypatch.setattr("server.edge_server.PRUNE_AT_LEAST", 4)
+    monkeypatch.setattr("server.edge.server.PRUNE_AT_LEAST", 4)
     for _ in range(20):
         ws = await connect(http_server_client)
         ws.close()

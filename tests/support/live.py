@@ -13,7 +13,7 @@ import tornado.web
 
 from server.app import Settings, http_server_options, make_app
 from server.backends.base import ChatRequest, Finish
-from server.edge_server import make_server
+from server.edge.server import make_server
 
 
 class LiveServer:

@@ -7,10 +7,12 @@ from typing import Any
 
 from tornado.websocket import WebSocketProtocol13
 
-from . import protocol, tornado_adapter
-from .relay import NO_PONG, OVER_CAP, Relay, Sink
-from .streams import StreamLog, StreamStore
-from .web import RelayOptions
+from .. import tornado_adapter
+from ..core.log import StreamLog
+from ..core.relay import NO_PONG, OVER_CAP, Relay, Sink
+from ..core.store import StreamStore
+from ..wire import errors, events, limits, messages
+from .event_stream import RelayOptions
 
 __all__ = ["StreamSocketHandler", "SLOW_CONSUMER"]
 
@@ -41,7 +43,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
     def initialize(
         self,
         store: StreamStore,
-        limits: protocol.Limits,
+        limits: limits.Limits,
         relays: RelayOptions,
         allowed_origins: tuple[str, ...] = (),
         compression: bool = False,
@@ -60,7 +62,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         """Same-origin pages, listed origins (``*`` for any) and non-browser
         clients (which send no Origin header, so this is not called)."""
-        # Scheme, host and port compared (server/edge.py); the edge refused others already.
+        # Scheme, host and port compared (server/edge/policy.py); the edge refused others already.
         policy = self.settings["edge"].origins
         return bool(policy.allows(origin, self.request.protocol, self.request.host))
 
@@ -117,56 +119,56 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         event here, and only here; the socket stays open."""
         try:
             if isinstance(message, bytes):
-                raise protocol.ProtocolError("binary_not_supported", "send JSON text messages")
-            request = protocol.parse_client_message(message, self.limits)
-            if isinstance(request, protocol.StartRequest):
+                raise errors.ProtocolError("binary_not_supported", "send JSON text messages")
+            request = messages.parse_client_message(message, self.limits)
+            if isinstance(request, messages.StartRequest):
                 await self._start(request)
-            elif isinstance(request, protocol.ResumeRequest):
+            elif isinstance(request, messages.ResumeRequest):
                 await self._resume(request)
             else:
                 await self._cancel(request)
-        except protocol.ProtocolError as exc:
+        except errors.ProtocolError as exc:
             self.settings["metrics"].error(exc.code)
             extra = {"ref": exc.ref} if exc.ref is not None else {}
-            self._send(protocol.error_event(exc.stream, None, exc.code, exc.message, **extra))
+            self._send(events.error_event(exc.stream, None, exc.code, exc.message, **extra))
 
-    async def _start(self, request: protocol.StartRequest) -> None:
+    async def _start(self, request: messages.StartRequest) -> None:
         self._started = [stream for stream in self._started if not stream.ended]
         if len(self._started) >= self.max_streams_per_socket:
-            raise protocol.ProtocolError(
+            raise errors.ProtocolError(
                 "too_many_streams",
                 f"this socket already runs {len(self._started)} streams; wait for one to end",
                 ref=request.ref,
             )
         refusal = self.settings["edge"].allow_start(self.request.remote_ip)  # rate limit
         if refusal is not None:
-            raise protocol.ProtocolError(refusal.code, refusal.message, 429, ref=request.ref)
+            raise errors.ProtocolError(refusal.code, refusal.message, 429, ref=request.ref)
         try:
             stream = await self.store.create(request.chat)
-        except protocol.ProtocolError as exc:
+        except errors.ProtocolError as exc:
             exc.ref = request.ref
             raise
         self.settings["metrics"].stream_started(stream, "ws")
         self._started.append(stream)
         self._follow(stream, after=-1, ref=request.ref)
 
-    async def _resume(self, request: protocol.ResumeRequest) -> None:
+    async def _resume(self, request: messages.ResumeRequest) -> None:
         stream = await self.store.open(request.stream)
         try:
             if stream is None:
-                raise protocol.stream_not_found()
-            protocol.check_resume(stream.last_seq, stream.ended, request.after, "after")
-        except protocol.ProtocolError as exc:
+                raise errors.stream_not_found()
+            events.check_resume(stream.last_seq, stream.ended, request.after, "after")
+        except errors.ProtocolError as exc:
             self.settings["metrics"].resume("ws", exc.code)
             exc.stream = request.stream
             raise
         self.settings["metrics"].resume("ws", "resumed", stream)
         self._follow(stream, after=request.after, ref=None)
 
-    async def _cancel(self, request: protocol.CancelRequest) -> None:
+    async def _cancel(self, request: messages.CancelRequest) -> None:
         # The relay, if one follows, delivers done/cancelled.
         if await self.store.cancel(request.stream) is None:
-            error = protocol.stream_not_found()
+            error = errors.stream_not_found()
             error.stream = request.stream
             raise error
 
@@ -194,7 +196,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         connection = self.ws_connection
         if self._sink is None or not isinstance(connection, WebSocketProtocol13):
             return
-        data = protocol.dumps(event).encode()
+        data = events.dumps(event).encode()
         self._sink.write(tornado_adapter.websocket_frame(connection, data))
 
     def on_close(self) -> None:
@@ -219,7 +221,7 @@ class _SocketFrames:
         if first_seq == 0 and self.ref is not None:
             # The start event answers this socket's message: echo its ref, as
             # its last member (the event is a JSON object: it ends with "}").
-            start = texts[0][:-1] + b',"ref":' + protocol.dumps(self.ref).encode() + b"}"
+            start = texts[0][:-1] + b',"ref":' + events.dumps(self.ref).encode() + b"}"
             texts = [start, *texts[1:]]
         if len(texts) == 1:
             return frame(connection, texts[0])

@@ -1,5 +1,5 @@
 """Rules applied to a request before any handler sees it. Pure code: no
-tornado, no asyncio, no I/O (server/edge_server.py applies them).
+tornado, no asyncio, no I/O (server/edge/server.py applies them).
 
 What is decided here, from the request line and headers alone:
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import protocol, sse
-from .backends.base import ChatRequest
-from .streams import StreamStore
-from .web import EventStreamHandler, RelayOptions, open_stream
+from ..backends.base import ChatRequest
+from ..core.store import StreamStore
+from ..wire import errors, events, ids, limits, sse
+from .event_stream import EventStreamHandler, RelayOptions, open_stream
 
 __all__ = ["SSEHandler"]
 
@@ -36,7 +36,7 @@ class SSEHandler(EventStreamHandler):
     is left unread for the store's idle timeout.
     """
 
-    def initialize(self, store: StreamStore, limits: protocol.Limits, relays: RelayOptions) -> None:
+    def initialize(self, store: StreamStore, limits: limits.Limits, relays: RelayOptions) -> None:
         self.store = store
         self.limits = limits
         self.relays = relays
@@ -48,10 +48,10 @@ class SSEHandler(EventStreamHandler):
         )
         if last_event_id:
             try:
-                stream_id, after = protocol.parse_event_id(last_event_id)
+                stream_id, after = ids.parse_event_id(last_event_id)
                 stream = await open_stream(self.store, stream_id)
-                protocol.check_resume(stream.last_seq, stream.ended, after, "last_event_id")
-            except protocol.ProtocolError as exc:
+                events.check_resume(stream.last_seq, stream.ended, after, "last_event_id")
+            except errors.ProtocolError as exc:
                 metrics.resume("sse", exc.code)
                 if exc.code != "stream_ended":
                     raise
@@ -61,16 +61,16 @@ class SSEHandler(EventStreamHandler):
                 return
             metrics.resume("sse", "resumed", stream)
         elif self.get_query_argument("stream", None) is not None:  # made by POST /streams
-            stream_id = protocol.validate_stream_id(self.get_query_argument("stream"))
+            stream_id = ids.validate_stream_id(self.get_query_argument("stream"))
             stream = await open_stream(self.store, stream_id)
             after = -1  # from its first event
         else:
             # strip=False: the prompt is exactly what the user sent.
             request = ChatRequest.from_prompt(
-                protocol.validate_prompt(
+                limits.validate_prompt(
                     self.get_query_argument("prompt", None, strip=False), self.limits
                 ),
-                protocol.validate_max_tokens(
+                limits.validate_max_tokens(
                     self.get_query_argument("max_tokens", None), self.limits, from_query=True
                 ),
             )

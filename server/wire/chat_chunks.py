@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from .protocol import ProtocolError, error_body
+from .errors import ProtocolError, error_body
 
 __all__ = ["chunk_payloads", "completion", "merge_tool_calls", "model_object"]
 

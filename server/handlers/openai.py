@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from . import openai_chunks, protocol, sse
-from .chat_request import parse_chat_body
+from ..core.log import StreamLog
+from ..core.store import StreamStore
+from ..wire import chat_chunks, limits, sse
+from ..wire.chat_request import parse_chat_body
+from .base import JsonErrorHandler
 from .errors import ApiError
-from .streams import StreamLog, StreamStore
-from .web import EventStreamHandler, JsonErrorHandler, RelayOptions
+from .event_stream import EventStreamHandler, RelayOptions
 
 __all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler", "chunk_frames"]
 
@@ -24,10 +26,10 @@ class _OpenAIHandler(JsonErrorHandler):
     def initialize(
         self,
         store: StreamStore,
-        limits: protocol.Limits,
+        limits: limits.Limits,
         relays: RelayOptions,
     ) -> None:
-        # API keys are checked at the edge (server/edge_server.py), before the body is read.
+        # API keys are checked at the edge (server/edge/server.py), before the body is read.
         self.store = store
         self.limits = limits
         self.relays = relays
@@ -36,7 +38,7 @@ class _OpenAIHandler(JsonErrorHandler):
 class ModelsHandler(_OpenAIHandler):
     def get(self) -> None:
         model = self.store.backend.model
-        self.write({"object": "list", "data": [openai_chunks.model_object(model)]})
+        self.write({"object": "list", "data": [chat_chunks.model_object(model)]})
 
 
 class ModelHandler(_OpenAIHandler):
@@ -48,7 +50,7 @@ class ModelHandler(_OpenAIHandler):
             raise ApiError(
                 404, "model_not_found", f"this server serves one model, {model!r}; see /v1/models"
             )
-        self.write(openai_chunks.model_object(model))
+        self.write(chat_chunks.model_object(model))
 
 
 def _identity(stream: StreamLog) -> tuple[str, int, str]:
@@ -58,7 +60,7 @@ def _identity(stream: StreamLog) -> tuple[str, int, str]:
 
 def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[bytes]], bytes]:
     """Frames a stream's events as OpenAI ``chat.completion.chunk`` events
-    (:func:`openai_chunks.chunk_payloads`), ending with ``data: [DONE]`` or
+    (:func:`chat_chunks.chunk_payloads`), ending with ``data: [DONE]`` or
     OpenAI's error object, which the SDKs raise on."""
     identity = _identity(stream)
 
@@ -66,7 +68,7 @@ def chunk_frames(stream: StreamLog, include_usage: bool) -> Callable[[int, list[
         return "".join(
             sse.format_trusted_data(payload)
             for text in texts
-            for payload in openai_chunks.chunk_payloads(json.loads(text), *identity, include_usage)
+            for payload in chat_chunks.chunk_payloads(json.loads(text), *identity, include_usage)
         ).encode()
 
     return frame
@@ -97,7 +99,7 @@ class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
         if not self.streaming:
             await stream.wait_ended()
             # an error or a cancelled stream raises ProtocolError: 502 / 503 cancelled
-            answer = openai_chunks.completion(stream.events, *_identity(stream))
+            answer = chat_chunks.completion(stream.events, *_identity(stream))
             body = json.dumps(answer).encode()
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.write(body)

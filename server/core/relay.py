@@ -24,8 +24,8 @@ from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
 
-from . import tornado_adapter
-from .streams import CATCH_UP_BYTES, StreamLog
+from .. import tornado_adapter
+from .log import CATCH_UP_BYTES, StreamLog
 
 __all__ = [
     "Sink",

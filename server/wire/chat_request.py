@@ -19,8 +19,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .backends.base import ChatRequest
-from .protocol import Limits, ProtocolError, loads_strict, validate_max_tokens, validate_prompt
+from ..backends.base import ChatRequest
+from .errors import ProtocolError
+from .events import loads_strict
+from .limits import Limits, validate_max_tokens, validate_prompt
 
 __all__ = [
     "ROLES",

@@ -1,5 +1,5 @@
 """The HTTP server in front of the application: every request is screened
-(server/edge.py, server/access.py) from its headers, before a handler runs
+(server/edge/policy.py, server/edge/access.py) from its headers, before a handler runs
 and before a byte of its body is read; connections are bounded.
 
 * A refused request is answered here with the documented JSON error and the
@@ -30,9 +30,12 @@ from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, StreamClosedError
 
-from . import accept, tornado_adapter
+from .. import tornado_adapter
+from ..handlers.base import JsonErrorHandler
+from ..handlers.errors import error_body
+from . import accept
 from .access import TOKEN_QUERY_PARAM, AccessPolicy, bearer_credential, is_public_path
-from .edge import (
+from .policy import (
     HostPolicy,
     OriginPolicy,
     RateLimiter,
@@ -42,8 +45,6 @@ from .edge import (
     redact_uri,
     starts_stream,
 )
-from .errors import error_body
-from .web import JsonErrorHandler
 
 __all__ = [
     "Edge",

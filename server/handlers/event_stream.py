@@ -1,47 +1,20 @@
-"""Shared handler plumbing: JSON errors, the event-stream response base,
-health, the demo page, stream actions and 404s."""
+"""The base of a response that streams events (``/sse`` and ``/v1``): the prepared
+head, the relay from a stream's log to this connection, heartbeats and compression."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 from dataclasses import dataclass
-from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 
-import tornado.web
 from tornado.iostream import IOStream, StreamClosedError
 
-from . import protocol, sse, tornado_adapter
-from .errors import ApiError, error_body
-from .relay import ConnectionWatch, Frame, Relay, Sink
-from .streams import StreamLog, StreamStore
-
-__all__ = [
-    "JsonErrorHandler",
-    "EventStreamHandler",
-    "RelayOptions",
-    "HealthHandler",
-    "IndexHandler",
-    "CancelHandler",
-    "DropHandler",
-    "NotFoundHandler",
-    "STATIC_DIR",
-]
-
-STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
-
-_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-}
+from .. import tornado_adapter
+from ..core.log import StreamLog
+from ..core.relay import ConnectionWatch, Frame, Relay, Sink
+from ..core.store import StreamStore
+from ..wire import errors, sse
+from .base import JsonErrorHandler
 
 #: An SSE comment: keeps proxies from timing an idle stream out. No blank line
 #: after it (see sse.encode_comment).
@@ -49,50 +22,6 @@ HEARTBEAT = sse.encode_comment("heartbeat")
 #: Request headers Tornado reads again at the end of a response, to decide
 #: whether the connection stays open (RFC 9112 9.3).
 KEEP_ALIVE_HEADERS = ("Connection", "Content-Length", "Transfer-Encoding")
-
-
-class JsonErrorHandler(tornado.web.RequestHandler):
-    """Every error is a JSON body with a stable code; never a traceback.
-
-    This is the one place a :class:`protocol.ProtocolError` becomes an HTTP
-    answer: handlers raise it from anywhere and its status, code and message
-    are sent as they are.
-    """
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, protocol.ProtocolError):
-            status_code = exc.status
-            self.set_status(status_code)
-            code, message = exc.code, exc.message
-        elif isinstance(exc, ApiError):
-            code, message = exc.code, exc.message
-        elif status_code >= 500:
-            code, message = "internal_error", "the server failed; the error was logged"
-        else:
-            code = _CODES.get(status_code, "http_error")
-            try:
-                message = HTTPStatus(status_code).phrase
-            except ValueError:
-                message = "request failed"
-        self.clear_header("Content-Encoding")
-        if status_code == 204:
-            self.finish()
-            return
-        if (metrics := self.settings.get("metrics")) is not None:
-            metrics.error(code)  # errors by code (issue 10)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(error_body(status_code, code, message)))
-
-    def log_exception(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(value, protocol.ProtocolError):
-            return  # the client's mistake, answered in write_error; nothing to log
-        super().log_exception(typ, value, tb)
 
 
 @dataclass(frozen=True)
@@ -298,71 +227,5 @@ async def open_stream(store: StreamStore, stream_id: str) -> StreamLog:
     """The stream named ``stream_id``; ProtocolError ``stream_not_found`` (404)."""
     stream = await store.open(stream_id)
     if stream is None:
-        raise protocol.stream_not_found()
+        raise errors.stream_not_found()
     return stream
-
-
-class HealthHandler(JsonErrorHandler):
-    def initialize(self, store: StreamStore) -> None:
-        self.store = store
-
-    def get(self) -> None:
-        self.set_header("Cache-Control", "no-cache")
-        self.write({"status": "ok", "streams": len(self.store)})
-
-
-class IndexHandler(JsonErrorHandler):
-    """The browser demo (``server/static/index.html``)."""
-
-    def get(self) -> None:
-        self.set_header("Cache-Control", "no-cache")
-        with open(os.path.join(STATIC_DIR, "index.html"), "rb") as page:
-            self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.write(page.read())
-
-
-class _StreamActionHandler(JsonErrorHandler):
-    """A ``POST ?stream=S`` action on a stream. The stream id is an unguessable
-    capability and no cookie is involved, so there is no XSRF check."""
-
-    def initialize(self, store: StreamStore) -> None:
-        self.store = store
-
-    def check_xsrf_cookie(self) -> None:
-        return None
-
-    def target_id(self) -> str:
-        """The stream id in ``?stream=``: ProtocolError 400 if malformed."""
-        return protocol.validate_stream_id(self.get_query_argument("stream", None))
-
-
-class CancelHandler(_StreamActionHandler):
-    """``POST /cancel?stream=S``: stop a stream's generation (SSE has no
-    upstream channel, so this is its Stop button). Readers get ``done`` with
-    ``finish_reason: "cancelled"``."""
-
-    async def post(self) -> None:
-        stream_id = self.target_id()
-        cancelled = await self.store.cancel(stream_id)
-        if cancelled is None:
-            raise protocol.stream_not_found()
-        self.write({"stream": stream_id, "cancelled": cancelled})
-
-
-class DropHandler(_StreamActionHandler):
-    """``POST /debug/drop?stream=S``: cut the TCP connections that relay S in
-    this process, as a network failure would (no close frame, no last chunk).
-    The stream goes on; clients resume. For demos and tests;
-    ``--no-debug-drop`` removes it."""
-
-    async def post(self) -> None:
-        stream = await open_stream(self.store, self.target_id())
-        sinks = {relay.sink for relay in list(stream.followers) if isinstance(relay, Relay)}
-        for sink in sinks:
-            sink.stream.close()
-        self.write({"stream": stream.id, "dropped": len(sinks)})
-
-
-class NotFoundHandler(JsonErrorHandler):
-    def prepare(self) -> None:
-        raise ApiError(404, "not_found", f"no such endpoint: {self.request.path[:200]}")

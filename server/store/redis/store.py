@@ -1,6 +1,6 @@
 """Streams kept in Redis, so that several processes and machines share them.
 
-The store/log seam of ``server/streams.py`` (``docs/architecture.md``), backed by
+The store/log seam of ``server/core/`` (``docs/architecture.md``), backed by
 Redis through redis-py's asyncio client:
 
 * Each stream's log is a Redis Stream ``{prefix}s:{id}`` whose entry ids are
@@ -49,9 +49,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import protocol
-from .backends.base import Backend, BackendError, ChatRequest
-from .streams import CATCH_UP_BYTES, Stream, StreamLog, new_stream_id
+from ...backends.base import Backend, BackendError, ChatRequest
+from ...core.log import CATCH_UP_BYTES, StreamLog, new_stream_id
+from ...core.stream import Stream
+from ...wire import errors, events
 
 __all__ = [
     "RedisStreamStore",
@@ -229,7 +230,7 @@ class RedisStream(Stream):
     def append(self, event: dict[str, Any]) -> None:
         if self.ended_at is None and self.end_reason is not None:
             if event.get("finish_reason") == "cancelled":
-                event = protocol.error_event(self.id, len(self._ends), *self.end_reason)
+                event = events.error_event(self.id, len(self._ends), *self.end_reason)
         super().append(event)
 
     def append_text(self, text: str | bytes, terminal: bool) -> None:
@@ -250,8 +251,8 @@ class RedisStream(Stream):
         finally:
             self.followers = followers
         data = text.encode() if isinstance(text, str) else text
-        if protocol.is_delta_record(data):  # the log keeps deltas short; Redis the JSON
-            data = protocol.delta_from_record(self._delta_head, seq, data)
+        if events.is_delta_record(data):  # the log keeps deltas short; Redis the JSON
+            data = events.delta_from_record(self._delta_head, seq, data)
         self._redis_store._enqueue(self, seq, data, terminal)
 
     def _on_ended(self) -> None:
@@ -260,12 +261,12 @@ class RedisStream(Stream):
     def end_here(self, code: str, message: str) -> None:
         """End the log for this process's readers only (nothing goes to Redis)."""
         if self.ended_at is None:
-            event = protocol.error_event(
+            event = events.error_event(
                 self.id, len(self._ends), code, message, t=round(time.time(), 6)
             )
             followers, self.followers = self.followers, []
             try:
-                StreamLog.append_text(self, protocol.dumps(event), True)
+                StreamLog.append_text(self, events.dumps(event), True)
             finally:
                 self.followers = followers
         self.confirm_all()
@@ -315,14 +316,14 @@ RedisLog = RedisStream | RedisMirror
 
 def _end_locally(stream: StreamLog, code: str, message: str) -> None:
     if not stream.ended:
-        event = protocol.error_event(
+        event = events.error_event(
             stream.id, stream.last_seq + 1, code, message, t=round(time.time(), 6)
         )
-        StreamLog.append_text(stream, protocol.dumps(event), True)
+        StreamLog.append_text(stream, events.dumps(event), True)
 
 
 def _is_terminal_text(text: str) -> bool:
-    # Events are written by protocol.dumps: compact, "type" first.
+    # Events are written by events.dumps: compact, "type" first.
     return text.startswith('{"type":"done"') or text.startswith('{"type":"error"')
 
 
@@ -554,13 +555,13 @@ class RedisStreamStore:
         """Start a stream here. ProtocolError 503 ``too_many_streams``, or
         ``store_unavailable`` when Redis cannot take it (nothing is left running then)."""
         if self.draining:
-            raise protocol.ProtocolError(
+            raise errors.ProtocolError(
                 "server_shutdown", "this server is shutting down; retry on another", 503
             )
         if not self.available:
             raise _unavailable()
         if self.live_count() >= self.max_live_streams:
-            raise protocol.ProtocolError(
+            raise errors.ProtocolError(
                 "too_many_streams", "the server is running too many streams; retry later", 503
             )
         stream = RedisStream(self, new_stream_id(), request)  # appends start, starts generating
@@ -961,8 +962,8 @@ class RedisStreamStore:
             if last is None:
                 return
             seq = int(last) + 1
-            text = protocol.dumps(
-                protocol.error_event(
+            text = events.dumps(
+                events.error_event(
                     mirror.id,
                     seq,
                     "interrupted",
@@ -1022,5 +1023,5 @@ class RedisStreamStore:
         await self._reset_connections()
 
 
-def _unavailable() -> protocol.ProtocolError:
-    return protocol.ProtocolError("store_unavailable", _UNAVAILABLE_MESSAGE, 503)
+def _unavailable() -> errors.ProtocolError:
+    return errors.ProtocolError("store_unavailable", _UNAVAILABLE_MESSAGE, 503)

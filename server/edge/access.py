@@ -1,7 +1,7 @@
 """Who may use the server: API keys and the short-lived tokens a browser page uses.
 
 Pure code (no tornado, no I/O but reading a keys file): the HTTP edge
-(server/edge_server.py) asks :meth:`AccessPolicy.allows` once per request,
+(server/edge/server.py) asks :meth:`AccessPolicy.allows` once per request,
 before the body is read, for every endpoint but the public ones.
 
 A key travels only in ``Authorization: Bearer KEY``. ``EventSource`` and the

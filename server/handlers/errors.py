@@ -1,6 +1,6 @@
 """HTTP errors that are not protocol errors (a missing key, an unknown route):
 each knows its HTTP status and the public ``code``/``message`` a client sees.
-Protocol errors are :class:`server.protocol.ProtocolError`, answered by
+Protocol errors are :class:`server.wire.errors.ProtocolError`, answered by
 ``JsonErrorHandler.write_error``. Internal detail never leaves the
 process: it goes to the log through ``log_message`` or the exception chain.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
-from .protocol import error_body
+from ..wire.errors import error_body
 
 __all__ = ["ApiError", "Unauthorized", "error_body"]
 

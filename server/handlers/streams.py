@@ -11,20 +11,20 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from . import protocol
-from .chat_request import parse_chat_request, parse_json_body
+from ..core.store import StreamStore
+from ..wire import limits
+from ..wire.chat_request import parse_chat_request, parse_json_body
+from .base import JsonErrorHandler
 from .errors import ApiError
-from .streams import StreamStore
-from .web import JsonErrorHandler
 
 __all__ = ["StreamsHandler"]
 
 
 class StreamsHandler(JsonErrorHandler):
-    """Validates the body once (:mod:`server.chat_request`), creates the
+    """Validates the body once (:mod:`server.wire.chat_request`), creates the
     stream through the store and answers where to read it."""
 
-    def initialize(self, store: StreamStore, limits: protocol.Limits) -> None:
+    def initialize(self, store: StreamStore, limits: limits.Limits) -> None:
         self.store = store
         self.limits = limits
 

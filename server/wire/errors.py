@@ -1,0 +1,43 @@
+"""Errors of the wire contract: one hierarchy, each with a stable ``code`` for the client,
+a sentence saying what to fix, and the HTTP status the HTTP transports answer with.
+Pure code: no tornado, no asyncio, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ProtocolError(ValueError):
+    """A request or message that breaks the contract.
+
+    ``code`` is a stable machine-readable string sent to the client;
+    ``message`` is a human sentence that says what to fix; ``status`` is the
+    HTTP status the HTTP transports answer with.
+    """
+
+    def __init__(
+        self, code: str, message: str, status: int = 400, ref: Any = None, stream: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        #: the ``ref`` of the WebSocket message that failed, echoed in the error event
+        self.ref = ref
+        #: the stream the failed message named, if any (echoed in the error event)
+        self.stream = stream
+
+
+def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]]:
+    """An HTTP error's JSON body, shaped like OpenAI's so its SDKs read it too."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"code": code, "message": message, "type": kind}}
+
+
+def stream_not_found() -> ProtocolError:
+    """The answer to a resume of a stream that is unknown, expired or evicted."""
+    return ProtocolError(
+        "stream_not_found",
+        "this stream is unknown or expired and cannot be resumed; start a new one",
+        status=404,
+    )

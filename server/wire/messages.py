@@ -1,0 +1,83 @@
+"""WebSocket client messages (``start``, ``resume``, ``cancel``), parsed and validated
+into dataclasses. Pure code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import ChatRequest
+from .chat_request import parse_chat_request
+from .errors import ProtocolError
+from .events import loads_strict
+from .ids import validate_stream_id
+from .limits import Limits
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A ``start`` message: the chat to complete and the client's ``ref``."""
+
+    chat: ChatRequest
+    ref: Any = None
+
+    @property
+    def prompt(self) -> str:
+        return self.chat.last_user_message
+
+    @property
+    def max_tokens(self) -> int:
+        return self.chat.max_tokens
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    stream: str
+    after: int
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    stream: str
+
+
+ClientMessage = StartRequest | ResumeRequest | CancelRequest
+
+
+def parse_client_message(text: str, limits: Limits) -> ClientMessage:
+    """Parse one WebSocket text message from a client; raise ProtocolError."""
+    try:
+        message = loads_strict(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("invalid_json", "message is not valid JSON (RFC 8259, UTF-8)") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("invalid_message", "message must be a JSON object")
+    try:
+        return _parse_message_object(message, limits)
+    except ProtocolError as exc:
+        exc.ref = message.get("ref")
+        raise
+
+
+def _parse_message_object(message: dict[str, Any], limits: Limits) -> ClientMessage:
+    kind = message.get("type")
+    if kind == "start":
+        fields = {key: value for key, value in message.items() if key not in ("type", "ref")}
+        prompt = fields.pop("prompt", None)
+        if prompt is None and fields.get("messages") is None:
+            raise ProtocolError("missing_prompt", "'prompt' or 'messages' is required")
+        if prompt is not None and not isinstance(prompt, str):
+            raise ProtocolError("invalid_prompt", "'prompt' must be a string")
+        return StartRequest(parse_chat_request(fields, limits, prompt=prompt), message.get("ref"))
+    if kind == "resume":
+        after = message.get("after")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ProtocolError("invalid_after", "'after' must be the last seq received (>= 0)")
+        return ResumeRequest(stream=validate_stream_id(message.get("stream")), after=after)
+    if kind == "cancel":
+        return CancelRequest(stream=validate_stream_id(message.get("stream")))
+    if kind is None:
+        raise ProtocolError("invalid_message", "message has no 'type'")
+    raise ProtocolError(
+        "unknown_type", f"unknown message type {str(kind)[:40]!r}; use start, resume or cancel"
+    )
