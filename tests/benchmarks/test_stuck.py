@@ -1,5 +1,6 @@
-"""benchmarks.stuck: its wire helpers with vectors, and the part in a tiny
-configuration -- shape and sanity of the output, never timings or memory figures.
+"""benchmarks.stuck: its /proc probe with vectors, and the part in a tiny
+configuration -- shape and sanity of the output, never timings or memory figures
+(its wire codec's vectors are in test_rawwire.py).
 
 Servers are subprocesses on free loopback ports; the normal clients run in a
 worker process, the stuck readers on raw sockets in the test's process.
@@ -7,108 +8,40 @@ worker process, the stuck readers on raw sockets in the test's process.
 
 from __future__ import annotations
 
-import json
-import struct
-
 from benchmarks.config import TINY
 from benchmarks.servers import TWINSTREAM
 from benchmarks.stuck import (
     PLANS,
-    _start_server,
-    parse_http_responses,
-    parse_ws_frames,
     report_section,
     run_stuck,
+    start_server,
     summary_rows,
-    ws_frame,
 )
+from benchmarks.stuck.probes import tx_queue_in
 
-# -- WebSocket frames ------------------------------------------------------------------
+# -- the server's side of a connection (/proc/net/tcp) ---------------------------------
 
-
-def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """An unmasked frame, as servers send them (RFC 6455 5.1)."""
-    first = (0x80 if fin else 0) | opcode
-    if len(payload) < 126:
-        return struct.pack("!BB", first, len(payload)) + payload
-    if len(payload) < 1 << 16:
-        return struct.pack("!BBH", first, 126, len(payload)) + payload
-    return struct.pack("!BBQ", first, 127, len(payload)) + payload
+TCP_ROWS = [
+    # sl local (8080)  remote (50000)  st tx_queue:rx_queue ...
+    "   0: 0100007F:1F90 0100007F:C350 01 00000400:00000000 00:00000000 00000000  1000 0 1",
+    "   1: 0100007F:C350 0100007F:1F90 01 00000000:00000010 00:00000000 00000000  1000 0 2",
+    "   2: 0100007F:1F90 0100007F:C351 01 0001A000:00000000 00:00000000 00000000  1000 0 3",
+]
 
 
-def test_ws_frames_small_medium_large_fragmented_and_close() -> None:
-    medium, large = "m" * 300, "L" * 70_000
-    data = (
-        server_frame(0x1, b'{"a":1}')
-        + server_frame(0x1, medium.encode())
-        + server_frame(0x1, large.encode())
-        + server_frame(0x1, b"frag", fin=False)
-        + server_frame(0x9, b"ping")  # a control frame between fragments (5.4)
-        + server_frame(0x0, b"mented")
-        + server_frame(0x8, struct.pack("!H", 4008) + b"slow consumer")
-        + b"after the close frame"
-    )
-    frames = parse_ws_frames(data)
-    assert frames.messages == ['{"a":1}', medium, large, "fragmented"]
-    assert (frames.close_code, frames.close_reason) == (4008, "slow consumer")
-
-
-def test_ws_frames_cut_anywhere_keep_the_whole_ones() -> None:
-    whole = [json.dumps({"seq": i, "content": "x" * (i * 40)}) for i in range(6)]
-    data = b"".join(server_frame(0x1, m.encode()) for m in whole)
-    for cut in range(len(data) + 1):
-        frames = parse_ws_frames(data[:cut])
-        assert frames.messages == whole[: len(frames.messages)]
-        assert frames.close_code is None
-        assert frames.trailing == cut - len(
-            b"".join(server_frame(0x1, m.encode()) for m in frames.messages)
-        )
-
-
-def test_client_frames_are_masked_and_round_trip() -> None:
-    for size in (0, 5, 125, 126, 65535, 65536):
-        payload = (b"twinstream" * (size // 10 + 1))[:size]
-        frame = ws_frame(0x1, payload, b"\x01\x02\x03\x04")
-        assert frame[0] == 0x81 and frame[1] & 0x80  # final text frame, masked
-        assert payload not in frame or size == 0  # the payload is not sent in the clear
-        assert parse_ws_frames(frame).messages == [payload.decode()]
-    assert ws_frame(0xA, b"", b"\x00\x00\x00\x00") == b"\x8a\x80\x00\x00\x00\x00"
-
-
-# -- pipelined HTTP responses -----------------------------------------------------------
-
-
-def chunked(status: int, *chunks: bytes, end: bool = True) -> bytes:
-    head = f"HTTP/1.1 {status} OK\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-    body = b"".join(b"%x\r\n%b\r\n" % (len(c), c) for c in chunks)
-    return head + body + (b"0\r\n\r\n" if end else b"")
-
-
-def test_pipelined_responses_split_and_the_last_cut_short() -> None:
-    first = chunked(200, b"id: s:1\ndata: a\n\n", b"id: s:2\ndata: b\n\n")
-    second = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
-    third = chunked(200, b"id: s:1\ndata: a\n\n", b"id: s:2\nda", end=False)
-    responses = parse_http_responses(first + second + third)
-    assert [(r.status, r.complete) for r in responses] == [(200, True), (204, True), (200, False)]
-    assert responses[0].body == b"id: s:1\ndata: a\n\nid: s:2\ndata: b\n\n"
-    assert responses[2].body == b"id: s:1\ndata: a\n\nid: s:2\nda"
-
-
-def test_pipelined_responses_parse_at_every_cut() -> None:
-    data = chunked(200, b"data: one\n\n", b"data: two\n\n") * 3
-    for cut in range(len(data) + 1):
-        responses = parse_http_responses(data[:cut])
-        assert all(r.complete for r in responses[:-1])
-        assert all(r.status == 200 for r in responses)
-        for response in responses:
-            assert b"data: one\n\ndata: two\n\n".startswith(response.body)
+def test_the_kernel_queue_of_the_servers_side_is_read_from_its_row() -> None:
+    assert tx_queue_in(TCP_ROWS, 8080, 50000) == 0x400
+    assert tx_queue_in(TCP_ROWS, 8080, 50001) == 0x1A000
+    assert tx_queue_in(TCP_ROWS, 50000, 8080) == 0  # the client's side: nothing unsent
+    assert tx_queue_in(TCP_ROWS, 8080, 50002) is None  # gone
+    assert tx_queue_in([], 8080, 50000) is None
 
 
 # -- the part -------------------------------------------------------------------------
 
 
 def test_a_server_without_the_flags_is_detected() -> None:
-    server, message = _start_server(TWINSTREAM.command(0, 0) + ["--no-such-flag", "1"])
+    server, message = start_server(TWINSTREAM.command(0, 0) + ["--no-such-flag", "1"])
     assert server is None
     assert message is not None and "--no-such-flag" in message
 
