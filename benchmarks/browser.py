@@ -37,7 +37,7 @@ from typing import Any
 import psutil
 
 from .clients import expected_text, prompts_with_tokens
-from .config import SuiteConfig
+from .config import SERVER_DEFAULTS, SuiteConfig
 from .servers import TWINSTREAM, ServerProcess
 from .stats import summarize
 
@@ -366,7 +366,10 @@ def run_browser(
     # the CPU measure streams at 200 tokens/s, so it takes seconds, not minutes; each
     # event is still its own write (the model waits 5 ms between tokens)
     paced = ServerProcess(
-        TWINSTREAM.command(config.tokens_per_second or 30.0, config.first_token_latency)
+        TWINSTREAM.command(
+            config.tokens_per_second or SERVER_DEFAULTS.tokens_per_second,
+            config.first_token_latency,
+        )
     ).start()
     fast = ServerProcess(TWINSTREAM.command(200.0, 0.0)).start() if "cpu" in wanted else None
     try:

@@ -46,12 +46,13 @@ from .clients import (
     SSEConnection,
     expected_text,
     open_websocket,
+    post,
     prompts_with_tokens,
     sse_path,
     start_or_resume,
 )
+from .cluster import RedisProcess, store_server_command, worker_pids
 from .config import SuiteConfig
-from .reconnect import _post
 from .servers import TWINSTREAM, ResourceSampler, ServerProcess, ServerSpec
 from .stats import summarize
 
@@ -235,7 +236,7 @@ async def _churn(spec: ChurnSpec) -> tuple[list[dict[str, Any]], int]:
         chosen = rng.sample(live, min(len(live), round(spec.fraction * len(clients))))
         results = await asyncio.gather(
             *(
-                _post(endpoint, f"/debug/drop?stream={c.current.stream_id}")
+                post(endpoint, f"/debug/drop?stream={c.current.stream_id}")
                 for c in chosen
                 if c.current
             ),
@@ -350,15 +351,13 @@ def rolling_restart(config: SuiteConfig, progress: bool = False) -> dict[str, An
     """Two server processes sharing one Redis store (``--processes 2``, one
     port), each restarted in turn (SIGTERM: it drains, its parent starts a new
     one) while the churning clients run; the same measures as the churn."""
-    from .scaleout import RedisProcess, _command, _worker_pids
-
     if shutil.which("redis-server") is None:
         return {"run": False, "reason": "redis-server is not installed"}
     max_tokens = 120
     redis_server = RedisProcess()
     try:
-        with ServerProcess(_command(config, redis_server.url, 2)) as server:
-            original = _worker_pids(server, 2)
+        with ServerProcess(store_server_command(config, redis_server.url, 2)) as server:
+            original = worker_pids(server, 2)
             due = [config.churn_seconds * (i + 1) / 3 for i in range(2)]
             restarted: list[dict[str, Any]] = []
 

@@ -15,12 +15,11 @@ released the token), so ``received - t`` is the event's delivery delay.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import json
 import socket
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -28,6 +27,7 @@ from urllib.parse import quote, urlsplit
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from clients.sse import SSEDecoder
 from server.backends.synthetic import synthetic_tokens
 
 __all__ = [
@@ -43,6 +43,9 @@ __all__ = [
     "expected_text",
     "sse_path",
     "run_with_deadline",
+    "one_completion",
+    "post",
+    "live_window",
 ]
 
 
@@ -140,45 +143,23 @@ class HTTPStatusError(Exception):
 
 
 class SSEParser:
-    """Incremental text/event-stream parser (WHATWG rules that matter here).
+    """Incremental text/event-stream parser: :class:`clients.sse.SSEDecoder` (the
+    project's one WHATWG decoder) with its events as ``(id, data)`` pairs.
 
-    :meth:`feed` takes raw bytes and returns the events completed by them as
-    ``(id, data)`` pairs; a partial event stays buffered (and is dropped with
-    the parser if the connection dies, as a browser would)."""
+    :meth:`feed` takes raw bytes and returns the events completed by them; ``id``
+    is the stream's last event id, ``None`` before any. A partial event stays
+    buffered (and is dropped with the parser if the connection dies, as a browser
+    would)."""
 
     def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._pending = ""
-        self._data: list[str] = []
-        self._id: str | None = None
-        self.last_event_id: str | None = None
+        self._decoder = SSEDecoder()
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._decoder.last_event_id or None
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
-        text = self._pending + self._decoder.decode(chunk)
-        hold_cr = text.endswith("\r")  # maybe the first half of CRLF
-        if hold_cr:
-            text = text[:-1]
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self._pending = lines.pop() + ("\r" if hold_cr else "")
-        events: list[tuple[str | None, str]] = []
-        for line in lines:
-            if not line:
-                if self._data:
-                    if self._id is not None:
-                        self.last_event_id = self._id
-                    events.append((self.last_event_id, "\n".join(self._data)))
-                self._data = []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                self._data.append(value)
-            elif name == "id" and "\0" not in value:
-                self._id = value
-        return events
+        return [(event.id or None, event.data) for event in self._decoder.feed(chunk)]
 
 
 class SSEConnection:
@@ -415,3 +396,46 @@ def run_with_deadline(work: Coroutine[Any, Any, T], seconds: float, what: str) -
             raise RuntimeError(f"{what} did not finish within {seconds:.0f} s") from None
 
     return asyncio.run(bounded())
+
+
+async def one_completion(
+    endpoint: Endpoint, transport: str, prompt: str, max_tokens: int
+) -> StreamRecord:
+    """One cold completion over ``transport``, its connection closed after it."""
+    if transport == "sse":
+        record, connection = await sse_completion(endpoint, prompt, max_tokens)
+        await connection.close()
+        return record
+    ws_record, websocket = await ws_completion(endpoint, prompt, max_tokens)
+    if websocket is not None:
+        await websocket.close()
+    return ws_record
+
+
+async def post(endpoint: Endpoint, path: str) -> tuple[int, bytes]:
+    """``POST path`` with an empty body on a connection of its own: ``(status, body)``."""
+    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n".encode("ascii")
+        )
+        response = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, body = response.partition(b"\r\n")
+    parts = status_line.split()
+    return (int(parts[1]) if len(parts) > 1 else 0), body
+
+
+def live_window(records: Sequence[StreamRecord]) -> tuple[float, float, bool]:
+    """The interval when every stream was delivering; ``(start, end, all_live)``.
+    Falls back to first-to-last token overall when the streams did not overlap."""
+    firsts = [times[0] for r in records if (times := r.delta_times)]
+    lasts = [times[-1] for r in records if (times := r.delta_times)]
+    if not firsts:
+        return 0.0, 0.0, False
+    start, end = max(firsts), min(lasts)
+    if end - start >= 0.2:
+        return start, end, True
+    return min(firsts), max(lasts), False

@@ -6,7 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SuiteConfig", "TINY", "QUICK", "FULL", "PRESETS"]
+from server.config import Settings
+
+__all__ = ["SuiteConfig", "SERVER_DEFAULTS", "TINY", "QUICK", "FULL", "PRESETS"]
+
+#: the server's own defaults (pace, first-token wait, write bounds), never restated here
+SERVER_DEFAULTS = Settings()
 
 
 @dataclass(frozen=True)
@@ -16,9 +21,9 @@ class SuiteConfig:
 
     name: str
     #: pacing of the synthetic model, tokens/s per stream (0 = unthrottled)
-    tokens_per_second: float = 30.0
+    tokens_per_second: float = SERVER_DEFAULTS.tokens_per_second
     #: the synthetic model's wait before the first token, seconds
-    first_token_latency: float = 0.25
+    first_token_latency: float = SERVER_DEFAULTS.first_token_latency
     # -- latency
     latency_samples: int = 10  # single-stream completions per transport, cold and warm each
     latency_max_tokens: int = 12

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
-from .report import fmt, summary_table
+from .config import SERVER_DEFAULTS
+from .parts import PARTS, ReadmeBlock
+from .report.readme import render_results
 from .servers import REPO_ROOT, TWINSTREAM, ServerProcess
 
 __all__ = [
@@ -50,14 +52,14 @@ __all__ = [
     "normalise",
     "read_block",
     "replace_block",
-    "render_results",
     "update_readme",
 ]
 
 README = REPO_ROOT / "README.md"
-RUN_RECORD = REPO_ROOT / "docs" / "benchmark-run.json"
-SCALEOUT_RECORD = REPO_ROOT / "docs" / "scaleout-run.json"
-ROUNDS_RECORD = REPO_ROOT / "docs" / "rounds-run.json"
+DOCS = REPO_ROOT / "docs"
+RUN_RECORD = DOCS / "benchmark-run.json"
+SCALEOUT_RECORD = DOCS / "scaleout-run.json"
+ROUNDS_RECORD = DOCS / "rounds-run.json"
 CURL_PROMPT, CURL_MAX_TOKENS = "Tell me a story", 20
 STATS_PROMPT, STATS_MAX_TOKENS = "Why is the sky blue?", 15
 DOC_URL = "http://127.0.0.1:8888"  # what the README's commands use
@@ -202,63 +204,6 @@ def _fenced(content: str, language: str = "") -> str:
     return f"```{language}\n{content}\n```"
 
 
-# -- the results block ------------------------------------------------------------------------
-
-
-def _run_line(results: dict[str, Any]) -> str:
-    meta = results.get("meta", {})
-    config = meta.get("config", {})
-    versions = meta.get("versions", {})
-    preset = config.get("name")
-    which = "the full suite" if preset == "full" else f"preset `{preset}`"
-    return (
-        f"Figures from one run of `{meta.get('command') or 'python -m benchmarks'}` ({which}, "
-        f"{fmt(meta.get('duration_s'), 0)} s, {str(meta.get('started', ''))[:10]}) on "
-        f"{meta.get('cpus')} cores of a shared {meta.get('cpu_model')}, Python "
-        f"{meta.get('python')}, tornado {versions.get('tornado')}, websockets "
-        f"{versions.get('websockets')}, sse-starlette {versions.get('sse-starlette')}; "
-        f"synthetic model at {fmt(config.get('tokens_per_second'), 0)} tokens/s with "
-        f"{fmt(config.get('first_token_latency'), 2)} s to the first token. Medians unless "
-        "marked; compare ratios, not absolute values across machines."
-    )
-
-
-def render_results(results: dict[str, Any]) -> str:
-    """The README's results block for ``results``."""
-    from .headtohead import PARITY, readme_table
-    from .sections import network_summary
-    from .verdict import busy_banner, choose
-
-    parts = [_run_line(results)]
-    banner = busy_banner(results)
-    if banner:
-        parts.append(banner)
-    parts.append(summary_table(results))
-    rounds = readme_table(results)
-    if rounds:
-        data = results["head_to_head"]
-        parts += [
-            f"Issue 8's targets, measured head to head: {data['rounds']} rounds, each "
-            "running all four servers one after another on fresh servers, in an order that "
-            "changes each round; median (min–max) of the rounds, the reference's median, "
-            "and the verdict on the ratio of medians with the rounds where the same-round "
-            "pair met it and the 95 % interval of the same-round ratios' geometric mean "
-            "(*within noise*: the interval does not lie wholly on the verdict's side of the "
-            f"target, so another run may turn the verdict; *at parity*: it lies within "
-            f"±{PARITY:.0%} of the target's limit, so the two are equal within the noise, "
-            "which meets the target). The table above is one "
-            "measurement per server, minutes apart:",
-            rounds,
-        ]
-    network = network_summary(results)
-    if network:
-        parts += ["Through the link profiles (twinstream; the report has the peers too):", network]
-    statements = choose(results)
-    if statements:
-        parts += ["What to choose, from this run:", "\n".join(f"- {s}" for s in statements)]
-    return "\n\n".join(parts)
-
-
 def _trim(data: Any) -> Any:
     """The results without plot data (``cdf_ms``): what the README's figures come from."""
     if isinstance(data, dict):
@@ -317,6 +262,21 @@ def sort_runs(folders: Sequence[Path]) -> tuple[Path | None, Path | None, Path |
     return suite, scaleout, rounds
 
 
+def _update_block(readme: Path, folder: Path, block: ReadmeBlock) -> str:
+    """Rewrite ``block`` of ``readme`` from the run in ``folder`` (and its record under
+    docs/ when ``readme`` is the real README); returns what was done."""
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    section = block.render(results)
+    if section is None:
+        raise SystemExit(f"{folder}: {block.missing}")
+    text = replace_block(readme.read_text(encoding="utf-8"), block.block, section)
+    readme.write_text(text, encoding="utf-8")
+    if readme == README:
+        record = {"meta": results.get("meta", {}), block.results_key: results[block.results_key]}
+        (DOCS / block.record).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return f"{block.what} from {folder / 'results.json'}"
+
+
 def update_readme(
     run: Path | None = None,
     readme: Path = README,
@@ -327,42 +287,12 @@ def update_readme(
     the newest full run), the scale-out block from ``scaleout_run`` and the rounds
     block from ``rounds_run`` if given, the samples from a server started now.
     Returns what was done."""
-    from .headtohead import rounds_run_section
-    from .scaleout import readme_section
-
     done = []
-    for folder, part, block, render, record_path, what, missing in (
-        (
-            rounds_run,
-            "head_to_head",
-            "rounds-results",
-            rounds_run_section,
-            ROUNDS_RECORD,
-            "head-to-head rounds",
-            "the headtohead part ran no rounds",
-        ),
-        (
-            scaleout_run,
-            "scaleout",
-            "scaleout-results",
-            readme_section,
-            SCALEOUT_RECORD,
-            "scale-out figures",
-            "the scaleout part did not run or was skipped",
-        ),
-    ):
-        if folder is None:
+    for part in PARTS:
+        folder = {"headtohead": rounds_run, "scaleout": scaleout_run}.get(part.name)
+        if part.readme is None or folder is None:
             continue
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        section = render(results)
-        if section is None:
-            raise SystemExit(f"{folder}: {missing}")
-        text = replace_block(readme.read_text(encoding="utf-8"), block, section)
-        readme.write_text(text, encoding="utf-8")
-        if readme == README:
-            record = {"meta": results.get("meta", {}), part: results[part]}
-            record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        done.append(f"{what} from {folder / 'results.json'}")
+        done.append(_update_block(readme, folder, part.readme))
     if run is None:
         run = newest_full_run()
         if run is None:
@@ -374,7 +304,9 @@ def update_readme(
     record = _trim(results)
     text = readme.read_text(encoding="utf-8")
     text = replace_block(text, "benchmark-results", render_results(record))
-    with ServerProcess(TWINSTREAM.command(30.0, 0.25)) as server:
+    # what the README's commands run: a server with its defaults
+    pace, first_token = SERVER_DEFAULTS.tokens_per_second, SERVER_DEFAULTS.first_token_latency
+    with ServerProcess(TWINSTREAM.command(pace, first_token)) as server:
         curl = curl_sample(server.url)
         stats = stats_sample(server.url)
     text = replace_block(text, "curl-sample", _fenced(f"$ {curl_command()}\n{curl}", "console"))

@@ -49,6 +49,7 @@ from .clients import (
     SSEConnection,
     expected_text,
     open_websocket,
+    post,
     prompts_with_tokens,
     run_with_deadline,
     start_or_resume,
@@ -175,26 +176,11 @@ def plan_cuts(
     ]
 
 
-async def _post(endpoint: Endpoint, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
-    try:
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"
-            "Content-Length: 0\r\nConnection: close\r\n\r\n".encode("ascii")
-        )
-        response = await reader.read()
-    finally:
-        writer.close()
-    status_line, _, body = response.partition(b"\r\n")
-    parts = status_line.split()
-    return (int(parts[1]) if len(parts) > 1 else 0), body
-
-
 async def server_drop_supported(endpoint: Endpoint) -> bool:
     """Whether the server serves ``POST /debug/drop`` (an unknown stream then answers
     ``stream_not_found``, not "no such endpoint")."""
     try:
-        status, body = await _post(endpoint, "/debug/drop?stream=benchmarkprobe00")
+        status, body = await post(endpoint, "/debug/drop?stream=benchmarkprobe00")
     except OSError:
         return False
     return status == 404 and b"stream_not_found" in body
@@ -217,9 +203,7 @@ class Cutter:
         if cut.side == "network":
             self.proxy.cut(local_port)
             return False
-        request = asyncio.ensure_future(
-            _post(self.server, f"/debug/drop?stream={stream.stream_id}")
-        )
+        request = asyncio.ensure_future(post(self.server, f"/debug/drop?stream={stream.stream_id}"))
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
         return False

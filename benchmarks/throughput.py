@@ -41,6 +41,8 @@ from .clients import (
     SSEConnection,
     StreamRecord,
     expected_text,
+    live_window,
+    one_completion,
     open_websocket,
     prompts_with_tokens,
     run_with_deadline,
@@ -48,7 +50,7 @@ from .clients import (
     sse_path,
     ws_completion,
 )
-from .config import SuiteConfig
+from .config import SERVER_DEFAULTS, SuiteConfig
 from .latency import measure_records
 from .loadgen import LoadGenerator, LoadSpec
 from .proxy import CountingProxy
@@ -56,19 +58,6 @@ from .servers import ResourceSampler, ServerProcess, ServerSpec
 from .stats import summarize
 
 __all__ = ["run_throughput", "sweep_level", "unthrottled_stream", "wire_bytes"]
-
-
-def _window(records: Sequence[StreamRecord]) -> tuple[float, float, bool]:
-    """The interval when every stream was delivering; ``(start, end, all_live)``.
-    Falls back to first-to-last token overall when the streams did not overlap."""
-    firsts = [times[0] for r in records if (times := r.delta_times)]
-    lasts = [times[-1] for r in records if (times := r.delta_times)]
-    if not firsts:
-        return 0.0, 0.0, False
-    start, end = max(firsts), min(lasts)
-    if end - start >= 0.2:
-        return start, end, True
-    return min(firsts), max(lasts), False
 
 
 def model_lag(records: Sequence[StreamRecord], config: SuiteConfig) -> list[float]:
@@ -126,18 +115,16 @@ def sweep_level(
     endpoint = Endpoint(url or (server.url if server else ""))
     try:
         # one completion first, so lazy imports and first-use allocations are in the idle RSS
-        run_with_deadline(_one_completion(endpoint, transport, prompts[0], 2), 60, "warm-up")
+        run_with_deadline(one_completion(endpoint, transport, prompts[0], 2), 60, "warm-up")
         with ResourceSampler(server.pid if server else None) as sampler:
             time.sleep(0.2)
             idle_rss = sampler.sample()
-            loaded = load.run(
-                sweep_load(config, endpoint.base_url, transport, prompts, streams)
-            )
+            loaded = load.run(sweep_load(config, endpoint.base_url, transport, prompts, streams))
     finally:
         if server is not None:
             server.stop()
     records = loaded.records
-    start, end, all_live = _window(records)
+    start, end, all_live = live_window(records)
     in_window = sum(1 for r in records for t in r.delta_times if start <= t <= end)
     window = end - start
     deltas = sum(r.delta_count for r in records)
@@ -188,19 +175,6 @@ def sweep_level(
     }
 
 
-async def _one_completion(
-    endpoint: Endpoint, transport: str, prompt: str, max_tokens: int
-) -> StreamRecord:
-    if transport == "sse":
-        record, connection = await sse_completion(endpoint, prompt, max_tokens)
-        await connection.close()
-        return record
-    ws_record, websocket = await ws_completion(endpoint, prompt, max_tokens)
-    if websocket is not None:
-        await websocket.close()
-    return ws_record
-
-
 async def _back_to_back(
     endpoint: Endpoint, transport: str, prompts: Sequence[str], seconds: float
 ) -> tuple[int, int, float, int]:
@@ -236,7 +210,7 @@ def unthrottled_stream(spec: ServerSpec, transport: str, config: SuiteConfig) ->
     prompts = prompts_with_tokens(8, 200, "unthrottled")
     with ServerProcess(spec.command(0, 0)) as server:
         endpoint = Endpoint(server.url)
-        run_with_deadline(_one_completion(endpoint, transport, prompts[0], 2), 60, "warm-up")
+        run_with_deadline(one_completion(endpoint, transport, prompts[0], 2), 60, "warm-up")
         with ResourceSampler(server.pid) as sampler:
             began = time.time()
             deltas, completions, elapsed, errors = run_with_deadline(
@@ -386,7 +360,7 @@ def open_connection_memory(
     """RSS cost of open connections that each carry a started stream still waiting
     for its first token (the model's first-token wait is set far beyond the test)."""
     prompts = prompts_with_tokens(connections, 8, "open")
-    tokens_per_second = config.tokens_per_second or 30.0
+    tokens_per_second = config.tokens_per_second or SERVER_DEFAULTS.tokens_per_second
     with ServerProcess(spec.command(tokens_per_second, 600.0)) as server:
         endpoint = Endpoint(server.url)
         run_with_deadline(  # warm up

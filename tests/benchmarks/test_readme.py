@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.headtohead import rounds_run_section
 from benchmarks.readme import (
     README,
     ROUNDS_RECORD,
@@ -27,14 +26,15 @@ from benchmarks.readme import (
     curl_sample,
     normalise,
     read_block,
-    render_results,
     replace_block,
     sort_runs,
     stats_command,
     stats_sample,
     update_readme,
 )
-from benchmarks.scaleout import readme_section
+from benchmarks.report.headtohead import rounds_run_section
+from benchmarks.report.readme import render_results
+from benchmarks.report.scaleout import readme_section
 from benchmarks.servers import TWINSTREAM, ServerProcess
 
 BODY = (

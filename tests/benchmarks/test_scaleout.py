@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from benchmarks.config import TINY
-from benchmarks.scaleout import _ratios, readme_section, run_scaleout, scaleout_details
+from benchmarks.report.scaleout import readme_section, scaleout_details
+from benchmarks.scaleout import run_scaleout
 
 
 def test_scaleout_part_measures_every_variant() -> None:
@@ -34,70 +33,3 @@ def test_scaleout_part_measures_every_variant() -> None:
     assert "| delivery delay p50 (ms), SSE | " in readme
     assert f"Every run delivered all {results['streams']:,} streams complete" in readme
     assert readme_section({"meta": meta, "scaleout": {"skipped": "no redis-server"}}) is None
-
-
-def _row(
-    label: str, cpu: float | None, redis_cpu: float | None = None, transport: str = "sse"
-) -> dict[str, Any]:
-    store, processes = ("memory", 1) if label == "memory" else ("redis", int(label[7]))
-    return {
-        "label": label,
-        "store": store,
-        "processes": processes,
-        "transport": transport,
-        "streams": 1000,
-        "complete": 1000,
-        "errors": 0,
-        "server_cpu_ms_per_1k_events": cpu,
-        "redis_cpu_ms_per_1k_events": redis_cpu,
-        "redis_appends_per_1k_events": None if redis_cpu is None else 2.5,
-        "delivery_delay_ms": {"p50": 0.8},
-    }
-
-
-def test_the_readme_table_puts_each_variant_beside_the_memory_store() -> None:
-    results = {
-        "meta": {"command": "python -m benchmarks scaleout", "started": "2026-11-22 20:00:00"},
-        "scaleout": {
-            "streams": 1000,
-            "cpus": 2,
-            "redis_server": "7.0.15",
-            "by_transport": {
-                transport: {"rows": rows, "ratios": _ratios(rows)}
-                for transport, rows in (
-                    (
-                        "sse",
-                        [
-                            _row("memory", 25.0),
-                            _row("redis, 1 process", 30.0, 6.0),
-                            _row("redis, 2 processes", 36.0, 7.0),
-                        ],
-                    ),
-                    (
-                        "ws",
-                        [
-                            # a load too short for the CPU clock: 0.0, and no ratio to it
-                            _row("memory", 0.0, transport="ws"),
-                            _row("redis, 1 process", 20.0, 5.0, transport="ws"),
-                            _row("redis, 2 processes", None, 6.0, transport="ws"),
-                        ],
-                    ),
-                )
-            },
-        },
-    }
-    readme = readme_section(results) or ""
-    rows = readme.split("\n")
-    assert (
-        "| SSE: server CPU per 1k events (ms) | 25.0 | 30.0 (1.20×) | 36.0 (1.20× of 1 process) |"
-    ) in rows
-    assert "| WebSocket: server CPU per 1k events (ms) | 0.0 | 20.0 | — |" in rows
-    assert (
-        "| redis-server CPU per 1k events (ms), SSE / WebSocket | — | 6.0 / 5.0 | 7.0 / 6.0 |"
-    ) in rows
-    assert (
-        "| delivery delay p50 (ms), SSE / WebSocket | 0.8 / 0.8 | 0.8 / 0.8 | 0.8 / 0.8 |"
-    ) in rows
-    assert "Every run delivered all 1,000 streams complete, without errors." in readme
-    results["scaleout"]["by_transport"]["ws"]["rows"][2]["complete"] = 990  # type: ignore[index]
-    assert "ws redis, 2 processes: 990/1000 complete, 0 errors." in (readme_section(results) or "")

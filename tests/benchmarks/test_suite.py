@@ -23,7 +23,7 @@ from benchmarks.config import TINY
 from benchmarks.latency import run_latency
 from benchmarks.proxy import CountingProxy
 from benchmarks.reconnect import plan_cuts, run_reconnect
-from benchmarks.report import summary_table
+from benchmarks.report.summary import summary_table
 from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess
 from benchmarks.stats import paired_ratio_interval, percentile, summarize
 from benchmarks.throughput import model_lag, run_throughput

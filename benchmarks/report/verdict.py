@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import _get, fmt
+from .format import fmt, get
+from .summary import summary_rows
 
 __all__ = ["choose", "busy_banner", "tainted_figures", "ratio_notes", "BUSY_PERCENT"]
 
@@ -32,12 +33,12 @@ def _lower(sse: Any, ws: Any, margin: float = 1.25) -> str | None:
 def _slowest_profile(results: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """``3g`` (a phone's link, where the handshake's round trip is plain to see) when it
     ran, else the profile with the longest RTT; both twinstream transports measured."""
-    profiles = _get(results, "network", "profiles") or {}
+    profiles = get(results, "network", "profiles") or {}
     best: tuple[str, dict[str, Any]] | None = None
     for name, profile in profiles.items():
         variants = profile.get("variants", {})
         if not all(
-            _get(variants, v, "cold", "time_to_start_ms", "p50") is not None
+            get(variants, v, "cold", "time_to_start_ms", "p50") is not None
             for v in ("twinstream sse", "twinstream ws")
         ):
             continue
@@ -54,21 +55,21 @@ def _cold_start(results: dict[str, Any]) -> str | None:
         return None
     name, profile = found
     variants = profile["variants"]
-    sse = _get(variants, "twinstream sse", "cold", "time_to_start_ms", "p50")
-    ws = _get(variants, "twinstream ws", "cold", "time_to_start_ms", "p50")
-    sse_ttft = _get(variants, "twinstream sse", "cold", "ttft_ms", "p50")
-    ws_ttft = _get(variants, "twinstream ws", "cold", "ttft_ms", "p50")
+    sse = get(variants, "twinstream sse", "cold", "time_to_start_ms", "p50")
+    ws = get(variants, "twinstream ws", "cold", "time_to_start_ms", "p50")
+    sse_ttft = get(variants, "twinstream sse", "cold", "ttft_ms", "p50")
+    ws_ttft = get(variants, "twinstream ws", "cold", "ttft_ms", "p50")
     rtt = profile["rtt_ms"]
-    warm_sse = _get(results, "latency", "twinstream", "transports", "sse", "single", "warm")
-    warm_ws = _get(results, "latency", "twinstream", "transports", "ws", "single", "warm")
+    warm_sse = get(results, "latency", "twinstream", "transports", "sse", "single", "warm")
+    warm_ws = get(results, "latency", "twinstream", "transports", "ws", "single", "warm")
     flip = (
         "It flips once the socket is open: a stream started on an open WebSocket needs one "
         "round trip (`start` up, events down), as SSE does"
     )
     if warm_sse and warm_ws:
         flip += (
-            f" (on loopback, warm: {fmt(_get(warm_ws, 'time_to_start_ms', 'p50'))} ms "
-            f"WebSocket vs {fmt(_get(warm_sse, 'time_to_start_ms', 'p50'))} ms SSE to the "
+            f" (on loopback, warm: {fmt(get(warm_ws, 'time_to_start_ms', 'p50'))} ms "
+            f"WebSocket vs {fmt(get(warm_sse, 'time_to_start_ms', 'p50'))} ms SSE to the "
             "`start` event)"
         )
     faster = "SSE" if ws > sse else "WebSocket"
@@ -82,7 +83,7 @@ def _cold_start(results: dict[str, Any]) -> str | None:
 
 
 def _capped_link(results: dict[str, Any]) -> str | None:
-    profiles = _get(results, "network", "profiles") or {}
+    profiles = get(results, "network", "profiles") or {}
     capped = [
         (name, p)
         for name, p in profiles.items()
@@ -91,7 +92,7 @@ def _capped_link(results: dict[str, Any]) -> str | None:
     if not capped:
         unshaped = [n for n, p in profiles.items() if p.get("down_bps") and not p.get("shaped")]
         if unshaped:
-            reason = _get(results, "network", "shaping")
+            reason = get(results, "network", "shaping")
             return (
                 f"**Bytes on a capped link: not measured in this run** ({reason}); the "
                 "proxy-counted bytes per token below still hold."
@@ -105,13 +106,13 @@ def _capped_link(results: dict[str, Any]) -> str | None:
     for label, data in profile["variants"].items():
         if not label.startswith("twinstream"):
             continue
-        per_token = _get(data, "bytes", "link_down_per_token")
-        share = _get(data, "keep_up", "delivered_share")
+        per_token = get(data, "bytes", "link_down_per_token")
+        share = get(data, "keep_up", "delivered_share")
         rows.append(f"{label.removeprefix('twinstream ')} {fmt(per_token, 0)} B/token")
-        cpu_cost = _get(data, "keep_up", "server_cpu_ms_per_1k_tokens")
+        cpu_cost = get(data, "keep_up", "server_cpu_ms_per_1k_tokens")
         if cpu_cost is not None:
             cpu.append(f"{label.removeprefix('twinstream ')} {fmt(cpu_cost, 0)} ms")
-        (kept if _get(data, "keep_up", "keeps_up") else failed).append(
+        (kept if get(data, "keep_up", "keeps_up") else failed).append(
             f"{label.removeprefix('twinstream ')} ({fmt(100 * share, 0) if share else '—'} %)"
         )
     streams = profile.get("shared_streams")
@@ -126,7 +127,7 @@ def _capped_link(results: dict[str, Any]) -> str | None:
     )
     sentence = (
         f"{lead} On `{name}` ({fmt(rate, 0)} kbit/s) with {streams} "
-        f"streams of {fmt(_get(results, 'network', 'tokens_per_second'), 0)} tokens/s "
+        f"streams of {fmt(get(results, 'network', 'tokens_per_second'), 0)} tokens/s "
         f"sharing it, the link carried {', '.join(rows)} (TCP/IP headers included). "
     )
     if cpu:
@@ -145,17 +146,17 @@ def _capped_link(results: dict[str, Any]) -> str | None:
 
 
 def _browser_reconnect(results: dict[str, Any]) -> str | None:
-    rec = _get(results, "browser", "reconnect")
+    rec = get(results, "browser", "reconnect")
     if not rec:
         return None
-    sse = _get(rec, "sse", "cut_to_next_event_ms", "p50")
-    ws = _get(rec, "ws", "cut_to_next_event_ms", "p50")
+    sse = get(rec, "sse", "cut_to_next_event_ms", "p50")
+    ws = get(rec, "ws", "cut_to_next_event_ms", "p50")
     if sse is None or ws is None:
         return None
-    retry = _get(results, "browser", "retry_ms")
-    lost = sum(_get(rec, t, "lost") or 0 for t in ("sse", "ws"))
-    duplicated = sum(_get(rec, t, "duplicated") or 0 for t in ("sse", "ws"))
-    cuts = sum(_get(rec, t, "cuts") or 0 for t in ("sse", "ws"))
+    retry = get(results, "browser", "retry_ms")
+    lost = sum(get(rec, t, "lost") or 0 for t in ("sse", "ws"))
+    duplicated = sum(get(rec, t, "duplicated") or 0 for t in ("sse", "ws"))
+    cuts = sum(get(rec, t, "cuts") or 0 for t in ("sse", "ws"))
     return (
         f"**Recovery you do not write: SSE.** In Chromium, after the server cut a stream, "
         f"`EventSource` reconnected by itself and the next token showed {fmt(sse, 0)} ms "
@@ -168,12 +169,12 @@ def _browser_reconnect(results: dict[str, Any]) -> str | None:
 
 
 def _connection_limit(results: dict[str, Any]) -> str | None:
-    limit = _get(results, "browser", "limit")
+    limit = get(results, "browser", "limit")
     if not limit:
         return None
-    waited = _get(limit, "sse", "seventh_waited_ms")
-    seventh_sse = _get(limit, "sse", "seventh_start_ms")
-    seventh_ws = _get(limit, "ws", "seventh_start_ms")
+    waited = get(limit, "sse", "seventh_waited_ms")
+    seventh_sse = get(limit, "sse", "seventh_start_ms")
+    seventh_ws = get(limit, "ws", "seventh_start_ms")
     if waited is None or seventh_ws is None:
         return None
     lead = (
@@ -193,9 +194,9 @@ def _connection_limit(results: dict[str, Any]) -> str | None:
 
 
 def _cpu(results: dict[str, Any]) -> str | None:
-    levels_sse = _get(results, "throughput", "twinstream", "sweep", "sse")
-    levels_ws = _get(results, "throughput", "twinstream", "sweep", "ws")
-    browser = _get(results, "browser", "cpu")
+    levels_sse = get(results, "throughput", "twinstream", "sweep", "sse")
+    levels_ws = get(results, "throughput", "twinstream", "sweep", "ws")
+    browser = get(results, "browser", "cpu")
     parts = []
     cheaper: list[tuple[str | None, str]] = []  # (the cheaper transport or None, where)
     if levels_sse and levels_ws:
@@ -214,26 +215,26 @@ def _cpu(results: dict[str, Any]) -> str | None:
             f"1,000 tokens over SSE and {fmt(top_ws.get('server_cpu_ms_per_1k_events'))} ms "
             f"over WebSocket at {fmt(top_sse.get('streams'))} streams"
         )
-        peer = _get(results, "throughput", "websockets", "sweep", "ws")
+        peer = get(results, "throughput", "websockets", "sweep", "ws")
         if peer:
             parts[-1] += (
                 f" (the `websockets` reference server: "
                 f"{fmt(peer[-1].get('server_cpu_ms_per_1k_events'))} ms)"
             )
-    if browser and _get(browser, "sse", "cpu_ms_per_1k_events") is not None:
+    if browser and get(browser, "sse", "cpu_ms_per_1k_events") is not None:
         cheaper.append(
             (
                 _lower(
-                    _get(browser, "sse", "cpu_ms_per_1k_events"),
-                    _get(browser, "ws", "cpu_ms_per_1k_events"),
+                    get(browser, "sse", "cpu_ms_per_1k_events"),
+                    get(browser, "ws", "cpu_ms_per_1k_events"),
                 ),
                 "in the browser",
             )
         )
         parts.append(
-            f"Chromium spent {fmt(_get(browser, 'sse', 'cpu_ms_per_1k_events'), 0)} ms per "
+            f"Chromium spent {fmt(get(browser, 'sse', 'cpu_ms_per_1k_events'), 0)} ms per "
             f"1,000 events through `EventSource` and "
-            f"{fmt(_get(browser, 'ws', 'cpu_ms_per_1k_events'), 0)} ms through a WebSocket"
+            f"{fmt(get(browser, 'ws', 'cpu_ms_per_1k_events'), 0)} ms through a WebSocket"
         )
     if not parts:
         return None
@@ -249,8 +250,8 @@ def _cpu(results: dict[str, Any]) -> str | None:
 
 
 def _memory(results: dict[str, Any]) -> str | None:
-    levels_sse = _get(results, "throughput", "twinstream", "sweep", "sse")
-    levels_ws = _get(results, "throughput", "twinstream", "sweep", "ws")
+    levels_sse = get(results, "throughput", "twinstream", "sweep", "sse")
+    levels_ws = get(results, "throughput", "twinstream", "sweep", "ws")
     if not levels_sse or not levels_ws:
         return None
     top_sse, top_ws = levels_sse[-1], levels_ws[-1]
@@ -272,11 +273,11 @@ def _memory(results: dict[str, Any]) -> str | None:
 
 
 def _churn(results: dict[str, Any]) -> str | None:
-    churn = _get(results, "churn", "transports")
+    churn = get(results, "churn", "transports")
     if not churn or "sse" not in churn or "ws" not in churn:
         return None
     sse, ws = churn["sse"], churn["ws"]
-    machine = _get(results, "churn", "machine_cpu_percent")
+    machine = get(results, "churn", "machine_cpu_percent")
     busy = (
         f"; the machine was {fmt(machine, 0)} % busy, so the tail is partly waiting for a CPU"
         if machine is not None and machine >= BUSY_PERCENT
@@ -290,12 +291,12 @@ def _churn(results: dict[str, Any]) -> str | None:
     )
     return (
         f"{lead} {fmt(sse['cuts'] + ws['cuts'])} server "
-        f"cuts over {fmt(_get(results, 'churn', 'seconds'), 0)} s of "
-        f"{_get(results, 'churn', 'clients_per_transport')} clients per transport: "
+        f"cuts over {fmt(get(results, 'churn', 'seconds'), 0)} s of "
+        f"{get(results, 'churn', 'clients_per_transport')} clients per transport: "
         f"delivered {fmt(sse['delivery_percent'], 2)} % (SSE) and "
         f"{fmt(ws['delivery_percent'], 2)} % (WebSocket), duplicates {sse['duplicated']} and "
-        f"{ws['duplicated']}, backlog replayed within {fmt(_get(sse, 'replay_delay_ms', 'p99'))} "
-        f"/ {fmt(_get(ws, 'replay_delay_ms', 'p99'))} ms (p99{busy}). Exact resume is the "
+        f"{ws['duplicated']}, backlog replayed within {fmt(get(sse, 'replay_delay_ms', 'p99'))} "
+        f"/ {fmt(get(ws, 'replay_delay_ms', 'p99'))} ms (p99{busy}). Exact resume is the "
         "server's log's doing, on either transport."
     )
 
@@ -320,9 +321,9 @@ def tainted_figures(results: dict[str, Any]) -> list[tuple[str, float]]:
     tainted: list[tuple[str, float]] = []
     for server, data in (results.get("latency") or {}).items():
         for transport, measures in (data.get("transports") or {}).items():
-            busy = _get(measures, "concurrent", "machine_cpu_percent")
+            busy = get(measures, "concurrent", "machine_cpu_percent")
             if busy is not None and busy >= BUSY_PERCENT:
-                streams = _get(measures, "concurrent", "streams")
+                streams = get(measures, "concurrent", "streams")
                 tainted.append((f"latency at {_streams(streams)} — {server} {transport}", busy))
     for server, data in (results.get("throughput") or {}).items():
         for transport, levels in (data.get("sweep") or {}).items():
@@ -335,7 +336,7 @@ def tainted_figures(results: dict[str, Any]) -> list[tuple[str, float]]:
                             busy,
                         )
                     )
-    busy = _get(results, "churn", "machine_cpu_percent")
+    busy = get(results, "churn", "machine_cpu_percent")
     if busy is not None and busy >= BUSY_PERCENT:
         tainted.append(("churn (replay delay)", busy))
     return tainted
@@ -389,8 +390,6 @@ def ratio_notes(results: dict[str, Any], limit: int = 4) -> str | None:
     """A sentence on the headline table's largest WS / SSE ratios (2x or more either way):
     whether each is a difference a reader would notice, too small to notice, or taken
     while the machine was busy."""
-    from .report import summary_rows
-
     # "latency at 100 streams, ..." -> "100 streams": the rows measured then
     busy_levels = {name.split(" — ")[0].split(" at ")[-1] for name, _ in tainted_figures(results)}
     meta = results.get("meta", {})

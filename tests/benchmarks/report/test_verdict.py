@@ -6,8 +6,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from benchmarks.sections import browser_details, churn_details, network_details, network_summary
-from benchmarks.verdict import busy_banner, choose, ratio_notes, tainted_figures
+from benchmarks.report.sections import (
+    browser_details,
+    churn_details,
+    network_details,
+    network_summary,
+)
+from benchmarks.report.verdict import busy_banner, choose, ratio_notes, tainted_figures
 
 
 def variant(start: float, ttft: float, keeps_up: bool, link_per_token: float) -> dict[str, Any]:

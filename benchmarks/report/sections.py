@@ -1,29 +1,29 @@
-"""The report's sections for the network, browser and churn parts, and their plots.
-
-Kept apart from :mod:`benchmarks.report` (which assembles ``report.md``) so each
-part's tables sit in one place.
-"""
+"""The report's sections for the network, browser and churn parts."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from .report import DASH, _get, _table, fmt
+from .format import DASH, fmt, get, table
 
 __all__ = [
+    "variants_of",
     "network_summary",
     "network_details",
     "browser_summary",
     "browser_details",
     "churn_details",
-    "plot_network",
+    "browser_rows",
+    "network_section",
+    "browser_section",
+    "churn_section",
 ]
 
 _KEEP = {True: "yes", False: "no", None: DASH}
 
 
-def _variants(profile: dict[str, Any]) -> dict[str, Any]:
+def variants_of(profile: dict[str, Any]) -> dict[str, Any]:
+    """A network profile's measured variants, by label."""
     return profile.get("variants") or {}
 
 
@@ -45,10 +45,10 @@ def network_summary(results: dict[str, Any]) -> str | None:
     ]
     rows = []
     for name, profile in network["profiles"].items():
-        variants = _variants(profile)
+        variants = variants_of(profile)
 
         def value(label: str, *path: str) -> Any:
-            return _get(variants, f"twinstream {label}", *path)
+            return get(variants, f"twinstream {label}", *path)
 
         sse_start = value("sse", "cold", "time_to_start_ms", "p50")
         ws_start = value("ws", "cold", "time_to_start_ms", "p50")
@@ -76,7 +76,7 @@ def network_summary(results: dict[str, Any]) -> str | None:
                 " / ".join(per_token),
             ]
         )
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def _labels(variants: dict[str, Any]) -> set[str]:
@@ -104,23 +104,23 @@ def network_details(results: dict[str, Any]) -> str:
             lines.append(f"- `{name}`: {note}.")
     rows = []
     for name, profile in network.get("profiles", {}).items():
-        for label, data in _variants(profile).items():
+        for label, data in variants_of(profile).items():
             cold, keep, wire = data["cold"], data["keep_up"], data["bytes"]
             share = keep.get("delivered_share")
             rows.append(
                 [
                     f"`{name}`",
                     label,
-                    fmt(_get(cold, "time_to_start_ms", "n")),
-                    fmt(_get(cold, "time_to_start_ms", "p50"), 0),
-                    fmt(_get(cold, "ttft_ms", "p50"), 0),
-                    fmt(_get(cold, "delivery_delay_ms", "p50"), 0),
-                    fmt(_get(cold, "delivery_delay_ms", "p99"), 0),
+                    fmt(get(cold, "time_to_start_ms", "n")),
+                    fmt(get(cold, "time_to_start_ms", "p50"), 0),
+                    fmt(get(cold, "ttft_ms", "p50"), 0),
+                    fmt(get(cold, "delivery_delay_ms", "p50"), 0),
+                    fmt(get(cold, "delivery_delay_ms", "p99"), 0),
                     fmt(keep.get("streams")),
                     f"{fmt(100 * share, 0)} %" if share is not None else DASH,
                     _KEEP[keep.get("keeps_up")],
-                    fmt(_get(keep, "delivery_delay_ms", "p50"), 0),
-                    fmt(_get(keep, "delivery_delay_ms", "p99"), 0),
+                    fmt(get(keep, "delivery_delay_ms", "p50"), 0),
+                    fmt(get(keep, "delivery_delay_ms", "p99"), 0),
                     fmt(keep.get("stalls")),
                     fmt(keep.get("server_cpu_ms_per_1k_tokens")),
                     fmt(wire.get("proxy_down_per_token")),
@@ -151,7 +151,7 @@ def network_details(results: dict[str, Any]) -> str:
         "Compression",
         "Errors",
     ]
-    return "\n".join(lines) + "\n\n" + (_table(header, rows) if rows else "_no profile ran_")
+    return "\n".join(lines) + "\n\n" + (table(header, rows) if rows else "_no profile ran_")
 
 
 def browser_summary(results: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -165,24 +165,24 @@ def browser_summary(results: dict[str, Any]) -> list[tuple[str, Any, Any]]:
             (
                 f"Chromium: server cut → next token (ms, p50; SSE waits `retry: "
                 f"{browser.get('retry_ms')}`)",
-                _get(browser, "reconnect", "sse", "cut_to_next_event_ms", "p50"),
-                _get(browser, "reconnect", "ws", "cut_to_next_event_ms", "p50"),
+                get(browser, "reconnect", "sse", "cut_to_next_event_ms", "p50"),
+                get(browser, "reconnect", "ws", "cut_to_next_event_ms", "p50"),
             )
         )
     if browser.get("limit"):
         rows.append(
             (
                 "Chromium: 7 streams from one page, the 7th's first event (ms)",
-                _get(browser, "limit", "sse", "seventh_start_ms"),
-                _get(browser, "limit", "ws", "seventh_start_ms"),
+                get(browser, "limit", "sse", "seventh_start_ms"),
+                get(browser, "limit", "ws", "seventh_start_ms"),
             )
         )
     if browser.get("cpu"):
         rows.append(
             (
                 "Chromium: browser CPU per 1k events (ms)",
-                _get(browser, "cpu", "sse", "cpu_ms_per_1k_events"),
-                _get(browser, "cpu", "ws", "cpu_ms_per_1k_events"),
+                get(browser, "cpu", "sse", "cpu_ms_per_1k_events"),
+                get(browser, "cpu", "ws", "cpu_ms_per_1k_events"),
             )
         )
     return rows
@@ -206,7 +206,7 @@ def browser_details(results: dict[str, Any]) -> str:
             "WebSocket through the demo's reconnect code (`server/static/transports.js`)."
         )
         out.append(
-            _table(
+            table(
                 [
                     "Transport",
                     "Cuts",
@@ -224,9 +224,9 @@ def browser_details(results: dict[str, Any]) -> str:
                         t,
                         fmt(d["cuts"]),
                         fmt(d["resumed"]),
-                        fmt(_get(d, "cut_to_noticed_ms", "p50")),
-                        fmt(_get(d, "cut_to_next_event_ms", "p50")),
-                        fmt(_get(d, "cut_to_next_event_ms", "max")),
+                        fmt(get(d, "cut_to_noticed_ms", "p50")),
+                        fmt(get(d, "cut_to_next_event_ms", "p50")),
+                        fmt(get(d, "cut_to_next_event_ms", "max")),
                         fmt(d["lost"]),
                         fmt(d["duplicated"]),
                         fmt(d["text_mismatches"]),
@@ -243,7 +243,7 @@ def browser_details(results: dict[str, Any]) -> str:
             "event (ms), in the order they were opened."
         )
         out.append(
-            _table(
+            table(
                 ["Transport", "Start event per stream (ms)", "7th waited after the 6th (ms)",
                  "First stream done (ms)"],
                 [
@@ -265,7 +265,7 @@ def browser_details(results: dict[str, Any]) -> str:
             "idle CPU over as long subtracted."
         )
         out.append(
-            _table(
+            table(
                 ["Transport", "Events", "Events/s", "CPU ms per 1k events", "By process (ms)"],
                 [
                     [
@@ -301,6 +301,7 @@ def churn_details(results: dict[str, Any]) -> str:
         f"{fmt(churn.get('machine_cpu_percent'))} % busy. *Replay delay*: resume sent → the "
         "last event produced while away received."
     )
+
     def rows_of(part: dict[str, Any]) -> list[list[str]]:
         return [
             [
@@ -313,8 +314,8 @@ def churn_details(results: dict[str, Any]) -> str:
                 fmt(d["duplicated"]),
                 fmt(d["exact_text"]),
                 fmt(d["replays"]),
-                fmt(_get(d, "replay_delay_ms", "p50"), 2),
-                fmt(_get(d, "replay_delay_ms", "p99"), 2),
+                fmt(get(d, "replay_delay_ms", "p50"), 2),
+                fmt(get(d, "replay_delay_ms", "p99"), 2),
                 fmt(d["errors"]),
             ]
             for t, d in part["transports"].items()
@@ -351,46 +352,23 @@ def churn_details(results: dict[str, Any]) -> str:
             f"{fmt(restart.get('server_cpu_percent'))} % of a core (the parent process "
             "only), machine "
             f"{fmt(restart.get('machine_cpu_percent'))} % busy.\n\n"
-            + _table(header, rows_of(restart))
+            + table(header, rows_of(restart))
         )
-    return note + "\n\n" + _table(header, rows_of(churn)) + tail
+    return note + "\n\n" + table(header, rows_of(churn)) + tail
 
 
-def plot_network(results: dict[str, Any], out: Path) -> list[str]:
-    """Delivery-delay CDFs, one panel per profile, a line per variant (n in the legend)."""
-    profiles = _get(results, "network", "profiles") or {}
-    shown = [(n, p) for n, p in profiles.items() if _variants(p)]
-    if not shown:
-        return []
-    import matplotlib
+def browser_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:
+    """:func:`browser_summary` as headline rows (the reference servers' columns empty)."""
+    return [(label, sse, ws, None, None) for label, sse, ws in browser_summary(results)]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    columns = min(3, len(shown))
-    rows = (len(shown) + columns - 1) // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4 * rows), squeeze=False)
-    for axis, (name, profile) in zip(axes.flat, shown):
-        for label, data in _variants(profile).items():
-            values = _get(data, "cdf_ms", "delivery_delay") or []
-            if not values:
-                continue
-            n = (_get(data, "cold", "delivery_delay_ms", "n") or 0) + (
-                _get(data, "keep_up", "delivery_delay_ms", "n") or 0
-            )
-            fractions = [(i + 1) / len(values) for i in range(len(values))]
-            style = "-" if label.startswith("twinstream") else "--"
-            axis.step(values, fractions, style, where="post", label=f"{label} (n={n:,})")
-        axis.set_title(f"{name}: {profile.get('description', '')}", fontsize=9)
-        axis.set_xlabel("delivery delay (ms)")
-        axis.set_ylabel("fraction ≤ x")
-        axis.set_xscale("log")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    for axis in list(axes.flat)[len(shown) :]:
-        axis.axis("off")
-    figure.suptitle("Delivery delay per network profile (solid: twinstream, dashed: peers)")
-    figure.tight_layout()
-    figure.savefig(out / "network_delay_cdf.png", dpi=110)
-    plt.close(figure)
-    return ["network_delay_cdf.png"]
+def network_section(results: dict[str, Any]) -> list[str]:
+    return ["## Network profiles", network_details(results)]
+
+
+def browser_section(results: dict[str, Any]) -> list[str]:
+    return ["## In a real browser", browser_details(results)]
+
+
+def churn_section(results: dict[str, Any]) -> list[str]:
+    return ["## Churn", churn_details(results)]

@@ -1,0 +1,134 @@
+"""Running the suite: the parts a run names, each with what it includes, into
+``results.json``, then ``report.md``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .config import PRESETS, SuiteConfig
+from .parts import RunContext, included_context, inclusions, part_named, run_part
+from .report.document import write_report
+
+__all__ = ["RESULTS_ROOT", "machine_info", "configured", "run_suite"]
+
+RESULTS_ROOT = Path(__file__).resolve().parent / "results"
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": {
+            name: _version(name)
+            for name in ("tornado", "websockets", "sse-starlette", "uvicorn", "starlette", "psutil")
+        },
+    }
+
+
+def write_json(results: dict[str, Any], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def configured(
+    preset: str,
+    workers: int | None = None,
+    tokens_per_second: float | None = None,
+    profiles: Sequence[str] | None = None,
+    rounds: int | None = None,
+    loads: Sequence[str] | None = None,
+) -> SuiteConfig:
+    """``preset``'s configuration with the command line's overrides."""
+    config = PRESETS[preset]
+    if workers is not None:
+        config = config.replace(workers=workers)
+    if tokens_per_second is not None:
+        config = config.replace(tokens_per_second=tokens_per_second)
+    if profiles:
+        config = config.replace(network_profiles=tuple(profiles))
+    if rounds is not None:
+        config = config.replace(head_to_head_rounds=rounds)
+    if loads:
+        config = config.replace(head_to_head_loads=tuple(loads))
+    return config
+
+
+def run_suite(
+    parts: Sequence[str],
+    preset: str = "full",
+    out: Path | None = None,
+    url: str | None = None,
+    workers: int | None = None,
+    tokens_per_second: float | None = None,
+    progress: bool = True,
+    command: str = "",
+    profiles: Sequence[str] | None = None,
+    rounds: int | None = None,
+    loads: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
+    config = configured(preset, workers, tokens_per_second, profiles, rounds, loads)
+    started = dt.datetime.now(dt.timezone.utc)
+    if out is None:
+        out = RESULTS_ROOT / f"{started:%Y%m%d-%H%M%S}-{preset}"
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "meta": {
+            **machine_info(),
+            "command": command,
+            "started": started.strftime("%Y-%m-%d %H:%M:%S"),
+            "parts": list(parts),
+            "url": url,
+            "config": config.as_dict(),
+        }
+    }
+    began = time.monotonic()
+    part_seconds: dict[str, float] = {}
+    results["meta"]["part_seconds"] = part_seconds
+    context = RunContext(config, url=url, progress=progress)
+    for name in parts:
+        part_began = time.monotonic()
+        if progress:
+            print(f"== {name}", file=sys.stderr, flush=True)
+        run_part(part_named(name), context, results)
+        for inclusion in inclusions(preset, name, list(parts), url):
+            run_part(part_named(inclusion.part), included_context(context, inclusion), results)
+        part_seconds[name] = round(time.monotonic() - part_began, 1)
+        results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
+        write_json(results, out)  # after every part, so a failure keeps what was done
+    results["meta"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(results, out)
+    write_report(results, out)
+    return results, out
