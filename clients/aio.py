@@ -7,6 +7,17 @@ Each stream gets one worker thread that does the blocking reads, so the
 event loop never blocks; reconnects, resume and the exceptions are the sync
 client's. Leaving the ``async for`` early, or cancelling the task, cancels
 the stream (WebSocket: a ``cancel`` message; SSE: ``POST /cancel``).
+
+Why a thread wrapper and not a native asyncio client: the sync transports
+are where the protocol's edge cases live (every failure mapped to one
+error with one message, resume, cancel races, Ctrl-C hand-over), and a
+native client would need a second copy of both transports' I/O (HTTP and
+WebSocket on asyncio streams) and of their failure tests, for a gain that
+matters only with many streams per process (a thread each, idle while
+they wait). The
+parts that hold no I/O, :mod:`clients.session` (state, dedupe by ``seq``,
+the reconnect decision) and the SSE decoder :mod:`clients.sse`, are what a
+native client would share, so it can come later without a rewrite.
 """
 
 from __future__ import annotations
@@ -14,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from . import DEFAULT_URL, ReconnectPolicy, Stream, stream
+from .api import stream
+from .base import Stream
+from .net import DEFAULT_URL
 
 __all__ = ["astream", "acomplete"]
 
@@ -26,31 +39,10 @@ _END: dict[str, Any] = {}
 
 
 async def astream(
-    prompt: str | None = None,
-    transport: str = "sse",
-    url: str = DEFAULT_URL,
-    *,
-    messages: Sequence[Mapping[str, Any]] | None = None,
-    max_tokens: int | None = None,
-    connect_timeout: float = 10.0,
-    read_timeout: float = 30.0,
-    reconnect: ReconnectPolicy | None = None,
-    api_key: str | None = None,
-    **params: Any,
+    prompt: str | None = None, transport: str = "sse", url: str = DEFAULT_URL, **options: Any
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield the events of one completion, as :func:`clients.stream` does."""
-    sync_stream = stream(
-        prompt,
-        transport,
-        url,
-        messages=messages,
-        max_tokens=max_tokens,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        reconnect=reconnect,
-        api_key=api_key,
-        **params,
-    )
+    """Yield the events of one completion; takes what :func:`clients.stream` takes."""
+    sync_stream = stream(prompt, transport, url, **options)
     iterator = iter(sync_stream)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twinstream-reader")
     step: Future[dict[str, Any]] | None = None
@@ -85,7 +77,7 @@ def _finish(sync_stream: Stream, step: Future[dict[str, Any]] | None) -> None:
 async def acomplete(
     prompt: str | None = None, transport: str = "sse", url: str = DEFAULT_URL, **options: Any
 ) -> str:
-    """The whole completion text."""
+    """The whole completion text; takes what :func:`clients.stream` takes."""
     parts = []
     async for event in astream(prompt, transport, url, **options):
         if event["type"] == "delta":

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
-from . import DEFAULT_URL, TRANSPORTS, Client, ReconnectPolicy, Stream, connect
-from .errors import ClientError, StreamError
+from .api import TRANSPORTS, Client, connect
+from .base import Stream
+from .errors import ClientError
+from .net import DEFAULT_URL
+from .printer import Printer
+from .session import ReconnectPolicy
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 QUIT_COMMANDS = ("/quit", "/exit")
@@ -153,96 +153,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-class Printer:
-    """Writes one stream's events to stdout, as text or JSON lines."""
-
-    def __init__(self, out: TextIO, as_json: bool) -> None:
-        self.out = out
-        self.as_json = as_json
-        self._last_seq = -1  # of the last event printed
-        self._printing = False  # writing an event and recording that it was
-        self._interrupted = False  # Ctrl-C came while _printing
-
-    def run(self, stream: Stream) -> None:
-        """Print the stream to its end. A ``StreamError``'s event is printed
-        too (as JSON) before the error propagates; text ends with a newline.
-        On Ctrl-C, the events already received are printed before the
-        ``KeyboardInterrupt`` propagates."""
-        self._last_seq = -1
-        self._interrupted = False
-        holding = self._hold_back_ctrl_c()
-        try:
-            try:
-                for event in stream:
-                    self._show(event)
-            except KeyboardInterrupt:
-                try:
-                    for event in stream.drain():
-                        self._show(event)
-                except StreamError as exc:
-                    if self.as_json:
-                        self._json_line(exc.event)
-                except ClientError:
-                    pass  # the stream broke just before Ctrl-C, which is what ends it
-                raise
-        except StreamError as exc:
-            if self.as_json:
-                self._json_line(exc.event)
-            raise
-        finally:
-            if holding:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            if not self.as_json and stream.stats.tokens:
-                self.out.write("\n")
-                self.out.flush()
-
-    def _hold_back_ctrl_c(self) -> bool:
-        """Hold back Ctrl-C while an event is being written, so that whether
-        it was printed is known (Python may raise ``KeyboardInterrupt`` just
-        after a write that went out, or in one that did not). A second
-        Ctrl-C is not held back. Only from the main thread, and only if
-        Ctrl-C has Python's default handler."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            return False
-        signal.signal(signal.SIGINT, self._on_ctrl_c)
-        return True
-
-    def _on_ctrl_c(self, signum: int, frame: FrameType | None) -> None:
-        if self._printing and not self._interrupted:
-            self._interrupted = True  # raised as soon as this event is out
-            return
-        raise KeyboardInterrupt
-
-    def _show(self, event: dict[str, object]) -> None:
-        seq = event["seq"]
-        assert isinstance(seq, int)
-        if seq <= self._last_seq:
-            return  # drain() hands back the event Ctrl-C interrupted, if it was printed
-        self._printing = True
-        try:
-            if self.as_json:
-                self.out.write(_json(event) + "\n")
-            elif event["type"] == "delta":
-                self.out.write(str(event["content"]))
-            self.out.flush()
-            self._last_seq = seq
-        finally:
-            self._printing = False
-        if self._interrupted:
-            self._interrupted = False
-            raise KeyboardInterrupt
-
-    def _json_line(self, event: dict[str, object]) -> None:
-        self.out.write(_json(event) + "\n")
-        self.out.flush()
-
-
-def _json(event: dict[str, object]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-
-
 def parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The Chat Completions parameters given on the command line."""
     params = {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}
@@ -302,9 +212,7 @@ def interactive(client: Client, args: argparse.Namespace, printer: Printer) -> i
             "Ctrl-C stops an answer",
             file=sys.stderr,
         )
-    start: list[dict[str, Any]] = (
-        [{"role": "system", "content": args.system}] if args.system else []
-    )
+    start = _system(args)
     history = list(start)
     status = EXIT_OK
     turns = 0
@@ -386,10 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.prompt.strip():
                     print("error: the prompt is empty", file=sys.stderr)
                     return EXIT_USAGE
-                messages = [{"role": "system", "content": args.system}] if args.system else []
-                run_turn(
-                    client, messages + [{"role": "user", "content": args.prompt}], args, printer
-                )
+                asked = _system(args) + [{"role": "user", "content": args.prompt}]
+                run_turn(client, asked, args, printer)
                 return EXIT_OK
             return interactive(client, args, printer)
     except ClientError as exc:

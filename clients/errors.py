@@ -89,6 +89,11 @@ class ConnectionLost(ClientError):
     resumed (no event had arrived yet, or reconnecting is switched off)."""
 
 
+class Dropped(ClientError):
+    """The connection closed or broke before the stream ended (internal to
+    the transports: it triggers a resume, or becomes :class:`ConnectionLost`)."""
+
+
 class ResumeFailed(ClientError):
     """Reconnecting after a drop did not work: attempts ran out, or the server
     no longer knows the stream. ``__cause__`` is the last underlying error."""

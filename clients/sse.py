@@ -10,7 +10,7 @@ stream" and "Interpreting an event stream", in two stages:
 
 :class:`SSEDecoder` chains both behind a UTF-8 decoder that strips one leading
 BOM and replaces invalid bytes, which is what a browser's ``EventSource`` does.
-The encoder side lives in :mod:`server.sse`.
+The encoder side lives in :mod:`server.wire.sse`.
 """
 
 from __future__ import annotations

@@ -7,21 +7,16 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from .base import (
-    ReconnectPolicy,
-    Stream,
-    base_url,
-    connect_timeout_message,
-    sleep_before_retry,
-    unreachable_message,
-)
+from .base import Stream
 from .errors import (
     ClientError,
     ConnectionLost,
+    Dropped,
     HTTPStatusError,
     MalformedData,
     ResumeFailed,
@@ -29,7 +24,13 @@ from .errors import (
     Timeout,
     WrongContentType,
 )
+from .net import base_url, connect_timeout_message, unreachable_message
+from .options import ClientSettings, Options
+from .session import Reconnects, Verdict, gave_up, reconnecting_off
 from .sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SSEClient", "SSEStream"]
 
@@ -41,32 +42,17 @@ MAX_ERROR_BODY = 64 * 1024
 SHORTHAND_LIMIT = 2048
 
 
-class _Dropped(ClientError):
-    """The connection ended before the stream did (internal: triggers a resume)."""
-
-
-class SSEClient:
+class SSEClient(ClientSettings):
     """Opens :class:`SSEStream` s on one server. Each stream is its own HTTP
-    request; the client holds only settings, so it is cheap and thread-safe."""
+    request; the client holds only settings, so it is cheap and thread-safe.
+    Takes the connection options of :mod:`clients.options`."""
 
     transport = "sse"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
-        reconnect: ReconnectPolicy | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        base_url(url)  # validate early
-        self.url = url
+    def __init__(self, url: str, **options: Unpack[Options]) -> None:
+        super().__init__(url, **options)
         # Sent as a header, never in the URL (URLs end up in logs).
-        self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.reconnect = reconnect or ReconnectPolicy()
+        self.auth = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def stream(
         self,
@@ -126,25 +112,24 @@ class SSEStream(Stream):
         self.server_retry_ms: int | None = None
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
-        self._cancel_sent = False
-        self._abandoned = False  # stop reading without waiting for the end
+        self._reconnects = Reconnects(client.reconnect)
 
     # -- control -------------------------------------------------------------------------
 
     def cancel(self) -> None:
         """Ask the server to stop; without a stream id yet, the request goes
         out as soon as the ``start`` event arrives. Safe from another thread."""
-        self.cancelled = True
-        if not self.ended and self.stream_id is not None:
-            self._send_cancel()
+        self.session.ask_cancel()
+        self._send_cancel()
 
     def _send_cancel(self) -> None:
+        """``POST /cancel`` once, when due; if the server cannot be asked,
+        close the request instead: reading then stops without ``done``."""
         with self._lock:
-            if self._cancel_sent:
+            if not self.session.claim_cancel():
                 return
-            self._cancel_sent = True
         if not self._post_cancel():
-            self._abandoned = True
+            self.session.cancel_undelivered()
             self._close_transport()
 
     def _post_cancel(self) -> bool:
@@ -187,60 +172,61 @@ class SSEStream(Stream):
     # -- reading -------------------------------------------------------------------------
 
     def _raw_events(self) -> Iterator[dict[str, Any]]:
-        policy = self.client.reconnect
-        failures = 0
-        while not self._abandoned:
-            resuming = self.stream_id is not None
-            seen = self.last_seq
+        while not self.session.abandoned:
             try:
-                response = self._open(resuming)
-                if response is None:  # 204: the server has nothing more for this stream
-                    if not self.ended:
-                        raise ResumeFailed(
-                            "the server has no more events for this stream, "
-                            "but its last event never arrived",
-                            failures,
-                        )
+                yield from self._connection_events()
+                return
+            except (Dropped, Timeout, ServerUnreachable, HTTPStatusError) as exc:
+                if self.session.abandoned:
                     return
-                for event in self._read(response):
-                    yield event
-                    if self.cancelled and self.stream_id is not None and not self.ended:
-                        self._send_cancel()  # once only; cancel() may have come before start
-                    if self.last_seq > seen:
-                        failures = 0
-                    if self.ended or self._abandoned:
-                        return
-                raise _Dropped("the server closed the connection before the stream ended")
-            except (_Dropped, Timeout, ServerUnreachable, HTTPStatusError) as exc:
-                if self._abandoned:
-                    return
-                if isinstance(exc, HTTPStatusError) and (not resuming or exc.status < 500):
-                    if resuming:
-                        raise ResumeFailed(f"cannot resume the stream: {exc}", failures) from exc
-                    raise
-                if self.stream_id is None:
-                    if isinstance(exc, _Dropped):
-                        raise ConnectionLost(
-                            f"{exc} (no event arrived, so none to resume)"
-                        ) from None
-                    raise
-                if policy.max_attempts <= 0:
-                    if isinstance(exc, _Dropped):
-                        raise ConnectionLost(f"{exc}; reconnecting is off") from None
-                    raise
-                failures += 1
-                if failures > policy.max_attempts:
-                    raise ResumeFailed(
-                        f"gave up resuming after {policy.max_attempts} attempts: {exc}",
-                        policy.max_attempts,
-                    ) from exc
-                self._close_transport()
-                retry = None if self.server_retry_ms is None else self.server_retry_ms / 1000
-                sleep_before_retry(policy, failures, retry)
-                self.stats.reconnects += 1
+                self._wait_to_resume(exc)
             finally:
-                if self.ended or self._abandoned:
+                if self.ended or self.session.abandoned:
                     self._close_transport()
+
+    def _connection_events(self) -> Iterator[dict[str, Any]]:
+        """The events of one request: the first, or a resume after
+        ``last_seq`` once the stream has an id."""
+        seen = self.last_seq
+        response = self._open(resuming=self.session.resumable)
+        if response is None:  # 204: the server has no more events for this stream
+            if not self.ended:
+                raise ResumeFailed(
+                    "the server has no more events for this stream, "
+                    "but its last event never arrived",
+                    self._reconnects.failures,
+                )
+            return
+        for event in self._read(response):
+            yield event
+            self._send_cancel()  # if due: cancel() may have come before start
+            if self.last_seq > seen:
+                self._reconnects.delivered()
+            if self.ended or self.session.abandoned:
+                return
+        raise Dropped("the server closed the connection before the stream ended")
+
+    def _wait_to_resume(self, exc: ClientError) -> None:
+        """Sleep before the next attempt, or raise what ends the stream."""
+        retry = None if self.server_retry_ms is None else self.server_retry_ms / 1000
+        decision = self._reconnects.decide(
+            exc, resumable=self.session.resumable, server_retry=retry
+        )
+        verdict = decision.verdict
+        if verdict is Verdict.RETRY:
+            self._close_transport()
+            time.sleep(decision.delay)
+            self.stats.reconnects += 1
+            return
+        if verdict is Verdict.NOTHING_TO_RESUME and isinstance(exc, Dropped):
+            raise ConnectionLost(f"{exc} (no event arrived, so none to resume)") from None
+        if verdict is Verdict.REFUSED:
+            raise ResumeFailed(f"cannot resume the stream: {exc}", decision.attempts) from exc
+        if verdict is Verdict.RECONNECTING_OFF:
+            raise reconnecting_off(exc)
+        if verdict is Verdict.GAVE_UP:
+            raise gave_up(exc, decision.attempts)
+        raise exc
 
     def _open(self, resuming: bool) -> http.client.HTTPResponse | None:
         """Connect and send the request; return the 200 response (None for 204)."""
@@ -262,8 +248,8 @@ class SSEStream(Stream):
             ) from None
         except OSError as exc:
             raise ServerUnreachable(unreachable_message(scheme, netloc, exc)) from None
-        if self._abandoned:
-            raise _Dropped("cancelled")
+        if self.session.abandoned:
+            raise Dropped("cancelled")
         assert connection.sock is not None
         connection.sock.settimeout(client.read_timeout)
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **client.auth}
@@ -338,11 +324,11 @@ class SSEStream(Stream):
             ) from None
         except (ConnectionError, http.client.IncompleteRead) as exc:
             # RemoteDisconnected is a ConnectionResetError: closed without answering
-            raise _Dropped(f"the connection closed before an answer: {exc}") from None
+            raise Dropped(f"the connection closed before an answer: {exc}") from None
         except http.client.HTTPException as exc:
             raise MalformedData(f"{netloc} did not answer with valid HTTP ({exc!r:.80})") from None
         except OSError as exc:
-            raise _Dropped(f"the connection failed: {exc}") from None
+            raise Dropped(f"the connection failed: {exc}") from None
 
     def _status_error(self, response: http.client.HTTPResponse) -> HTTPStatusError:
         try:
@@ -371,10 +357,10 @@ class SSEStream(Stream):
                 ) from None
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 # ValueError: read on a response closed by cancel() in another thread
-                raise _Dropped(f"the connection broke: {exc!r:.80}") from None
+                raise Dropped(f"the connection broke: {exc!r:.80}") from None
             if not chunk:
                 if decoder.incomplete:
-                    raise _Dropped("the server closed the connection in the middle of an event")
+                    raise Dropped("the server closed the connection in the middle of an event")
                 return
             self.stats.bytes_received += len(chunk)
             events = decoder.feed(chunk)

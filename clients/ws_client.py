@@ -7,23 +7,17 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import websocket
 
-from .base import (
-    ReconnectPolicy,
-    Stream,
-    base_url,
-    connect_timeout_message,
-    endpoint_url,
-    sleep_before_retry,
-    unreachable_message,
-)
+from .base import Stream
 from .errors import (
     ClientError,
     ConnectionLost,
+    Dropped,
     HTTPStatusError,
     MalformedData,
     ResumeFailed,
@@ -31,6 +25,12 @@ from .errors import (
     StreamError,
     Timeout,
 )
+from .net import base_url, connect_timeout_message, endpoint_url, unreachable_message
+from .options import ClientSettings, Options
+from .session import Decision, Reconnects, Verdict, gave_up, reconnecting_off
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["WebSocketClient", "WebSocketStream"]
 
@@ -39,11 +39,7 @@ __all__ = ["WebSocketClient", "WebSocketStream"]
 LARGE_REQUEST = 64 * 1024
 
 
-class _Dropped(ClientError):
-    """The socket closed or broke (internal: triggers a reconnect)."""
-
-
-class WebSocketClient:
+class WebSocketClient(ClientSettings):
     """One WebSocket connection, opened on first use, shared by its streams.
 
     Streams may be read one after another (a conversation) or interleaved
@@ -52,33 +48,23 @@ class WebSocketClient:
     any thread). When the socket drops, the next read opens a new one and
     sends ``resume`` for every unfinished stream (bounded attempts, backoff
     with jitter); a stream whose ``start`` had not arrived yet cannot be
-    resumed and raises :class:`ConnectionLost`.
+    resumed and raises :class:`ConnectionLost`. Takes the connection
+    options of :mod:`clients.options`.
     """
 
     transport = "ws"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
-        reconnect: ReconnectPolicy | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        self.url = url
-        self.headers = [f"Authorization: Bearer {api_key}"] if api_key else []
+    def __init__(self, url: str, **options: Unpack[Options]) -> None:
+        super().__init__(url, **options)
+        self.headers = [f"Authorization: Bearer {self.api_key}"] if self.api_key else []
         self.ws_url = endpoint_url(url, "/ws", websocket=True)
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.reconnect = reconnect or ReconnectPolicy()
         self.connections = 0
         self._socket: websocket.WebSocket | None = None
         self._send_lock = threading.Lock()
         self._next_ref = 0
         self._unbound: dict[str, WebSocketStream] = {}  # ref -> stream awaiting its start
         self._bound: dict[str, WebSocketStream] = {}  # stream id -> unfinished stream
-        self._failures = 0
+        self._reconnects = Reconnects(self.reconnect)  # one count for the socket
         self._closed = False
 
     def stream(
@@ -106,14 +92,15 @@ class WebSocketClient:
             self._ensure_connected()
             self._unbound[stream.ref] = stream
             self._send(message)
-        except _Dropped as exc:
+        except Dropped as exc:
             self._unbound.pop(stream.ref, None)
             self._drop_socket()
             raise ConnectionLost(f"could not start the stream: {exc}") from None
 
     def close(self) -> None:
-        """Close the socket. Unfinished streams are left to the server, which
-        cancels them once nobody reads them for its idle timeout."""
+        """Close the socket; no stream on it reconnects after this. Unfinished
+        streams are left to the server, which cancels them once nobody reads
+        them for its idle timeout."""
         self._closed = True
         self._drop_socket()
 
@@ -149,7 +136,7 @@ class WebSocketClient:
                 message = connect_timeout_message(scheme, netloc, self.connect_timeout)
             raise Timeout(message, "connect", self.connect_timeout) from None
         except websocket.WebSocketConnectionClosedException:
-            raise _Dropped("the server closed the connection during the handshake") from None
+            raise Dropped("the server closed the connection during the handshake") from None
         except websocket.WebSocketException as exc:
             raise MalformedData(f"{self.ws_url} is not a WebSocket endpoint: {exc}") from None
         except ConnectionError as exc:
@@ -157,7 +144,7 @@ class WebSocketClient:
                 raise ServerUnreachable(
                     unreachable_message("ws", base_url(self.url)[1], exc)
                 ) from None
-            raise _Dropped(f"the connection broke during the handshake: {exc}") from None
+            raise Dropped(f"the connection broke during the handshake: {exc}") from None
         except OSError as exc:
             raise ServerUnreachable(unreachable_message("ws", base_url(self.url)[1], exc)) from None
         ws.settimeout(self.read_timeout)
@@ -179,19 +166,21 @@ class WebSocketClient:
     def _send(self, message: dict[str, Any]) -> None:
         ws = self._socket
         if ws is None:
-            raise _Dropped("not connected")
+            raise Dropped("not connected")
         try:
             with self._send_lock:
                 ws.send(json.dumps(message))
         except (websocket.WebSocketException, OSError) as exc:
-            raise _Dropped(f"send failed: {exc}") from None
+            raise Dropped(f"send failed: {exc}") from None
 
     def _cancel(self, stream: WebSocketStream) -> None:
+        """Send ``cancel`` (again on every resume: a cancel lost with the
+        socket is not known to have arrived)."""
         if stream.stream_id is None or stream.ended:
             return  # sent once the start arrives (see _route)
         try:
             self._send({"type": "cancel", "stream": stream.stream_id})
-        except _Dropped:
+        except Dropped:
             pass  # the resume after reconnecting sends it again
 
     # -- receiving -----------------------------------------------------------------------------
@@ -201,7 +190,7 @@ class WebSocketClient:
         try:
             ws = self._socket
             if ws is None:
-                raise _Dropped("the connection was closed")
+                raise Dropped("the connection was closed")
             try:
                 opcode, payload = ws.recv_data()
             except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
@@ -212,7 +201,7 @@ class WebSocketClient:
                 ) from None
             except (websocket.WebSocketException, OSError, AttributeError) as exc:
                 # AttributeError: websocket-client after the socket was closed elsewhere
-                raise _Dropped(f"the connection broke: {exc!r:.80}") from None
+                raise Dropped(f"the connection broke: {exc!r:.80}") from None
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
                 if code == 1009:  # RFC 6455 7.4.1: message too big; resending would not help
@@ -221,11 +210,11 @@ class WebSocketClient:
                         "the server closed the WebSocket (1009, message too big): the request "
                         "is larger than the server accepts; shorten the prompt or conversation"
                     )
-                raise _Dropped("the server closed the WebSocket")
+                raise Dropped("the server closed the WebSocket")
             if opcode != websocket.ABNF.OPCODE_TEXT:
                 raise MalformedData("the server sent a binary message; events are JSON text")
             self._route(payload, reader)
-        except (_Dropped, Timeout) as exc:
+        except (Dropped, Timeout) as exc:
             self._recover(exc, reader)
 
     def _route(self, payload: bytes, reader: WebSocketStream) -> None:
@@ -243,7 +232,7 @@ class WebSocketClient:
             target = self._unbound.pop(ref)
             if isinstance(stream_id, str) and event.get("type") == "start":
                 self._bound[stream_id] = target
-                target.stream_id = stream_id
+                target.session.bind(stream_id)
                 if target.cancelled:
                     self._cancel(target)
         elif stream_id is None and event.get("type") == "error":
@@ -252,11 +241,37 @@ class WebSocketClient:
             return  # a stream nobody here follows any more
         target.stats.bytes_received += len(payload)
         target.queue.append(event)
-        self._failures = 0
+        self._reconnects.delivered()
 
     def _recover(self, exc: ClientError, reader: WebSocketStream) -> None:
-        """Replace the socket and resume unfinished streams, or raise."""
+        """Replace the socket and resume every unfinished stream on the new
+        one, or set ``reader.failure`` (the reader raises it)."""
         self._drop_socket()
+        self._fail_unstarted(exc)
+        if reader.failure is not None or reader.cancelled and reader.stream_id is None:
+            return
+        if self._closed:
+            reader.failure = reconnecting_off(exc)
+            return
+        while True:
+            # the reader has its id (the streams without one failed above)
+            decision = self._reconnects.decide(exc, resumable=True)
+            if decision.verdict is not Verdict.RETRY:
+                reader.failure = _recover_failure(decision, exc)
+                return
+            time.sleep(decision.delay)
+            for stream in self._bound.values():
+                stream.stats.reconnects += 1
+            try:
+                self._ensure_connected()
+                self._resume_all()
+                return
+            except ClientError as retry_exc:
+                self._drop_socket()
+                exc = retry_exc
+
+    def _fail_unstarted(self, exc: ClientError) -> None:
+        """Streams whose ``start`` had not arrived have no id to resume by."""
         lost = list(self._unbound.values())
         self._unbound.clear()
         for stream in lost:
@@ -270,55 +285,31 @@ class WebSocketClient:
             stream.failure = ConnectionLost(
                 f"{exc} before the stream started; nothing to resume{note}"
             )
-        if reader.failure is not None or reader.cancelled and reader.stream_id is None:
-            return
-        policy = self.reconnect
-        if policy.max_attempts <= 0 or self._closed:
-            reader.failure = (
-                ConnectionLost(f"{exc}; reconnecting is off") if isinstance(exc, _Dropped) else exc
-            )
-            return
-        while True:
-            self._failures += 1
-            if self._failures > policy.max_attempts:
-                failure = ResumeFailed(
-                    f"gave up resuming after {policy.max_attempts} attempts: {exc}",
-                    policy.max_attempts,
-                )
-                failure.__cause__ = exc
-                reader.failure = failure
-                return
-            sleep_before_retry(policy, self._failures, None)
-            for stream in self._bound.values():
-                stream.stats.reconnects += 1
-            try:
-                self._ensure_connected()
-                for stream in list(self._bound.values()):
-                    stream.resumed = True
-                    self._send(
-                        {"type": "resume", "stream": stream.stream_id, "after": stream.last_seq}
-                    )
-                    if stream.cancelled:
-                        self._send({"type": "cancel", "stream": stream.stream_id})
-                return
-            except (_Dropped, Timeout, ServerUnreachable) as retry_exc:
-                self._drop_socket()
-                exc = retry_exc
-            except HTTPStatusError as status_exc:
-                if status_exc.status < 500:
-                    reader.failure = ResumeFailed(f"cannot reconnect: {status_exc}", self._failures)
-                    reader.failure.__cause__ = status_exc
-                    return
-                exc = status_exc  # a server restarting (502/503): try again
-            except ClientError as fatal:
-                reader.failure = ResumeFailed(f"cannot reconnect: {fatal}", self._failures)
-                reader.failure.__cause__ = fatal
-                return
+
+    def _resume_all(self) -> None:
+        """``resume`` after each stream's last event, and ``cancel`` again for
+        the cancelled ones."""
+        for stream in list(self._bound.values()):
+            stream.resumed = True
+            self._send({"type": "resume", "stream": stream.stream_id, "after": stream.last_seq})
+            if stream.cancelled:
+                self._send({"type": "cancel", "stream": stream.stream_id})
 
     def _finished(self, stream: WebSocketStream) -> None:
         if stream.stream_id is not None:
             self._bound.pop(stream.stream_id, None)
         self._unbound.pop(stream.ref, None)
+
+
+def _recover_failure(decision: Decision, exc: ClientError) -> ClientError:
+    """What the reader raises when the socket cannot be replaced."""
+    if decision.verdict is Verdict.RECONNECTING_OFF:
+        return reconnecting_off(exc)
+    if decision.verdict is Verdict.GAVE_UP:
+        return gave_up(exc, decision.attempts)
+    failure = ResumeFailed(f"cannot reconnect: {exc}", decision.attempts)  # refused
+    failure.__cause__ = exc
+    return failure
 
 
 def _status_error(exc: websocket.WebSocketBadStatusException) -> ClientError:
@@ -361,7 +352,10 @@ class WebSocketStream(Stream):
         self.owns_client = False
 
     def cancel(self) -> None:
-        self.cancelled = True
+        """Send ``cancel`` now if the stream has its id, else as soon as its
+        ``start`` arrives; it is sent again after a reconnect. Safe from
+        another thread."""
+        self.session.ask_cancel()
         self.client._cancel(self)
 
     def reconnect(self) -> None:
@@ -372,13 +366,8 @@ class WebSocketStream(Stream):
         self.client._start(self)
         while True:
             for event in self._queued():
-                if (
-                    event.get("type") == "error"
-                    and event.get("seq") is None
-                    and event.get("code") == "stream_not_found"
-                    and self.resumed
-                ):
-                    self.ended = True
+                if self.resumed and _not_found(event):
+                    self.session.end()
                     raise ResumeFailed(
                         "the server no longer knows this stream; it cannot be resumed", 1
                     ) from StreamError(event)
@@ -398,3 +387,12 @@ class WebSocketStream(Stream):
         self.client._finished(self)
         if self.owns_client:
             self.client.close()
+
+
+def _not_found(event: dict[str, Any]) -> bool:
+    """The server's answer to a ``resume`` for a stream it no longer has."""
+    return (
+        event.get("type") == "error"
+        and event.get("seq") is None
+        and event.get("code") == "stream_not_found"
+    )
