@@ -17,7 +17,7 @@ import bisect
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
+
+from .core.relay import Frame
 
 __all__ = ["Metrics", "TRANSPORTS"]
 
@@ -34,7 +36,6 @@ TRANSPORTS = ("sse", "ws", "v1")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SAMPLE_EVERY = 0.001  # seconds between delivery-delay samples, per transport
 #: A relay's framing function: events ``first_seq``... as JSON (bytes) -> wire bytes.
-Frame = Callable[[int, list[bytes]], bytes]
 _DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.relay import Relay
 from ..core.store import StreamStore
+from ..metrics import Metrics
 from ..wire import errors, ids
 from .base import JsonErrorHandler
 from .event_stream import open_stream
@@ -13,7 +14,8 @@ class _StreamActionHandler(JsonErrorHandler):
     """A ``POST ?stream=S`` action on a stream. The stream id is an unguessable
     capability and no cookie is involved, so there is no XSRF check."""
 
-    def initialize(self, store: StreamStore) -> None:
+    def initialize(self, metrics: Metrics, store: StreamStore) -> None:
+        self.metrics = metrics
         self.store = store
 
     def check_xsrf_cookie(self) -> None:
@@ -47,5 +49,5 @@ class DropHandler(_StreamActionHandler):
         stream = await open_stream(self.store, self.target_id())
         sinks = {relay.sink for relay in list(stream.followers) if isinstance(relay, Relay)}
         for sink in sinks:
-            sink.stream.close()
+            sink.transport.close()
         self.write({"stream": stream.id, "dropped": len(sinks)})

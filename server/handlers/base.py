@@ -9,6 +9,7 @@ from typing import Any
 
 import tornado.web
 
+from ..metrics import Metrics
 from ..wire import errors
 from .errors import ApiError, error_body
 
@@ -31,6 +32,10 @@ class JsonErrorHandler(tornado.web.RequestHandler):
     are sent as they are.
     """
 
+    #: the operator's view (issue 10): every route hands it to ``initialize``, as it
+    #: hands every dependency; errors are counted by code
+    metrics: Metrics | None = None
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, errors.ProtocolError):
@@ -51,8 +56,8 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         if status_code == 204:
             self.finish()
             return
-        if (metrics := self.settings.get("metrics")) is not None:
-            metrics.error(code)  # errors by code (issue 10)
+        if self.metrics is not None:
+            self.metrics.error(code)  # errors by code (issue 10)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(error_body(status_code, code, message)))
 

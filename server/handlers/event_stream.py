@@ -11,8 +11,10 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from .. import tornado_adapter
 from ..core.log import StreamLog
-from ..core.relay import ConnectionWatch, Frame, Relay, Sink
+from ..core.relay import Cut, Frame, Outcome, Relay, Sink, SinkState
 from ..core.store import StreamStore
+from ..core.watch import ConnectionWatch
+from ..metrics import Metrics
 from ..wire import errors, sse
 from .base import JsonErrorHandler
 
@@ -29,9 +31,9 @@ class RelayOptions:
     """How relays write to connections (shared by every streaming handler)."""
 
     watch: ConnectionWatch
-    max_pending_bytes: int = 1 << 20
-    sse_compression: bool = False
-    retry_ms: int = 1000
+    max_pending_bytes: int
+    sse_compression: bool
+    retry_ms: int
 
 
 class _BodyEncoder:
@@ -72,6 +74,7 @@ class EventStreamHandler(JsonErrorHandler):
     costs its connection's objects and nothing else.
     """
 
+    metrics: Metrics
     relays: RelayOptions
     _sink: Sink | None = None
     _encoder: _BodyEncoder | None = None
@@ -113,13 +116,13 @@ class EventStreamHandler(JsonErrorHandler):
         # Chunked or not is known once the head is written (_send_head).
         self._encoder = _BodyEncoder(gzip, False)
         self._sink = Sink(
-            iostream,
+            tornado_adapter.IOStreamTransport(iostream),
+            self,
             options.watch,
-            cut=self._cut,
             max_pending=options.max_pending_bytes,
             transform=self._encoder,
             heartbeat=HEARTBEAT,
-            first=self._send_head,
+            head_pending=True,
         )
         self._transport = transport
         return True
@@ -141,12 +144,14 @@ class EventStreamHandler(JsonErrorHandler):
         sink = self._sink
         assert sink is not None
         # Counted from here: the relay's end (_end_response) uncounts it.
-        self.settings["metrics"].connection_opened(transport)
-        Relay(stream, after, sink, frame, self._relay_stopped).start()
-        if sink.first is not None:  # nothing was ready: the head alone
+        self.metrics.connection_opened(transport)
+        Relay(stream, after, sink, frame).start()
+        if sink.state is SinkState.HEAD_PENDING:  # nothing was ready: the head alone
             sink.write(b"", transform=False)
 
-    def _send_head(self, payload: bytes) -> None:
+    # -- the relay's Connection interface (server.core.relay) -----------------------
+
+    def write_head(self, payload: bytes) -> None:
         # Sink's first write: Tornado writes the head and this payload (as the
         # first chunk, when chunked) with one IOStream.write.
         encoder = self._encoder
@@ -172,24 +177,24 @@ class EventStreamHandler(JsonErrorHandler):
     def relay_ended(self, complete: bool) -> None:
         """Called once when the response ended (``complete``) or was cut."""
 
-    def _cut(self, reason: str) -> None:
+    def cut(self, reason: Cut) -> None:
         # A slow consumer's connection is closed: its backlog is dropped
         # (bounded memory) and EventSource reconnects with Last-Event-ID.
         if self._sink is not None:
-            self._sink.stream.close()
+            self._sink.transport.close()
 
-    def _relay_stopped(self, relay: Relay, outcome: str) -> None:
+    def relay_stopped(self, relay: Relay, outcome: Outcome) -> None:
         # Called from inside the stream's append (or a close): finishing the
         # response runs Tornado's own finish logic, so it waits for the next
         # loop turn instead of running inside the producer's call.
         asyncio.get_running_loop().call_soon(self._end_response, outcome)
 
-    def _end_response(self, outcome: str) -> None:
-        self.settings["metrics"].connection_closed(self._transport)
+    def _end_response(self, outcome: Outcome) -> None:
+        self.metrics.connection_closed(self._transport)
         sink, encoder = self._sink, self._encoder
         iostream = getattr(self.request.connection, "stream", None)
         if (
-            outcome not in ("complete", "drain")
+            (outcome is not Outcome.COMPLETE and outcome is not Outcome.DRAIN)
             or sink is None
             or encoder is None
             or iostream is None

@@ -12,6 +12,8 @@ class MetricsHandler(JsonErrorHandler):
     """``GET /metrics``: the Prometheus text format. With API keys configured
     it needs one (the edge checks), unless ``--public-metrics``."""
 
+    metrics: Metrics
+
     def initialize(self, metrics: Metrics) -> None:
         self.metrics = metrics
 

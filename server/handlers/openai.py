@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 from ..core.log import StreamLog
 from ..core.store import StreamStore
-from ..wire import chat_chunks, limits, sse
+from ..metrics import Metrics
+from ..wire import chat_chunks, sse
 from ..wire.chat_request import parse_chat_body
+from ..wire.limits import Limits
 from .base import JsonErrorHandler
 from .errors import ApiError
 from .event_stream import EventStreamHandler, RelayOptions
@@ -25,10 +27,12 @@ __all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler", "chunk_fra
 class _OpenAIHandler(JsonErrorHandler):
     def initialize(
         self,
+        metrics: Metrics,
         store: StreamStore,
-        limits: limits.Limits,
+        limits: Limits,
         relays: RelayOptions,
     ) -> None:
+        self.metrics = metrics
         # API keys are checked at the edge (server/edge/server.py), before the body is read.
         self.store = store
         self.limits = limits
@@ -94,7 +98,7 @@ class ChatCompletionsHandler(EventStreamHandler, _OpenAIHandler):
         if self.streaming and not self.open_event_stream("v1"):
             return  # the client is gone: start nothing
         self._stream = stream = await self.store.create(self.chat)
-        metrics = self.settings["metrics"]  # the operator's view (issue 10)
+        metrics = self.metrics
         metrics.stream_started(stream, "v1")
         if not self.streaming:
             await stream.wait_ended()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..core.store import StreamStore
+from ..metrics import Metrics
 from .base import JsonErrorHandler
 from .errors import ApiError
 
@@ -12,7 +13,8 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
 
 
 class HealthHandler(JsonErrorHandler):
-    def initialize(self, store: StreamStore) -> None:
+    def initialize(self, metrics: Metrics, store: StreamStore) -> None:
+        self.metrics = metrics
         self.store = store
 
     def get(self) -> None:
@@ -23,6 +25,9 @@ class HealthHandler(JsonErrorHandler):
 class IndexHandler(JsonErrorHandler):
     """The browser demo (``server/static/index.html``)."""
 
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
     def get(self) -> None:
         self.set_header("Cache-Control", "no-cache")
         with open(os.path.join(STATIC_DIR, "index.html"), "rb") as page:
@@ -31,5 +36,8 @@ class IndexHandler(JsonErrorHandler):
 
 
 class NotFoundHandler(JsonErrorHandler):
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
     def prepare(self) -> None:
         raise ApiError(404, "not_found", f"no such endpoint: {self.request.path[:200]}")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from ..backends.base import ChatRequest
+from ..core.relay import Outcome
 from ..core.store import StreamStore
-from ..wire import errors, events, ids, limits, sse
+from ..metrics import Metrics
+from ..wire import errors, ids, sse
+from ..wire.limits import Limits, validate_max_tokens, validate_prompt
 from .event_stream import EventStreamHandler, RelayOptions, open_stream
+from .resume import open_for_resume
 
 __all__ = ["SSEHandler"]
 
@@ -36,30 +40,34 @@ class SSEHandler(EventStreamHandler):
     is left unread for the store's idle timeout.
     """
 
-    def initialize(self, store: StreamStore, limits: limits.Limits, relays: RelayOptions) -> None:
+    def initialize(
+        self, metrics: Metrics, store: StreamStore, limits: Limits, relays: RelayOptions
+    ) -> None:
+        self.metrics = metrics
         self.store = store
         self.limits = limits
         self.relays = relays
 
     async def get(self) -> None:
-        metrics = self.settings["metrics"]  # the operator's view (issue 10)
+        metrics = self.metrics
         last_event_id = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
             "last_event_id", None
         )
         if last_event_id:
             try:
                 stream_id, after = ids.parse_event_id(last_event_id)
-                stream = await open_stream(self.store, stream_id)
-                events.check_resume(stream.last_seq, stream.ended, after, "last_event_id")
             except errors.ProtocolError as exc:
                 metrics.resume("sse", exc.code)
-                if exc.code != "stream_ended":
-                    raise
+                raise
+            resumed = await open_for_resume(
+                self.store, metrics, "sse", stream_id, after, "last_event_id"
+            )
+            if resumed is None:
                 # Everything was delivered: 204 tells EventSource to stop
                 # reconnecting (WHATWG: a 204 "fails the connection" for good).
                 self.set_status(204)
                 return
-            metrics.resume("sse", "resumed", stream)
+            stream = resumed
         elif self.get_query_argument("stream", None) is not None:  # made by POST /streams
             stream_id = ids.validate_stream_id(self.get_query_argument("stream"))
             stream = await open_stream(self.store, stream_id)
@@ -67,10 +75,10 @@ class SSEHandler(EventStreamHandler):
         else:
             # strip=False: the prompt is exactly what the user sent.
             request = ChatRequest.from_prompt(
-                limits.validate_prompt(
+                validate_prompt(
                     self.get_query_argument("prompt", None, strip=False), self.limits
                 ),
-                limits.validate_max_tokens(
+                validate_max_tokens(
                     self.get_query_argument("max_tokens", None), self.limits, from_query=True
                 ),
             )
@@ -94,4 +102,4 @@ class SSEHandler(EventStreamHandler):
             return
         sink.write(sse.encode_retry(retry_ms))
         for relay in list(sink.relays):
-            relay.stop("drain")
+            relay.stop(Outcome.DRAIN)

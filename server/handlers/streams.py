@@ -12,8 +12,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..core.store import StreamStore
-from ..wire import limits
+from ..metrics import Metrics
 from ..wire.chat_request import parse_chat_request, parse_json_body
+from ..wire.limits import Limits
 from .base import JsonErrorHandler
 from .errors import ApiError
 
@@ -24,7 +25,10 @@ class StreamsHandler(JsonErrorHandler):
     """Validates the body once (:mod:`server.wire.chat_request`), creates the
     stream through the store and answers where to read it."""
 
-    def initialize(self, store: StreamStore, limits: limits.Limits) -> None:
+    metrics: Metrics
+
+    def initialize(self, metrics: Metrics, store: StreamStore, limits: Limits) -> None:
+        self.metrics = metrics
         self.store = store
         self.limits = limits
 
@@ -41,7 +45,7 @@ class StreamsHandler(JsonErrorHandler):
         # A ProtocolError (400/413, too_many_streams 503) is answered by JsonErrorHandler.
         request = parse_chat_request(parse_json_body(self.request.body, self.limits), self.limits)
         stream = await self.store.create(request)
-        self.settings["metrics"].stream_started(stream, "sse")  # read over /sse?stream=S
+        self.metrics.stream_started(stream, "sse")  # read over /sse?stream=S
         stream_id = quote(stream.id)
         sse_url = f"/sse?stream={stream_id}"
         self.set_status(201)

@@ -9,10 +9,14 @@ from tornado.websocket import WebSocketProtocol13
 
 from .. import tornado_adapter
 from ..core.log import StreamLog
-from ..core.relay import NO_PONG, OVER_CAP, Relay, Sink
+from ..core.relay import Cut, Outcome, Relay, Sink
 from ..core.store import StreamStore
-from ..wire import errors, events, limits, messages
+from ..edge.server import Edge
+from ..metrics import Metrics
+from ..wire import errors, events, messages
+from ..wire.limits import Limits
 from .event_stream import RelayOptions
+from .resume import open_for_resume
 
 __all__ = ["StreamSocketHandler", "SLOW_CONSUMER"]
 
@@ -42,17 +46,19 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
 
     def initialize(
         self,
+        metrics: Metrics,
+        edge: Edge,
         store: StreamStore,
-        limits: limits.Limits,
+        limits: Limits,
         relays: RelayOptions,
-        allowed_origins: tuple[str, ...] = (),
-        compression: bool = False,
-        max_streams_per_socket: int = 100,
+        compression: bool,
+        max_streams_per_socket: int,
     ) -> None:
+        self.metrics = metrics
+        self.edge = edge
         self.store = store
         self.limits = limits
         self.relays = relays
-        self.allowed_origins = allowed_origins
         self.compression = compression
         self.max_streams_per_socket = max_streams_per_socket
         self._started: list[StreamLog] = []
@@ -63,7 +69,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         """Same-origin pages, listed origins (``*`` for any) and non-browser
         clients (which send no Origin header, so this is not called)."""
         # Scheme, host and port compared (server/edge/policy.py); the edge refused others already.
-        policy = self.settings["edge"].origins
+        policy = self.edge.origins
         return bool(policy.allows(origin, self.request.protocol, self.request.host))
 
     def get_compression_options(self) -> dict[str, Any] | None:
@@ -75,13 +81,13 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         # The handshake is done: nothing reads its headers any more.
         tornado_adapter.trim_headers(self.request.headers)
         tornado_adapter.forget_response_headers(self)
-        self.settings["metrics"].connection_opened("ws")
+        self.metrics.connection_opened("ws")
         connection = self.ws_connection
         assert isinstance(connection, WebSocketProtocol13)
         self._sink = Sink(
-            connection.stream,
+            tornado_adapter.IOStreamTransport(connection.stream),
+            self,
             self.relays.watch,
-            cut=self._cut,
             max_pending=self.relays.max_pending_bytes,
             ping=PING_FRAME,
         )
@@ -96,7 +102,12 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         if self._sink is not None:
             self._sink.pong()
 
-    def _cut(self, reason: str) -> None:
+    # -- the relay's Connection interface (server.core.relay) -----------------------
+
+    def write_head(self, payload: bytes) -> None:
+        raise AssertionError("a socket's sink has no head to write")  # made without head_pending
+
+    def cut(self, reason: Cut) -> None:
         """Close with 4008 (slow consumer) or 1011 (keepalive ping timeout).
         The close frame of a slow consumer waits behind the unread backlog: a
         reader that still makes progress gets it (Tornado then waits a few
@@ -104,12 +115,12 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         answering pings, nothing more can be expected, so the TCP connection
         is closed at once, freeing the backlog."""
         connection = self.ws_connection  # close() forgets it
-        if reason == NO_PONG:
+        if reason is Cut.NO_PONG:
             self.close(PING_TIMEOUT, "keepalive ping timeout")
         else:
             self.close(SLOW_CONSUMER, "slow consumer")
         stream = getattr(connection, "stream", None)
-        if reason != OVER_CAP and stream is not None:
+        if reason is not Cut.OVER_CAP and stream is not None:
             stream.close()
 
     # -- messages ---------------------------------------------------------------------
@@ -128,7 +139,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
             else:
                 await self._cancel(request)
         except errors.ProtocolError as exc:
-            self.settings["metrics"].error(exc.code)
+            self.metrics.error(exc.code)
             extra = {"ref": exc.ref} if exc.ref is not None else {}
             self._send(events.error_event(exc.stream, None, exc.code, exc.message, **extra))
 
@@ -140,7 +151,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
                 f"this socket already runs {len(self._started)} streams; wait for one to end",
                 ref=request.ref,
             )
-        refusal = self.settings["edge"].allow_start(self.request.remote_ip)  # rate limit
+        refusal = self.edge.allow_start(self.request.remote_ip or "")  # rate limit
         if refusal is not None:
             raise errors.ProtocolError(refusal.code, refusal.message, 429, ref=request.ref)
         try:
@@ -148,21 +159,16 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         except errors.ProtocolError as exc:
             exc.ref = request.ref
             raise
-        self.settings["metrics"].stream_started(stream, "ws")
+        self.metrics.stream_started(stream, "ws")
         self._started.append(stream)
         self._follow(stream, after=-1, ref=request.ref)
 
     async def _resume(self, request: messages.ResumeRequest) -> None:
-        stream = await self.store.open(request.stream)
-        try:
-            if stream is None:
-                raise errors.stream_not_found()
-            events.check_resume(stream.last_seq, stream.ended, request.after, "after")
-        except errors.ProtocolError as exc:
-            self.settings["metrics"].resume("ws", exc.code)
-            exc.stream = request.stream
-            raise
-        self.settings["metrics"].resume("ws", "resumed", stream)
+        stream = await open_for_resume(
+            self.store, self.metrics, "ws", request.stream, request.after, "after"
+        )
+        if stream is None:
+            raise errors.stream_ended(request.stream)
         self._follow(stream, after=request.after, ref=None)
 
     async def _cancel(self, request: messages.CancelRequest) -> None:
@@ -183,12 +189,12 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
             previous.stop()  # a resume replaces this socket's earlier relay
         connection = self.ws_connection
         assert isinstance(connection, WebSocketProtocol13)
-        frames = self.settings["metrics"].counting(_SocketFrames(connection, ref), stream, "ws")
-        relay = Relay(stream, after, sink, frames, self._relay_ended)
+        frames = self.metrics.counting(_SocketFrames(connection, ref), stream, "ws")
+        relay = Relay(stream, after, sink, frames)
         self._following[stream.id] = relay
         relay.start()
 
-    def _relay_ended(self, relay: Relay, outcome: str) -> None:
+    def relay_stopped(self, relay: Relay, outcome: Outcome) -> None:
         if self._following.get(relay.stream.id) is relay:
             del self._following[relay.stream.id]
 
@@ -201,7 +207,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
 
     def on_close(self) -> None:
         if self._sink is not None:
-            self.settings["metrics"].connection_closed("ws")
+            self.metrics.connection_closed("ws")
             self._sink.close()
         self._following.clear()
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from ..backends.base import FINISH_REASONS as MODEL_FINISH_REASONS
 from ..backends.base import Piece
 from .errors import ProtocolError
 
-FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "cancelled")
+#: a model's reasons, and ``cancelled``: a stream its client (or the idle reaper) stopped
+FINISH_REASONS = (*MODEL_FINISH_REASONS, "cancelled")
 TERMINAL_TYPES = ("done", "error")
 
 
@@ -135,22 +137,17 @@ def loads_strict(text: str | bytes) -> Any:
     return value
 
 
-def check_resume(last_seq: int, ended: bool, after: int, position: str = "after") -> None:
-    """Decide whether a follower may resume after ``after``; the one rule every
-    transport applies. Raises ProtocolError:
+def check_resume(last_seq: int, ended: bool, after: int, position: str = "after") -> bool:
+    """The one resume rule every transport applies: may a follower resume after
+    ``after``? True when there is something to follow; False when the stream ended
+    and ``after`` is its last event — every event was delivered, a result, not an
+    error (SSE answers 204, which tells EventSource to stop for good; WebSocket
+    sends the ``stream_ended`` error event, :func:`~server.wire.errors.stream_ended`).
 
-    - ``after`` beyond the log: ``invalid_<position>`` (400) — the client
-      claims events the server never sent;
-    - the stream ended and ``after`` is its last event: ``stream_ended`` (SSE
-      answers 204, which tells EventSource to stop for good; WebSocket sends
-      an ``error`` event).
-
-    ``position`` names the client's field: ``after`` (WebSocket) or
-    ``last_event_id`` (SSE).
+    ``after`` beyond the log raises ProtocolError ``invalid_<position>`` (400): the
+    client claims events the server never sent. ``position`` names the client's
+    field: ``after`` (WebSocket) or ``last_event_id`` (SSE).
     """
     if after > last_seq:
         raise ProtocolError(f"invalid_{position}", f"'{position}' is ahead of the stream")
-    if ended and after == last_seq:
-        raise ProtocolError(
-            "stream_ended", "this stream ended and every event was delivered", status=204
-        )
+    return not (ended and after == last_seq)

@@ -9,7 +9,8 @@ import hypothesis.strategies
 import pytest
 
 from server.backends.base import ChatRequest, Delta
-from server.wire import events, ids, limits, messages
+from server.wire import events, ids, limits
+from server.wire import messages as wire_messages
 from server.wire.errors import ProtocolError
 from server.wire.limits import Limits
 
@@ -127,18 +128,19 @@ def test_json_max_tokens_must_be_a_number_not_a_string() -> None:
 
 
 def test_parse_start_resume_cancel() -> None:
-    start = messages.parse_client_message(
+    start = wire_messages.parse_client_message(
         '{"type":"start","prompt":"hi","max_tokens":5,"ref":{"n":1}}', LIMITS
     )
-    assert start == messages.StartRequest(ChatRequest.from_prompt("hi", 5), ref={"n": 1})
-    assert isinstance(start, messages.StartRequest)
+    assert start == wire_messages.StartRequest(ChatRequest.from_prompt("hi", 5), ref={"n": 1})
+    assert isinstance(start, wire_messages.StartRequest)
     assert (start.prompt, start.max_tokens) == ("hi", 5)  # what the benchmark peers read
-    resume = messages.parse_client_message(
+    resume = wire_messages.parse_client_message(
         json.dumps({"type": "resume", "stream": STREAM, "after": 3}), LIMITS
     )
-    assert resume == messages.ResumeRequest(stream=STREAM, after=3)
-    cancel = messages.parse_client_message(json.dumps({"type": "cancel", "stream": STREAM}), LIMITS)
-    assert cancel == messages.CancelRequest(stream=STREAM)
+    assert resume == wire_messages.ResumeRequest(stream=STREAM, after=3)
+    cancel_text = json.dumps({"type": "cancel", "stream": STREAM})
+    cancel = wire_messages.parse_client_message(cancel_text, LIMITS)
+    assert cancel == wire_messages.CancelRequest(stream=STREAM)
 
 
 @pytest.mark.parametrize(
@@ -170,14 +172,14 @@ def test_parse_start_resume_cancel() -> None:
 )
 def test_bad_client_messages(text: str, code: str) -> None:
     with pytest.raises(ProtocolError) as raised:
-        messages.parse_client_message(text, LIMITS)
+        wire_messages.parse_client_message(text, LIMITS)
     assert raised.value.code == code
     assert raised.value.message
 
 
 def test_bad_message_keeps_its_ref_for_the_error_reply() -> None:
     with pytest.raises(ProtocolError) as raised:
-        messages.parse_client_message('{"type":"start","prompt":"","ref":7}', LIMITS)
+        wire_messages.parse_client_message('{"type":"start","prompt":"","ref":7}', LIMITS)
     assert raised.value.ref == 7
 
 
@@ -225,13 +227,13 @@ def test_start_carries_a_conversation_and_its_parameters() -> None:
             "content": [{"type": "text", "text": "And "}, {"type": "text", "text": "then?"}],
         },
     ]
-    start = messages.parse_client_message(
+    start = wire_messages.parse_client_message(
         json.dumps(
             {"type": "start", "messages": messages, "temperature": 0.5, "stop": "x", "ref": "r"}
         ),
         LIMITS,
     )
-    assert isinstance(start, messages.StartRequest)
+    assert isinstance(start, wire_messages.StartRequest)
     assert start.ref == "r"
     assert start.chat.messages[1]["content"] == "  Hi  "  # exactly as sent
     assert start.chat.messages[3]["content"] == "And then?"
@@ -243,7 +245,7 @@ def test_a_backend_without_a_parameter_refuses_it_by_name() -> None:
     limits = Limits(supported_parameters=frozenset({"stop"}))
     text = json.dumps({"type": "start", "prompt": "hi", "stop": "x", "seed": 1})
     with pytest.raises(ProtocolError) as raised:
-        messages.parse_client_message(text, limits)
+        wire_messages.parse_client_message(text, limits)
     assert raised.value.code == "unsupported_parameter" and "'seed'" in raised.value.message
 
 

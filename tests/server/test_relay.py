@@ -23,8 +23,10 @@ from httpx_sse import aconnect_sse
 from server.app import Settings, make_app
 from server.backends.base import ChatRequest, Finish
 from server.core.log import StreamLog
-from server.core.relay import ConnectionWatch, Relay, Sink
+from server.core.relay import Cut, Outcome, Relay, Sink, SinkState
 from server.core.store import MemoryStreamStore
+from server.core.watch import ConnectionWatch
+from server.tornado_adapter import IOStreamTransport
 from server.wire import events as wire_events
 
 PIECES = 4000
@@ -283,23 +285,41 @@ class TestPipelinedResponses:
         assert raw.count(b"HTTP/1.1 200 OK") < 400  # cut before the last response
 
 
+class RecordingOwner:
+    """A sink's owner that records what the relay core tells it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+        self.cuts: list[Cut] = []
+
+    def write_head(self, payload: bytes) -> None:
+        raise AssertionError("no head expected")
+
+    def cut(self, reason: Cut) -> None:
+        self.cuts.append(reason)
+
+    def relay_stopped(self, relay: Relay, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+
 async def test_a_relay_writes_each_append_in_order_and_completes_once() -> None:
     """The push path on its own, over a real socket: a caught-up relay writes each
     event as it is appended (then waits for the next append without polling),
     and ends ``complete`` exactly once, at the terminal event."""
     left, right = socket.socketpair()
     iostream = tornado.iostream.IOStream(left)
-    watch = ConnectionWatch(write_timeout=10)
-    sink = Sink(iostream, watch, cut=lambda reason: None)
+    watch = ConnectionWatch(write_timeout=10, heartbeat=0, ping_interval=0)
+    owner = RecordingOwner()
+    sink = Sink(IOStreamTransport(iostream), owner, watch, max_pending=1 << 20)
     log = StreamLog("RelayPushTest_0123456", "m")
-    outcomes: list[str] = []
+    outcomes = owner.outcomes
 
     def frame(first_seq: int, texts: list[bytes]) -> bytes:
         return b"".join(b"%d %b\n" % (first_seq + i, text) for i, text in enumerate(texts))
 
     try:
         log.append(wire_events.start_event(log.id, "m", created=0))
-        relay = Relay(log, -1, sink, frame, lambda _relay, outcome: outcomes.append(outcome))
+        relay = Relay(log, -1, sink, frame)
         relay.start()  # the start event, then caught up
         log.append_text(wire_events.delta_record("a", 1.5), False)
         await asyncio.sleep(0.01)  # nothing appended meanwhile: nothing written
@@ -332,20 +352,28 @@ async def test_a_sink_s_first_write_goes_through_its_hook_and_heartbeats_wait_fo
     error answer instead of a response that has begun."""
     left, right = socket.socketpair()
     iostream = tornado.iostream.IOStream(left)
-    watch = ConnectionWatch(write_timeout=10)
+    watch = ConnectionWatch(write_timeout=10, heartbeat=0, ping_interval=0)
     firsts: list[bytes] = []
 
-    def first(payload: bytes) -> None:
-        firsts.append(payload)
-        iostream.write(b"HEAD|" + payload)
+    class HeadWriter(RecordingOwner):
+        def write_head(self, payload: bytes) -> None:
+            firsts.append(payload)
+            iostream.write(b"HEAD|" + payload)
 
-    sink = Sink(iostream, watch, cut=lambda reason: None, heartbeat=b"beat|", first=first)
+    sink = Sink(
+        IOStreamTransport(iostream),
+        HeadWriter(),
+        watch,
+        max_pending=1 << 20,
+        heartbeat=b"beat|",
+        head_pending=True,
+    )
     try:
         sink.beat()
-        assert firsts == [] and sink.first is not None
+        assert firsts == [] and sink.state is SinkState.HEAD_PENDING
         assert sink.write(b"one|") and sink.write(b"two|")
         sink.beat()
-        assert firsts == [b"one|"] and sink.first is None
+        assert firsts == [b"one|"] and sink.state is SinkState.OPEN
         sink.close()
         iostream.close()
         right.setblocking(False)

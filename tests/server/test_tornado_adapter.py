@@ -35,26 +35,27 @@ async def test_send_writes_in_order_and_counts_what_is_queued() -> None:
     left, right = socket.socketpair()
     left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     stream = tornado.iostream.IOStream(left)
+    transport = tornado_adapter.IOStreamTransport(stream)
     try:
         payload = bytes(range(256)) * 4096  # 1 MiB: more than the kernel takes at once
-        tornado_adapter.send(stream, payload[:1000])  # straight to the socket
-        assert tornado_adapter.pending_bytes(stream) == 0
-        tornado_adapter.send(stream, payload[1000:])
-        queued = tornado_adapter.pending_bytes(stream)
+        transport.send(payload[:1000])  # straight to the socket
+        assert transport.pending() == 0
+        transport.send(payload[1000:])
+        queued = transport.pending()
         assert 0 < queued < len(payload)
         # while bytes are queued, a small write must wait behind them, not jump ahead
         # (IOStream.write tries the socket at once: the kernel may take some)
-        assert 0 < tornado_adapter.send(stream, b"tail") <= queued + 4
+        assert 0 < transport.send(b"tail") <= queued + 4
         payload += b"tail"
-        taken_before = tornado_adapter.bytes_taken(stream)
+        taken_before = transport.taken()
         received = bytearray()
         right.setblocking(False)
         loop = asyncio.get_running_loop()
         while len(received) < len(payload):
             received += await loop.sock_recv(right, 65536)
         assert bytes(received) == payload  # nothing reordered, nothing lost
-        assert tornado_adapter.pending_bytes(stream) == 0
-        assert tornado_adapter.bytes_taken(stream) > taken_before
+        assert transport.pending() == 0
+        assert transport.taken() > taken_before
     finally:
         stream.close()
         right.close()
@@ -164,6 +165,22 @@ def test_the_shared_proxy_set_replaces_only_a_connection_s_own() -> None:
     finally:
         stream.close()
         right.close()
+
+
+def test_forwarded_headers_are_undone_for_an_untrusted_peer() -> None:
+    stream = tornado.iostream.IOStream(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    try:
+        context = tornado.httpserver._HTTPRequestContext(stream, ("198.51.100.7", 1), None)
+        forwarded = tornado.httputil.HTTPHeaders(
+            {"X-Forwarded-For": "192.0.2.1", "X-Forwarded-Proto": "https"}
+        )
+        context._apply_xheaders(forwarded)  # what Tornado's xheaders=True does
+        assert (context.remote_ip, context.protocol) == ("192.0.2.1", "https")
+        tornado_adapter.unapply_xheaders(context)
+        assert (context.remote_ip, context.protocol) == ("198.51.100.7", "http")
+        tornado_adapter.unapply_xheaders(None)  # another context type: nothing happens
+    finally:
+        stream.close()
 
 
 def test_the_header_parser_wrapper_comes_off() -> None:
