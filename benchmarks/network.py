@@ -137,18 +137,40 @@ def _link_counters(link: dict[str, str] | None) -> dict[str, int] | None:
     return link_bytes(link["server_ns"], link["server_if"])
 
 
-async def _measure_variant(
-    variant: Variant,
-    upstream: Endpoint,
-    profile: Profile,
-    config: SuiteConfig,
-    link: dict[str, str] | None,
-    server_pid: int | None = None,
-) -> dict[str, Any]:
+def _difference(after: float | None, before: float | None) -> float | None:
+    return after - before if after is not None and before is not None else None
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
+@dataclass
+class KeepUpRun:
+    """What the keep-up run saw: its streams, and the counters read around it."""
+
+    records: list[StreamRecord]
+    encodings: set[str]
+    began: float  # wall clock
+    stalls: int
+    bytes_down: int
+    bytes_up: int
+    link_before: dict[str, int] | None
+    link_after: dict[str, int] | None
+    server_cpu_seconds: float | None
+
+    def link(self, counter: str) -> int | None:
+        """How much a link counter (bytes, packets, drops) grew during the run."""
+        if self.link_before is None or self.link_after is None:
+            return None
+        return self.link_after[counter] - self.link_before[counter]
+
+
+async def _cold_run(
+    variant: Variant, upstream: Endpoint, profile: Profile, config: SuiteConfig
+) -> tuple[list[StreamRecord], set[str]]:
+    """``network_samples`` cold completions one after another through a proxy."""
     samples = prompts_with_tokens(config.network_samples, config.network_max_tokens, "net")
-    shared = prompts_with_tokens(
-        profile.shared_streams, config.network_keepup_tokens, f"net-keepup-{variant.label}"
-    )
     cold: list[StreamRecord] = []
     encodings: set[str] = set()
     async with CountingProxy(
@@ -159,8 +181,22 @@ async def _measure_variant(
             record, used = await _completion(endpoint, variant, prompt, config.network_max_tokens)
             cold.append(record)
             encodings.add(used)
-    # a fresh proxy (and byte counters) for the keep-up run; the link counters are
-    # read around it: nothing else crosses the link meanwhile
+    return cold, encodings
+
+
+async def _keep_up_run(
+    variant: Variant,
+    upstream: Endpoint,
+    profile: Profile,
+    config: SuiteConfig,
+    link: dict[str, str] | None,
+    server_pid: int | None,
+) -> KeepUpRun:
+    """The profile's shared streams at once, through a fresh proxy (and byte counters);
+    the link counters are read around it: nothing else crosses the link meanwhile."""
+    shared = prompts_with_tokens(
+        profile.shared_streams, config.network_keepup_tokens, f"net-keepup-{variant.label}"
+    )
     async with CountingProxy(
         upstream.host, upstream.port, profile.impairment, seed=config.seed + 1
     ) as proxy:
@@ -178,69 +214,95 @@ async def _measure_variant(
         loop_ended = asyncio.get_running_loop().time()
         stalls = proxy.stalls.stalls_between(loop_began, loop_ended) if proxy.stalls else 0
         bytes_down, bytes_up = proxy.bytes_down, proxy.bytes_up
-    keepup = [r for r, _ in results]
-    encodings.update(u for _, u in results)
+    return KeepUpRun(
+        records=[r for r, _ in results],
+        encodings={u for _, u in results},
+        began=began,
+        stalls=stalls,
+        bytes_down=bytes_down,
+        bytes_up=bytes_up,
+        link_before=before,
+        link_after=after,
+        server_cpu_seconds=_difference(cpu_after, cpu_before),
+    )
+
+
+def _cold_figures(cold: list[StreamRecord]) -> dict[str, Any]:
+    return {
+        "samples": len(cold),
+        "time_to_start_ms": summarize(
+            [v for r in cold if (v := r.time_to_first("start")) is not None], MS
+        ),
+        "ttft_ms": summarize([v for r in cold if (v := r.time_to_first("delta")) is not None], MS),
+        "delivery_delay_ms": summarize([d for r in cold for d in r.delivery_delays()], MS),
+    }
+
+
+def _keep_up_figures(run: KeepUpRun, config: SuiteConfig) -> dict[str, Any]:
+    keepup = run.records
     deltas = sum(r.delta_count for r in keepup)
     growth = sorted(g for r in keepup if (g := backlog_growth(r)) is not None)
     worst = growth[-1] if growth else None
     typical = growth[len(growth) // 2] if growth else None
-    link_down = link_packets = link_drops = None
-    if before is not None and after is not None:
-        link_down = after["bytes"] - before["bytes"]
-        link_packets = after["packets"] - before["packets"]
-        link_drops = after["drops"] - before["drops"]
-    every = cold + keepup
-    server_cpu = (
-        cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    )
+    server_cpu = run.server_cpu_seconds
+    return {
+        "streams": len(keepup),
+        "seconds": round(time.time() - run.began, 2),
+        "offered_tokens_per_s": config.tokens_per_second,
+        "backlog_growth_median": _rounded(typical, 4),
+        "backlog_growth_worst": _rounded(worst, 4),
+        "delivered_share": (round(1 / (1 + max(0.0, typical)), 3) if typical is not None else None),
+        "keeps_up": (typical < KEEP_UP_GROWTH) if typical is not None else None,
+        "delivery_delay_ms": summarize([d for r in keepup for d in r.delivery_delays()], MS),
+        "stalls": run.stalls,
+        # the whole server process (this variant alone runs meanwhile): with
+        # compression, what the compressor costs per token
+        "server_cpu_ms_per_1k_tokens": (
+            round(1e6 * server_cpu / deltas, 1) if server_cpu is not None and deltas else None
+        ),
+    }
+
+
+def _bytes_figures(run: KeepUpRun) -> dict[str, Any]:
+    deltas = sum(r.delta_count for r in run.records)
+    link_down = run.link("bytes")
+    return {
+        "delta_events": deltas,
+        "proxy_down": run.bytes_down,
+        "proxy_up": run.bytes_up,
+        "proxy_down_per_token": round(run.bytes_down / deltas, 2) if deltas else None,
+        "link_down": link_down,
+        "link_packets": run.link("packets"),
+        "link_drops": run.link("drops"),
+        "link_down_per_token": round(link_down / deltas, 2) if link_down and deltas else None,
+    }
+
+
+async def _measure_variant(
+    variant: Variant,
+    upstream: Endpoint,
+    profile: Profile,
+    config: SuiteConfig,
+    link: dict[str, str] | None,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    """One variant through ``profile``: cold completions, then the keep-up run."""
+    cold, encodings = await _cold_run(variant, upstream, profile, config)
+    keep_up = await _keep_up_run(variant, upstream, profile, config, link, server_pid)
+    every = cold + keep_up.records
     return {
         "variant": variant.label,
         "server": variant.server,
         "transport": variant.transport,
         "compression_offered": variant.compression,
-        "compression_used": sorted(e for e in encodings if e),
+        "compression_used": sorted(e for e in encodings | keep_up.encodings if e),
         "errors": sum(1 for r in every if r.error),
         "error_examples": sorted({r.error for r in every if r.error})[:3],
         "exact_text": sum(1 for r in every if r.text == expected_text(r.prompt, r.max_tokens)),
         "completions": len(every),
-        "cold": {
-            "samples": len(cold),
-            "time_to_start_ms": summarize(
-                [v for r in cold if (v := r.time_to_first("start")) is not None], MS
-            ),
-            "ttft_ms": summarize(
-                [v for r in cold if (v := r.time_to_first("delta")) is not None], MS
-            ),
-            "delivery_delay_ms": summarize([d for r in cold for d in r.delivery_delays()], MS),
-        },
-        "keep_up": {
-            "streams": len(keepup),
-            "seconds": round(time.time() - began, 2),
-            "offered_tokens_per_s": config.tokens_per_second,
-            "backlog_growth_median": round(typical, 4) if typical is not None else None,
-            "backlog_growth_worst": round(worst, 4) if worst is not None else None,
-            "delivered_share": (
-                round(1 / (1 + max(0.0, typical)), 3) if typical is not None else None
-            ),
-            "keeps_up": (typical < KEEP_UP_GROWTH) if typical is not None else None,
-            "delivery_delay_ms": summarize([d for r in keepup for d in r.delivery_delays()], MS),
-            "stalls": stalls,
-            # the whole server process (this variant alone runs meanwhile): with
-            # compression, what the compressor costs per token
-            "server_cpu_ms_per_1k_tokens": (
-                round(1e6 * server_cpu / deltas, 1) if server_cpu is not None and deltas else None
-            ),
-        },
-        "bytes": {
-            "delta_events": deltas,
-            "proxy_down": bytes_down,
-            "proxy_up": bytes_up,
-            "proxy_down_per_token": round(bytes_down / deltas, 2) if deltas else None,
-            "link_down": link_down,
-            "link_packets": link_packets,
-            "link_drops": link_drops,
-            "link_down_per_token": round(link_down / deltas, 2) if link_down and deltas else None,
-        },
+        "cold": _cold_figures(cold),
+        "keep_up": _keep_up_figures(keep_up, config),
+        "bytes": _bytes_figures(keep_up),
         "cdf_ms": {
             "delivery_delay": cdf_points([d * MS for r in every for d in r.delivery_delays()], 400)
         },
