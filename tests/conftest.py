@@ -56,8 +56,6 @@ def http_server(
     io_loop.run_sync(server.close_all_connections, timeout=10)
 
 
-
-
 @pytest.fixture
 def live_settings() -> Settings:
     """Settings for ``live_server``; override in a module to change them."""
@@ -71,8 +69,6 @@ def live_server(live_settings: Settings) -> Iterator[LiveServer]:
     server.stop()
 
 
-
-
 @pytest.fixture
 def step_backend() -> StepBackend:
     return StepBackend()
@@ -84,7 +80,10 @@ def step_app(
 ) -> Iterator[tornado.web.Application]:
     """The application over a :class:`StepBackend`; use as ``app`` with
     ``@pytest.fixture def app(step_app): return step_app``."""
-    application = make_app(Settings(ws_ping_interval=0), store=MemoryStreamStore(step_backend))
+    application = make_app(
+        Settings(ws_ping_interval=0),
+        store=MemoryStreamStore.from_settings(step_backend, Settings()),
+    )
     yield application
     io_loop.run_sync(application.settings["store"].close, timeout=10)
 

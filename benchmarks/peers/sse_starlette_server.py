@@ -18,12 +18,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.backends.synthetic import SyntheticBackend
+from server.config import Settings
 from server.wire import errors, ids, limits
 from server.wire.events import dumps
 
 from . import build_parser, completion_events, new_stream_id
 
-LIMITS = limits.Limits()
+LIMITS = Settings().limits  # twinstream's own, so both sides refuse the same
 
 
 def make_app(backend: SyntheticBackend) -> Starlette:

@@ -17,11 +17,12 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from server.backends.synthetic import SyntheticBackend
-from server.wire import errors, events, limits, messages
+from server.config import Settings
+from server.wire import errors, events, messages
 
 from . import build_parser, completion_events, new_stream_id
 
-LIMITS = limits.Limits()
+LIMITS = Settings().limits  # twinstream's own, so both sides refuse the same
 
 
 async def relay(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..backends.base import Backend, ChatRequest
+from ..config import Settings
 from ..wire import errors
 from .log import StreamLog, new_stream_id
 from .stream import Stream
@@ -62,13 +63,14 @@ class MemoryStreamStore:
     def __init__(
         self,
         backend: Backend,
-        retention: float = 300.0,
-        idle_timeout: float = 60.0,
+        *,
+        retention: float,
+        idle_timeout: float,
+        max_live_streams: int,
+        max_retained_streams: int,
+        max_retained_bytes: int,
         reap_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        max_live_streams: int = 10_000,
-        max_retained_streams: int = 100_000,
-        max_retained_bytes: int = 256 << 20,
     ) -> None:
         self.backend = backend
         self.max_live_streams = max_live_streams
@@ -89,6 +91,27 @@ class MemoryStreamStore:
         self._reaper: asyncio.Task[None] | None = None
         #: streams the last reap() examined (a cost measure for tests)
         self.last_reap_examined = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        backend: Backend,
+        settings: Settings,
+        *,
+        reap_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> MemoryStreamStore:
+        """The store ``settings`` describe (``--retention``, ``--idle-timeout``, the caps)."""
+        return cls(
+            backend,
+            retention=settings.retention,
+            idle_timeout=settings.idle_timeout,
+            max_live_streams=settings.max_streams,
+            max_retained_streams=settings.max_retained_streams,
+            max_retained_bytes=settings.max_retained_bytes,
+            reap_interval=reap_interval,
+            clock=clock,
+        )
 
     def __len__(self) -> int:
         return len(self._streams)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -11,7 +10,6 @@ import tornado.web
 
 from ..metrics import Metrics
 from ..wire import errors
-from .errors import ApiError, error_body
 
 _CODES = {
     400: "bad_request",
@@ -42,8 +40,6 @@ class JsonErrorHandler(tornado.web.RequestHandler):
             status_code = exc.status
             self.set_status(status_code)
             code, message = exc.code, exc.message
-        elif isinstance(exc, ApiError):
-            code, message = exc.code, exc.message
         elif status_code >= 500:
             code, message = "internal_error", "the server failed; the error was logged"
         else:
@@ -59,7 +55,7 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         if self.metrics is not None:
             self.metrics.error(code)  # errors by code (issue 10)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(error_body(status_code, code, message)))
+        self.finish(errors.error_json(status_code, code, message))
 
     def log_exception(
         self,

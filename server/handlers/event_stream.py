@@ -99,7 +99,7 @@ class EventStreamHandler(JsonErrorHandler):
             return not self._sink.closed
         options = self.relays
         tornado_adapter.keep_response_open(self)
-        self._transforms = []
+        tornado_adapter.no_output_transforms(self)
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from ..core.log import StreamLog
 from ..core.store import StreamStore
 from ..metrics import Metrics
-from ..wire import chat_chunks, sse
+from ..wire import chat_chunks, errors, sse
 from ..wire.chat_request import parse_chat_body
 from ..wire.limits import Limits
 from .base import JsonErrorHandler
-from .errors import ApiError
 from .event_stream import EventStreamHandler, RelayOptions
 
 __all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler", "chunk_frames"]
@@ -51,8 +50,8 @@ class ModelHandler(_OpenAIHandler):
     def get(self, model_id: str) -> None:
         model = self.store.backend.model
         if model_id != model:
-            raise ApiError(
-                404, "model_not_found", f"this server serves one model, {model!r}; see /v1/models"
+            raise errors.ProtocolError(
+                "model_not_found", f"this server serves one model, {model!r}; see /v1/models", 404
             )
         self.write(chat_chunks.model_object(model))
 

@@ -6,8 +6,8 @@ import os
 
 from ..core.store import StreamStore
 from ..metrics import Metrics
+from ..wire import errors
 from .base import JsonErrorHandler
-from .errors import ApiError
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
 
@@ -40,4 +40,4 @@ class NotFoundHandler(JsonErrorHandler):
         self.metrics = metrics
 
     def prepare(self) -> None:
-        raise ApiError(404, "not_found", f"no such endpoint: {self.request.path[:200]}")
+        raise errors.ProtocolError("not_found", f"no such endpoint: {self.request.path[:200]}", 404)

@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 from ..core.store import StreamStore
 from ..metrics import Metrics
+from ..wire import errors
 from ..wire.chat_request import parse_chat_request, parse_json_body
 from ..wire.limits import Limits
 from .base import JsonErrorHandler
-from .errors import ApiError
 
 __all__ = ["StreamsHandler"]
 
@@ -39,8 +39,8 @@ class StreamsHandler(JsonErrorHandler):
     async def post(self) -> None:
         content_type = self.request.headers.get("Content-Type", "application/json")
         if content_type.split(";")[0].strip().lower() != "application/json":
-            raise ApiError(
-                415, "unsupported_media_type", "send the request as Content-Type: application/json"
+            raise errors.ProtocolError(
+                "unsupported_media_type", "send the request as Content-Type: application/json", 415
             )
         # A ProtocolError (400/413, too_many_streams 503) is answered by JsonErrorHandler.
         request = parse_chat_request(parse_json_body(self.request.body, self.limits), self.limits)

@@ -4,6 +4,7 @@ Pure code: no tornado, no asyncio, no I/O."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -34,10 +35,24 @@ def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]
     return {"error": {"code": code, "message": message, "type": kind}}
 
 
+def error_json(status: int, code: str, message: str) -> bytes:
+    """:func:`error_body` as the bytes of an HTTP response body: every place that
+    answers an HTTP error (handlers, the edge, the accept loop) sends these."""
+    return json.dumps(error_body(status, code, message)).encode()
+
+
 def stream_not_found() -> ProtocolError:
     """The answer to a resume of a stream that is unknown, expired or evicted."""
     return ProtocolError(
         "stream_not_found",
         "this stream is unknown or expired and cannot be resumed; start a new one",
         status=404,
+    )
+
+
+def stream_ended(stream: str) -> ProtocolError:
+    """What a WebSocket ``resume`` of a stream whose every event was delivered gets
+    (SSE answers 204 instead: see :func:`~server.wire.events.check_resume`)."""
+    return ProtocolError(
+        "stream_ended", "this stream ended and every event was delivered", stream=stream
     )

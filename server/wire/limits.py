@@ -12,9 +12,10 @@ from .ids import DECIMAL
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what a client may ask for."""
+    """Bounds on what a client may ask for. ``max_prompt_bytes`` is a setting
+    (``--max-prompt-bytes``): :attr:`server.config.Settings.limits` builds these."""
 
-    max_prompt_bytes: int = 32 * 1024
+    max_prompt_bytes: int
     max_tokens_limit: int = 4096
     default_max_tokens: int = 256
     #: the request parameters the backend honours; others get ``unsupported_parameter``

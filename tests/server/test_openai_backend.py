@@ -64,7 +64,7 @@ async def generate(backend: OpenAIBackend, prompt: str, max_tokens: int) -> tupl
 
 async def stream_events(backend: OpenAIBackend, prompt: str, max_tokens: int = 50) -> list[dict]:
     """Run a whole twinstream stream over ``backend``; its event log."""
-    store = MemoryStreamStore(backend)
+    store = MemoryStreamStore.from_settings(backend, Settings())
     stream = await store.create(ChatRequest.from_prompt(prompt, max_tokens))
     await asyncio.wait_for(stream.wait_ended(), 20)
     await store.close()
@@ -216,7 +216,7 @@ async def test_cancel_closes_the_upstream_request_so_it_stops_too(upstream: Upst
         Settings(tokens_per_second=50, first_token_latency=0, ws_ping_interval=0)
     )
     backend = OpenAIBackend("m", base_url=upstream(upstream_app), max_retries=0)
-    store = MemoryStreamStore(backend)
+    store = MemoryStreamStore.from_settings(backend, Settings())
     stream = await store.create(ChatRequest.from_prompt("long story", 4000))
     while stream.last_seq < 3:
         await asyncio.sleep(0.01)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import hypothesis
 import hypothesis.strategies
 import pytest
 
 from server.backends.base import ChatRequest, Delta
+from server.config import Settings
 from server.wire import events, ids, limits
 from server.wire import messages as wire_messages
 from server.wire.errors import ProtocolError
@@ -242,7 +244,7 @@ def test_start_carries_a_conversation_and_its_parameters() -> None:
 
 
 def test_a_backend_without_a_parameter_refuses_it_by_name() -> None:
-    limits = Limits(supported_parameters=frozenset({"stop"}))
+    limits = replace(Settings().limits, supported_parameters=frozenset({"stop"}))
     text = json.dumps({"type": "start", "prompt": "hi", "stop": "x", "seed": 1})
     with pytest.raises(ProtocolError) as raised:
         wire_messages.parse_client_message(text, limits)

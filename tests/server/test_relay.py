@@ -55,7 +55,9 @@ def settings() -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, io_loop: Any) -> Any:
-    application = make_app(settings, store=MemoryStreamStore(BigBackend()))
+    application = make_app(
+        settings, store=MemoryStreamStore.from_settings(BigBackend(), Settings())
+    )
     yield application
     io_loop.run_sync(application.settings["store"].close, timeout=10)
 
@@ -264,7 +266,10 @@ class TestPipelinedResponses:
         from server.backends.synthetic import SyntheticBackend
 
         application = make_app(
-            settings, store=MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+            settings,
+            store=MemoryStreamStore.from_settings(
+                SyntheticBackend(tokens_per_second=0), Settings()
+            ),
         )
         yield application
         io_loop.run_sync(application.settings["store"].close, timeout=10)

@@ -14,6 +14,7 @@ from support.watched_backend import Watched
 
 from server.backends.base import ChatRequest, Delta, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
+from server.config import Settings
 from server.core.store import MemoryStreamStore
 
 
@@ -31,7 +32,7 @@ async def read_all(stream, after: int = -1) -> list[dict]:  # type: ignore[no-un
 
 
 async def test_log_is_numbered_start_deltas_done() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
     stream = await store.create(ChatRequest.from_prompt("hi", 6))
     events = await read_all(stream)
     assert [e["seq"] for e in events] == list(range(8))
@@ -45,7 +46,7 @@ async def test_log_is_numbered_start_deltas_done() -> None:
 async def test_an_ended_stream_lets_go_of_its_request_and_task() -> None:
     """Ended streams are retained for minutes for resumes: they keep their log,
     not the user's messages or the finished generation task."""
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
     stream = await store.create(ChatRequest.from_prompt("forget me", 3))
     assert stream.request is not None and stream.generating is not None
     await read_all(stream)
@@ -57,7 +58,7 @@ async def test_an_ended_stream_lets_go_of_its_request_and_task() -> None:
 
 
 async def test_follow_after_seq_resumes_without_repeats() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
     stream = await store.create(ChatRequest.from_prompt("resume me", 10))
     whole = await read_all(stream)
     tail = await read_all(stream, after=4)
@@ -67,7 +68,9 @@ async def test_follow_after_seq_resumes_without_repeats() -> None:
 
 
 async def test_two_readers_see_the_same_events_live() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=500, first_token_latency=0))
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend(tokens_per_second=500, first_token_latency=0), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("share", 12))
     first, second = await asyncio.gather(read_all(stream), read_all(stream))
     assert first == second
@@ -76,7 +79,9 @@ async def test_two_readers_see_the_same_events_live() -> None:
 
 
 async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=20, first_token_latency=0))
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend(tokens_per_second=20, first_token_latency=0), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("long", 200))
     assert stream.cancel() is True  # the task has not run yet
     events = await read_all(stream)
@@ -87,7 +92,9 @@ async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
 
 
 async def test_cancel_mid_stream_stops_generation() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=200, first_token_latency=0))
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend(tokens_per_second=200, first_token_latency=0), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("long", 200))
     async with contextlib.aclosing(stream.follow()) as events:
         async for event in events:
@@ -104,7 +111,7 @@ async def test_cancel_mid_stream_stops_generation() -> None:
 
 
 async def test_generation_goes_on_without_readers() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
     stream = await store.create(ChatRequest.from_prompt("nobody listens", 8))
     await stream.wait_ended()
     assert stream.events[-1]["finish_reason"] == "length"
@@ -114,8 +121,10 @@ async def test_generation_goes_on_without_readers() -> None:
 
 async def test_unread_stream_is_cancelled_after_idle_timeout() -> None:
     clock = FakeClock()
-    store = MemoryStreamStore(
-        SyntheticBackend(tokens_per_second=5, first_token_latency=0), idle_timeout=60, clock=clock
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend(tokens_per_second=5, first_token_latency=0),
+        Settings(idle_timeout=60),
+        clock=clock,
     )
     stream = await store.create(ChatRequest.from_prompt("idle", 100))
     clock.now += 59
@@ -130,8 +139,10 @@ async def test_unread_stream_is_cancelled_after_idle_timeout() -> None:
 
 async def test_a_reader_keeps_the_stream_alive() -> None:
     clock = FakeClock()
-    store = MemoryStreamStore(
-        SyntheticBackend(tokens_per_second=5, first_token_latency=0), idle_timeout=1, clock=clock
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend(tokens_per_second=5, first_token_latency=0),
+        Settings(idle_timeout=1),
+        clock=clock,
     )
     stream = await store.create(ChatRequest.from_prompt("watched", 100))
     follower = stream.follow()
@@ -149,7 +160,9 @@ async def test_a_reader_keeps_the_stream_alive() -> None:
 
 async def test_ended_streams_are_forgotten_after_retention() -> None:
     clock = FakeClock()
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0), retention=300, clock=clock)
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend(tokens_per_second=0), Settings(retention=300), clock=clock
+    )
     stream = await store.create(ChatRequest.from_prompt("bye", 3))
     await stream.wait_ended()
     clock.now += 299
@@ -163,7 +176,7 @@ async def test_ended_streams_are_forgotten_after_retention() -> None:
 
 
 async def test_stream_ids_are_unguessable_and_distinct() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
     ids = {(await store.create(ChatRequest.from_prompt("x", 1))).id for _ in range(50)}
     assert len(ids) == 50
     assert all(len(i) >= 22 for i in ids)
@@ -203,7 +216,7 @@ async def test_a_finished_generation_closes_the_backend_generator_itself() -> No
     stream): the generator is closed when the generation task ends, after the
     done event was appended."""
     backend = Watched()
-    store = MemoryStreamStore(backend)
+    store = MemoryStreamStore.from_settings(backend, Settings())
     stream = await store.create(ChatRequest.from_prompt("close me", 4))
     task = stream.generating
     assert task is not None
@@ -229,7 +242,7 @@ class FailsToClose(SyntheticBackend):
 async def test_a_backend_failing_its_clean_up_leaves_the_ended_stream_as_it_was(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = MemoryStreamStore(FailsToClose(tokens_per_second=0))
+    store = MemoryStreamStore.from_settings(FailsToClose(tokens_per_second=0), Settings())
     stream = await store.create(ChatRequest.from_prompt("messy", 3))
     task = stream.generating
     assert task is not None
@@ -267,7 +280,7 @@ async def test_close_pieces_closes_a_generator_and_ignores_other_iterators() -> 
 async def test_deltas_are_stamped_when_the_backend_released_them() -> None:
     """``t`` of a delta is the backend's ``piece_time``, text or not; other
     events, and backends without it, are stamped when the event is made."""
-    store = MemoryStreamStore(TimedPieces())
+    store = MemoryStreamStore.from_settings(TimedPieces(), Settings())
     before = time.time()
     stream = await store.create(ChatRequest.from_prompt("when", 5))
     await stream.wait_ended()
@@ -275,7 +288,7 @@ async def test_deltas_are_stamped_when_the_backend_released_them() -> None:
     assert [e["type"] for e in events] == ["start", "delta", "delta", "done"]
     assert [e["t"] for e in events[1:3]] == [1_700_000_000.25, 1_700_000_001.25]
     assert before <= events[0]["t"] <= events[3]["t"] <= time.time()
-    untimed = MemoryStreamStore(EndsAtOnce())
+    untimed = MemoryStreamStore.from_settings(EndsAtOnce(), Settings())
     other = await untimed.create(ChatRequest.from_prompt("now", 5))
     await other.wait_ended()
     assert before <= other.events[1]["t"] <= time.time()
@@ -284,7 +297,7 @@ async def test_deltas_are_stamped_when_the_backend_released_them() -> None:
 
 
 async def test_log_reads_are_batches_of_the_ready_events() -> None:
-    store = MemoryStreamStore(SyntheticBackend(tokens_per_second=0))
+    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
     stream = await store.create(ChatRequest.from_prompt("batch", 30))
     await stream.wait_ended()
     everything = stream.read(-1, max_bytes=1 << 30)
@@ -301,7 +314,7 @@ async def test_log_reads_are_batches_of_the_ready_events() -> None:
 
 
 async def test_caps_forget_the_oldest_ended_streams_first() -> None:
-    store = MemoryStreamStore(EndsAtOnce(), max_retained_streams=10)
+    store = MemoryStreamStore.from_settings(EndsAtOnce(), Settings(max_retained_streams=10))
     streams = [await store.create(ChatRequest.from_prompt(str(i), 5)) for i in range(25)]
     for stream in streams:
         await stream.wait_ended()
@@ -310,7 +323,7 @@ async def test_caps_forget_the_oldest_ended_streams_first() -> None:
     assert store.get(streams[0].id) is None  # resumes answer stream_not_found
     await store.close()
 
-    store = MemoryStreamStore(EndsAtOnce(), max_retained_bytes=2000)
+    store = MemoryStreamStore.from_settings(EndsAtOnce(), Settings(max_retained_bytes=2000))
     streams = [await store.create(ChatRequest.from_prompt(str(i), 5)) for i in range(25)]
     for stream in streams:
         await stream.wait_ended()
@@ -341,8 +354,10 @@ def lines_run(function, *args):  # type: ignore[no-untyped-def]
 
 
 async def retained_store(retained: int, clock: FakeClock) -> MemoryStreamStore:
-    store = MemoryStreamStore(
-        EndsAtOnce(), clock=clock, retention=300, idle_timeout=60, max_retained_streams=10**6
+    store = MemoryStreamStore.from_settings(
+        EndsAtOnce(),
+        Settings(retention=300, idle_timeout=60, max_retained_streams=10**6),
+        clock=clock,
     )
     for i in range(retained):
         store.create_now(ChatRequest.from_prompt(str(i), 5))

@@ -19,7 +19,9 @@ from server.core.store import MemoryStreamStore
 @pytest.fixture
 def app(step_backend: Any, io_loop: Any) -> Any:
     settings = Settings(ws_ping_interval=0, sse_compression=True, heartbeat=0.05)
-    application = make_app(settings, store=MemoryStreamStore(step_backend))
+    application = make_app(
+        settings, store=MemoryStreamStore.from_settings(step_backend, Settings())
+    )
     yield application
     io_loop.run_sync(application.settings["store"].close, timeout=10)
 
