@@ -18,7 +18,6 @@ Here, when ``accept()`` fails that way, the server:
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import socket
@@ -27,19 +26,13 @@ from typing import Any
 
 from tornado.ioloop import IOLoop
 
+from ..wire.errors import error_json
+
 __all__ = ["add_accept_handler", "REFUSAL"]
 
 log = logging.getLogger("twinstream.edge")
 
-_BODY = json.dumps(
-    {
-        "error": {
-            "code": "server_busy",
-            "message": "the server is at its connection limit; retry shortly",
-            "type": "server_error",
-        }
-    }
-).encode()
+_BODY = error_json(503, "server_busy", "the server is at its connection limit; retry shortly")
 REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
