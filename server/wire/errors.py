@@ -48,3 +48,11 @@ def stream_not_found() -> ProtocolError:
         "this stream is unknown or expired and cannot be resumed; start a new one",
         status=404,
     )
+
+
+def stream_ended(stream: str) -> ProtocolError:
+    """What a WebSocket ``resume`` of a stream whose every event was delivered gets
+    (SSE answers 204 instead: see :func:`~server.wire.events.check_resume`)."""
+    return ProtocolError(
+        "stream_ended", "this stream ended and every event was delivered", stream=stream
+    )
