@@ -40,6 +40,7 @@ __all__ = [
     "wrap_header_parser",
     "unwrap_header_parser",
     "share_trusted_downstream",
+    "unapply_xheaders",
     "keep_response_open",
     "trim_headers",
     "forget_response_headers",
@@ -76,8 +77,10 @@ def missing() -> list[str]:
         if not hasattr(tornado.httpserver, name):
             absent.append(f"tornado.httpserver.{name}")
     context = getattr(tornado.httpserver, "_HTTPRequestContext", None)
-    if context is not None and not _has_instance_attribute(context, "trusted_downstream"):
-        absent.append("_HTTPRequestContext.trusted_downstream")
+    if context is not None:
+        for name in ("trusted_downstream", "_unapply_xheaders"):
+            if not _has_instance_attribute(context, name):
+                absent.append(f"_HTTPRequestContext.{name}")
     for cls, name in probe:
         if not _has_instance_attribute(cls, name):
             absent.append(f"{cls.__name__}.{name}")
@@ -228,6 +231,15 @@ def share_trusted_downstream(context: Any, proxies: frozenset[str]) -> None:
     only ever reads it."""
     if isinstance(getattr(context, "trusted_downstream", None), set):
         context.trusted_downstream = proxies
+
+
+def unapply_xheaders(context: Any) -> None:
+    """Undo what Tornado's ``xheaders`` made of a request's X-Forwarded-For/-Proto
+    and X-Real-IP (``remote_ip``, ``protocol``): for a peer that is not a trusted
+    proxy, which may not name the client. Nothing happens on another context type."""
+    unapply = getattr(context, "_unapply_xheaders", None)
+    if unapply is not None:
+        unapply()
 
 
 # --- memory held by long-lived connections --------------------------------------------

@@ -332,9 +332,7 @@ class _EdgeDelegate(httputil.HTTPMessageDelegate):
         assert isinstance(start_line, httputil.RequestStartLine)
         if self.server.xheaders and edge.untrusted_forwarding(context):
             # Tornado applied X-Forwarded-* already; only trusted proxies may.
-            unapply = getattr(context, "_unapply_xheaders", None)
-            if unapply is not None:
-                unapply()
+            tornado_adapter.unapply_xheaders(context)
         if self.bad_header is not None:
             refusal: Refusal | None = Refusal(
                 400,
