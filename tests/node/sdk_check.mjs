@@ -1,4 +1,4 @@
-// The Node openai SDK against twinstream's /v1 (tests/test_sdk_clients.py runs it):
+// The Node openai SDK against twinstream's /v1 (tests/server/test_sdk_clients.py runs it):
 // streams text with parameters, a tool call and structured output, and prints
 // what arrived as one JSON object on stdout.
 import OpenAI from "openai";

@@ -1,4 +1,4 @@
-"""The event-stream base shared by /sse and /v1 (server/web.py): gzip that
+"""The event-stream base shared by /sse and /v1 (server/handlers/event_stream.py): gzip that
 never holds an event back, heartbeats on both, and the one error pipeline."""
 
 from __future__ import annotations
