@@ -18,7 +18,8 @@ from tornado.netutil import bind_sockets
 
 from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
-from .edge.server import Edge, install_log_redaction, make_server
+from .edge.redaction import install_log_redaction
+from .edge.server import Edge, make_server
 from .store.redis.store import StoreUnavailable, connect_check
 from .workers import check_processes, drain, serve_processes
 

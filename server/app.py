@@ -11,7 +11,8 @@ from .backends.base import Backend
 from .config import Settings
 from .core.relay import ConnectionWatch
 from .core.store import MemoryStreamStore, StreamStore
-from .edge.server import Edge, TokenHandler, log_request
+from .edge.redaction import log_request
+from .edge.server import Edge
 from .handlers.actions import CancelHandler, DropHandler
 from .handlers.event_stream import RelayOptions
 from .handlers.metrics import MetricsHandler
@@ -19,6 +20,7 @@ from .handlers.openai import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from .handlers.pages import STATIC_DIR, HealthHandler, IndexHandler, NotFoundHandler
 from .handlers.sse import SSEHandler
 from .handlers.streams import StreamsHandler
+from .handlers.token import TokenHandler
 from .handlers.websocket import StreamSocketHandler
 from .metrics import Metrics
 

@@ -10,7 +10,9 @@ What is decided here, from the request line and headers alone:
   CORS headers and preflights exist only for configured origins.
 * **Body size** is refused from ``Content-Length`` before a byte of it is read.
 * **Streams started** per client address are rate limited (token bucket).
-* **Log lines** never carry prompts, stream ids or tokens (:func:`redact_uri`).
+
+The order they are applied in is server/edge/screen.py; log lines are
+redacted by server/edge/redaction.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "Refusal",
@@ -31,8 +33,6 @@ __all__ = [
     "RateLimiter",
     "allowed_methods",
     "starts_stream",
-    "redact_uri",
-    "redact_text",
 ]
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -256,63 +256,3 @@ class RateLimiter:
             f"too many streams started from this address; retry in {seconds} s",
             (("Retry-After", str(seconds)),),
         )
-
-
-# --- log redaction -------------------------------------------------------------
-
-# Query parameters whose values may be logged; every other value is a prompt,
-# a stream id, a token, or unknown, and is replaced.
-_LOGGABLE_PARAMS = frozenset({"max_tokens"})
-# Path segments that name endpoints; any other segment may be an id or user data.
-_LOGGABLE_SEGMENTS = frozenset(
-    {
-        "",
-        "sse",
-        "ws",
-        "cancel",
-        "debug",
-        "drop",
-        "v1",
-        "chat",
-        "completions",
-        "models",
-        "healthz",
-        "metrics",
-        "auth",
-        "token",
-        "streams",
-        "events",
-        "favicon.ico",
-    }
-)
-_SAFE_FILE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
-REDACTED = "[redacted]"
-
-
-def redact_uri(uri: str) -> str:
-    """A request URI fit for a log line: endpoint names kept, every other path
-    segment and every query value but ``max_tokens`` replaced by ``[redacted]``."""
-    path, _, query = uri.partition("?")
-    segments = path.split("/")
-    if path.startswith("/static/"):
-        kept = [s if _SAFE_FILE.match(s) else REDACTED for s in segments[2:]]
-        clean_path = "/static/" + "/".join(kept)
-    else:
-        clean_path = "/".join(s if s in _LOGGABLE_SEGMENTS else REDACTED for s in segments)
-    if not query:
-        return clean_path[:200]
-    params = []
-    for name, value in parse_qsl(query, keep_blank_values=True)[:20]:
-        shown_name = quote(name[:40], safe="_-")
-        shown = quote(value[:20], safe="") if name in _LOGGABLE_PARAMS else REDACTED
-        params.append(f"{shown_name}={shown}")
-    return (clean_path[:200] + "?" + "&".join(params))[:600]
-
-
-_URI_IN_TEXT = re.compile(r"(?<![\w/])(/[^\s?'\"]*)(\?[^\s'\"]*)?")
-
-
-def redact_text(text: str) -> str:
-    """Redact every request path (and its query) that appears in ``text``
-    (a log message from Tornado, which quotes the request line)."""
-    return _URI_IN_TEXT.sub(lambda m: redact_uri(m.group(0)), text)

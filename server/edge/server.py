@@ -1,6 +1,6 @@
 """The HTTP server in front of the application: every request is screened
-(server/edge/policy.py, server/edge/access.py) from its headers, before a handler runs
-and before a byte of its body is read; connections are bounded.
+(server/edge/screen.py) from its headers, before a handler runs and before a
+byte of its body is read; connections are bounded.
 
 * A refused request is answered here with the documented JSON error and the
   connection is closed, so an unwanted 100 MiB body is never read.
@@ -8,22 +8,20 @@ and before a byte of its body is read; connections are bounded.
   longest for its request headers (slowloris, or an idle keep-alive) is
   closed to make room; if every connection is busy, the newcomer gets 503.
   Headers must arrive within ``idle_connection_timeout``.
-* ``accept()`` failing at the file-descriptor limit backs off (server/accept.py).
+* ``accept()`` failing at the file-descriptor limit backs off (server/edge/accept.py).
 * Forwarded headers (``X-Forwarded-For``/``-Proto``, ``X-Real-IP``) count only
   from the ``--trusted-proxy`` addresses; anyone else's are ignored.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
 
 import tornado.web
 from tornado import httputil
@@ -31,40 +29,26 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, StreamClosedError
 
 from .. import tornado_adapter
-from ..handlers.base import JsonErrorHandler
-from ..handlers.errors import error_body
+from ..wire.errors import error_json
 from . import accept
-from .access import TOKEN_QUERY_PARAM, AccessPolicy, bearer_credential, is_public_path
-from .policy import (
-    HostPolicy,
-    OriginPolicy,
-    RateLimiter,
-    Refusal,
-    allowed_methods,
-    redact_text,
-    redact_uri,
-    starts_stream,
-)
+from .access import AccessPolicy
+from .policy import HostPolicy, OriginPolicy, RateLimiter
+from .redaction import log_refusal
+from .screen import Request, Screen
 
 __all__ = [
     "Edge",
     "EdgeHTTPServer",
     "make_server",
-    "TokenHandler",
-    "log_request",
-    "install_log_redaction",
     "machine_names",
     "default_max_connections",
 ]
 
 log = logging.getLogger("twinstream.edge")
-access_log = logging.getLogger("tornado.access")
 
 #: The set of open connections is pruned of closed ones when it reaches twice
 #: its last pruned size, and not below this.
 PRUNE_AT_LEAST = 1024
-
-_CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 
 
 def machine_names() -> list[str]:
@@ -90,16 +74,11 @@ def default_max_connections(reserve: int = 64) -> int:
 
 
 @dataclass
-class Edge:
-    """Everything the edge decides with, built once from the settings."""
+class Edge(Screen):
+    """The screen (server/edge/screen.py) and what the server around it
+    needs: the trusted proxies and the metrics."""
 
-    access: AccessPolicy = field(default_factory=AccessPolicy)
-    hosts: HostPolicy = field(default_factory=lambda: HostPolicy(frozenset({"*"})))
-    origins: OriginPolicy = field(default_factory=OriginPolicy)
-    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
-    max_body_bytes: int = 256 * 1024
     trusted_proxies: frozenset[str] = frozenset()
-    public_metrics: bool = False
     metrics: Any = None
 
     @classmethod
@@ -121,114 +100,6 @@ class Edge:
             metrics=metrics,
         )
 
-    # -- the screen ----------------------------------------------------------------
-
-    def screen(
-        self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders, context: Any
-    ) -> tuple[Refusal | None, list[tuple[str, str]]]:
-        """A refusal (or preflight answer) for this request, or None to let it
-        through; plus CORS headers for the response either way."""
-        path, _, query = start_line.path.partition("?")
-        scheme = getattr(context, "protocol", "http")
-        cors: list[tuple[str, str]] = []
-        origin = headers.get("Origin")
-        refusal = self.hosts.check(headers.get("Host"))
-        if refusal is not None:
-            return refusal, cors
-        if origin is not None and self.origins.cors and self.origins.listed(origin):
-            cors = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-        if start_line.method == "OPTIONS":
-            if cors and headers.get("Access-Control-Request-Method"):
-                return (
-                    Refusal(
-                        204,
-                        "",
-                        "",
-                        (
-                            ("Access-Control-Allow-Methods", allowed_methods(path)),
-                            ("Access-Control-Allow-Headers", _CORS_HEADERS),
-                            ("Access-Control-Max-Age", "600"),
-                        ),
-                    ),
-                    cors,
-                )
-            return (
-                Refusal(
-                    405,
-                    "method_not_allowed",
-                    f"{path[:100]} does not answer OPTIONS"
-                    + ("" if self.origins.cors else " (CORS is off: no --allowed-origin)"),
-                    (("Allow", allowed_methods(path)),),
-                ),
-                cors,
-            )
-        public = is_public_path(path) or (path == "/metrics" and self.public_metrics)
-        if (
-            origin is not None
-            and not is_public_path(path)
-            and not self.origins.allows(origin, scheme, headers.get("Host"))
-        ):
-            return (
-                Refusal(
-                    403,
-                    "origin_not_allowed",
-                    "requests from this page's origin are not allowed; the operator can add "
-                    "it with --allowed-origin",
-                ),
-                cors,
-            )
-        if (
-            origin is None
-            and headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
-            and not is_public_path(path)
-            and "*" not in self.origins.allowed
-        ):
-            # A browser request from another site that sends no Origin: an
-            # <img src=/sse?prompt=...> or a link. It would start (and pay
-            # for) a generation on the visitor's behalf.
-            return (
-                Refusal(
-                    403,
-                    "origin_not_allowed",
-                    "requests from another site's page are not allowed here",
-                ),
-                cors,
-            )
-        length = headers.get("Content-Length")
-        if length is not None:
-            size = _content_length(length)
-            if size is None:
-                return Refusal(400, "invalid_content_length", "Content-Length is invalid"), cors
-            if size > self.max_body_bytes:
-                return (
-                    Refusal(
-                        413,
-                        "body_too_large",
-                        f"the body is {size} bytes; the limit is {self.max_body_bytes} bytes",
-                    ),
-                    cors,
-                )
-        if not public and not self.access.allows(
-            headers.get("Authorization"), _query_values(query, TOKEN_QUERY_PARAM)
-        ):
-            return (
-                Refusal(
-                    401,
-                    "invalid_api_key",
-                    "missing or wrong API key: send 'Authorization: Bearer KEY', or a "
-                    "token from POST /auth/token as ?access_token=TOKEN",
-                    (("WWW-Authenticate", 'Bearer realm="twinstream"'),),
-                ),
-                cors,
-            )
-        if self.limiter.enabled and starts_stream(
-            start_line.method, path, query, headers.get("Last-Event-ID")
-        ):
-            wait = self.limiter.take(getattr(context, "remote_ip", ""))
-            if wait > 0:
-                return self.limiter.refusal(wait), cors
-        return None, cors
-
     def log_summary(self) -> None:
         """One startup line on who may connect (never a key)."""
         hosts = "any" if "*" in self.hosts.names else ", ".join(sorted(self.hosts.names))
@@ -242,29 +113,10 @@ class Edge:
             ", ".join(self.origins.allowed) or "none (CORS off)",
         )
 
-    def allow_start(self, remote_ip: str) -> Refusal | None:
-        """For starts that are not requests (a WebSocket ``start`` message)."""
-        wait = self.limiter.take(remote_ip) if self.limiter.enabled else 0.0
-        return self.limiter.refusal(wait) if wait > 0 else None
-
     def untrusted_forwarding(self, context: Any) -> bool:
         address = getattr(context, "address", None)
         peer = address[0] if isinstance(address, tuple) and address else None
         return peer not in self.trusted_proxies
-
-
-def _content_length(value: str) -> int | None:
-    pieces = {piece.strip() for piece in value.split(",")}
-    if len(pieces) != 1:
-        return None
-    (text,) = pieces
-    return int(text) if text.isdigit() and len(text) < 19 else None
-
-
-def _query_values(query: str, name: str) -> list[str]:
-    if name not in query:
-        return []
-    return [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]
 
 
 def _response(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
@@ -286,7 +138,7 @@ class _CorsConnection:
 
     def __init__(self, connection: Any) -> None:
         self._connection = connection
-        self.extra_headers: list[tuple[str, str]] = []
+        self.extra_headers: Sequence[tuple[str, str]] = ()
 
     def write_headers(
         self, start_line: Any, headers: httputil.HTTPHeaders, chunk: bytes | None = None
@@ -333,15 +185,16 @@ class _EdgeDelegate(httputil.HTTPMessageDelegate):
         if self.server.xheaders and edge.untrusted_forwarding(context):
             # Tornado applied X-Forwarded-* already; only trusted proxies may.
             tornado_adapter.unapply_xheaders(context)
-        if self.bad_header is not None:
-            refusal: Refusal | None = Refusal(
-                400,
-                "invalid_header",
-                "a request header holds a control character or is malformed",
+        refusal, cors = edge.screen(
+            Request.parse(
+                start_line.method,
+                start_line.path,
+                headers,
+                getattr(context, "protocol", "http"),
+                getattr(context, "remote_ip", ""),
+                malformed=self.bad_header is not None,
             )
-            cors: list[tuple[str, str]] = []
-        else:
-            refusal, cors = edge.screen(start_line, headers, context)
+        )
         if refusal is None:
             if self.cors_conn is not None:
                 self.cors_conn.extra_headers = cors
@@ -350,11 +203,13 @@ class _EdgeDelegate(httputil.HTTPMessageDelegate):
         if refusal.code and edge.metrics is not None:
             edge.metrics.error(refusal.code)
         body = b""
-        headers_out = list(refusal.headers) + cors
-        if refusal.status != 204:
-            body = json.dumps(error_body(refusal.status, refusal.code, refusal.message)).encode()
+        headers_out = [*refusal.headers, *cors]
+        if refusal.status != 204:  # a preflight answer has no body
+            body = error_json(refusal.status, refusal.code, refusal.message)
             headers_out.append(("Content-Type", "application/json; charset=utf-8"))
-        _log_refusal(start_line, refusal.status, context)
+        log_refusal(
+            refusal.status, start_line.method, start_line.path, getattr(context, "remote_ip", "?")
+        )
         stream = self.request_conn.detach()  # Tornado reads nothing more (no body)
         return _answer_and_close(stream, _response(refusal.status, headers_out, body))
 
@@ -376,17 +231,6 @@ async def _answer_and_close(stream: IOStream, data: bytes) -> None:
         pass
     finally:
         stream.close()
-
-
-def _log_refusal(start_line: httputil.RequestStartLine, status: int, context: Any) -> None:
-    access_log.log(
-        logging.INFO if status < 500 else logging.WARNING,
-        "%d %s %s (%s) refused at the edge",
-        status,
-        start_line.method[:16],
-        redact_uri(start_line.path),
-        getattr(context, "remote_ip", "?"),
-    )
 
 
 class EdgeHTTPServer(HTTPServer):
@@ -532,74 +376,3 @@ def make_server(app: tornado.web.Application, options: dict[str, Any]) -> EdgeHT
         max_connections=settings.max_connections or None,
         **options,
     )
-
-
-# --- the token endpoint and logs ---------------------------------------------------
-
-
-class TokenHandler(JsonErrorHandler):
-    """``POST /auth/token`` with ``Authorization: Bearer KEY``: a token for
-    ``?access_token=`` (EventSource and WebSocket cannot send headers).
-    Without keys configured it answers ``{"required": false}``."""
-
-    def initialize(self, access: AccessPolicy) -> None:
-        self.access = access
-
-    def check_xsrf_cookie(self) -> None:
-        return None
-
-    def post(self) -> None:
-        self.set_header("Cache-Control", "no-store")
-        if not self.access.enabled:
-            self.write({"required": False})
-            return
-        key = bearer_credential(self.request.headers.get("Authorization"))
-        if key is None or not self.access.is_key(key):
-            self.set_status(401)
-            self.set_header("WWW-Authenticate", 'Bearer realm="twinstream"')
-            self.write(
-                error_body(
-                    401, "invalid_api_key", "send the API key as 'Authorization: Bearer KEY'"
-                )
-            )
-            return
-        token, ttl = self.access.issue_token()
-        self.write({"required": True, "token": token, "token_type": "Bearer", "expires_in": ttl})
-
-
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """The access log line (the ``log_function`` app setting): status, method,
-    the URI with prompts, stream ids and tokens redacted, client, duration."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    if not access_log.isEnabledFor(level):
-        return
-    request = handler.request
-    access_log.log(
-        level,
-        "%d %s %s (%s) %.2fms",
-        status,
-        request.method,
-        redact_uri(request.uri or ""),
-        request.remote_ip,
-        1000.0 * request.request_time(),
-    )
-
-
-class _RedactingFilter(logging.Filter):
-    """Tornado's own messages quote the request line (``400 GET /sse?prompt=...``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith("tornado") and record.name != "tornado.access":
-            message = record.getMessage()
-            if "/" in message:
-                record.msg, record.args = redact_text(message), None
-        return True
-
-
-def install_log_redaction(logger: logging.Logger | None = None) -> None:
-    """Add the redacting filter to every handler of ``logger`` (root by default)."""
-    target = logger or logging.getLogger()
-    for handler in target.handlers:
-        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
-            handler.addFilter(_RedactingFilter())

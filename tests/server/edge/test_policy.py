@@ -1,4 +1,4 @@
-"""server/edge.py: Host, Origin, rate limit and log redaction rules (pure; vectors)."""
+"""server/edge/policy.py: Host, Origin and rate limit rules (pure; vectors)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from server.edge.policy import (
     RateLimiter,
     normalize_origin,
     parse_host,
-    redact_text,
-    redact_uri,
     starts_stream,
 )
 
@@ -142,29 +140,3 @@ def test_starts_stream(
     method: str, path: str, query: str, header: str | None, starts: bool
 ) -> None:
     assert starts_stream(method, path, query, header) is starts
-
-
-SECRET_PROMPT = "my secret plan"
-
-
-@pytest.mark.parametrize(
-    "uri, logged",
-    [
-        ("/sse?prompt=my+secret+plan&max_tokens=5", "/sse?prompt=[redacted]&max_tokens=5"),
-        ("/sse?last_event_id=kD0y1Ts7rB3f2wqS0d6jXQ%3A3", "/sse?last_event_id=[redacted]"),
-        ("/cancel?stream=kD0y1Ts7rB3f2wqS0d6jXQ", "/cancel?stream=[redacted]"),
-        ("/sse?access_token=123.abc", "/sse?access_token=[redacted]"),
-        ("/streams/kD0y1Ts7rB3f2wqS0d6jXQ/events", "/streams/[redacted]/events"),
-        ("/my%20secret%20plan", "/[redacted]"),
-        ("/static/app.js?v=1", "/static/app.js?v=[redacted]"),
-        ("/healthz", "/healthz"),
-    ],
-)
-def test_redact_uri(uri: str, logged: str) -> None:
-    assert redact_uri(uri) == logged
-
-
-def test_redact_text_finds_request_lines() -> None:
-    message = "400 GET /sse?prompt=my+secret+plan (127.0.0.1): prompt too long"
-    assert redact_text(message) == "400 GET /sse?prompt=[redacted] (127.0.0.1): prompt too long"
-    assert "secret" not in redact_text("uri='/x?prompt=secret', version='HTTP/1.1'")
