@@ -278,7 +278,7 @@ def test_memory_store_refuses_processes_and_redis_down_is_one_line() -> None:
     import subprocess
     import sys
 
-    from redisutil import free_port
+    from support.redisutil import free_port
 
     refused = subprocess.run(
         [sys.executable, "-m", "server", "--processes", "2"],

@@ -1,5 +1,5 @@
 """The Redis-backed store against a real redis-server: two stores on one Redis
-stand for two processes (the process-level tests are in test_scaleout.py)."""
+stand for two processes (the process-level tests are in tests/server/test_scaleout.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from support.live import StepBackend
-from support.redisutil import RedisServer
+from support.redisutil import RedisServer, free_port
 
 from server.backends.base import ChatRequest
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
@@ -275,8 +275,6 @@ async def test_length_cap_ends_the_stream_with_a_clear_error(redis_server: Redis
 
 
 async def test_unreachable_redis_is_one_clear_line() -> None:
-    from redisutil import free_port
-
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(StoreUnavailable) as failed:
         await connect_check(url)
