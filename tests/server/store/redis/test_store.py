@@ -4,6 +4,7 @@ stand for two processes (the process-level tests are in tests/server/test_scaleo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -14,8 +15,10 @@ from support.redisutil import RedisServer, free_port
 
 from server.backends.base import ChatRequest
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
+from server.config import Settings
 from server.core.log import StreamLog
-from server.store.redis.store import RedisStreamStore, StoreUnavailable, connect_check
+from server.store.redis import RedisStreamStore, StoreUnavailable, connect_check
+from server.store.redis.batcher import Pending
 from server.wire import errors
 
 
@@ -43,9 +46,16 @@ class Collector:
         return self.events
 
 
+_SETTINGS = {item.name for item in dataclasses.fields(Settings)}
+
+
 async def new_store(url: str, backend: Any = None, **kw: Any) -> RedisStreamStore:
-    store = RedisStreamStore(
-        backend or SyntheticBackend(tokens_per_second=200, first_token_latency=0), url=url, **kw
+    """A connected store on ``url``: ``kw`` are Settings fields or the store's own options."""
+    settings = Settings(store=url, **{k: v for k, v in kw.items() if k in _SETTINGS})
+    store = RedisStreamStore.from_settings(
+        backend or SyntheticBackend(tokens_per_second=200, first_token_latency=0),
+        settings,
+        **{k: v for k, v in kw.items() if k not in _SETTINGS},
     )
     await store.connect()
     return store
@@ -87,7 +97,7 @@ async def test_the_log_is_a_redis_stream_with_ids_from_seq_and_a_ttl(
     try:
         stream = await a.create(request(max_tokens=5))
         await Collector(stream).wait()
-        await a._written()
+        await a.batcher.written()
         entries = await client.xrange(f"twinstream:s:{stream.id}")
         assert [entry_id for entry_id, _ in entries] == [f"{seq}-1" for seq in range(7)]
         assert [fields["e"].encode() for _, fields in entries] == stream.read(-1, 1 << 30)
@@ -107,7 +117,7 @@ async def test_appends_of_one_loop_iteration_share_one_call(redis_server: RedisS
         streams = await asyncio.gather(*(a.create(request(f"p{i}", 50)) for i in range(50)))
         for stream in streams:
             await Collector(stream).wait()
-        await a._written()
+        await a.batcher.written()
         events = sum(stream.last_seq + 1 for stream in streams)
         stats = await client.info("commandstats")
         calls = sum(
@@ -161,14 +171,14 @@ async def test_a_generator_that_stops_renewing_is_declared_dead_and_fenced(
         # A stalls: it stops renewing its lease (as a SIGSTOPped or wedged process would).
         for task in a._tasks:
             task.cancel()
-        assert a._keeper is not None
-        a._keeper.stop()
+        assert a.process_lease.keeper is not None
+        a.process_lease.keeper.stop()
         events = await remote.wait(timeout=5)
         assert events[-1]["type"] == "error" and events[-1]["code"] == "interrupted"
         assert [e["seq"] for e in events] == list(range(len(events)))
         # A comes back and generates on: Redis refuses its writes (fencing)...
         backend.release("zombie")
-        await a._written()
+        await a.batcher.written()
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         entries = await client.xrange(f"twinstream:s:{stream.id}")
         await client.aclose()
@@ -251,9 +261,9 @@ async def test_retried_batches_never_duplicate(redis_server: RedisServer) -> Non
     try:
         stream = await a.create(request(max_tokens=3))
         await Collector(stream).wait()
-        await a._written()
+        await a.batcher.written()
         # The same batch again, as after a reply lost on the way back.
-        await a._write({stream.id: [stream, 0, stream.read(-1, 1 << 30), True]})
+        await a.batcher.write({stream.id: Pending(stream, 0, [*stream.read(-1, 1 << 30)], True)})
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         assert await client.xlen(f"twinstream:s:{stream.id}") == stream.last_seq + 1
         await client.aclose()

@@ -1,0 +1,188 @@
+"""The write batcher: every append of this process's streams goes to Redis in
+batches, one ``EVALSHA`` for all streams, so round trips do not grow with the
+event rate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from .connection import DOWN
+from .stream import RedisStream
+
+if TYPE_CHECKING:
+    from .store import RedisStreamStore
+
+__all__ = ["Pending", "WriteBatcher"]
+
+log = logging.getLogger("twinstream.redis")
+
+
+@dataclass(eq=False)
+class Pending:
+    """One stream's events not yet in Redis: from seq ``first``, as appended
+    (text deltas still as log records), and whether the last one ends it."""
+
+    stream: RedisStream
+    first: int
+    items: list[str | bytes] = field(default_factory=list)
+    ended: bool = False
+
+
+class WriteBatcher:
+    """Queues appends and writes them: everything appended during one loop
+    iteration, or while a write is in flight, goes out in the next single call.
+
+    Its own two markers are not the store's life cycle (``store.state``):
+    ``_scheduled`` (a flush is queued with ``call_soon``, so a loop iteration's
+    appends join one call) and ``_task`` (the write in flight). Both can be set
+    at once (a flush queued while the previous one still waits on Redis), so
+    they are kept as they are rather than folded into one enum.
+
+    On an outage the batch in flight is kept, in front of anything newer, and
+    written when Redis is back (the script skips what it already holds, so a
+    batch retried after a lost reply never duplicates)."""
+
+    def __init__(self, store: RedisStreamStore) -> None:
+        self._store = store
+        # stream id -> its pending events; insertion-ordered
+        self._pending: dict[str, Pending] = {}
+        self._waiters: list[asyncio.Future[bool]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._scheduled = False
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self._pending
+
+    def enqueue(self, stream: RedisStream, seq: int, item: str | bytes, terminal: bool) -> None:
+        """Queue an event appended here (called by RedisStream). While Redis is
+        unreachable it is shown at once (and written when Redis is back, if it
+        still takes it)."""
+        pending = self._pending.get(stream.id)
+        if pending is None:
+            self._pending[stream.id] = Pending(stream, seq, [item], terminal)
+        else:
+            pending.items.append(item)
+            pending.ended = terminal
+        if not self._store.available:
+            stream.confirm(seq)
+        elif not self._scheduled and self._task is None:
+            self._schedule()
+
+    def drop(self, stream_id: str) -> None:
+        """Forget what is pending for a stream (it is no longer written)."""
+        self._pending.pop(stream_id, None)
+
+    def resume(self) -> None:
+        """Redis is back: write what waited for it."""
+        if self._pending:
+            self._schedule()
+
+    def stop(self) -> None:
+        """Cancel the write in flight (the store is closing)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def _schedule(self) -> None:
+        # Everything appended during this loop iteration goes in one call.
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        self._scheduled = False
+        if self._task is None and self._pending and self._store.available:
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def written(self) -> bool:
+        """Wait until everything appended so far is in Redis (False: Redis failed)."""
+        if not self._pending and self._task is None:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if not self._scheduled and self._task is None:
+            if not self._store.available:
+                return False
+            self._schedule()
+        return await waiter
+
+    async def _flush(self) -> None:
+        store = self._store
+        try:
+            while self._pending and store.available:
+                batch, self._pending = self._pending, {}
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await self.write(batch)
+                except DOWN as exc:
+                    self._keep(batch)
+                    _settle(waiters, False)
+                    self._task = None
+                    store.outage(exc)
+                    return
+                except RedisError:
+                    # A reply that is an error (not an outage) is a bug: say so, and
+                    # stop those streams rather than retry the same batch forever.
+                    log.exception("Redis refused a batch of %d streams", len(batch))
+                    for pending in batch.values():
+                        store.abandon(pending.stream)
+                    _settle(waiters, False)
+                    continue
+                _settle(waiters, True)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+        if self._waiters and not self._pending:
+            waiters, self._waiters = self._waiters, []
+            _settle(waiters, store.available)
+
+    def _keep(self, batch: dict[str, Pending]) -> None:
+        """Put a batch that failed back in front of what was appended since."""
+        for stream_id, newer in self._pending.items():
+            if stream_id in batch:
+                batch[stream_id].items.extend(newer.items)
+                batch[stream_id].ended = newer.ended
+            else:
+                batch[stream_id] = newer
+        self._pending = batch
+
+    async def write(self, batch: dict[str, Pending]) -> None:
+        """One call for the whole batch, fenced by this process's lease. Each
+        stream's events are expanded to JSON here, once: what Redis is sent is
+        what this process's followers are given when the write is confirmed."""
+        store = self._store
+        keys, token = store.keys, store.token
+        redis_keys: list[str] = [keys.lease(token)]
+        args: list[str | bytes | int] = [token, int(store.retention * 1000)]
+        texts: list[list[bytes]] = []
+        for stream_id, pending in batch.items():
+            expanded = pending.stream.expand(pending.first, pending.items)
+            texts.append(expanded)
+            redis_keys.append(keys.stream(stream_id))
+            redis_keys.append(keys.meta(stream_id))
+            args.append(keys.channel(stream_id))
+            args.append(pending.first)
+            args.append(len(expanded))
+            args.append("1" if pending.ended else "0")
+            args.extend(expanded)
+        assert store.scripts is not None
+        result = await store.scripts.append(keys=redis_keys, args=args)
+        if result == -1:
+            store.process_lease.lost()
+            return
+        refused = {int(position) - 1 for position in result}
+        for index, (pending, written) in enumerate(zip(batch.values(), texts)):
+            if index in refused:
+                # Someone declared this stream dead (our lease lapsed): stop writing it.
+                store.abandon(pending.stream)
+            else:
+                pending.stream.confirm(pending.first + len(written) - 1, written)
+
+
+def _settle(waiters: list[asyncio.Future[bool]], result: bool) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(result)

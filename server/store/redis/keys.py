@@ -1,0 +1,46 @@
+"""The names of everything the store keeps in Redis, under one prefix.
+
+* ``{prefix}s:{id}`` a stream's log: a Redis Stream, entry ids ``{seq}-1``,
+  field ``e`` = the event's JSON text;
+* ``{prefix}m:{id}`` its meta hash: ``owner`` (a lease token), ``last`` (seq), ``end``;
+* ``{prefix}c:{id}`` the pub/sub channel its new events are published on;
+* ``{prefix}r:{id}`` "read elsewhere": set by processes whose mirrors have readers;
+* ``{prefix}o:{token}`` a process's lease; ``{prefix}k:{token}`` its control channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys", "is_terminal_text"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def stream(self, stream_id: str) -> str:
+        return f"{self.prefix}s:{stream_id}"
+
+    def meta(self, stream_id: str) -> str:
+        return f"{self.prefix}m:{stream_id}"
+
+    def channel(self, stream_id: str) -> str:
+        return f"{self.prefix}c:{stream_id}"
+
+    def read(self, stream_id: str) -> str:
+        return f"{self.prefix}r:{stream_id}"
+
+    def lease(self, token: str) -> str:
+        return f"{self.prefix}o:{token}"
+
+    def control(self, token: str) -> str:
+        return f"{self.prefix}k:{token}"
+
+    def stream_of_channel(self, channel: str) -> str:
+        return channel[len(self.prefix) + 2 :]
+
+
+def is_terminal_text(text: str) -> bool:
+    # Events are written by events.dumps: compact, "type" first.
+    return text.startswith('{"type":"done"') or text.startswith('{"type":"error"')

@@ -1,0 +1,132 @@
+"""This process's lease: ``{prefix}o:{token}``, renewed by a thread. Appends
+are fenced by it; a process whose lease is gone (killed, stopped, wedged) has
+its streams declared dead by whoever reads them (:mod:`.liveness`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+from redis.exceptions import RedisError
+
+from .connection import DOWN
+
+if TYPE_CHECKING:
+    from .store import RedisStreamStore
+
+__all__ = ["LeaseKeeper", "ProcessLease"]
+
+log = logging.getLogger("twinstream.redis")
+
+
+class ProcessLease:
+    """The token this process writes under, and what keeps it alive.
+
+    The event loop proves it makes progress with a timer chain (:meth:`beat`);
+    a :class:`LeaseKeeper` thread renews the lease while it does. A lease found
+    lapsed means others may already have declared our streams dead, so
+    :meth:`lost` stops them all and takes a new token for new streams."""
+
+    def __init__(self, store: RedisStreamStore) -> None:
+        self._store = store
+        self.token = secrets.token_hex(8)
+        self.keeper: LeaseKeeper | None = None
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self._store.lease * 1000)
+
+    async def take(self) -> None:
+        """Set the lease and subscribe to our control channel (on (re)connect)."""
+        store = self._store
+        await store.redis.set(store.keys.lease(self.token), self.token, px=self.ttl_ms)
+        await store.pubsub.subscribe(store.keys.control(self.token))
+
+    def keep(self) -> None:
+        """Start the renewing thread and the loop's heartbeat (once)."""
+        if self.keeper is None:
+            self.keeper = LeaseKeeper(self._store, wedged_after=max(10.0, 3 * self._store.lease))
+            self._beat()
+
+    def stop(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+
+    def _beat(self) -> None:
+        """Tell the keeper the loop makes progress (a timer chain, until closed)."""
+        if self.keeper is not None and not self._store.closed:
+            self.keeper.beat()
+            asyncio.get_running_loop().call_later(self._store.lease / 6, self._beat)
+
+    def lost(self, token: str | None = None) -> None:
+        """Our lease lapsed (we stalled): stop our streams, renew under a new token."""
+        if token is not None and token != self.token:
+            return  # about a token already replaced
+        store = self._store
+        log.warning("lease lost; abandoning %d streams", len(store.local))
+        for stream in list(store.local.values()):
+            store.abandon(stream)
+        self.token = secrets.token_hex(8)
+        redis_client = store.redis
+
+        async def renew() -> None:
+            if redis_client is None:
+                return
+            try:
+                await redis_client.set(store.keys.lease(self.token), self.token, px=self.ttl_ms)
+                await store.pubsub.subscribe(store.keys.control(self.token))
+            except DOWN as exc:
+                store.outage(exc)
+
+        asyncio.get_running_loop().create_task(renew())
+
+
+class LeaseKeeper:
+    """Renews a process's lease from a thread, on its own connection.
+
+    A thread, not a task: a process whose event loop is merely overloaded
+    (its callbacks run late, by a second or more) is alive and must keep its
+    streams; only a process that is dead, stopped, or whose loop has made no
+    progress for ``wedged_after`` seconds lets its lease lapse. The loop proves
+    progress by calling :meth:`beat`.
+    """
+
+    def __init__(self, store: RedisStreamStore, wedged_after: float) -> None:
+        self.store = store
+        self.wedged_after = wedged_after
+        self.last_beat = time.monotonic()
+        self.loop = asyncio.get_running_loop()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="twinstream-lease", daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        store = self.store
+        client = redis.Redis.from_url(
+            store.url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
+        )
+        try:
+            while not self._stop.wait(store.lease / 3):
+                if time.monotonic() - self.last_beat > self.wedged_after:
+                    continue  # the loop is wedged: let the lease lapse
+                lease = store.process_lease
+                token = lease.token
+                try:
+                    kept = client.set(store.keys.lease(token), token, xx=True, px=lease.ttl_ms)
+                except (RedisError, OSError):
+                    continue  # an outage: the loop notices it on its own calls
+                if not kept and not self._stop.is_set():
+                    self.loop.call_soon_threadsafe(lease.lost, token)
+        finally:
+            client.close()
