@@ -271,6 +271,36 @@ async def test_retried_batches_never_duplicate(redis_server: RedisServer) -> Non
         await a.close()
 
 
+async def test_followers_get_a_written_batch_as_the_log_would_give_it(
+    redis_server: RedisServer,
+) -> None:
+    """A batch just written is handed to followers as sent to Redis (its delta
+    records expanded once): whatever ``after`` and byte budget they read with,
+    they get what the log itself would return."""
+    a = await new_store(redis_server.url, backend=SyntheticBackend(tokens_per_second=0))
+    checked: list[int] = []
+    fresh: list[bool] = []
+
+    class Checker:
+        def on_append(self, log: Any) -> None:
+            for after in range(-1, log.last_seq):
+                for max_bytes in (0, 1, 60, 200, 1 << 30):
+                    expected = StreamLog.read(log, after, max_bytes)[: log.last_seq - after]
+                    assert log.read(after, max_bytes) == expected, (after, max_bytes)
+            checked.append(log.last_seq)
+            fresh.append(log._fresh is not None)  # the batch path was the one read
+
+    try:
+        stream = await a.create(request(max_tokens=30))
+        stream.subscribe(Checker())
+        events = await Collector(stream).wait()
+        assert [e["type"] for e in events] == ["start"] + ["delta"] * 30 + ["done"]
+        assert checked and checked[-1] == stream.last_seq
+        assert any(fresh)
+    finally:
+        await a.close()
+
+
 async def test_length_cap_ends_the_stream_with_a_clear_error(redis_server: RedisServer) -> None:
     a = await new_store(
         redis_server.url, backend=SyntheticBackend(tokens_per_second=0), max_events=10
