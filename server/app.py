@@ -9,8 +9,8 @@ import tornado.web
 
 from .backends.base import Backend
 from .config import Settings
-from .core.relay import ConnectionWatch
 from .core.store import MemoryStreamStore, StreamStore
+from .core.watch import ConnectionWatch
 from .edge.redaction import log_request
 from .edge.server import Edge
 from .handlers.actions import CancelHandler, DropHandler
@@ -60,14 +60,7 @@ def make_store(settings: Settings) -> StreamStore:
             idle_timeout=settings.idle_timeout,
             max_live_streams=settings.max_streams,
         )
-    return MemoryStreamStore(
-        make_backend(settings),
-        retention=settings.retention,
-        idle_timeout=settings.idle_timeout,
-        max_live_streams=settings.max_streams,
-        max_retained_streams=settings.max_retained_streams,
-        max_retained_bytes=settings.max_retained_bytes,
-    )
+    return MemoryStreamStore.from_settings(make_backend(settings), settings)
 
 
 def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.web.Application:
@@ -93,38 +86,42 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     limits = replace(
         settings.limits, supported_parameters=getattr(store.backend, "parameters", None)
     )
-    common = {"store": store, "limits": limits, "relays": relays}
-    openai_args = common  # API keys are checked at the edge, before the body is read
     metrics = Metrics(watch)
     edge = Edge.from_settings(settings, metrics)
+    # Every handler gets its dependencies one way: these arguments, through initialize().
+    counted = {"metrics": metrics}
+    on_store = {**counted, "store": store}
+    common = {**on_store, "limits": limits, "relays": relays}
+    openai_args = common  # API keys are checked at the edge, before the body is read
     debug_routes: list[Any] = (
-        [(r"/debug/drop", DropHandler, {"store": store})] if settings.debug_drop else []
+        [(r"/debug/drop", DropHandler, on_store)] if settings.debug_drop else []
     )
     return tornado.web.Application(
         debug_routes
         + [
-            (r"/", IndexHandler),
-            (r"/healthz", HealthHandler, {"store": store}),
+            (r"/", IndexHandler, counted),
+            (r"/healthz", HealthHandler, on_store),
             (r"/sse", SSEHandler, common),
             (
                 r"/ws",
                 StreamSocketHandler,
                 {
                     **common,
-                    "allowed_origins": settings.allowed_origins,
+                    "edge": edge,
                     "compression": settings.ws_compression,
                     "max_streams_per_socket": settings.max_streams_per_socket,
                 },
             ),
-            (r"/streams", StreamsHandler, {"store": store, "limits": limits}),
-            (r"/cancel", CancelHandler, {"store": store}),
+            (r"/streams", StreamsHandler, {**on_store, "limits": limits}),
+            (r"/cancel", CancelHandler, on_store),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
             (r"/v1/models", ModelsHandler, openai_args),
             (r"/v1/models/(.+)", ModelHandler, openai_args),
-            (r"/auth/token", TokenHandler, {"access": edge.access}),
-            (r"/metrics", MetricsHandler, {"metrics": metrics}),
+            (r"/auth/token", TokenHandler, {**counted, "access": edge.access}),
+            (r"/metrics", MetricsHandler, counted),
         ],
         default_handler_class=NotFoundHandler,
+        default_handler_args=counted,
         static_path=STATIC_DIR,
         # Static files gzip; the streaming handlers switch transforms off themselves.
         compress_response=True,

@@ -7,14 +7,14 @@ callback for every write. Here a write goes straight to the socket when
 nothing is queued, and falls back to ``IOStream.write`` for the rest.
 
 ``missing()`` lists what this module needs and Tornado no longer has;
-``tests/test_tornado_adapter.py`` fails loudly if it is not empty, and every
+``tests/server/test_tornado_adapter.py`` fails loudly if it is not empty, and every
 function falls back to the public API when an attribute is missing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
-import struct
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -26,11 +26,12 @@ from tornado.tcpserver import TCPServer
 from tornado.web import RequestHandler
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
+from .core.relay import TransportClosed
+from .wire.websocket import text_frame
+
 __all__ = [
     "missing",
-    "pending_bytes",
-    "bytes_taken",
-    "send",
+    "IOStreamTransport",
     "wants_chunks",
     "chunk",
     "websocket_frame",
@@ -41,14 +42,12 @@ __all__ = [
     "unwrap_header_parser",
     "share_trusted_downstream",
     "unapply_xheaders",
+    "no_output_transforms",
     "keep_response_open",
     "trim_headers",
     "forget_response_headers",
     "LeanWebSocketHandler",
 ]
-
-_TEXT = 0x81  # FIN + text opcode (RFC 6455 5.2)
-_RSV1 = 0x40  # "compressed" bit of permessage-deflate (RFC 7692 6)
 
 
 def missing() -> list[str]:
@@ -70,6 +69,7 @@ def missing() -> list[str]:
         (RequestHandler, "_headers"),
         (RequestHandler, "_headers_written"),
         (RequestHandler, "_auto_finish"),
+        (RequestHandler, "_transforms"),
         (WebSocketHandler, "_detach_stream"),
     ]
     absent = []
@@ -100,48 +100,72 @@ def _has_instance_attribute(cls: type, name: str) -> bool:
     return False
 
 
-def pending_bytes(stream: IOStream) -> int:
-    """Bytes written to ``stream`` that the kernel has not taken yet."""
-    buffer = getattr(stream, "_write_buffer", None)
-    return len(buffer) if buffer is not None else 0
+class IOStreamTransport:
+    """Tornado's IOStream as the relay's :class:`~server.core.relay.Transport`."""
 
+    __slots__ = ("stream",)
 
-def bytes_taken(stream: IOStream) -> int:
-    """How many queued bytes the kernel has taken so far (grows while a slow
-    reader makes progress; stands still when it does not)."""
-    return int(getattr(stream, "_total_write_done_index", 0))
+    def __init__(self, stream: IOStream) -> None:
+        self.stream = stream
 
+    def pending(self) -> int:
+        """Bytes written to the stream that the kernel has not taken yet."""
+        buffer = getattr(self.stream, "_write_buffer", None)
+        return len(buffer) if buffer is not None else 0
 
-def send(stream: IOStream, data: bytes) -> int:
-    """Write ``data`` in order after anything already queued; return how many
-    bytes are queued now (0: the kernel took everything).
+    def taken(self) -> int:
+        """How many queued bytes the kernel has taken so far (grows while a slow
+        reader makes progress; stands still when it does not)."""
+        return int(getattr(self.stream, "_total_write_done_index", 0))
 
-    When nothing is queued, ``socket.send`` takes what the kernel accepts and
-    only the remainder goes through ``IOStream.write``. Raises
-    StreamClosedError if the connection is closed or breaks.
-    """
-    if stream.closed():
-        raise StreamClosedError(real_error=stream.error)
-    if (
-        type(stream) is not IOStream  # TLS streams have their own write path
-        or getattr(stream, "_connecting", True)
-        # something queued: every byte IOStream.write took and the kernel has not
-        # (the indexes are plain ints; the buffer's len() is a Python call)
-        or getattr(stream, "_total_write_index", 1) != getattr(stream, "_total_write_done_index", 0)
-    ):
-        stream.write(data)
-        return pending_bytes(stream)
-    try:
-        sent = stream.socket.send(data)
-    except BlockingIOError:
-        sent = 0
-    except OSError as exc:  # reset, broken pipe: the peer is gone
-        stream.close(exc_info=exc)
-        raise StreamClosedError(real_error=exc) from None
-    if sent < len(data):
-        stream.write(memoryview(data)[sent:])
-        return pending_bytes(stream)
-    return 0
+    def send(self, data: bytes) -> int:
+        """Write ``data`` in order after anything already queued; return how many
+        bytes are queued now (0: the kernel took everything).
+
+        When nothing is queued, ``socket.send`` takes what the kernel accepts and
+        only the remainder goes through ``IOStream.write``. Raises
+        TransportClosed if the connection is closed or breaks.
+        """
+        stream = self.stream
+        if stream.closed():
+            raise TransportClosed()
+        if (
+            type(stream) is not IOStream  # TLS streams have their own write path
+            or getattr(stream, "_connecting", True)
+            # something queued: every byte IOStream.write took and the kernel has not
+            # (the indexes are plain ints; the buffer's len() is a Python call)
+            or getattr(stream, "_total_write_index", 1)
+            != getattr(stream, "_total_write_done_index", 0)
+        ):
+            try:
+                stream.write(data)
+            except StreamClosedError:
+                raise TransportClosed() from None
+            return self.pending()
+        try:
+            sent = stream.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # reset, broken pipe: the peer is gone
+            stream.close(exc_info=exc)
+            raise TransportClosed() from None
+        if sent < len(data):
+            stream.write(memoryview(data)[sent:])
+            return self.pending()
+        return 0
+
+    def when_sent(self) -> asyncio.Future[None]:
+        """Resolves when everything queued is sent (IOStream.write of nothing)."""
+        try:
+            return self.stream.write(b"")
+        except StreamClosedError:
+            raise TransportClosed() from None
+
+    def closed(self) -> bool:
+        return self.stream.closed()
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def wants_chunks(connection: Any) -> bool:
@@ -156,22 +180,16 @@ def chunk(data: bytes) -> bytes:
 
 
 def websocket_frame(connection: WebSocketProtocol13, data: bytes) -> bytes:
-    """One unmasked server text frame carrying the UTF-8 ``data`` (RFC 6455
-    5.2), compressed when permessage-deflate was negotiated."""
+    """One server text frame carrying the UTF-8 ``data`` (framed by
+    :func:`server.wire.websocket.text_frame`), compressed when permessage-deflate
+    was negotiated; counted in the connection's byte tallies as Tornado's own
+    writes are."""
     connection._message_bytes_out += len(data)
-    first = _TEXT
     compressor = connection._compressor
-    if compressor is not None:
-        data = compressor.compress(data)
-        first |= _RSV1
-    length = len(data)
-    if length < 126:
-        header = struct.pack("!BB", first, length)
-    elif length < 0x10000:
-        header = struct.pack("!BBH", first, 126, length)
+    if compressor is None:
+        frame = text_frame(data)
     else:
-        header = struct.pack("!BBQ", first, 127, length)
-    frame = header + data
+        frame = text_frame(compressor.compress(data), compressed=True)
     connection._wire_bytes_out += len(frame)
     return frame
 
@@ -243,6 +261,12 @@ def unapply_xheaders(context: Any) -> None:
 
 
 # --- memory held by long-lived connections --------------------------------------------
+
+
+def no_output_transforms(handler: RequestHandler) -> None:
+    """Drop the response's output transforms (gzip of ``text/*``, chunking is
+    written by the caller): nothing may buffer an event stream's body."""
+    handler._transforms = []
 
 
 def keep_response_open(handler: RequestHandler) -> None:

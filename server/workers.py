@@ -175,7 +175,6 @@ def run_workers(
     return status
 
 
-
 def check_processes(settings: Settings) -> str:
     """Why ``--processes`` cannot be honoured with these settings ('' if it can)."""
     if settings.processes != 1 and settings.store == "memory":

@@ -75,9 +75,7 @@ class SSEHandler(EventStreamHandler):
         else:
             # strip=False: the prompt is exactly what the user sent.
             request = ChatRequest.from_prompt(
-                validate_prompt(
-                    self.get_query_argument("prompt", None, strip=False), self.limits
-                ),
+                validate_prompt(self.get_query_argument("prompt", None, strip=False), self.limits),
                 validate_max_tokens(
                     self.get_query_argument("max_tokens", None), self.limits, from_query=True
                 ),

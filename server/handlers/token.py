@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..edge.access import AccessPolicy, bearer_credential
+from ..metrics import Metrics
 from ..wire.errors import error_json
 from .base import JsonErrorHandler
 
@@ -14,7 +15,8 @@ class TokenHandler(JsonErrorHandler):
     ``?access_token=`` (EventSource and WebSocket cannot send headers).
     Without keys configured it answers ``{"required": false}``."""
 
-    def initialize(self, access: AccessPolicy) -> None:
+    def initialize(self, metrics: Metrics, access: AccessPolicy) -> None:
+        self.metrics = metrics
         self.access = access
 
     def check_xsrf_cookie(self) -> None:
