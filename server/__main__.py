@@ -20,7 +20,7 @@ from .app import http_server_options, make_app
 from .config import Settings, build_parser, settings_from_args
 from .edge.redaction import install_log_redaction
 from .edge.server import Edge, make_server
-from .store.redis.store import StoreUnavailable, connect_check
+from .store.redis import StoreUnavailable, connect_check
 from .workers import check_processes, drain, serve_processes
 
 __all__ = ["main", "serve"]

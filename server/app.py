@@ -31,12 +31,7 @@ def make_backend(settings: Settings) -> Backend:
     if settings.backend == "synthetic":
         from .backends.synthetic import SyntheticBackend
 
-        return SyntheticBackend(
-            model=settings.model or "twinstream-synthetic",
-            tokens_per_second=settings.tokens_per_second,
-            first_token_latency=settings.first_token_latency,
-            fail_after_tokens=settings.fail_after_tokens,
-        )
+        return SyntheticBackend.from_settings(settings)
     if settings.backend == "openai":
         from .backends.openai_backend import OpenAIBackend
 
@@ -51,15 +46,9 @@ def make_backend(settings: Settings) -> Backend:
 
 def make_store(settings: Settings) -> StreamStore:
     if settings.store != "memory":
-        from .store.redis.store import RedisStreamStore
+        from .store.redis import RedisStreamStore
 
-        return RedisStreamStore(
-            make_backend(settings),
-            url=settings.store,
-            retention=settings.retention,
-            idle_timeout=settings.idle_timeout,
-            max_live_streams=settings.max_streams,
-        )
+        return RedisStreamStore.from_settings(make_backend(settings), settings)
     return MemoryStreamStore.from_settings(make_backend(settings), settings)
 
 

@@ -52,9 +52,10 @@ class OpenAIBackend:
     def __init__(
         self,
         model: str,
+        *,
+        max_retries: int,
         api_key: str | None = None,
         base_url: str | None = None,
-        max_retries: int = 2,
         timeout: float = 60.0,
     ) -> None:
         self.model = model

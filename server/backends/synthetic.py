@@ -12,6 +12,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 
+from ..config import Settings
 from .base import BackendError, ChatRequest, Finish, Piece
 from .synthetic_text import SUPPORTED_PARAMETERS, synthetic_reply, synthetic_tokens
 
@@ -88,12 +89,16 @@ class SyntheticBackend:
     for its stream's turn on the server's event loop.
     """
 
+    #: the model name when ``--model`` names none
+    DEFAULT_MODEL = "twinstream-synthetic"
+
     def __init__(
         self,
-        model: str = "twinstream-synthetic",
-        tokens_per_second: float = 30.0,
-        first_token_latency: float = 0.25,
-        fail_after_tokens: int | None = None,
+        *,
+        tokens_per_second: float,
+        first_token_latency: float,
+        fail_after_tokens: int | None,
+        model: str = DEFAULT_MODEL,
     ) -> None:
         if tokens_per_second < 0:
             raise ValueError("tokens_per_second must be >= 0")
@@ -103,6 +108,17 @@ class SyntheticBackend:
         self.fail_after_tokens = fail_after_tokens
         self._pacers: dict[asyncio.AbstractEventLoop, Pacer] = {}
         self._piece_time = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SyntheticBackend:
+        """The model ``settings`` describe (``--tokens-per-second``,
+        ``--first-token-latency``, ``--fail-after-tokens``, ``--model``)."""
+        return cls(
+            tokens_per_second=settings.tokens_per_second,
+            first_token_latency=settings.first_token_latency,
+            fail_after_tokens=settings.fail_after_tokens,
+            model=settings.model or cls.DEFAULT_MODEL,
+        )
 
     def piece_time(self) -> float:
         """Wall-clock time at which the piece this backend yielded last became

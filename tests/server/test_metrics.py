@@ -229,12 +229,15 @@ def test_a_stream_is_counted_and_logged_once_however_many_relays_write_it(
     second(0, texts[:1])  # a slower relay of the same stream, still writing
     second(1, texts[1:])
     registry = metrics.registry
-    assert registry.get_sample_value(
-        "twinstream_streams_ended_total", {"transport": "sse", "outcome": "stop"}
-    ) == 1
-    assert registry.get_sample_value(
-        "twinstream_first_token_seconds_count", {"transport": "sse"}
-    ) == 1
+    assert (
+        registry.get_sample_value(
+            "twinstream_streams_ended_total", {"transport": "sse", "outcome": "stop"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value("twinstream_first_token_seconds_count", {"transport": "sse"}) == 1
+    )
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "twinstream.stream"]
     assert len(lines) == 1 and lines[0]["events"] == 3
     # the transport's totals count every write, both relays'

@@ -56,8 +56,17 @@ class Nginx:
         self.config = Path(self.dir) / "nginx.conf"
         self.config.write_text(text, encoding="utf-8")
         self.process = subprocess.Popen(
-            [nginx_binary(), "-e", "stderr", "-p", self.dir, "-c", str(self.config),
-             "-g", "daemon off;"],
+            [
+                nginx_binary(),
+                "-e",
+                "stderr",
+                "-p",
+                self.dir,
+                "-c",
+                str(self.config),
+                "-g",
+                "daemon off;",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -119,7 +128,8 @@ async def test_sse_ws_and_v1_through_nginx(cluster: tuple[Nginx, ServerProc, Ser
     assert '"type":"done"' in str(texts[-1])
     with pytest.raises(InvalidStatus) as refused:
         async with ws_connect(
-            proxy.url.replace("http", "ws") + "/ws", origin="http://evil.example"  # type: ignore[arg-type]
+            proxy.url.replace("http", "ws") + "/ws",
+            origin="http://evil.example",  # type: ignore[arg-type]
         ):
             pass
     assert refused.value.response.status_code == 403
@@ -127,7 +137,9 @@ async def test_sse_ws_and_v1_through_nginx(cluster: tuple[Nginx, ServerProc, Ser
     client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="unused")
     pieces = []
     async for chunk in await client.chat.completions.create(
-        model="any", stream=True, max_tokens=10,
+        model="any",
+        stream=True,
+        max_tokens=10,
         messages=[{"role": "user", "content": "v1 through nginx"}],
     ):
         if chunk.choices and chunk.choices[0].delta.content:

@@ -104,8 +104,14 @@ async def test_two_processes_serve_one_port(
     redis_server: RedisServer, servers: list[ServerProc]
 ) -> None:
     server = start(
-        servers, redis_server, "--processes", "2", "--tokens-per-second", "20",
-        "--first-token-latency", "0",
+        servers,
+        redis_server,
+        "--processes",
+        "2",
+        "--tokens-per-second",
+        "20",
+        "--first-token-latency",
+        "0",
     )
     for _ in range(100):
         workers = psutil.Process(server.pid).children()
@@ -218,8 +224,16 @@ async def test_drain_deadline_ends_long_generations_with_server_shutdown(
     redis_server: RedisServer, servers: list[ServerProc]
 ) -> None:
     a = start(
-        servers, redis_server, "--tokens-per-second", "10", "--first-token-latency", "0",
-        "--drain-timeout", "1", "--retry-ms", "30",
+        servers,
+        redis_server,
+        "--tokens-per-second",
+        "10",
+        "--first-token-latency",
+        "0",
+        "--drain-timeout",
+        "1",
+        "--retry-ms",
+        "30",
     )
     b = start(servers, redis_server)
     codes: list[int] = []
@@ -264,9 +278,9 @@ async def test_redis_stopped_and_restarted_mid_stream(servers: list[ServerProc])
         assert_exact(again, "back again", 5)
         # The stream that was live during the outage is resumable, ended.
         status = urllib.request.urlopen(
-            urllib.request.Request(f"{a.url}/sse", headers={
-                "Last-Event-ID": f"{record.stream}:{record.seqs[-1]}"
-            }),
+            urllib.request.Request(
+                f"{a.url}/sse", headers={"Last-Event-ID": f"{record.stream}:{record.seqs[-1]}"}
+            ),
             timeout=5,
         ).status
         assert status == 204
@@ -282,14 +296,18 @@ def test_memory_store_refuses_processes_and_redis_down_is_one_line() -> None:
 
     refused = subprocess.run(
         [sys.executable, "-m", "server", "--processes", "2"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert refused.returncode == 2
     assert "needs a shared store" in refused.stderr and "--store redis://" in refused.stderr
     url = f"redis://127.0.0.1:{free_port()}/0"
     down = subprocess.run(
         [sys.executable, "-m", "server", "--store", url],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert down.returncode == 1
     assert down.stderr.startswith(f"error: cannot reach Redis at {url}: ")

@@ -11,7 +11,7 @@ class Watched(SyntheticBackend):
     """The synthetic model, unpaced, saying when its generator was closed."""
 
     def __init__(self) -> None:
-        super().__init__(tokens_per_second=0)
+        super().__init__(tokens_per_second=0, first_token_latency=0, fail_after_tokens=None)
         #: the prompt of each completion whose generator was closed, in order
         self.closed: list[str] = []
 

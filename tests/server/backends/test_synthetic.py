@@ -9,6 +9,7 @@ import time
 from server.backends.base import BackendError, ChatRequest, Delta, Finish
 from server.backends.synthetic import Pacer, SyntheticBackend, synthetic_tokens
 from server.backends.synthetic_text import SyntheticReply, synthetic_reply
+from server.config import Settings
 
 
 async def collect(backend: SyntheticBackend, prompt: str, max_tokens: int) -> tuple[str, Finish]:
@@ -33,7 +34,7 @@ def test_same_prompt_same_tokens_other_prompt_other_tokens() -> None:
 
 
 async def test_max_tokens_cuts_with_length_otherwise_stop() -> None:
-    backend = SyntheticBackend(tokens_per_second=0)
+    backend = SyntheticBackend.from_settings(Settings(tokens_per_second=0))
     full = synthetic_tokens("why is the sky blue?")
     text, finish = await collect(backend, "why is the sky blue?", 4096)
     assert text == "".join(full)
@@ -45,7 +46,7 @@ async def test_max_tokens_cuts_with_length_otherwise_stop() -> None:
 
 
 async def test_failure_injection_raises_after_n_tokens() -> None:
-    backend = SyntheticBackend(tokens_per_second=0, fail_after_tokens=3)
+    backend = SyntheticBackend.from_settings(Settings(tokens_per_second=0, fail_after_tokens=3))
     seen: list[str] = []
     try:
         async for piece in backend.generate(ChatRequest.from_prompt("x", 50)):
@@ -180,7 +181,7 @@ def test_after_a_tool_result_the_model_answers_in_words() -> None:
 
 
 async def test_the_backend_yields_tool_call_pieces_and_finishes_with_tool_calls() -> None:
-    backend = SyntheticBackend(tokens_per_second=0)
+    backend = SyntheticBackend.from_settings(Settings(tokens_per_second=0))
     pieces = [p async for p in backend.generate(chat("get_weather", tools=[WEATHER]))]
     finish = pieces[-1]
     assert isinstance(finish, Finish) and finish.reason == "tool_calls"
@@ -191,7 +192,9 @@ async def test_a_piece_is_timed_when_released_not_when_its_stream_gets_to_run() 
     """Two streams released by the same pacer wake-up: the first one's consumer
     holds the loop for 50 ms, so the second's piece waits; its ``piece_time``
     is still the release, and a delay measured from it shows the wait."""
-    backend = SyntheticBackend(tokens_per_second=10, first_token_latency=0.05)
+    backend = SyntheticBackend.from_settings(
+        Settings(tokens_per_second=10, first_token_latency=0.05)
+    )
     waited: list[float] = []
 
     async def consume(name: str) -> None:
@@ -210,7 +213,7 @@ async def test_a_piece_is_timed_when_released_not_when_its_stream_gets_to_run() 
 
 
 async def test_unpaced_pieces_are_timed_when_ready() -> None:
-    backend = SyntheticBackend(tokens_per_second=0)
+    backend = SyntheticBackend.from_settings(Settings(tokens_per_second=0))
     before = time.time()
     times: list[float] = []
     async for piece in backend.generate(ChatRequest.from_prompt("now", 5)):

@@ -268,7 +268,7 @@ class TestPipelinedResponses:
         application = make_app(
             settings,
             store=MemoryStreamStore.from_settings(
-                SyntheticBackend(tokens_per_second=0), Settings()
+                SyntheticBackend.from_settings(Settings(tokens_per_second=0)), Settings()
             ),
         )
         yield application

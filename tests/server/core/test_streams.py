@@ -32,7 +32,9 @@ async def read_all(stream, after: int = -1) -> list[dict]:  # type: ignore[no-un
 
 
 async def test_log_is_numbered_start_deltas_done() -> None:
-    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend.from_settings(Settings(tokens_per_second=0)), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("hi", 6))
     events = await read_all(stream)
     assert [e["seq"] for e in events] == list(range(8))
@@ -46,7 +48,9 @@ async def test_log_is_numbered_start_deltas_done() -> None:
 async def test_an_ended_stream_lets_go_of_its_request_and_task() -> None:
     """Ended streams are retained for minutes for resumes: they keep their log,
     not the user's messages or the finished generation task."""
-    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend.from_settings(Settings(tokens_per_second=0)), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("forget me", 3))
     assert stream.request is not None and stream.generating is not None
     await read_all(stream)
@@ -58,7 +62,9 @@ async def test_an_ended_stream_lets_go_of_its_request_and_task() -> None:
 
 
 async def test_follow_after_seq_resumes_without_repeats() -> None:
-    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend.from_settings(Settings(tokens_per_second=0)), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("resume me", 10))
     whole = await read_all(stream)
     tail = await read_all(stream, after=4)
@@ -69,7 +75,8 @@ async def test_follow_after_seq_resumes_without_repeats() -> None:
 
 async def test_two_readers_see_the_same_events_live() -> None:
     store = MemoryStreamStore.from_settings(
-        SyntheticBackend(tokens_per_second=500, first_token_latency=0), Settings()
+        SyntheticBackend.from_settings(Settings(tokens_per_second=500, first_token_latency=0)),
+        Settings(),
     )
     stream = await store.create(ChatRequest.from_prompt("share", 12))
     first, second = await asyncio.gather(read_all(stream), read_all(stream))
@@ -80,7 +87,8 @@ async def test_two_readers_see_the_same_events_live() -> None:
 
 async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
     store = MemoryStreamStore.from_settings(
-        SyntheticBackend(tokens_per_second=20, first_token_latency=0), Settings()
+        SyntheticBackend.from_settings(Settings(tokens_per_second=20, first_token_latency=0)),
+        Settings(),
     )
     stream = await store.create(ChatRequest.from_prompt("long", 200))
     assert stream.cancel() is True  # the task has not run yet
@@ -93,7 +101,8 @@ async def test_cancel_before_generation_starts_still_ends_the_log() -> None:
 
 async def test_cancel_mid_stream_stops_generation() -> None:
     store = MemoryStreamStore.from_settings(
-        SyntheticBackend(tokens_per_second=200, first_token_latency=0), Settings()
+        SyntheticBackend.from_settings(Settings(tokens_per_second=200, first_token_latency=0)),
+        Settings(),
     )
     stream = await store.create(ChatRequest.from_prompt("long", 200))
     async with contextlib.aclosing(stream.follow()) as events:
@@ -111,7 +120,9 @@ async def test_cancel_mid_stream_stops_generation() -> None:
 
 
 async def test_generation_goes_on_without_readers() -> None:
-    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend.from_settings(Settings(tokens_per_second=0)), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("nobody listens", 8))
     await stream.wait_ended()
     assert stream.events[-1]["finish_reason"] == "length"
@@ -122,7 +133,7 @@ async def test_generation_goes_on_without_readers() -> None:
 async def test_unread_stream_is_cancelled_after_idle_timeout() -> None:
     clock = FakeClock()
     store = MemoryStreamStore.from_settings(
-        SyntheticBackend(tokens_per_second=5, first_token_latency=0),
+        SyntheticBackend.from_settings(Settings(tokens_per_second=5, first_token_latency=0)),
         Settings(idle_timeout=60),
         clock=clock,
     )
@@ -140,7 +151,7 @@ async def test_unread_stream_is_cancelled_after_idle_timeout() -> None:
 async def test_a_reader_keeps_the_stream_alive() -> None:
     clock = FakeClock()
     store = MemoryStreamStore.from_settings(
-        SyntheticBackend(tokens_per_second=5, first_token_latency=0),
+        SyntheticBackend.from_settings(Settings(tokens_per_second=5, first_token_latency=0)),
         Settings(idle_timeout=1),
         clock=clock,
     )
@@ -161,7 +172,9 @@ async def test_a_reader_keeps_the_stream_alive() -> None:
 async def test_ended_streams_are_forgotten_after_retention() -> None:
     clock = FakeClock()
     store = MemoryStreamStore.from_settings(
-        SyntheticBackend(tokens_per_second=0), Settings(retention=300), clock=clock
+        SyntheticBackend.from_settings(Settings(tokens_per_second=0)),
+        Settings(retention=300),
+        clock=clock,
     )
     stream = await store.create(ChatRequest.from_prompt("bye", 3))
     await stream.wait_ended()
@@ -176,7 +189,9 @@ async def test_ended_streams_are_forgotten_after_retention() -> None:
 
 
 async def test_stream_ids_are_unguessable_and_distinct() -> None:
-    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend.from_settings(Settings(tokens_per_second=0)), Settings()
+    )
     ids = {(await store.create(ChatRequest.from_prompt("x", 1))).id for _ in range(50)}
     assert len(ids) == 50
     assert all(len(i) >= 22 for i in ids)
@@ -242,7 +257,9 @@ class FailsToClose(SyntheticBackend):
 async def test_a_backend_failing_its_clean_up_leaves_the_ended_stream_as_it_was(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = MemoryStreamStore.from_settings(FailsToClose(tokens_per_second=0), Settings())
+    store = MemoryStreamStore.from_settings(
+        FailsToClose.from_settings(Settings(tokens_per_second=0)), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("messy", 3))
     task = stream.generating
     assert task is not None
@@ -297,7 +314,9 @@ async def test_deltas_are_stamped_when_the_backend_released_them() -> None:
 
 
 async def test_log_reads_are_batches_of_the_ready_events() -> None:
-    store = MemoryStreamStore.from_settings(SyntheticBackend(tokens_per_second=0), Settings())
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend.from_settings(Settings(tokens_per_second=0)), Settings()
+    )
     stream = await store.create(ChatRequest.from_prompt("batch", 30))
     await stream.wait_ended()
     everything = stream.read(-1, max_bytes=1 << 30)

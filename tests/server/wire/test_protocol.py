@@ -211,8 +211,8 @@ def test_a_delta_record_restores_the_exact_json_of_the_event(
     restored = events.delta_from_record(events.delta_head(stream), seq, record)
     assert restored == event.encode("utf-8", "surrogatepass")
     # the same record read in place from a log's buffer, between other records
-    buffer = bytearray(b"1.5,\"x\"" + record + b"{}")
-    start = len(b"1.5,\"x\"")
+    buffer = bytearray(b'1.5,"x"' + record + b"{}")
+    start = len(b'1.5,"x"')
     in_place = events.delta_from_record(
         events.delta_head(stream), seq, buffer, start, start + len(record)
     )

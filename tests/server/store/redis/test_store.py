@@ -53,7 +53,8 @@ async def new_store(url: str, backend: Any = None, **kw: Any) -> RedisStreamStor
     """A connected store on ``url``: ``kw`` are Settings fields or the store's own options."""
     settings = Settings(store=url, **{k: v for k, v in kw.items() if k in _SETTINGS})
     store = RedisStreamStore.from_settings(
-        backend or SyntheticBackend(tokens_per_second=200, first_token_latency=0),
+        backend
+        or SyntheticBackend.from_settings(Settings(tokens_per_second=200, first_token_latency=0)),
         settings,
         **{k: v for k, v in kw.items() if k not in _SETTINGS},
     )
@@ -110,7 +111,9 @@ async def test_the_log_is_a_redis_stream_with_ids_from_seq_and_a_ttl(
 
 
 async def test_appends_of_one_loop_iteration_share_one_call(redis_server: RedisServer) -> None:
-    a = await new_store(redis_server.url, backend=SyntheticBackend(tokens_per_second=0))
+    a = await new_store(
+        redis_server.url, backend=SyntheticBackend.from_settings(Settings(tokens_per_second=0))
+    )
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     try:
         await client.config_resetstat()
@@ -257,7 +260,9 @@ async def test_drain_lets_generation_finish_until_the_deadline(redis_server: Red
 
 
 async def test_retried_batches_never_duplicate(redis_server: RedisServer) -> None:
-    a = await new_store(redis_server.url, backend=SyntheticBackend(tokens_per_second=0))
+    a = await new_store(
+        redis_server.url, backend=SyntheticBackend.from_settings(Settings(tokens_per_second=0))
+    )
     try:
         stream = await a.create(request(max_tokens=3))
         await Collector(stream).wait()
@@ -277,7 +282,9 @@ async def test_followers_get_a_written_batch_as_the_log_would_give_it(
     """A batch just written is handed to followers as sent to Redis (its delta
     records expanded once): whatever ``after`` and byte budget they read with,
     they get what the log itself would return."""
-    a = await new_store(redis_server.url, backend=SyntheticBackend(tokens_per_second=0))
+    a = await new_store(
+        redis_server.url, backend=SyntheticBackend.from_settings(Settings(tokens_per_second=0))
+    )
     checked: list[int] = []
     fresh: list[bool] = []
 
@@ -303,7 +310,9 @@ async def test_followers_get_a_written_batch_as_the_log_would_give_it(
 
 async def test_length_cap_ends_the_stream_with_a_clear_error(redis_server: RedisServer) -> None:
     a = await new_store(
-        redis_server.url, backend=SyntheticBackend(tokens_per_second=0), max_events=10
+        redis_server.url,
+        backend=SyntheticBackend.from_settings(Settings(tokens_per_second=0)),
+        max_events=10,
     )
     try:
         stream = await a.create(request(max_tokens=50))
