@@ -79,7 +79,9 @@ async def serve(host: str, port: int, backend: SyntheticBackend) -> None:
 def main() -> None:
     args = build_parser(__doc__ or "").parse_args()
     backend = SyntheticBackend(
-        tokens_per_second=args.tokens_per_second, first_token_latency=args.first_token_latency
+        tokens_per_second=args.tokens_per_second,
+        first_token_latency=args.first_token_latency,
+        fail_after_tokens=None,
     )
     asyncio.run(serve(args.host, args.port, backend))
 

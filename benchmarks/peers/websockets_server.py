@@ -42,9 +42,7 @@ async def relay(
                 seq = event["seq"]
                 await websocket.send(events.dumps(event))
         except asyncio.CancelledError:  # a cancel message
-            await websocket.send(
-                events.dumps(events.done_event(stream_id, seq + 1, "cancelled"))
-            )
+            await websocket.send(events.dumps(events.done_event(stream_id, seq + 1, "cancelled")))
 
 
 def _forget(relays: dict[str, asyncio.Task[None]], stream_id: str, _task: object) -> None:
@@ -103,7 +101,9 @@ async def main_async(host: str, port: int, backend: SyntheticBackend) -> None:
 def main() -> None:
     args = build_parser(__doc__ or "").parse_args()
     backend = SyntheticBackend(
-        tokens_per_second=args.tokens_per_second, first_token_latency=args.first_token_latency
+        tokens_per_second=args.tokens_per_second,
+        first_token_latency=args.first_token_latency,
+        fail_after_tokens=None,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main_async(args.host, args.port, backend))

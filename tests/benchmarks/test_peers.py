@@ -8,10 +8,13 @@ from support.watched_backend import Watched
 
 from benchmarks.peers import completion_events
 from server.backends.synthetic import SyntheticBackend, synthetic_tokens
+from server.config import Settings
 
 
 async def test_reference_events_are_twinstreams_with_deltas_timed_at_release() -> None:
-    backend = SyntheticBackend(tokens_per_second=200, first_token_latency=0.01)
+    backend = SyntheticBackend.from_settings(
+        Settings(tokens_per_second=200, first_token_latency=0.01)
+    )
     before = time.time()
     events = []
     async for event in completion_events(backend, "S", "stamp me", 4):
