@@ -7,17 +7,51 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
 from .connection import DOWN
+from .keys import Keys
+from .scripts import Scripts
 from .stream import RedisStream
 
-if TYPE_CHECKING:
-    from .store import RedisStreamStore
+__all__ = ["BatcherHost", "LeaseLoss", "Pending", "WriteBatcher"]
 
-__all__ = ["Pending", "WriteBatcher"]
+
+class LeaseLoss(Protocol):
+    """Told that Redis refused a batch because this process's lease lapsed
+    (the store's ProcessLease)."""
+
+    def lost(self) -> None: ...
+
+
+class BatcherHost(Protocol):
+    """What the :class:`WriteBatcher` uses of the store it writes for (the
+    Redis store has these members: it satisfies this structurally)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def keys(self) -> Keys: ...
+
+    @property
+    def retention(self) -> float: ...
+
+    @property
+    def scripts(self) -> Scripts | None: ...
+
+    @property
+    def process_lease(self) -> LeaseLoss: ...
+
+    def outage(self, exc: BaseException) -> None: ...
+
+    def abandon(self, stream: RedisStream) -> None: ...
+
 
 log = logging.getLogger("twinstream.redis")
 
@@ -47,7 +81,7 @@ class WriteBatcher:
     written when Redis is back (the script skips what it already holds, so a
     batch retried after a lost reply never duplicates)."""
 
-    def __init__(self, store: RedisStreamStore) -> None:
+    def __init__(self, store: BatcherHost) -> None:
         self._store = store
         # stream id -> its pending events; insertion-ordered
         self._pending: dict[str, Pending] = {}

@@ -9,19 +9,52 @@ import logging
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import redis
 from redis.exceptions import RedisError
 
 from .connection import DOWN
+from .keys import Keys
+from .stream import RedisStream
 
-if TYPE_CHECKING:
-    from .store import RedisStreamStore
-
-__all__ = ["LeaseKeeper", "ProcessLease"]
+__all__ = ["LeaseHost", "LeaseKeeper", "ProcessLease"]
 
 log = logging.getLogger("twinstream.redis")
+
+
+class LeaseHost(Protocol):
+    """What the lease (:class:`ProcessLease`, :class:`LeaseKeeper`) uses of its
+    store (the Redis store has these members: it satisfies this structurally)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def lease(self) -> float: ...
+
+    @property
+    def keys(self) -> Keys: ...
+
+    @property
+    def redis(self) -> Any: ...
+
+    @property
+    def pubsub(self) -> Any: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def local(self) -> Mapping[str, RedisStream]: ...
+
+    @property
+    def process_lease(self) -> ProcessLease: ...
+
+    def outage(self, exc: BaseException) -> None: ...
+
+    def abandon(self, stream: RedisStream) -> None: ...
 
 
 class ProcessLease:
@@ -32,7 +65,7 @@ class ProcessLease:
     lapsed means others may already have declared our streams dead, so
     :meth:`lost` stops them all and takes a new token for new streams."""
 
-    def __init__(self, store: RedisStreamStore) -> None:
+    def __init__(self, store: LeaseHost) -> None:
         self._store = store
         self.token = secrets.token_hex(8)
         self.keeper: LeaseKeeper | None = None
@@ -96,7 +129,7 @@ class LeaseKeeper:
     progress by calling :meth:`beat`.
     """
 
-    def __init__(self, store: RedisStreamStore, wedged_after: float) -> None:
+    def __init__(self, store: LeaseHost, wedged_after: float) -> None:
         self.store = store
         self.wedged_after = wedged_after
         self.last_beat = time.monotonic()

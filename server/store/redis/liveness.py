@@ -7,28 +7,74 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ...wire import events
 from .connection import DOWN
-from .mirror import RedisMirror
+from .keys import Keys
+from .mirror import Mirrors, RedisMirror
+from .scripts import Scripts
 from .stream import RedisStream
 
-if TYPE_CHECKING:
-    from .store import RedisStreamStore
-
-__all__ = ["INTERRUPTED_MESSAGE", "Liveness"]
+__all__ = ["INTERRUPTED_MESSAGE", "Liveness", "LivenessHost", "PendingWrites"]
 
 log = logging.getLogger("twinstream.redis")
 
 INTERRUPTED_MESSAGE = "the process generating this stream stopped; start it again"
 
 
+class PendingWrites(Protocol):
+    """Which streams still have events waiting to be written (the store's WriteBatcher)."""
+
+    def __contains__(self, stream_id: str) -> bool: ...
+
+
+class LivenessHost(Protocol):
+    """What the tick (:class:`Liveness`) uses of its store (the Redis store
+    has these members: it satisfies this structurally)."""
+
+    @property
+    def lease(self) -> float: ...
+
+    @property
+    def idle_timeout(self) -> float: ...
+
+    @property
+    def mirror_linger(self) -> float: ...
+
+    @property
+    def retention(self) -> float: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def keys(self) -> Keys: ...
+
+    @property
+    def redis(self) -> Any: ...
+
+    @property
+    def scripts(self) -> Scripts | None: ...
+
+    @property
+    def local(self) -> dict[str, RedisStream]: ...
+
+    @property
+    def mirrors(self) -> Mirrors: ...
+
+    @property
+    def batcher(self) -> PendingWrites: ...
+
+    def outage(self, exc: BaseException) -> None: ...
+
+
 class Liveness:
     """Checks the store runs on a timer (:meth:`run`), and the owner checks
     an open of a live stream makes (:meth:`check_owner`)."""
 
-    def __init__(self, store: RedisStreamStore) -> None:
+    def __init__(self, store: LivenessHost) -> None:
         self._store = store
 
     async def run(self) -> None:

@@ -106,7 +106,9 @@ class RedisStreamStore:
         self.clock = clock
         self.state = State.CONNECTING
         # The parts; they reach what they share (the connections, the streams
-        # generated here, outage handling) through this store.
+        # generated here, outage handling) through this store, each typed by the
+        # narrow protocol of what it uses (StreamHost, BatcherHost, MirrorsHost,
+        # LeaseHost, LivenessHost), which this class satisfies structurally.
         self.local: dict[str, RedisStream] = {}
         self.mirrors = Mirrors(self)
         self.batcher = WriteBatcher(self)

@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ...backends.base import BackendError, ChatRequest
+from ...backends.base import Backend, BackendError, ChatRequest
 from ...core.log import CATCH_UP_BYTES, StreamLog
 from ...core.stream import Stream
 from ...wire import events
 
-if TYPE_CHECKING:
-    from .store import RedisStreamStore
+__all__ = ["Enqueuer", "RedisStream", "StreamHost", "end_locally"]
 
-__all__ = ["RedisStream", "end_locally"]
+
+class Enqueuer(Protocol):
+    """Where a stream's appends are queued for Redis (the store's WriteBatcher)."""
+
+    def enqueue(self, stream: RedisStream, seq: int, item: str | bytes, terminal: bool) -> None: ...
+
+
+class StreamHost(Protocol):
+    """What a :class:`RedisStream` uses of the store that generates it (the
+    Redis store has these members: it satisfies this structurally)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def max_events(self) -> int: ...
+
+    @property
+    def batcher(self) -> Enqueuer: ...
 
 
 class RedisStream(Stream):
@@ -35,7 +55,7 @@ class RedisStream(Stream):
 
     local = True
 
-    def __init__(self, store: RedisStreamStore, stream_id: str, request: ChatRequest) -> None:
+    def __init__(self, store: StreamHost, stream_id: str, request: ChatRequest) -> None:
         self._redis_store = store
         self.owner = store.token
         self.end_reason: tuple[str, str] | None = None
