@@ -19,7 +19,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import PRESETS
+from .config import PRESETS, SERVER_DEFAULTS
 from .links import PROFILES
 from .parts import part_named, part_names
 from .suite import machine_info, run_suite
@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tokens-per-second",
         type=float,
-        help="the synthetic model's pace for every server (default: 30)",
+        help="the synthetic model's pace for every server "
+        f"(default: {SERVER_DEFAULTS.tokens_per_second:g})",
     )
     parser.add_argument(
         "--profiles",

@@ -2,7 +2,8 @@
 
 * :class:`SSEConnection` -- a raw HTTP/1.1 reader on ``asyncio`` streams: one
   ``GET /sse`` at a time, chunked bodies, keep-alive reuse, ``Last-Event-ID``.
-  Cheap enough that a few processes can hold 1,000 streams.
+  Cheap enough that a few processes can hold 1,000 streams. Its requests and
+  response heads go through :mod:`benchmarks.rawwire`, as :func:`post`'s do.
 * WebSocket -- the ``websockets`` library's asyncio client (optionally with
   permessage-deflate).
 
@@ -29,6 +30,14 @@ from websockets.asyncio.client import connect as ws_connect
 
 from clients.sse import SSEDecoder
 from server.backends.synthetic import synthetic_tokens
+
+from .rawwire import (
+    HEAD_END,
+    http_request,
+    parse_chunk_size,
+    parse_response_head,
+    response_status,
+)
 
 __all__ = [
     "Endpoint",
@@ -219,38 +228,29 @@ class SSEConnection:
             await self.connect()
         assert self.reader is not None and self.writer is not None
         self.reusable = False
-        lines = [
-            f"GET {path} HTTP/1.1",
-            f"Host: {self.endpoint.host}:{self.endpoint.port}",
-            "Accept: text/event-stream",
-            "Cache-Control: no-cache",
-        ]
+        request_headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-cache")]
         if last_event_id is not None:
-            lines.append(f"Last-Event-ID: {last_event_id}")
+            request_headers.append(("Last-Event-ID", last_event_id))
         if self.accept_gzip:
-            lines.append("Accept-Encoding: gzip")
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        status = int(status_line.split()[1])
-        headers: dict[str, str] = {}
-        for header in header_lines:
-            if ":" in header:
-                name, _, value = header.partition(":")
-                headers[name.strip().lower()] = value.strip()
+            request_headers.append(("Accept-Encoding", "gzip"))
+        self.writer.write(
+            http_request("GET", path, self.endpoint.host, self.endpoint.port, request_headers)
+        )
+        response = parse_response_head(await self.reader.readuntil(HEAD_END))
+        status, headers = response.status, response.headers
         if on_response is not None:
             on_response(status)
-        keep_alive = headers.get("connection", "").lower() != "close"
+        keep_alive = response.keep_alive
         self.content_encoding = headers.get("content-encoding", "").lower()
         parser = SSEParser()
         decode: Callable[[bytes], bytes] = bytes
         if self.content_encoding == "gzip" and status == 200:
             # a sync-flushed gzip stream: each chunk inflates to whole events at once
             decode = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
-        if headers.get("transfer-encoding", "").lower() == "chunked":
+        if response.chunked:
             while True:
-                size_line = await self.reader.readuntil(b"\r\n")
-                size = int(size_line.split(b";")[0], 16)
+                # the size line with its CRLF (int() ignores it; a bare CRLF still fails)
+                size = parse_chunk_size(await self.reader.readuntil(b"\r\n"))
                 if size == 0:
                     while (await self.reader.readuntil(b"\r\n")) != b"\r\n":
                         pass  # trailers
@@ -417,15 +417,19 @@ async def post(endpoint: Endpoint, path: str) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
     try:
         writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"
-            "Content-Length: 0\r\nConnection: close\r\n\r\n".encode("ascii")
+            http_request(
+                "POST",
+                path,
+                endpoint.host,
+                endpoint.port,
+                [("Content-Length", "0"), ("Connection", "close")],
+            )
         )
         response = await reader.read()
     finally:
         writer.close()
-    status_line, _, body = response.partition(b"\r\n")
-    parts = status_line.split()
-    return (int(parts[1]) if len(parts) > 1 else 0), body
+    # what follows the status line (the headers too, as callers have always had it)
+    return response_status(response), response.partition(b"\r\n")[2]
 
 
 def live_window(records: Sequence[StreamRecord]) -> tuple[float, float, bool]:

@@ -12,7 +12,7 @@ import psutil
 from tqdm import tqdm
 
 from ..clients import prompts_with_tokens
-from ..config import SuiteConfig
+from ..config import SERVER_DEFAULTS, SuiteConfig
 from ..servers import PEER_SPECS, TWINSTREAM, ServerProcess, ServerSpec
 from .holders import HolderWorkers
 from .plan import TARGETS_KIB, connection_budget, plan_for, raise_fd_limit
@@ -33,7 +33,7 @@ def _median_rss(process: psutil.Process, samples: int) -> int:
 def _server_command(spec: ServerSpec, config: SuiteConfig, connections: int) -> list[str]:
     """``spec``'s command, its streams kept before their first token."""
     # a first-token wait far beyond the test: every SSE stream stays before its first token
-    command = spec.command(config.tokens_per_second or 30.0, 3600.0)
+    command = spec.command(config.tokens_per_second or SERVER_DEFAULTS.tokens_per_second, 3600.0)
     if spec.module == "server":
         # the warm-up's streams still count against the cap on streams generating at once
         command += ["--max-streams", str(connections + 100)]

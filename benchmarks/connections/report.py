@@ -1,8 +1,14 @@
-"""The connections part in the report: its headline row and its section."""
+"""The connections part in the report: its headline row and its section.
+
+Memory figures are :func:`~benchmarks.report.format.fmt`'s ``keep_digits`` and
+``plain`` ones: one decimal always, no thousands separators.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..report.format import DASH, fmt, ratio_cell, table
 
 __all__ = ["summary_rows", "report_section"]
 
@@ -60,13 +66,19 @@ def report_section(results: dict[str, Any]) -> str:
                     server,
                     transport,
                     e["definition"],
-                    f"{e['opened']:,}/{e['connections']:,}",
-                    f"{e['server_idle_rss_mib']:.1f} → {e['server_open_rss_mib']:.1f}",
-                    " / ".join(f"{v:.1f}" for v in e["step_kib_per_connection"]),
-                    "—" if value is None else f"{value:.1f}",
-                    f"{value / peer_value:.2f}×" if value and peer_value else "—",
-                    f"≤{e['target_kib']:.0f}" if server == "twinstream" else "—",
-                    ("yes" if e["meets_target"] else "no") if server == "twinstream" else "—",
+                    f"{fmt(e['opened'])}/{fmt(e['connections'])}",
+                    f"{fmt(e['server_idle_rss_mib'], keep_digits=True, plain=True)} → "
+                    f"{fmt(e['server_open_rss_mib'], keep_digits=True, plain=True)}",
+                    " / ".join(
+                        fmt(v, keep_digits=True, plain=True) for v in e["step_kib_per_connection"]
+                    ),
+                    fmt(value, keep_digits=True, plain=True),
+                    ratio_cell(value, peer_value) if value else DASH,
+                    f"≤{fmt(e['target_kib'], 0, keep_digits=True, plain=True)}"
+                    if server == "twinstream"
+                    else DASH,
+                    # a run that opened nothing has no verdict: it reads as not met
+                    fmt(bool(e["meets_target"])) if server == "twinstream" else DASH,
                 ]
             )
             if e.get("note"):
@@ -85,8 +97,6 @@ def report_section(results: dict[str, Any]) -> str:
         "Target",
         "Met",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     limits: dict[str, Any] = next(
         (e["fd_limit"] for b in data.values() for e in b.get("transports", {}).values()), {}
     )
@@ -99,6 +109,6 @@ def report_section(results: dict[str, Any]) -> str:
         f"{limits.get('hard', '?')}); servers and workers inherit it. Targets from issue 8."
     )
     return "\n\n".join(
-        ["## Memory per idle connection", intro, "\n".join(lines)]
+        ["## Memory per idle connection", intro, table(header, rows)]
         + (["\n".join(f"- {n}" for n in notes)] if notes else [])
     )

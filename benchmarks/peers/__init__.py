@@ -19,6 +19,8 @@ from server.backends.base import BackendError, ChatRequest, Finish, close_pieces
 from server.backends.synthetic import SyntheticBackend
 from server.wire import events
 
+from ..config import SERVER_DEFAULTS
+
 __all__ = ["build_parser", "completion_events", "new_stream_id"]
 
 
@@ -26,8 +28,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--tokens-per-second", type=float, default=30.0)
-    parser.add_argument("--first-token-latency", type=float, default=0.25)
+    # twinstream's own defaults, so each server alone paces the model alike
+    parser.add_argument(
+        "--tokens-per-second", type=float, default=SERVER_DEFAULTS.tokens_per_second
+    )
+    parser.add_argument(
+        "--first-token-latency", type=float, default=SERVER_DEFAULTS.first_token_latency
+    )
     return parser
 
 

@@ -28,20 +28,23 @@ def get(data: Any, *path: Any) -> Any:
     return data
 
 
-def fmt(value: Any, digits: int = 1, *, keep_digits: bool = False) -> str:
+def fmt(value: Any, digits: int = 1, *, keep_digits: bool = False, plain: bool = False) -> str:
     """A figure as a cell: :data:`DASH` for none, yes/no, ints with thousands
     separators, floats with ``digits`` decimals below 1,000 and none above.
-    ``keep_digits``: every number (ints too) with ``digits`` decimals and separators."""
+    ``keep_digits``: every number (ints too) with ``digits`` decimals and separators.
+    ``plain``: no thousands separators and no rounding off above 1,000 -- ints as they
+    are, floats with ``digits`` decimals at any size (with ``keep_digits``, ints too)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return DASH
     if isinstance(value, bool):
         return "yes" if value else "no"
+    separators = "" if plain else ","
     if keep_digits and isinstance(value, (int, float)):
-        return f"{value:,.{digits}f}"
+        return f"{value:{separators}.{digits}f}"
     if isinstance(value, int):
-        return f"{value:,}"
+        return f"{value:{separators}}"
     if isinstance(value, float):
-        if abs(value) >= 1000:
+        if abs(value) >= 1000 and not plain:
             return f"{value:,.0f}"
         return f"{value:.{digits}f}"
     return str(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import SuiteConfig
+from ..config import SERVER_DEFAULTS, SuiteConfig
 
 __all__ = [
     "MIB",
@@ -17,6 +17,7 @@ __all__ = [
     "bounds_flags",
 ]
 
+#: bytes in a MiB: a unit (memory figures), not a bound
 MIB = 1 << 20
 #: issue 8's targets
 TARGET_EXTRA_MIB = 2.0
@@ -33,7 +34,8 @@ class StuckPlan:
     normal_clients: int
     window: float  # seconds each run lasts; the stuck reader must be dropped within it
     write_timeout: float  # passed as --write-timeout
-    max_pending_bytes: int = MIB  # passed as --max-pending-bytes (the issue's default)
+    #: passed as --max-pending-bytes: the server's default (1 MiB, issue 8's figure)
+    max_pending_bytes: int = SERVER_DEFAULTS.max_pending_bytes
     flood_per_second: float = 50.0
     pipelined: int = 400  # SSE: requests pipelined on the stuck connection
     tokens_per_second: float | None = None  # None: the suite's pace

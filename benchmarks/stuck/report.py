@@ -1,22 +1,17 @@
-"""The stuck-readers part in the report: its headline rows and its section."""
+"""The stuck-readers part in the report: its headline rows and its section.
+
+Its figures are :func:`~benchmarks.report.format.fmt`'s ``plain`` ones: no thousands
+separators, and floats keep their decimals past 1,000 (kernel queues reach 1,500 KiB).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..report.format import fmt, table
 from .plan import STUCK_MAX_TOKENS
 
 __all__ = ["summary_rows", "report_section"]
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:
@@ -35,11 +30,11 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
         value = d["with_stuck"]["stuck"]["seconds_after_kernel_full"]
         if value is None:
             return f"not within {d['window_s']:g} s"
-        return f"{_fmt(value)} (deadline {d['write_timeout_s']:g})"
+        return f"{fmt(value, plain=True)} (deadline {d['write_timeout_s']:g})"
 
     def text(value: Any, digits: int = 1) -> str | None:
         # text, so the headline table shows no WS / SSE ratio for these rows
-        return None if value is None else _fmt(value, digits)
+        return None if value is None else fmt(value, digits, plain=True)
 
     rows = [
         (
@@ -89,22 +84,23 @@ def report_section(results: dict[str, Any]) -> str:
             [
                 transport,
                 " ".join(d["flags"]) if d["supported"] else "not supported",
-                _fmt(s.get("seconds_to_disconnect"), 2),
-                f"{_fmt(s.get('seconds_to_kernel_full'), 2)} "
-                f"({_fmt(s.get('max_server_kernel_queue_kib'), 0)} KiB)",
-                _fmt(s.get("how")),
+                fmt(s.get("seconds_to_disconnect"), 2, plain=True),
+                f"{fmt(s.get('seconds_to_kernel_full'), 2, plain=True)} "
+                f"({fmt(s.get('max_server_kernel_queue_kib'), 0, plain=True)} KiB)",
+                fmt(s.get("how"), plain=True),
                 f"{d['stuck_streams']} / {s.get('streams_seen', 0)} / {s.get('resumed', 0)}",
-                _fmt(d["events_lost"]),
-                _fmt(s.get("events_duplicated")),
-                f"{_fmt(base['rss_growth_mib'])} / {_fmt(loaded['rss_growth_mib'])}",
-                _fmt(d["extra_memory_mib"], 2),
-                f"{_fmt(base['delivery_delay_ms']['p50'], 2)} / "
-                f"{_fmt(loaded['delivery_delay_ms']['p50'], 2)}",
-                f"{_fmt(base['delivery_delay_ms']['p99'])} / "
-                f"{_fmt(loaded['delivery_delay_ms']['p99'])}",
-                _fmt(d["p99_ratio"], 2),
-                f"{_fmt(base['machine_cpu_percent'], 0)} / "
-                f"{_fmt(loaded['machine_cpu_percent'], 0)}",
+                fmt(d["events_lost"], plain=True),
+                fmt(s.get("events_duplicated"), plain=True),
+                f"{fmt(base['rss_growth_mib'], plain=True)} / "
+                f"{fmt(loaded['rss_growth_mib'], plain=True)}",
+                fmt(d["extra_memory_mib"], 2, plain=True),
+                f"{fmt(base['delivery_delay_ms']['p50'], 2, plain=True)} / "
+                f"{fmt(loaded['delivery_delay_ms']['p50'], 2, plain=True)}",
+                f"{fmt(base['delivery_delay_ms']['p99'], plain=True)} / "
+                f"{fmt(loaded['delivery_delay_ms']['p99'], plain=True)}",
+                fmt(d["p99_ratio"], 2, plain=True),
+                f"{fmt(base['machine_cpu_percent'], 0, plain=True)} / "
+                f"{fmt(loaded['machine_cpu_percent'], 0, plain=True)}",
             ]
         )
         if d.get("note"):
@@ -133,9 +129,7 @@ def report_section(results: dict[str, Any]) -> str:
         "growth − the stuck reader's streams at the base run's cost per stream. Targets "
         "(issue 8): disconnected within the deadline, ≤2 MiB extra, 0 lost, p99 ≤2×."
     )
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n\n".join(
-        ["## Stuck readers", intro, "\n".join(lines)]
+        ["## Stuck readers", intro, table(header, rows)]
         + (["\n".join(f"- {n}" for n in notes)] if notes else [])
     )

@@ -23,6 +23,18 @@ def test_fmt_can_keep_its_digits_with_separators() -> None:
     assert fmt(None, 1, keep_digits=True) == DASH
 
 
+def test_fmt_plain_has_no_separators_and_keeps_decimals_past_a_thousand() -> None:
+    assert fmt(12345, plain=True) == "12345" and fmt(-7, plain=True) == "-7"
+    assert fmt(1575.04, 0, plain=True) == "1575" and fmt(1234.56, 2, plain=True) == "1234.56"
+    assert fmt(3.14159, 2, plain=True) == "3.14"
+    assert fmt(None, plain=True) == DASH and fmt(True, plain=True) == "yes"
+    assert fmt("eof", plain=True) == "eof"
+    # with keep_digits, ints get the decimals too
+    assert fmt(12345, 1, keep_digits=True, plain=True) == "12345.0"
+    assert fmt(1234.56, 1, keep_digits=True, plain=True) == "1234.6"
+    assert fmt(20.0, 0, keep_digits=True, plain=True) == "20"
+
+
 def test_ratio_cell_and_get() -> None:
     assert ratio_cell(3, 2) == "1.50×"
     assert ratio_cell(3, 0) == DASH and ratio_cell("x", 2) == DASH
