@@ -17,12 +17,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 __all__ = [
     "ServerSpec",
     "ServerProcess",
+    "stop_process",
     "ResourceSampler",
     "TWINSTREAM",
     "SSE_STARLETTE",
@@ -76,6 +78,22 @@ TWINSTREAM = ServerSpec("twinstream", ("sse", "ws"), "server", resumable=True)
 SSE_STARLETTE = ServerSpec("sse-starlette", ("sse",), "benchmarks.peers.sse_starlette_server")
 WEBSOCKETS = ServerSpec("websockets", ("ws",), "benchmarks.peers.websockets_server")
 PEER_SPECS = (SSE_STARLETTE, WEBSOCKETS)
+
+
+def stop_process(process: subprocess.Popen[Any], wait: float = 10) -> None:
+    """Stop a server now. twinstream drains on SIGTERM (live streams may run on for
+    ``--drain-timeout``); a second SIGTERM ends them at once; past ``wait`` seconds
+    more it is killed."""
+    process.terminate()
+    try:
+        process.wait(2)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 class ServerProcess:
@@ -136,12 +154,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process)
 
     def __enter__(self) -> ServerProcess:
         return self.start()

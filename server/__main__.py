@@ -31,18 +31,32 @@ async def serve(
     ready: Callable[[int], None] | None = None,
     reuse_port: bool = False,
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then stop: with the memory store live streams
-    are cancelled; a shared store drains (see :func:`server.workers.drain`).
+    """Serve until SIGINT/SIGTERM, then drain (:func:`server.workers.drain`): stop
+    accepting, let generations run up to ``--drain-timeout``, end every response
+    and socket the way its protocol says, exit.
     ``reuse_port``: listen with SO_REUSEPORT beside other workers (``--processes``)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread / platform
-            pass
+    log = logging.getLogger("twinstream")
     app = make_app(settings)
     store = app.settings["store"]
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            log.info(
+                "shutting down: live streams may finish for up to %gs (signal again to end now)",
+                settings.drain_timeout,
+            )
+        else:
+            log.info("ending the live streams now")
+            store.hurry()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+        except (NotImplementedError, RuntimeError):  # not the main thread / platform
+            pass
     if hasattr(store, "connect"):
         await store.connect()  # a shared store: StoreUnavailable if it cannot be reached
     server = make_server(app, http_server_options(settings))  # the edge (issue 10)
@@ -53,17 +67,13 @@ async def serve(
     # process: move it out of the cyclic collector's generations, so its full
     # passes walk only what connections and streams made.
     gc.freeze()
-    logging.getLogger("twinstream").info("backend=%s store=%s", settings.backend, settings.store)
+    log.info("backend=%s store=%s", settings.backend, settings.store)
     app.settings["edge"].log_summary()
     if ready is not None:
         ready(port)
     await stop.wait()
     server.stop()
-    if hasattr(store, "drain"):
-        await drain(app, settings)  # readers sent elsewhere; generations finish or time out
-    else:
-        await store.close()  # every live stream ends with done/cancelled...
-        await app.settings["watch"].wait_idle(timeout=5)  # ...which the relays deliver
+    await drain(app, settings)  # generations finish or end with server_shutdown, delivered
     await server.close_all_connections()
     app.settings["metrics"].close()  # the log line of each stream still recorded
 

@@ -21,7 +21,7 @@ from .handlers.pages import STATIC_DIR, HealthHandler, IndexHandler, NotFoundHan
 from .handlers.sse import SSEHandler
 from .handlers.streams import StreamsHandler
 from .handlers.token import TokenHandler
-from .handlers.websocket import StreamSocketHandler
+from .handlers.websocket import SocketOptions, StreamSocketHandler
 from .metrics import Metrics
 
 __all__ = ["Settings", "make_backend", "make_store", "make_app", "http_server_options"]
@@ -95,10 +95,15 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
                 r"/ws",
                 StreamSocketHandler,
                 {
-                    **common,
-                    "edge": edge,
-                    "compression": settings.ws_compression,
-                    "max_streams_per_socket": settings.max_streams_per_socket,
+                    "options": SocketOptions(
+                        metrics=metrics,
+                        edge=edge,
+                        compression=settings.ws_compression,
+                        max_streams_per_socket=settings.max_streams_per_socket,
+                    ),
+                    "store": store,
+                    "limits": limits,
+                    "relays": relays,
                 },
             ),
             (r"/streams", StreamsHandler, {**on_store, "limits": limits}),

@@ -189,8 +189,9 @@ class Settings:
     )
     drain_timeout: float = setting(
         30.0,
-        "on SIGTERM, seconds this process's generations may go on (written to the store) "
-        "before they end with error server_shutdown; its readers are sent elsewhere at once",
+        "on SIGTERM or SIGINT, seconds this process's generations may go on before they end "
+        "with error server_shutdown (a second signal ends them at once); with a shared store "
+        "its readers are sent elsewhere at once, with the memory store they read on to the end",
         non_negative(float),
     )
     retention: float = setting(

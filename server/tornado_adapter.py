@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -71,6 +72,11 @@ def missing() -> list[str]:
         (RequestHandler, "_auto_finish"),
         (RequestHandler, "_transforms"),
         (WebSocketHandler, "_detach_stream"),
+        (WebSocketProtocol13, "_handle_message"),
+        (WebSocketProtocol13, "_abort"),
+        (WebSocketProtocol13, "_write_frame"),
+        (WebSocketProtocol13, "server_terminated"),
+        (WebSocketProtocol13, "client_terminated"),
     ]
     absent = []
     for name in ("_ProxyAdapter", "_HTTPRequestContext"):
@@ -303,8 +309,63 @@ def forget_response_headers(handler: RequestHandler) -> None:
         trim_headers(headers)
 
 
+#: Close codes for a peer that broke the protocol (RFC 6455 7.4.1).
+PROTOCOL_ERROR = 1002
+INVALID_DATA = 1007
+#: How long a socket that broke the protocol is kept half-closed after its close
+#: frame, so the peer reads the frame before the TCP connection goes.
+_FAIL_LINGER = 1.0
+
+
+class _ClosingProtocol13(WebSocketProtocol13):
+    """Tornado's protocol, except that a peer who breaks it gets a close frame
+    before the TCP close, as RFC 6455 7.1.7 asks ("Fail the WebSocket
+    Connection": the endpoint should send a Close frame with an appropriate
+    status code): 1002 for a protocol violation (reserved bits, reserved
+    opcodes, bad fragmentation, a fragmented or long control frame), 1007 for a
+    text message that is not UTF-8 (8.1). Tornado drops the connection instead."""
+
+    #: the close code a failure right now calls for
+    _failure_code = PROTOCOL_ERROR
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if opcode != 0x1:
+            return super()._handle_message(opcode, data)
+        # Inside, the only failure of a text message that Tornado does not answer
+        # with a close of its own (1009) is bytes that are not UTF-8.
+        self._failure_code = INVALID_DATA
+        try:
+            return super()._handle_message(opcode, data)
+        finally:
+            self._failure_code = PROTOCOL_ERROR
+
+    def _abort(self) -> None:
+        stream = self.stream
+        if self.server_terminated or stream is None or stream.closed():
+            super()._abort()  # the peer left, or our close frame went already
+            return
+        # The frame that failed is not understood, so nothing more is read: send
+        # the close frame, half-close (FIN after it), and let the TCP connection
+        # go a little later, so that closing with unread input (an RST) cannot
+        # overtake the frame.
+        try:
+            self._write_frame(True, 0x8, struct.pack(">H", self._failure_code))
+        except StreamClosedError:
+            super()._abort()
+            return
+        self.server_terminated = True
+        self.client_terminated = True
+        self.close_code = self._failure_code
+        try:
+            stream.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        stream.io_loop.call_later(_FAIL_LINGER, stream.close)
+
+
 class LeanWebSocketHandler(WebSocketHandler):
-    """A WebSocketHandler without Tornado's per-socket method guards.
+    """A WebSocketHandler without Tornado's per-socket method guards, whose
+    protocol errors end with a close frame (:class:`_ClosingProtocol13`).
 
     When the handshake takes over the connection, Tornado replaces seven
     HTTP response methods (``write``, ``finish``...) on the *instance* with
@@ -314,3 +375,11 @@ class LeanWebSocketHandler(WebSocketHandler):
 
     def _detach_stream(self) -> IOStream:
         return self.detach()
+
+    def get_websocket_protocol(self) -> Any:
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is WebSocketProtocol13:
+            # Tornado builds it from private parameters: take its instance and
+            # give it the subclass's behaviour (same attributes, no slots).
+            protocol.__class__ = _ClosingProtocol13
+        return protocol

@@ -15,20 +15,24 @@ Forking (rather than ``tornado.process.fork_processes``) keeps the parent in
 charge of signals: Tornado's parent dies on SIGTERM and leaves its children
 running, which is not what a service manager expects.
 
-Shutting down without losing a stream, and running several processes.
+Shutting down: SIGTERM (or SIGINT) *drains* a process instead of cutting its
+streams short.
 
-With a shared store (Redis), SIGTERM *drains* a process instead of cancelling
-its streams:
-
-1. it stops accepting connections (the caller stops the HTTP server);
-2. its readers are sent elsewhere at once: an SSE response ends after a
-   ``retry:`` hint with jitter (``EventSource`` and the Python client reconnect
-   and resume with ``Last-Event-ID``), a WebSocket is closed with 1012
-   (service restart; clients reconnect and send ``resume``);
-3. the generations running here go on, written to the store, for up to
-   ``--drain-timeout`` seconds; those still running then end with
-   ``error``/``server_shutdown`` (never a ``done`` that looks finished);
-4. the process exits 0.
+1. It stops accepting connections (the caller stops the HTTP server).
+2. With a shared store (Redis) its readers are sent elsewhere at once: an SSE
+   response ends after a ``retry:`` hint with jitter (``EventSource`` and the
+   Python client reconnect and resume with ``Last-Event-ID``), a WebSocket is
+   closed with 1012 (service restart; clients reconnect and send ``resume``).
+   With the memory store nothing could be resumed once the process is gone, so
+   its readers read on: an SSE response gets the ``retry:`` hint and goes on to
+   its stream's last event, a WebSocket is closed with 1001 (going away) once
+   the streams it follows have ended.
+3. The generations running here go on for up to ``--drain-timeout`` seconds
+   (a second signal ends them at once); those still running then end with
+   ``error``/``server_shutdown`` (never a ``done`` that looks finished), which
+   every reader still here receives (``/v1``: an error chunk, then ``[DONE]``).
+4. Every event-stream response ends with a complete body (its last chunk) and
+   every WebSocket with a close frame; then the process exits 0.
 """
 
 from __future__ import annotations
@@ -209,11 +213,17 @@ def serve_processes(
 
 async def drain(app: tornado.web.Application, settings: Settings) -> None:
     """Drain this process (see the module docstring); the HTTP server has stopped
-    accepting already."""
+    accepting already. With a shared store the readers are sent elsewhere at once;
+    with the memory store they read on, to their streams' ends (nothing could be
+    resumed after the process is gone). Either way every event-stream response
+    ends with a complete body and every WebSocket with a close frame, before the
+    caller closes what is left (idle keep-alive connections)."""
     store = app.settings["store"]
     connections = app.settings["watch"]
+    elsewhere = settings.store != "memory"
     for handler in list(connections.drainable):
         # Jitter: the clients of a draining process should not all come back at once.
-        handler.drain(int(settings.retry_ms * random.uniform(0.5, 1.5)))
+        handler.drain(int(settings.retry_ms * random.uniform(0.5, 1.5)), elsewhere)
     await store.drain(settings.drain_timeout)
-    await connections.wait_idle(timeout=2)
+    # the terminal events, the responses' last chunks and the close handshakes
+    await connections.wait_idle(timeout=2 if elsewhere else 5)

@@ -63,6 +63,9 @@ class Cut(str, enum.Enum):
     STUCK = "stuck"
     #: a keepalive ping went unanswered for a whole interval: the peer is gone
     NO_PONG = "no_pong"
+    #: relaying raised (a bug, never the client's doing): logged once, and the
+    #: reader is told the protocol's way (WebSocket 1011) instead of left waiting
+    FAILED = "failed"
 
 
 class Outcome(str, enum.Enum):
@@ -413,26 +416,40 @@ class Relay:
     def pump(self) -> None:
         """Write everything that is ready, while the connection has room."""
         stream, sink = self.stream, self.sink
-        while self.state is _FOLLOWING:
-            last_seq = stream.last_seq
-            if self.next_seq > last_seq:
-                if stream.ended:
-                    self.stop(Outcome.COMPLETE)
-                return
-            if not sink.has_room():
-                self.state = _PAUSED
-                sink.wait_for_room(self)
-                return
-            texts = stream.read(self.next_seq - 1, sink.batch_bytes)
-            data = self.frame(self.next_seq, texts)
-            self.next_seq += len(texts)
-            if not sink.write(data):
-                self.stop(Outcome.CLOSED)
-                return
-            if self.next_seq > last_seq and not stream.ended:
-                # Caught up (a write never appends): the common case, one event
-                # written as it was appended, needs no second look at the log.
-                return
+        # The try costs nothing until something raises (Python 3.11's zero-cost
+        # exceptions); what raises here is a bug, and it must neither leave a
+        # reader waiting on a relay that is gone nor reach the stream's producer.
+        try:
+            while self.state is _FOLLOWING:
+                last_seq = stream.last_seq
+                if self.next_seq > last_seq:
+                    if stream.ended:
+                        self.stop(Outcome.COMPLETE)
+                    return
+                if not sink.has_room():
+                    self.state = _PAUSED
+                    sink.wait_for_room(self)
+                    return
+                texts = stream.read(self.next_seq - 1, sink.batch_bytes)
+                data = self.frame(self.next_seq, texts)
+                self.next_seq += len(texts)
+                if not sink.write(data):
+                    self.stop(Outcome.CLOSED)
+                    return
+                if self.next_seq > last_seq and not stream.ended:
+                    # Caught up (a write never appends): the common case, one event
+                    # written as it was appended, needs no second look at the log.
+                    return
+        except Exception:
+            self._failed()
+
+    def _failed(self) -> None:
+        log.exception("relaying stream %s failed; its connection is closed", self.stream.id)
+        sink = self.sink
+        self.stop(Outcome.CLOSED)
+        if sink.state is not _CLOSED:
+            sink.close()
+            sink.owner.cut(Cut.FAILED)
 
     def stop(self, outcome: Outcome = Outcome.CLOSED) -> None:
         if self.state is _STOPPED or self.state is RelayState.READY:

@@ -21,6 +21,9 @@ from .stream import Stream
 
 log = logging.getLogger("twinstream.streams")
 
+#: What a stream still generating when its server shuts down ends with.
+SHUTDOWN_MESSAGE = "the server shut down before this stream finished"
+
 
 class StreamStore(Protocol):
     """Where streams live: this process (:class:`MemoryStreamStore`) or a
@@ -45,6 +48,15 @@ class StreamStore(Protocol):
         ...
 
     def start(self) -> None: ...
+
+    async def drain(self, deadline: float) -> None:
+        """Shut down: refuse new streams, let live ones run up to ``deadline`` s,
+        end the rest with ``error``/``server_shutdown``, then close."""
+        ...
+
+    def hurry(self) -> None:
+        """During :meth:`drain`: end the live streams generated here now."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -73,6 +85,8 @@ class MemoryStreamStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
+        #: shutting down (:meth:`drain`): new streams are refused
+        self.draining = False
         self.max_live_streams = max_live_streams
         self.max_retained_streams = max_retained_streams
         self.max_retained_bytes = max_retained_bytes
@@ -125,7 +139,12 @@ class MemoryStreamStore:
         return self.create_now(request)
 
     def create_now(self, request: ChatRequest) -> Stream:
-        """Start a stream; ProtocolError ``too_many_streams`` (503) at the cap."""
+        """Start a stream; ProtocolError ``too_many_streams`` (503) at the cap,
+        ``server_shutdown`` (503) while draining."""
+        if self.draining:
+            raise errors.ProtocolError(
+                "server_shutdown", "this server is shutting down; retry later", 503
+            )
         if self._live >= self.max_live_streams:
             raise errors.ProtocolError(
                 "too_many_streams", "the server is running too many streams; retry later", 503
@@ -204,6 +223,24 @@ class MemoryStreamStore:
         while True:
             await asyncio.sleep(self.reap_interval)
             self.reap()
+
+    async def drain(self, deadline: float) -> None:
+        """Shut down without cutting an answer short: refuse new streams, let the
+        live ones generate for up to ``deadline`` seconds (their readers keep
+        reading), then end the rest with ``error``/``server_shutdown``. Nothing
+        can be resumed once the process is gone: the streams live in its memory."""
+        self.draining = True
+        live = [task for stream in self._streams.values() if (task := stream.generating)]
+        if live:
+            await asyncio.wait(live, timeout=deadline)
+        self.hurry()
+        await self.close()
+
+    def hurry(self) -> None:
+        """End every live stream now with ``error``/``server_shutdown`` (the
+        drain's deadline, or a second signal)."""
+        for stream in list(self._streams.values()):
+            stream.fail("server_shutdown", SHUTDOWN_MESSAGE)
 
     async def close(self) -> None:
         """Cancel every live stream and the reaper."""

@@ -127,3 +127,13 @@ class Stream(StreamLog):
             return False
         self._task.cancel()
         return True
+
+    def fail(self, code: str, message: str) -> None:
+        """End the stream now with ``error``/``code`` (a shutdown's deadline):
+        never a ``done`` that looks finished. Generation is cancelled; its own
+        ``done``/``cancelled`` comes after the end and is ignored."""
+        if self.ended:
+            return
+        self.append(events.error_event(self.id, len(self._ends), code, message))
+        if self._task is not None:
+            self._task.cancel()

@@ -46,6 +46,9 @@ class ConnectionWatch:
         #: first not due
         self.pinging: dict[Watched, float] = {}
         self.relays = 0  # relays open now (shutdown waits for 0)
+        #: event-stream responses not yet wholly sent and WebSockets not yet closed
+        #: (shutdown waits for 0: a response cut before its last chunk is incomplete)
+        self.connections = 0
         #: open /sse and /ws handlers, told to send their clients elsewhere on drain
         self.drainable: weakref.WeakSet[Any] = weakref.WeakSet()
         self.slow_consumers = 0  # connections cut as slow consumers so far
@@ -108,8 +111,9 @@ class ConnectionWatch:
         self._ensure_running()
 
     async def wait_idle(self, timeout: float) -> None:
-        """Wait (at most ``timeout`` s) until no relay is open."""
+        """Wait (at most ``timeout`` s) until no relay is open and every
+        event-stream response and WebSocket counted in :attr:`connections` ended."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.relays and loop.time() < deadline:
+        while (self.relays or self.connections) and loop.time() < deadline:
             await asyncio.sleep(0.01)

@@ -41,7 +41,8 @@ class JsonErrorHandler(tornado.web.RequestHandler):
             self.set_status(status_code)
             code, message = exc.code, exc.message
         elif status_code >= 500:
-            code, message = "internal_error", "the server failed; the error was logged"
+            failure = errors.internal_error()
+            code, message = failure.code, failure.message
         else:
             code = _CODES.get(status_code, "http_error")
             try:

@@ -79,6 +79,7 @@ class EventStreamHandler(JsonErrorHandler):
     _sink: Sink | None = None
     _encoder: _BodyEncoder | None = None
     _transport = ""
+    _counted = False
 
     def compute_etag(self) -> None:
         return None
@@ -143,8 +144,11 @@ class EventStreamHandler(JsonErrorHandler):
             return
         sink = self._sink
         assert sink is not None
-        # Counted from here: the relay's end (_end_response) uncounts it.
+        # Counted from here: the relay's end (_end_response) uncounts it; the
+        # watch counts it until its last byte is out (shutdown waits for that).
         self.metrics.connection_opened(transport)
+        self.relays.watch.connections += 1
+        self._counted = True
         Relay(stream, after, sink, frame).start()
         if sink.state is SinkState.HEAD_PENDING:  # nothing was ready: the head alone
             sink.write(b"", transform=False)
@@ -202,7 +206,7 @@ class EventStreamHandler(JsonErrorHandler):
         ):
             if sink is not None:
                 sink.close()
-            self.relay_ended(False)
+            self._response_over(False)
             return
         sink.stop_heartbeats()
         trailer = encoder.trailer()
@@ -217,7 +221,7 @@ class EventStreamHandler(JsonErrorHandler):
             finished = self.finish()
         except StreamClosedError:
             sink.close()
-            self.relay_ended(False)
+            self._response_over(False)
             return
         finished.add_done_callback(self._response_sent)
 
@@ -225,7 +229,13 @@ class EventStreamHandler(JsonErrorHandler):
         if self._sink is not None:
             self._sink.close()
         failed = future.cancelled() or future.exception() is not None
-        self.relay_ended(not failed)
+        self._response_over(not failed)
+
+    def _response_over(self, complete: bool) -> None:
+        if self._counted:
+            self._counted = False
+            self.relays.watch.connections -= 1
+        self.relay_ended(complete)
 
 
 async def open_stream(store: StreamStore, stream_id: str) -> StreamLog:

@@ -91,13 +91,17 @@ class SSEHandler(EventStreamHandler):
         frames = metrics.counting(SSEFrames(stream.id, self.relays.retry_ms), stream, "sse")
         self.relay_events(stream, after, frames, "sse")
 
-    def drain(self, retry_ms: int) -> None:
-        """The server is shutting down (drain): end this response after a
-        ``retry`` hint, so the client reconnects (elsewhere) in ``retry_ms``
-        and resumes with ``Last-Event-ID``; the stream goes on."""
+    def drain(self, retry_ms: int, elsewhere: bool) -> None:
+        """The server is shutting down. With a shared store (``elsewhere``): end
+        this response now, after a ``retry`` hint, so the client reconnects
+        (elsewhere) in ``retry_ms`` and resumes with ``Last-Event-ID``; the stream
+        goes on. With the memory store nothing can be resumed once the process
+        is gone: the hint goes out and the response goes on to its stream's
+        terminal event (the store ends the stream by the drain deadline)."""
         sink = self._sink
         if sink is None or sink.closed:
             return
         sink.write(sse.encode_retry(retry_ms))
-        for relay in list(sink.relays):
-            relay.stop(Outcome.DRAIN)
+        if elsewhere:
+            for relay in list(sink.relays):
+                relay.stop(Outcome.DRAIN)

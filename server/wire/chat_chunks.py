@@ -42,7 +42,9 @@ def chunk_payloads(
     """The SSE ``data`` payloads for one event of a ``/v1`` stream: a
     ``chat.completion.chunk`` per event; after ``done``, the usage chunk (if
     asked for) and ``[DONE]``; for ``error`` or a cancelled ``done``, OpenAI's
-    mid-stream ``{"error": ...}`` object (its SDKs raise on it) and nothing after."""
+    mid-stream ``{"error": ...}`` object (its SDKs raise on it), then ``[DONE]``:
+    no chunk carries a ``finish_reason``, so a cut answer never looks finished,
+    and a client that reads to ``[DONE]`` stops there too."""
     kind = event["type"]
     if kind == "start":
         chunk = _chunk(completion_id, created, model, {"role": "assistant", "content": ""}, None)
@@ -69,7 +71,7 @@ def chunk_payloads(
         payloads.append("[DONE]")
         return payloads
     failure = _failure(event)
-    return [json.dumps(error_body(failure.status, failure.code, failure.message))]
+    return [json.dumps(error_body(failure.status, failure.code, failure.message)), "[DONE]"]
 
 
 def merge_tool_calls(fragments: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

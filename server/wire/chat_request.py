@@ -21,8 +21,8 @@ from typing import Any
 
 from ..backends.base import ChatRequest
 from .errors import ProtocolError
-from .events import loads_strict
 from .limits import Limits, validate_max_tokens, validate_prompt
+from .strict_json import MAX_DEPTH, TooDeep, loads_strict
 
 __all__ = [
     "ROLES",
@@ -450,7 +450,11 @@ def parse_json_body(body: bytes, limits: Limits) -> dict[str, Any]:
         )
     try:
         data = loads_strict(body or b"null")
-    except (ValueError, RecursionError):
+    except TooDeep:
+        raise ProtocolError(
+            "invalid_json", f"the request body nests deeper than {MAX_DEPTH} levels"
+        ) from None
+    except ValueError:
         raise ProtocolError("invalid_json", "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_body", "the request body must be a JSON object")

@@ -56,3 +56,8 @@ def stream_ended(stream: str) -> ProtocolError:
     return ProtocolError(
         "stream_ended", "this stream ended and every event was delivered", stream=stream
     )
+
+
+def internal_error() -> ProtocolError:
+    """What a client gets when the server failed (a bug): no detail leaves the process."""
+    return ProtocolError("internal_error", "the server failed; the error was logged", status=500)

@@ -119,24 +119,6 @@ def delta_from_record(
     return b'%b%d,"content":%b,"t":%b}' % (head, seq, content, t)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads_strict(text: str | bytes) -> Any:
-    """Parse client JSON strictly (RFC 8259): no NaN/Infinity, no lone UTF-16
-    surrogates (``"\\ud800"`` decodes to a str that cannot be encoded as UTF-8).
-    Raises ValueError."""
-    value = json.loads(text, parse_constant=_reject_constant)
-    try:
-        # Raises ValueError for 1e999 (parsed as inf), UnicodeEncodeError
-        # (a ValueError too) for a lone surrogate.
-        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("string holds a lone surrogate") from None
-    return value
-
-
 def check_resume(last_seq: int, ended: bool, after: int, position: str = "after") -> bool:
     """The one resume rule every transport applies: may a follower resume after
     ``after``? True when there is something to follow; False when the stream ended

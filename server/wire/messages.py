@@ -9,9 +9,10 @@ from typing import Any
 from ..backends.base import ChatRequest
 from .chat_request import parse_chat_request
 from .errors import ProtocolError
-from .events import loads_strict
+from .events import dumps
 from .ids import validate_stream_id
 from .limits import Limits
+from .strict_json import MAX_DEPTH, TooDeep, depth_of, loads_strict
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,43 @@ class CancelRequest:
 ClientMessage = StartRequest | ResumeRequest | CancelRequest
 
 
+#: Bounds on a ``ref``, which the ``start`` event (and any error) echoes back.
+MAX_REF_DEPTH = 32
+MAX_REF_BYTES = 1024
+
+
+def validate_ref(ref: Any) -> Any:
+    """A ``start`` message's ``ref``, any JSON value within the bounds; else
+    ProtocolError ``invalid_ref``."""
+    if ref is None or isinstance(ref, (str, int, float, bool)) and len(str(ref)) <= 64:
+        return ref  # the common case: a number or a short label
+    if depth_of(ref) > MAX_REF_DEPTH or len(dumps(ref).encode()) > MAX_REF_BYTES:
+        raise ProtocolError(
+            "invalid_ref",
+            f"'ref' is echoed in the start event: it may nest at most {MAX_REF_DEPTH} "
+            f"levels and take at most {MAX_REF_BYTES} bytes of JSON",
+        )
+    return ref
+
+
 def parse_client_message(text: str, limits: Limits) -> ClientMessage:
     """Parse one WebSocket text message from a client; raise ProtocolError."""
     try:
         message = loads_strict(text)
-    except (ValueError, RecursionError):
+    except TooDeep:
+        raise ProtocolError(
+            "invalid_json", f"message nests deeper than {MAX_DEPTH} levels of objects and arrays"
+        ) from None
+    except ValueError:
         raise ProtocolError("invalid_json", "message is not valid JSON (RFC 8259, UTF-8)") from None
     if not isinstance(message, dict):
         raise ProtocolError("invalid_message", "message must be a JSON object")
     try:
         return _parse_message_object(message, limits)
     except ProtocolError as exc:
-        exc.ref = message.get("ref")
+        ref = message.get("ref")
+        if exc.code != "invalid_ref":  # an error echoes the ref, unless the ref is the error
+            exc.ref = ref
         raise
 
 
@@ -68,7 +94,8 @@ def _parse_message_object(message: dict[str, Any], limits: Limits) -> ClientMess
             raise ProtocolError("missing_prompt", "'prompt' or 'messages' is required")
         if prompt is not None and not isinstance(prompt, str):
             raise ProtocolError("invalid_prompt", "'prompt' must be a string")
-        return StartRequest(parse_chat_request(fields, limits, prompt=prompt), message.get("ref"))
+        ref = validate_ref(message.get("ref"))
+        return StartRequest(parse_chat_request(fields, limits, prompt=prompt), ref)
     if kind == "resume":
         after = message.get("after")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:

@@ -115,14 +115,20 @@ def test_port_in_use_is_a_clear_error(running: list[subprocess.Popen[str]]) -> N
     assert "Traceback" not in result.stderr
 
 
-def test_sigterm_ends_open_sse_streams_with_cancelled(running: list[subprocess.Popen[str]]) -> None:
-    process, url = start("--tokens-per-second", "5", "--first-token-latency", "0")
+def test_sigterm_ends_open_sse_streams_with_server_shutdown(
+    running: list[subprocess.Popen[str]],
+) -> None:
+    """Past the drain deadline a live stream ends with an error, never a ``done``
+    that looks finished (the whole battery is in test_shutdown.py)."""
+    process, url = start(
+        "--tokens-per-second", "5", "--first-token-latency", "0", "--drain-timeout", "0.2"
+    )
     running.append(process)
     with urllib.request.urlopen(url + "/sse?prompt=long&max_tokens=100", timeout=10) as response:
         assert response.readline().startswith(b"id: ")  # streaming has begun
         process.send_signal(signal.SIGTERM)
         rest = response.read().decode()  # until the server closes the response
     events = [json.loads(line[6:]) for line in rest.splitlines() if line.startswith("data: ")]
-    assert events[-1]["type"] == "done"
-    assert events[-1]["finish_reason"] == "cancelled"
+    assert events[-1]["type"] == "error"
+    assert events[-1]["code"] == "server_shutdown"
     assert process.wait(timeout=10) == 0

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from typing import Any
 
+from benchmarks.servers import stop_process
+
 
 class ServerProcess:
     """Start with ``with ServerProcess("--flag", env={...}) as server:``.
@@ -68,12 +70,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_process(self.process, wait=15)
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
 

@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from ...backends.base import Backend, ChatRequest
 from ...core.log import new_stream_id
+from ...core.store import SHUTDOWN_MESSAGE
 from ...wire import errors
 from .batcher import WriteBatcher
 from .connection import (
@@ -330,11 +331,14 @@ class RedisStreamStore:
         live = [task for s in self.local.values() if (task := s.generating) is not None]
         if live:
             await asyncio.wait(live, timeout=deadline)
-        for stream in list(self.local.values()):
-            self._stop_generation(
-                stream, "server_shutdown", "the server shut down before this stream finished"
-            )
+        self.hurry()
         await self.close()
+
+    def hurry(self) -> None:
+        """End the streams generating here now with ``error``/``server_shutdown``
+        (the drain's deadline, or a second signal)."""
+        for stream in list(self.local.values()):
+            self._stop_generation(stream, "server_shutdown", SHUTDOWN_MESSAGE)
 
     async def close(self) -> None:
         """Cancel live generations (``done``/``cancelled``), write what is pending

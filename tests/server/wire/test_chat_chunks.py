@@ -68,8 +68,9 @@ def test_tool_calls_refusal_and_logprobs_are_relayed() -> None:
     ],
 )
 def test_a_stream_that_did_not_finish_ends_with_an_error_object(event: dict, code: str) -> None:
-    (error,) = chunks(event)  # and no [DONE]: a cut answer must not look finished
+    error, end = chunks(event)  # no finish_reason chunk: a cut answer must not look finished
     assert error["error"]["code"] == code and error["error"]["message"]
+    assert end == "[DONE]"
     with pytest.raises(ProtocolError) as raised:
         completion([wire_events.start_event(S, "m"), event], *IDENTITY)
     assert raised.value.code == code

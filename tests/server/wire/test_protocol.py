@@ -11,7 +11,7 @@ import pytest
 
 from server.backends.base import ChatRequest, Delta
 from server.config import Settings
-from server.wire import events, ids, limits
+from server.wire import events, ids, limits, strict_json
 from server.wire import messages as wire_messages
 from server.wire.errors import ProtocolError
 from server.wire.limits import Limits
@@ -191,7 +191,7 @@ def test_dumps_refuses_non_json_numbers() -> None:
 
 
 def test_loads_strict_accepts_ordinary_json() -> None:
-    assert events.loads_strict('{"a": [1, 2.5, "é", null, true]}') == {
+    assert strict_json.loads_strict('{"a": [1, 2.5, "é", null, true]}') == {
         "a": [1, 2.5, "é", None, True]
     }
 
