@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import tornado.httpserver
+import tornado.websocket
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, StreamClosedError
@@ -73,6 +74,7 @@ def missing() -> list[str]:
         (RequestHandler, "_transforms"),
         (WebSocketHandler, "_detach_stream"),
         (WebSocketProtocol13, "_handle_message"),
+        (WebSocketProtocol13, "_frame_compressed"),
         (WebSocketProtocol13, "_abort"),
         (WebSocketProtocol13, "_write_frame"),
         (WebSocketProtocol13, "server_terminated"),
@@ -82,6 +84,8 @@ def missing() -> list[str]:
     for name in ("_ProxyAdapter", "_HTTPRequestContext"):
         if not hasattr(tornado.httpserver, name):
             absent.append(f"tornado.httpserver.{name}")
+    if not hasattr(tornado.websocket, "_WebSocketParams"):
+        absent.append("tornado.websocket._WebSocketParams")
     context = getattr(tornado.httpserver, "_HTTPRequestContext", None)
     if context is not None:
         for name in ("trusted_downstream", "_unapply_xheaders"):
@@ -323,39 +327,44 @@ class _ClosingProtocol13(WebSocketProtocol13):
     Connection": the endpoint should send a Close frame with an appropriate
     status code): 1002 for a protocol violation (reserved bits, reserved
     opcodes, bad fragmentation, a fragmented or long control frame), 1007 for a
-    text message that is not UTF-8 (8.1). Tornado drops the connection instead."""
+    text message that is not UTF-8 (8.1). Tornado drops the connection instead.
 
-    #: the close code a failure right now calls for
-    _failure_code = PROTOCOL_ERROR
+    It adds no instance attribute: an instance keeps its attributes in a dict
+    whose keys its class shares while they are few (CPython's split dicts), and
+    one more would double the memory of every open socket's protocol."""
 
     def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if opcode != 0x1:
-            return super()._handle_message(opcode, data)
-        # Inside, the only failure of a text message that Tornado does not answer
-        # with a close of its own (1009) is bytes that are not UTF-8.
-        self._failure_code = INVALID_DATA
-        try:
-            return super()._handle_message(opcode, data)
-        finally:
-            self._failure_code = PROTOCOL_ERROR
+        if opcode == 0x1 and not self._frame_compressed:
+            # Tornado decodes it too (and would only drop the connection): client
+            # messages are few, so checking first costs nothing that matters.
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(INVALID_DATA)
+                return None
+        return super()._handle_message(opcode, data)
 
     def _abort(self) -> None:
         stream = self.stream
         if self.server_terminated or stream is None or stream.closed():
             super()._abort()  # the peer left, or our close frame went already
             return
-        # The frame that failed is not understood, so nothing more is read: send
-        # the close frame, half-close (FIN after it), and let the TCP connection
-        # go a little later, so that closing with unread input (an RST) cannot
-        # overtake the frame.
+        self._fail(PROTOCOL_ERROR)
+
+    def _fail(self, code: int) -> None:
+        """Send a close frame with ``code``, stop reading (the frame that failed
+        is not understood), half-close (FIN after the frame), and let the TCP
+        connection go a little later, so that closing with unread input (an RST)
+        cannot overtake the frame."""
+        stream = self.stream
         try:
-            self._write_frame(True, 0x8, struct.pack(">H", self._failure_code))
+            self._write_frame(True, 0x8, struct.pack(">H", code))
         except StreamClosedError:
             super()._abort()
             return
         self.server_terminated = True
         self.client_terminated = True
-        self.close_code = self._failure_code
+        self.close_code = code
         try:
             stream.socket.shutdown(socket.SHUT_WR)
         except OSError:
@@ -377,9 +386,14 @@ class LeanWebSocketHandler(WebSocketHandler):
         return self.detach()
 
     def get_websocket_protocol(self) -> Any:
-        protocol = super().get_websocket_protocol()
-        if type(protocol) is WebSocketProtocol13:
-            # Tornado builds it from private parameters: take its instance and
-            # give it the subclass's behaviour (same attributes, no slots).
-            protocol.__class__ = _ClosingProtocol13
-        return protocol
+        # Tornado's own method, making the subclass: built as itself from the
+        # start, so its instances share their class's attribute keys.
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = tornado.websocket._WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return _ClosingProtocol13(self, False, params)

@@ -390,3 +390,36 @@ async def test_a_sink_s_first_write_goes_through_its_hook_and_heartbeats_wait_fo
     finally:
         iostream.close()
         right.close()
+
+
+async def test_a_relay_that_raises_closes_its_connection_and_spares_the_producer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug while relaying (here the frame function raises) is logged once, the
+    relay stops, and the connection's owner is told to cut it (WebSocket: 1011):
+    the reader is not left waiting, and the stream's producer goes on."""
+    left, right = socket.socketpair()
+    iostream = tornado.iostream.IOStream(left)
+    owner = RecordingOwner()
+    watch = ConnectionWatch(write_timeout=10, heartbeat=0, ping_interval=0)
+    sink = Sink(IOStreamTransport(iostream), owner, watch, max_pending=1 << 20)
+    log = StreamLog("RelayFailsTest_0123456", "m")
+
+    def frame(first_seq: int, texts: list[bytes]) -> bytes:
+        if first_seq == 1:
+            raise RuntimeError("a bug in a frame function")
+        return b"".join(texts)
+
+    try:
+        log.append(wire_events.start_event(log.id, "m", created=0))
+        Relay(log, -1, sink, frame).start()
+        log.append_text(wire_events.delta_record("a", 1.5), False)  # the producer's call
+        assert owner.cuts == [Cut.FAILED] and owner.outcomes == [Outcome.CLOSED]
+        assert sink.closed and log.followers == []
+        log.append(wire_events.done_event(log.id, 2, "stop"))  # generation goes on
+        assert log.ended
+        failures = [r for r in caplog.records if r.exc_info and "relaying stream" in r.message]
+        assert len(failures) == 1
+    finally:
+        iostream.close()
+        right.close()
