@@ -49,7 +49,8 @@ class ConnectionWatch:
         #: event-stream responses not yet wholly sent and WebSockets not yet closed
         #: (shutdown waits for 0: a response cut before its last chunk is incomplete)
         self.connections = 0
-        #: open /sse and /ws handlers, told to send their clients elsewhere on drain
+        #: open /sse and /ws handlers, told on drain to end their readers the way the store
+        #: allows (sent elsewhere with a shared store, read to the end with the memory store)
         self.drainable: weakref.WeakSet[Any] = weakref.WeakSet()
         self.slow_consumers = 0  # connections cut as slow consumers so far
         self._timer: asyncio.TimerHandle | None = None
