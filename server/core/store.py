@@ -17,6 +17,7 @@ from ..backends.base import Backend, ChatRequest
 from ..config import Settings
 from ..wire import errors
 from .log import StreamLog, new_stream_id
+from .records import MemoryRecords, Records
 from .stream import Stream
 
 log = logging.getLogger("twinstream.streams")
@@ -30,6 +31,10 @@ class StreamStore(Protocol):
     shared store. Handlers use only this interface."""
 
     backend: Backend
+    @property
+    def records(self) -> Records:
+        """Small JSON records kept beside the streams (see :mod:`server.core.records`)."""
+        ...
 
     def __len__(self) -> int:
         """How many streams are kept (live and ended)."""
@@ -94,6 +99,7 @@ class MemoryStreamStore:
         self.idle_timeout = idle_timeout
         self.reap_interval = reap_interval
         self._clock = clock
+        self.records = MemoryRecords(retention, max_retained_streams, clock)
         self._streams: dict[str, Stream] = {}
         self._live = 0
         #: bytes of the ended streams still kept

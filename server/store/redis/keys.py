@@ -5,7 +5,8 @@
 * ``{prefix}m:{id}`` its meta hash: ``owner`` (a lease token), ``last`` (seq), ``end``;
 * ``{prefix}c:{id}`` the pub/sub channel its new events are published on;
 * ``{prefix}r:{id}`` "read elsewhere": set by processes whose mirrors have readers;
-* ``{prefix}o:{token}`` a process's lease; ``{prefix}k:{token}`` its control channel.
+* ``{prefix}o:{token}`` a process's lease; ``{prefix}k:{token}`` its control channel;
+* ``{prefix}d:{kind}:{{key}}`` a record (``server.store.redis.records``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Keys:
 
     def control(self, token: str) -> str:
         return f"{self.prefix}k:{token}"
+
+    def record(self, kind: str, key: str) -> str:
+        return f"{self.prefix}d:{kind}:{{{key}}}"
 
     def stream_of_channel(self, channel: str) -> str:
         return channel[len(self.prefix) + 2 :]

@@ -51,6 +51,7 @@ from .keys import Keys
 from .lease import ProcessLease
 from .liveness import INTERRUPTED_MESSAGE, Liveness
 from .mirror import Mirrors, RedisMirror
+from .records import RedisRecords
 from .scripts import Scripts
 from .state import State, Transition, next_state
 from .stream import RedisStream
@@ -115,6 +116,7 @@ class RedisStreamStore:
         self.batcher = WriteBatcher(self)
         self.process_lease = ProcessLease(self)
         self.liveness = Liveness(self)
+        self.records = RedisRecords(self)
         # Any: redis-py types replies as bytes | str whatever decode_responses says
         self.redis: Any = None
         self.pubsub: Any = None
