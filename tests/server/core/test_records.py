@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from support.redisutil import RedisServer
 
 from server.core.records import MemoryRecords
