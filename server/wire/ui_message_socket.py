@@ -102,10 +102,9 @@ def _parse(data: Any, limits: Limits) -> ClientFrame:
                 body = {}
             if not isinstance(body, dict):
                 raise ProtocolError("invalid_body", "'body' must be a JSON object")
-            fields = {key: data[key] for key in ("id", "messages", "trigger", "messageId")}
+            envelope = ("id", "messages", "trigger", "messageId")
+            fields = {key: data[key] for key in envelope if key in data}
             return SendFrame(request_id, parse_ui_chat({**body, **fields}, limits))
-    except KeyError as missing:
-        raise FrameError(request_id, "invalid_frame", f"a send frame needs {missing}") from None
     except ProtocolError as exc:
         raise FrameError(request_id, exc.code, exc.message) from None
     raise FrameError(request_id, "unknown_type", "'type' must be send, resume or abort")
