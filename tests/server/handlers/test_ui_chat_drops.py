@@ -85,12 +85,14 @@ async def test_1000_random_drops_resume_on_the_other_process(
     total = len(next(iter(uncut.values())))
     rng = random.Random(23)
     failures: list[str] = []
+    whole_before_drop: list[str] = []
     limit = asyncio.Semaphore(12)
 
     async def one(n: int) -> None:
         prompt = prompts[n % len(prompts)]
         chat_id = f"drop-{n}"
-        drop_at = rng.randrange(1, total)  # after 1 .. total-1 chunks, before the last
+        # after 1 chunk .. the last text delta (the end's chunks come in one write)
+        drop_at = rng.randrange(1, total - 3)
         async with limit:
             connection = await raw_clients.post_json(a.port, "/api/chat", body(chat_id, prompt))
             # each chunk is one "data: " line (the head's end, then the events)
@@ -98,7 +100,7 @@ async def test_1000_random_drops_resume_on_the_other_process(
                 if not await connection.read_some(10):
                     break
             if b"[DONE]" in connection.data:
-                failures.append(f"{chat_id}: read to the end before the drop at {drop_at}")
+                whole_before_drop.append(chat_id)  # the last reads coalesced: no real drop
             connection.close()  # the drop, before the answer's end
             status, data = await whole(b.port, "GET", f"/api/chat/{chat_id}/stream")
         if status != 200 or normalised(raw_clients.sse_events(data)) != uncut[prompt]:
@@ -108,8 +110,12 @@ async def test_1000_random_drops_resume_on_the_other_process(
 
     started = time.monotonic()
     await asyncio.gather(*(one(n) for n in range(1000)))
-    print(f"\n1000 drops resumed on the other process in {time.monotonic() - started:.1f} s")
+    print(
+        f"\n1000 drops resumed on the other process in {time.monotonic() - started:.1f} s "
+        f"({len(whole_before_drop)} had read the whole answer before the cut)"
+    )
     assert failures == [], failures[:5]
+    assert len(whole_before_drop) < 50, len(whole_before_drop)  # nearly all were real drops
 
 
 async def test_stop_latency_from_the_other_process(
