@@ -103,6 +103,46 @@ async function resumeAfterDrop() {
   return { uncut, resumed, seenBeforeDrop: seen.length };
 }
 
+// `count` answers, each dropped after a random number of chunks on A and resumed
+// with reconnectToStream on B; every final message compared with the uncut one.
+async function manyDrops() {
+  const count = options.count ?? 100;
+  const prompts = Array.from({ length: 10 }, (_, n) => `many drops ${n}`);
+  const uncut = [];
+  for (const [n, prompt] of prompts.entries()) {
+    const stream = await send(transport(baseA), `uncut-${n}-${Date.now()}`, [user("u1", prompt)]);
+    uncut.push(await finalMessage(stream));
+  }
+  const total = uncut[0].types.length;
+  const tag = Math.random().toString(36).slice(2);
+  const mismatches = [];
+  let next = 0;
+  async function worker() {
+    const a = transport(baseA);
+    const b = transport(baseB);
+    while (next < count) {
+      const n = next++;
+      const chatId = `many-${tag}-${n}`;
+      const want = uncut[n % prompts.length];
+      const controller = new AbortController();
+      // after 1 chunk .. the last text delta (the end's chunks come in one write)
+      const dropAt = 1 + Math.floor(Math.random() * (total - 4));
+      const stream = await send(a, chatId, [user("u1", prompts[n % prompts.length])], controller.signal);
+      await readThenDrop(a, stream, dropAt, controller);
+      const again = await b.reconnectToStream({ chatId });
+      const got = again == null ? null : await finalMessage(again);
+      const same =
+        got != null &&
+        JSON.stringify(got.types) === JSON.stringify(want.types) &&
+        JSON.stringify(got.message.parts) === JSON.stringify(want.message.parts) &&
+        JSON.stringify(got.message.metadata) === JSON.stringify(want.message.metadata);
+      if (!same) mismatches.push({ chatId, dropAt, got });
+    }
+  }
+  await Promise.all(Array.from({ length: options.concurrency ?? 10 }, worker));
+  return { count, total, mismatches: mismatches.slice(0, 5), mismatchCount: mismatches.length };
+}
+
 async function stop() {
   const chatId = `stop-${Date.now()}-${Math.random().toString(36).slice(2)}`;
   const messages = [user("u1", "Tell me a long story")];
@@ -255,7 +295,7 @@ async function toolRoundTrip() {
   return { calls, ...view(c), rawParts: parts };
 }
 
-const scenarios = { twoTurns, resumeAfterDrop, stop, abstractChat, toolRoundTrip };
+const scenarios = { twoTurns, resumeAfterDrop, manyDrops, stop, abstractChat, toolRoundTrip };
 try {
   const result = await scenarios[scenario]();
   process.stdout.write(JSON.stringify(result) + "\n");

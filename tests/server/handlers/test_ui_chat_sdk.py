@@ -23,6 +23,7 @@ SERVER_ARGS = (
     "--tokens-per-second", "60",
     "--first-token-latency", "0",
     "--chat-resume-grace", str(GRACE),
+    "--streams-per-minute", "0",
     "--log-level", "warning",
 )  # fmt: skip
 WEATHER = {
@@ -62,7 +63,7 @@ def run(scenario: str, transport: str, bases: tuple[str, str], **options: Any) -
         cwd=NODE_DIR,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -101,6 +102,18 @@ def test_a_dropped_answer_resumes_on_the_other_process(
     assert result["resumed"]["types"] == result["uncut"]["types"]
     assert text_parts(resumed) == text_parts(uncut)
     assert resumed["parts"] == uncut["parts"]
+
+
+@pytest.mark.parametrize(("transport", "count"), [("sse", 1000), ("ws", 200)])
+def test_many_random_drops_resumed_with_reconnect_to_stream(
+    bases: tuple[str, str], transport: str, count: int
+) -> None:
+    """Each answer dropped after a random number of chunks on A and resumed with the
+    SDK's reconnectToStream on B: every final message (parts, metadata, chunk
+    types) equal to the uncut one."""
+    result = run("manyDrops", transport, bases, count=count, body={"max_tokens": 8})
+    assert result["count"] == count
+    assert result["mismatchCount"] == 0, result["mismatches"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
