@@ -23,7 +23,7 @@ from support.server_process import ServerProcess
 from benchmarks import rawwire
 
 ARGS = (
-    "--tokens-per-second", "400",
+    "--tokens-per-second", "200",
     "--first-token-latency", "0",
     "--streams-per-minute", "0",
     "--log-level", "warning",
@@ -115,7 +115,7 @@ async def test_1000_random_drops_resume_on_the_other_process(
         f"({len(whole_before_drop)} had read the whole answer before the cut)"
     )
     assert failures == [], failures[:5]
-    assert len(whole_before_drop) < 50, len(whole_before_drop)  # nearly all were real drops
+    assert len(whole_before_drop) < 100, len(whole_before_drop)  # nearly all were real drops
 
 
 async def test_stop_latency_from_the_other_process(
