@@ -47,6 +47,28 @@ _DELTA_HEAD = '{"type":"text-delta","id":"' + TEXT_ID + '","delta":'
 _encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
 
 
+_DELTA_START = b'{"type":"delta",'
+_CONTENT = b',"content":'
+_STAMP = b',"t":'
+#: members of a delta that are more than text (never inside a JSON string unescaped:
+#: a string's quotes are escaped, so ``NAME":`` cannot occur in one)
+_NOT_TEXT = (b'tool_calls":', b'refusal":', b'logprobs":')
+
+
+def _text_only_content(text: bytes) -> bytes | None:
+    """The JSON string of a text-only delta's ``content`` as it is in the event
+    (``...,"content":"...","t":T}``, how a stream keeps and sends a text delta),
+    or None for any other shape."""
+    start = text.find(_CONTENT)
+    end = text.rfind(_STAMP)
+    if start < 0 or end < start or any(name in text for name in _NOT_TEXT):
+        return None
+    content = text[start + len(_CONTENT) : end]
+    if len(content) < 2 or content[:1] != b'"' or content[-1:] != b'"':
+        return None
+    return content
+
+
 class _Call:
     __slots__ = ("call_id", "name", "arguments")
 
@@ -71,6 +93,15 @@ class UIMessageView:
 
     def chunks(self, text: bytes | str) -> list[str]:
         """The chunks (JSON texts) for one event, given as the log's JSON text."""
+        if isinstance(text, bytes) and text.startswith(_DELTA_START):
+            content = _text_only_content(text)
+            if content is not None:  # the common case, without decoding the JSON
+                if content == b'""':
+                    return []
+                if self._text_open:
+                    return [_DELTA_HEAD + content.decode() + "}"]
+                self._text_open = True
+                return [_TEXT_START, _DELTA_HEAD + content.decode() + "}"]
         return self.event_chunks(json.loads(text))
 
     def event_chunks(self, event: dict[str, Any]) -> list[str]:

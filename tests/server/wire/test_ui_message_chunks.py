@@ -184,3 +184,22 @@ def test_the_ai_package_parses_the_bytes_one_at_a_time() -> None:
         assert all(r["success"] for r in result["sse"] + result["chunks"]), result
         assert [r["value"] for r in result["sse"]] == view_all(texts)
         assert [r["value"] for r in result["chunks"]] == view_all(texts)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "plain", 'a "quoted", "t":1} b', "back\\slash\\", 'x\\"tool_calls": []',
+     "\n\r\t\u2028 ünï ✓ 😀", ',"content":"nested"', "\x00\x1f"],
+)  # fmt: skip
+def test_a_text_delta_as_the_log_keeps_it_gives_the_chunks_its_json_gives(content: str) -> None:
+    """The log keeps a text delta as a record and sends delta_from_record's bytes;
+    the view reads those without decoding them: the same chunks as from the JSON."""
+    head = events.delta_head(S)
+    sent = events.delta_from_record(head, 3, events.delta_record(content, 1700000000.25))
+    assert json.loads(sent) == {"type": "delta", "stream": S, "seq": 3, "content": content,
+                                "t": 1700000000.25}  # fmt: skip
+    fast, slow = UIMessageView("m"), UIMessageView("m")
+    for _ in range(2):  # the text part's start, then a delta alone
+        assert fast.chunks(sent) == slow.event_chunks(json.loads(sent))
+    piece = events.dumps({**json.loads(sent), "tool_calls": [CALL_HEAD]}).encode()
+    assert UIMessageView("m").chunks(piece) == UIMessageView("m").event_chunks(json.loads(piece))
