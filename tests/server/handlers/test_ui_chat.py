@@ -329,3 +329,19 @@ async def test_drain_closes_1012_and_the_answer_resumes_elsewhere() -> None:
             assert text == "".join(synthetic_tokens("drain")[:300])
     finally:
         redis.close()
+
+
+async def test_with_an_api_key_both_transports() -> None:
+    with ServerProcess("--api-key", "k3y", *ARGS) as keyed:
+        assert request(keyed, "POST", "/api/chat", chat_body("k"))[0] == 401
+        bearer = {"Authorization": "Bearer k3y"}
+        status, _, body = request(keyed, "POST", "/api/chat", chat_body("k", max_tokens=2),
+                                  headers=bearer)  # fmt: skip
+        assert status == 200 and chunks_of(body)[-1]["type"] == "finish"
+        _, _, token = request(keyed, "POST", "/auth/token", {}, headers=bearer)
+        url = keyed.url.replace("http", "ws") + "/api/chat?access_token="
+        ws = await websocket_connect(url + json.loads(token)["token"])
+        await ws.write_message(send_frame("r", "k", "keyed", max_tokens=2))
+        frames = await frames_until(ws, lambda f: f[-1]["type"] == "end")
+        assert frames[0] == {"type": "start", "requestId": "r"}
+        ws.close()
