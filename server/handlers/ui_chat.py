@@ -77,9 +77,20 @@ class _AnswerStream(EventStreamHandler, _ChatHandler):
     def relay_answer(self, answer: Answer) -> None:
         """The answer's chunks from its start as this response's body."""
         self.set_header(*UI_STREAM_HEADER)
+        self.relays.watch.drainable.add(self)
         frames = SSEChunkFrames(UIMessageView(answer.message_id))
         counted = self.metrics.counting(frames, answer.stream, TRANSPORT)
         self.relay_events(answer.stream, -1, counted, TRANSPORT)
+
+    def drain(self, retry_ms: int, elsewhere: bool) -> None:
+        """The server is shutting down. With a shared store: cut the connection
+        now, so the SDK sees a disconnect (not an answer that ended) and resumes
+        elsewhere (``GET {chat_path}/{chatId}/stream``); the answer goes on. A UI
+        message stream has no ``retry`` hint, and a clean end would look like a
+        finished message. With the memory store the response runs to its end
+        (the store ends the answer by the drain deadline)."""
+        if elsewhere and self._sink is not None and not self._sink.closed:
+            self._sink.transport.close()
 
 
 class UIChatHandler(_AnswerStream):

@@ -318,11 +318,24 @@ async def test_drain_closes_1012_and_the_answer_resumes_elsewhere() -> None:
             ws = await websocket_connect(a.url.replace("http", "ws") + "/api/chat")
             await ws.write_message(send_frame("r1", "drained", "drain", max_tokens=300))
             await frames_until(ws, lambda f: len(f) > 3)
+            sse = await raw_clients.post_json(
+                a.port, "/api/chat", chat_body("drained-sse", "drain", max_tokens=300)
+            )
+            await sse.read_until(b'"text-delta"', 10)
             assert a.process is not None
             a.process.send_signal(signal.SIGTERM)
             while await asyncio.wait_for(ws.read_message(), 10) is not None:
                 pass
             assert ws.close_code == 1012
+            # SSE: cut (no [DONE], an unfinished chunked body): the SDK sees a disconnect
+            (cut,) = rawwire.parse_http_responses(await sse.read_to_end(10))
+            assert not cut.complete and b"[DONE]" not in cut.body
+            status, _, body = await asyncio.to_thread(
+                request, b, "GET", "/api/chat/drained-sse/stream"
+            )
+            assert status == 200 and body.endswith(b"data: [DONE]\n\n")
+            text = "".join(c.get("delta", "") for c in chunks_of(body))
+            assert text == "".join(synthetic_tokens("drain")[:300])
             status, _, body = await asyncio.to_thread(request, b, "GET", "/api/chat/drained/stream")
             assert status == 200
             text = "".join(c.get("delta", "") for c in chunks_of(body))
