@@ -54,7 +54,10 @@ class _ChunkFrames:
 
     def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
         frame, connection = tornado_adapter.websocket_frame, self.connection
-        return b"".join(frame(connection, text.encode()) for text in self.chunks.frames(texts))
+        frames = self.chunks.frames(texts)
+        if len(frames) == 1:
+            return frame(connection, frames[0])
+        return b"".join(frame(connection, text) for text in frames)
 
 
 class UIChatSocketHandler(StreamSocketHandler):

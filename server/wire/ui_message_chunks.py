@@ -44,15 +44,16 @@ ABORT_REASON = "stopped"
 _TEXT_START = dumps({"type": "text-start", "id": TEXT_ID})
 _TEXT_END = dumps({"type": "text-end", "id": TEXT_ID})
 _DELTA_HEAD = '{"type":"text-delta","id":"' + TEXT_ID + '","delta":'
+_TEXT_START_BYTES = _TEXT_START.encode()
+_DELTA_HEAD_BYTES = _DELTA_HEAD.encode()
 _encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
 
 
 _DELTA_START = b'{"type":"delta",'
 _CONTENT = b',"content":'
 _STAMP = b',"t":'
-#: members of a delta that are more than text (never inside a JSON string unescaped:
-#: a string's quotes are escaped, so ``NAME":`` cannot occur in one)
-_NOT_TEXT = (b'tool_calls":', b'refusal":', b'logprobs":')
+# A delta with more than text has one of ``tool_calls":``, ``refusal":`` or
+# ``logprobs":``, which never occur inside a JSON string (its quotes are escaped).
 
 
 def _text_only_content(text: bytes) -> bytes | None:
@@ -61,7 +62,13 @@ def _text_only_content(text: bytes) -> bytes | None:
     or None for any other shape."""
     start = text.find(_CONTENT)
     end = text.rfind(_STAMP)
-    if start < 0 or end < start or any(name in text for name in _NOT_TEXT):
+    if (
+        start < 0
+        or end < start
+        or b'tool_calls":' in text
+        or b'refusal":' in text
+        or b'logprobs":' in text
+    ):
         return None
     content = text[start + len(_CONTENT) : end]
     if len(content) < 2 or content[:1] != b'"' or content[-1:] != b'"':
@@ -93,16 +100,23 @@ class UIMessageView:
 
     def chunks(self, text: bytes | str) -> list[str]:
         """The chunks (JSON texts) for one event, given as the log's JSON text."""
-        if isinstance(text, bytes) and text.startswith(_DELTA_START):
+        if isinstance(text, bytes):
+            return [chunk.decode() for chunk in self.chunk_bytes(text)]
+        return self.event_chunks(json.loads(text))
+
+    def chunk_bytes(self, text: bytes) -> list[bytes]:
+        """:meth:`chunks` as UTF-8 bytes. A text delta as the log keeps it (the
+        common case) becomes its chunk without decoding its JSON."""
+        if text.startswith(_DELTA_START):
             content = _text_only_content(text)
-            if content is not None:  # the common case, without decoding the JSON
+            if content is not None:
                 if content == b'""':
                     return []
                 if self._text_open:
-                    return [_DELTA_HEAD + content.decode() + "}"]
+                    return [_DELTA_HEAD_BYTES + content + b"}"]
                 self._text_open = True
-                return [_TEXT_START, _DELTA_HEAD + content.decode() + "}"]
-        return self.event_chunks(json.loads(text))
+                return [_TEXT_START_BYTES, _DELTA_HEAD_BYTES + content + b"}"]
+        return [chunk.encode() for chunk in self.event_chunks(json.loads(text))]
 
     def event_chunks(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
@@ -230,8 +244,8 @@ class SSEChunkFrames:
         ended_before = view.ended
         out = []
         for text in texts:
-            for chunk in view.chunks(text):
-                out.append(f"data: {chunk}\n\n")
+            for chunk in view.chunk_bytes(text):
+                out.append(b"data: %b\n\n" % chunk)
         if view.ended and not ended_before:
-            out.append(f"data: {DONE}\n\n")
-        return "".join(out).encode()
+            out.append(b"data: [DONE]\n\n")
+        return out[0] if len(out) == 1 else b"".join(out)

@@ -133,29 +133,30 @@ def error_frame(request_id: str, text: str) -> str:
 
 
 class SocketChunks:
-    """One request's answer as ``chunk`` frames: the view's chunks numbered
-    from 0, those up to ``last_sequence`` skipped (a resume), then ``end``.
-    Give it the events from ``seq`` 0."""
+    """One request's answer as ``chunk`` frames (UTF-8 JSON texts): the view's
+    chunks numbered from 0, those up to ``last_sequence`` skipped (a resume),
+    then ``end``. Give it the events from ``seq`` 0."""
 
     __slots__ = ("view", "head", "sequence", "last_sequence", "request_id")
 
     def __init__(self, view: UIMessageView, request_id: str, last_sequence: int = -1) -> None:
         self.view = view
         self.request_id = request_id
-        self.head = '{"type":"chunk","requestId":%s,"sequence":' % json.dumps(request_id)
+        self.head = b'{"type":"chunk","requestId":%b,"sequence":' % json.dumps(request_id).encode()
         self.sequence = 0
         self.last_sequence = last_sequence
 
-    def frames(self, texts: list[bytes]) -> list[str]:
+    def frames(self, texts: list[bytes]) -> list[bytes]:
         view = self.view
         ended_before = view.ended
         out = []
+        head = self.head
         for text in texts:
-            for chunk in view.chunks(text):
+            for chunk in view.chunk_bytes(text):
                 sequence = self.sequence
                 self.sequence = sequence + 1
                 if sequence > self.last_sequence:
-                    out.append(f'{self.head}{sequence},"chunk":{chunk}}}')
+                    out.append(b'%b%d,"chunk":%b}' % (head, sequence, chunk))
         if view.ended and not ended_before:
-            out.append(request_frame("end", self.request_id))
+            out.append(request_frame("end", self.request_id).encode())
         return out
