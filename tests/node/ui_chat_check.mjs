@@ -235,7 +235,7 @@ function chat(base, id, messages = [], extra = {}) {
 
 const view = (c) => ({
   status: c.status,
-  errors: c.errors,
+  errors: [...c.errors],
   messages: c.messages.map((m) => ({
     id: m.id,
     role: m.role,
@@ -273,6 +273,33 @@ async function abstractChat() {
   return { sent, resumed, uncut: textOf(uncut.message), afterEnd: view(c), unknown: view(unknown) };
 }
 
+// What the README tells a useChat app to do: stop() and, over SSE, the stop
+// endpoint (on the other process); over WebSocket stop() alone (its abort frame).
+// A witness follows the same answer over SSE on B to see generation end.
+async function abstractStop() {
+  const chatId = `astop-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  const a = chat(baseA, chatId);
+  const sending = a.sendMessage({ text: "Tell me a very long story" });
+  while (a.messages.length < 2 || textOf(a.messages[1]).length === 0) await sleep(5);
+  const witness = (
+    await new DefaultChatTransport({ api: baseB + chatPath }).reconnectToStream({ chatId })
+  ).getReader();
+  const started = performance.now();
+  if (transportName === "ws") await a.stop();
+  else await Promise.all([a.stop(), fetch(`${baseB}${chatPath}/${chatId}/stop`, { method: "POST" })]);
+  await sending;
+  const seen = [];
+  for (;;) {
+    const { value, done } = await witness.read();
+    if (done) break;
+    seen.push(value.type);
+  }
+  const endedAfterMs = performance.now() - started;
+  const later = chat(baseB, chatId, structuredClone(a.messages));
+  await later.resumeStream();
+  return { stopped: view(a), witness: seen.slice(-3), endedAfterMs, later: view(later) };
+}
+
 async function toolRoundTrip() {
   const chatId = `tool-${Date.now()}-${Math.random().toString(36).slice(2)}`;
   const calls = [];
@@ -295,7 +322,15 @@ async function toolRoundTrip() {
   return { calls, ...view(c), rawParts: parts };
 }
 
-const scenarios = { twoTurns, resumeAfterDrop, manyDrops, stop, abstractChat, toolRoundTrip };
+const scenarios = {
+  twoTurns,
+  resumeAfterDrop,
+  manyDrops,
+  stop,
+  abstractChat,
+  abstractStop,
+  toolRoundTrip,
+};
 try {
   const result = await scenarios[scenario]();
   process.stdout.write(JSON.stringify(result) + "\n");

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import websocket  # websocket-client, the Python clients' library
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import raw_clients
@@ -357,4 +358,42 @@ async def test_with_an_api_key_both_transports() -> None:
         await ws.write_message(send_frame("r", "k", "keyed", max_tokens=2))
         frames = await frames_until(ws, lambda f: f[-1]["type"] == "end")
         assert frames[0] == {"type": "start", "requestId": "r"}
+        ws.close()
+
+
+_FRAMES = st.fixed_dictionaries(
+    {"type": st.sampled_from(["send", "resume", "abort", "other"]) | _JSON},
+    optional={
+        "requestId": st.just("fz") | _JSON,
+        "id": st.just("fuzz-ws") | _JSON,
+        "trigger": st.just("submit-message") | _JSON,
+        "messages": st.just([user("fuzz")]) | _JSON,
+        "body": st.just({"max_tokens": 1}) | _JSON,
+        "lastSequence": st.integers(-2, 3) | _JSON,
+    },
+)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_FRAMES, min_size=1, max_size=4))
+def test_fuzzed_frames_get_answers_never_a_server_error(
+    server: ServerProcess, frames: list
+) -> None:
+    """Every frame is answered by the protocol's frames, each with a string
+    requestId, never an internal error; the socket stays open."""
+    ws = websocket.create_connection(server.url.replace("http", "ws") + "/api/chat", timeout=10)
+    try:
+        for frame in frames:
+            ws.send(json.dumps(frame))
+        ws.send(json.dumps({"type": "resume", "requestId": "last", "id": "fuzz-never"}))
+        while True:
+            answer = json.loads(ws.recv())
+            assert isinstance(answer["requestId"], str)
+            assert answer["type"] in ("start", "chunk", "end", "error", "no-active"), answer
+            assert "internal_error" not in answer.get("errorText", "")
+            if answer == {"type": "no-active", "requestId": "last"}:
+                break
+    finally:
         ws.close()

@@ -135,6 +135,7 @@ def test_stop_from_the_other_process(bases: tuple[str, str], transport: str) -> 
 def test_abstract_chat_sends_and_resumes(bases: tuple[str, str], transport: str) -> None:
     result = run("abstractChat", transport, bases, graceMs=int(GRACE * 1000) + 300)
     sent = result["sent"]["messages"]
+    assert result["sent"]["errors"] == []
     assert [m["role"] for m in sent] == ["user", "assistant"] * 2
     assert all(m["text"] for m in sent)
     assert sent[1]["metadata"]["model"] == "twinstream-synthetic"
@@ -147,6 +148,21 @@ def test_abstract_chat_sends_and_resumes(bases: tuple[str, str], transport: str)
     assert result["afterEnd"]["messages"] == resumed["messages"]
     assert result["afterEnd"]["status"] == "ready" and result["afterEnd"]["errors"] == []
     assert result["unknown"] == {"status": "ready", "errors": [], "messages": []}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_abstract_chat_stop_as_the_readme_shows(bases: tuple[str, str], transport: str) -> None:
+    """stop() plus the stop endpoint on the other process (SSE), or stop() alone
+    (WebSocket: its abort frame): generation ends with abort, seen by a reader
+    on the other process; the partial message stays; a later resume finds nothing."""
+    result = run("abstractStop", transport, bases, body={"max_tokens": 2000})
+    stopped = result["stopped"]
+    assert stopped["status"] == "ready" and stopped["errors"] == []
+    (question, partial) = stopped["messages"]
+    assert partial["role"] == "assistant" and partial["text"]
+    assert result["witness"] == ["text-end", "finish-step", "abort"]
+    assert result["endedAfterMs"] < 1000
+    assert result["later"]["messages"] == stopped["messages"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
