@@ -76,6 +76,31 @@ class UIChatSocketHandler(StreamSocketHandler):
         #: requestId -> chat id, for ``abort``
         self._chats: dict[str, str] = {}
 
+    async def get(self, *args: str, **kwargs: str) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            # A plain GET (a browser, curl): say what this path is, as JSON.
+            self.set_status(400)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(
+                errors.error_json(
+                    400,
+                    "websocket_required",
+                    f"GET {self.request.path} is the WebSocket chat transport (upgrade the "
+                    f"connection); POST {self.request.path} is the SSE one",
+                )
+            )
+            return
+        await super().get(*args, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: object) -> None:
+        # Before the upgrade (another method: 405): the JSON every endpoint answers.
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        code = "http_error"
+        if status_code == 405:
+            code = "method_not_allowed"
+            self.set_header("Allow", "GET, POST")  # GET upgraded, or POST (the SSE transport)
+        self.finish(errors.error_json(status_code, code, f"HTTP {status_code}"))
+
     async def on_message(self, message: str | bytes) -> None:
         """Every error becomes an ``error`` frame here, and only here."""
         request_id = ""

@@ -397,3 +397,11 @@ def test_fuzzed_frames_get_answers_never_a_server_error(
                 break
     finally:
         ws.close()
+
+
+def test_a_plain_get_or_another_method_is_a_json_error(server: ServerProcess) -> None:
+    status, _, body = request(server, "GET", "/api/chat")
+    assert status == 400 and json.loads(body)["error"]["code"] == "websocket_required"
+    status, headers, body = request(server, "PUT", "/api/chat", {})
+    assert status == 405 and json.loads(body)["error"]["code"] == "method_not_allowed"
+    assert headers["Allow"] == "GET, POST"
