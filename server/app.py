@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -88,16 +89,16 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     debug_routes: list[Any] = (
         [(r"/debug/drop", DropHandler, on_store)] if settings.debug_drop else []
     )
+    # The AI SDK's chat transports (issue 23): POST = DefaultChatTransport (SSE), GET
+    # upgraded = WebSocketChatTransport, at --chat-path.
+    chat = re.escape(settings.chat_path)
+    chat_args = {**common, "resume_grace": settings.chat_resume_grace}
     socket_options = SocketOptions(
         metrics=metrics,
         edge=edge,
         compression=settings.ws_compression,
         max_streams_per_socket=settings.max_streams_per_socket,
     )
-    # The AI SDK's chat transports (issue 23): POST = DefaultChatTransport (SSE), GET
-    # upgraded = WebSocketChatTransport, at --chat-path.
-    chat = settings.chat_path
-    chat_args = {**common, "resume_grace": settings.chat_resume_grace}
     chat_routes: list[Any] = [
         Rule(MethodMatches("POST", chat + "$"), UIChatHandler, chat_args),
         (chat + r"/([^/]+)/stream", UIChatStreamHandler, chat_args),
@@ -125,7 +126,12 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
                 r"/ws",
                 StreamSocketHandler,
                 {
-                    "options": socket_options,
+                    "options": SocketOptions(
+                        metrics=metrics,
+                        edge=edge,
+                        compression=settings.ws_compression,
+                        max_streams_per_socket=settings.max_streams_per_socket,
+                    ),
                     "store": store,
                     "limits": limits,
                     "relays": relays,
