@@ -4,7 +4,8 @@
 #   store's tests), nginx (the deployment test) and iproute2 (`ip`/`tc`: the
 #   network-profile benchmark builds a tbf link in namespaces of its own), via apt-get
 #   when one is missing;
-# - Debian's nodejs and npm when missing, and the Node openai SDK into tests/node;
+# - Debian's nodejs and npm when missing, and tests/node's packages (the Node openai SDK,
+#   the AI SDK's `ai` and `ws` for its WebSocketChatTransport) from its lockfile;
 # - the package with its [test] extras, via pip;
 # then ruff, mypy and pytest. Exits non-zero on the first failure.
 set -euo pipefail
@@ -38,7 +39,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 fi
-echo "== installing the Node openai SDK (tests/node)"
+echo "== installing the Node SDKs: openai, ai, ws (tests/node)"
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 
 echo "== installing twinstream with its test extras"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
 import tornado.web
+from tornado.routing import Rule
 
 from .backends.base import Backend
 from .config import Settings
@@ -21,6 +23,8 @@ from .handlers.pages import STATIC_DIR, HealthHandler, IndexHandler, NotFoundHan
 from .handlers.sse import SSEHandler
 from .handlers.streams import StreamsHandler
 from .handlers.token import TokenHandler
+from .handlers.ui_chat import MethodMatches, UIChatHandler, UIChatStopHandler, UIChatStreamHandler
+from .handlers.ui_chat_socket import UIChatSocketHandler
 from .handlers.websocket import SocketOptions, StreamSocketHandler
 from .metrics import Metrics
 
@@ -85,8 +89,35 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     debug_routes: list[Any] = (
         [(r"/debug/drop", DropHandler, on_store)] if settings.debug_drop else []
     )
+    # The AI SDK's chat transports (issue 23): POST = DefaultChatTransport (SSE), GET
+    # upgraded = WebSocketChatTransport, at --chat-path.
+    chat = re.escape(settings.chat_path)
+    chat_args = {**common, "resume_grace": settings.chat_resume_grace}
+    socket_options = SocketOptions(
+        metrics=metrics,
+        edge=edge,
+        compression=settings.ws_compression,
+        max_streams_per_socket=settings.max_streams_per_socket,
+    )
+    chat_routes: list[Any] = [
+        Rule(MethodMatches("POST", chat + "$"), UIChatHandler, chat_args),
+        (chat + r"/([^/]+)/stream", UIChatStreamHandler, chat_args),
+        (chat + r"/([^/]+)/stop", UIChatStopHandler, chat_args),
+        (
+            chat,
+            UIChatSocketHandler,
+            {
+                "options": socket_options,
+                "store": store,
+                "limits": limits,
+                "relays": relays,
+                "resume_grace": settings.chat_resume_grace,
+            },
+        ),
+    ]
     return tornado.web.Application(
         debug_routes
+        + chat_routes
         + [
             (r"/", IndexHandler, counted),
             (r"/healthz", HealthHandler, on_store),

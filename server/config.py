@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,15 @@ def store_url(text: str) -> str:
             problem = "the database must be a number, as in redis://HOST:PORT/0"
     if problem:
         raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
+
+
+def url_path(text: str) -> str:
+    """An absolute URL path with no trailing slash, query or pattern characters."""
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text):
+        raise argparse.ArgumentTypeError(
+            f"expected a path such as /api/chat (letters, digits, ._~-), got {text!r}"
+        )
     return text
 
 
@@ -333,6 +343,20 @@ class Settings:
         False, "serve GET /metrics without the API key (it needs one when keys are set)", boolean
     )
     log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
+    # the AI SDK's chat transports (server/handlers/ui_chat.py, issue 23)
+    chat_path: str = setting(
+        "/api/chat",
+        "where the AI SDK's chat transports are served: POST PATH (DefaultChatTransport), "
+        "GET PATH/{chatId}/stream (its resume), POST PATH/{chatId}/stop, GET PATH upgraded "
+        "(WebSocketChatTransport)",
+        url_path,
+    )
+    chat_resume_grace: float = setting(
+        5.0,
+        "seconds after its last token an ended chat answer is still replayed to a resume "
+        "(a client cut just before the end gets the end); later resumes get 204 / no-active",
+        non_negative(float),
+    )
 
     @property
     def limits(self) -> limits.Limits:

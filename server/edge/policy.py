@@ -185,13 +185,19 @@ _METHODS = {
 }
 
 
-def allowed_methods(path: str) -> str:
+def allowed_methods(path: str, chat_path: str = "/api/chat") -> str:
+    if path == chat_path:
+        return "GET, POST"  # POST: DefaultChatTransport; GET upgraded: WebSocketChatTransport
+    if path.startswith(chat_path + "/") and path.endswith("/stop"):
+        return "POST"
     return _METHODS.get(path, "GET")
 
 
-def starts_stream(method: str, path: str, query: str, last_event_id: str | None) -> bool:
+def starts_stream(
+    method: str, path: str, query: str, last_event_id: str | None, chat_path: str = "/api/chat"
+) -> bool:
     """Whether this request starts a generation (what the rate limit counts)."""
-    if method == "POST" and path in ("/v1/chat/completions", "/streams"):
+    if method == "POST" and path in ("/v1/chat/completions", "/streams", chat_path):
         return True
     if method == "GET" and path == "/sse":
         if last_event_id:

@@ -81,6 +81,8 @@ class Screen:
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     max_body_bytes: int = 256 * 1024
     public_metrics: bool = False
+    #: where the AI SDK's chat transports are mounted (--chat-path)
+    chat_path: str = "/api/chat"
 
     def screen(self, request: Request) -> tuple[Refusal | None, CorsHeaders]:
         """A refusal (or preflight answer) for this request, or None to let it
@@ -138,7 +140,7 @@ def preflight(screen: Screen, request: Request) -> Refusal | None:
             "",
             "",
             (
-                ("Access-Control-Allow-Methods", allowed_methods(path)),
+                ("Access-Control-Allow-Methods", allowed_methods(path, screen.chat_path)),
                 ("Access-Control-Allow-Headers", _CORS_HEADERS),
                 ("Access-Control-Max-Age", "600"),
             ),
@@ -148,7 +150,7 @@ def preflight(screen: Screen, request: Request) -> Refusal | None:
         "method_not_allowed",
         f"{path[:100]} does not answer OPTIONS"
         + ("" if screen.origins.cors else " (CORS is off: no --allowed-origin)"),
-        (("Allow", allowed_methods(path)),),
+        (("Allow", allowed_methods(path, screen.chat_path)),),
     )
 
 
@@ -223,7 +225,11 @@ def api_key(screen: Screen, request: Request) -> Refusal | None:
 def start_rate(screen: Screen, request: Request) -> Refusal | None:
     """Streams started per client address are rate limited (429 with Retry-After)."""
     if not screen.limiter.enabled or not starts_stream(
-        request.method, request.path, request.query, request.headers.get("Last-Event-ID")
+        request.method,
+        request.path,
+        request.query,
+        request.headers.get("Last-Event-ID"),
+        screen.chat_path,
     ):
         return None
     wait = screen.limiter.take(request.remote_ip)

@@ -97,6 +97,7 @@ class Edge(Screen):
             max_body_bytes=settings.max_body_bytes or 8 * settings.limits.max_prompt_bytes,
             trusted_proxies=frozenset(settings.trusted_proxies),
             public_metrics=settings.public_metrics,
+            chat_path=settings.chat_path,
             metrics=metrics,
         )
 

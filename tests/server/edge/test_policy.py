@@ -8,6 +8,7 @@ from server.edge.policy import (
     HostPolicy,
     OriginPolicy,
     RateLimiter,
+    allowed_methods,
     normalize_origin,
     parse_host,
     starts_stream,
@@ -140,3 +141,26 @@ def test_starts_stream(
     method: str, path: str, query: str, header: str | None, starts: bool
 ) -> None:
     assert starts_stream(method, path, query, header) is starts
+
+
+@pytest.mark.parametrize(
+    ("path", "chat_path", "methods"),
+    [
+        ("/api/chat", "/api/chat", "GET, POST"),
+        ("/api/chat/c1/stop", "/api/chat", "POST"),
+        ("/api/chat/c1/stream", "/api/chat", "GET"),
+        ("/chat", "/chat", "GET, POST"),
+        ("/api/chat", "/chat", "GET"),
+        ("/v1/chat/completions", "/api/chat", "POST"),
+    ],
+)
+def test_allowed_methods_of_the_chat_path(path: str, chat_path: str, methods: str) -> None:
+    assert allowed_methods(path, chat_path) == methods
+
+
+def test_posting_to_the_chat_path_starts_a_stream_and_its_other_paths_do_not() -> None:
+    assert starts_stream("POST", "/api/chat", "", None)
+    assert starts_stream("POST", "/chat", "", None, "/chat")
+    assert not starts_stream("POST", "/api/chat/c1/stop", "", None)
+    assert not starts_stream("GET", "/api/chat/c1/stream", "", None)
+    assert not starts_stream("GET", "/api/chat", "", None)  # the socket: its send frames count
