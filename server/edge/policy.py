@@ -179,6 +179,7 @@ _METHODS = {
     "/cancel": "POST",
     "/debug/drop": "POST",
     "/v1/chat/completions": "POST",
+    "/v1/responses": "GET, POST",
     "/v1/models": "GET",
     "/auth/token": "POST",
     "/streams": "POST",
@@ -191,7 +192,7 @@ def allowed_methods(path: str) -> str:
 
 def starts_stream(method: str, path: str, query: str, last_event_id: str | None) -> bool:
     """Whether this request starts a generation (what the rate limit counts)."""
-    if method == "POST" and path in ("/v1/chat/completions", "/streams"):
+    if method == "POST" and path in ("/v1/chat/completions", "/streams", "/v1/responses"):
         return True
     if method == "GET" and path == "/sse":
         if last_event_id:

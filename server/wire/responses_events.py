@@ -29,8 +29,17 @@ import enum
 from typing import Any
 
 from .chat_chunks import merge_tool_calls
+from .events import dumps
 
-__all__ = ["ResponseView", "ViewState", "usage", "answer_message", "TERMINAL_TYPES", "fold"]
+__all__ = [
+    "ResponseView",
+    "ViewState",
+    "usage",
+    "answer_message",
+    "TERMINAL_TYPES",
+    "fold",
+    "encode_sse",
+]
 
 #: the events that end a response's event stream
 TERMINAL_TYPES = ("response.completed", "response.incomplete", "response.failed")
@@ -341,3 +350,9 @@ def answer_message(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def encode_sse(made: list[dict[str, Any]]) -> bytes:
+    """Responses events as SSE, as OpenAI sends them: an ``event:`` line with
+    the type, a ``data:`` line with the JSON (which holds no line break)."""
+    return "".join(f"event: {event['type']}\ndata: {dumps(event)}\n\n" for event in made).encode()
