@@ -57,20 +57,28 @@ def openai_error_bytes(status: int, code: str, message: str, exc: BaseException 
 
 class ResponsesFrames:
     """A relay's frame function: log events to Responses events as SSE (``event:``
-    and ``data:`` lines, as OpenAI sends them). ``pending`` goes out first (the
-    events a resume's catch-up made after ``starting_after``)."""
+    and ``data:`` lines, as OpenAI sends them). A resume's catch-up fed the view
+    the log event ``replay`` already: at that seq the relay writes ``pending``
+    (what it made after ``starting_after``) instead of feeding it again."""
 
-    __slots__ = ("view", "pending")
+    __slots__ = ("view", "pending", "replay")
 
-    def __init__(self, view: ResponseView, pending: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, view: ResponseView, pending: list[dict[str, Any]] | None = None, replay: int = -1
+    ) -> None:
         self.view = view
-        self.pending = pending
+        self.pending = pending or []
+        self.replay = replay
 
     def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
-        made, self.pending = self.pending, []
         feed = self.view.feed
-        for text in texts:
-            made += feed(json.loads(text))
+        made: list[dict[str, Any]] = []
+        for seq, text in enumerate(texts, first_seq):
+            if seq == self.replay:
+                made += self.pending
+                self.pending, self.replay = [], -1
+            else:
+                made += feed(json.loads(text))
         return encode_sse(made)
 
 
@@ -101,8 +109,14 @@ class _Responses(JsonErrorHandler):
 
 class _Streaming(EventStreamHandler, _Responses):
     def follow(self, stream: StreamLog, view: ResponseView, after: int, pending: list[Any]) -> None:
+        """Relay the events after log seq ``after``; ``pending``: what the catch-up
+        fed at ``after`` made after ``starting_after`` (sent as that seq's events)."""
         self.relays.watch.drainable.add(self)
-        frames = self.metrics.counting(ResponsesFrames(view, pending), stream, "responses_sse")
+        frame = ResponsesFrames(view)
+        if pending:
+            frame = ResponsesFrames(view, pending, replay=after)
+            after -= 1
+        frames = self.metrics.counting(frame, stream, "responses_sse")
         self.relay_events(stream, after, frames, "responses_sse")
 
     def drain(self, retry_ms: int, elsewhere: bool) -> None:
