@@ -74,13 +74,13 @@ async def test_draining_ends_sse_and_the_other_process_resumes(
             async for line in body.aiter_lines():
                 if line.startswith("data: "):
                     head.append(json.loads(line[6:]))
-                if len(head) == 20:
-                    a.terminate()
+                    if len(head) == 20:
+                        a.terminate()  # once: a second signal would end generation at once
     assert head[-1]["type"] == "response.output_text.delta"  # ended early, with no terminal
     rest = await rest_of(b.url, head[0]["response"]["id"], head[-1]["sequence_number"])
     numbers = [event["sequence_number"] for event in head] + [e.sequence_number for e in rest]
     assert numbers == list(range(len(numbers)))
-    assert rest[-1].type == "response.completed"
+    assert rest[-1].type == "response.completed", rest[-1].response.error
 
 
 async def test_protocol_errors_on_the_websocket_mode_socket_get_close_frames() -> None:
@@ -122,5 +122,37 @@ async def test_metrics_count_the_responses_views_by_transport() -> None:
                 if line.startswith(f'twinstream_bytes_sent_total{{transport="{transport}"}}')
             ]
             assert sent and float(sent[0].split()[-1]) > 0, sent
+    finally:
+        server.close()
+
+
+async def test_the_edge_applies_keys_and_the_start_rate() -> None:
+    server = ServerProc(
+        "--tokens-per-second",
+        "0",
+        "--log-level",
+        "warning",
+        "--api-key",
+        "sk-test-key",
+        "--streams-per-minute",
+        "2",
+    )
+    try:
+        base = server.url + "/v1"
+        wrong = openai.AsyncOpenAI(base_url=base, api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            await wrong.responses.create(model="any", input="x")
+        right = openai.AsyncOpenAI(base_url=base, api_key="sk-test-key", max_retries=0)
+        made = await right.responses.create(model="any", input="x")
+        assert (await right.responses.retrieve(made.id)).status == "completed"
+        async with right.responses.connect() as connection:  # the key in the upgrade
+            await connection.send({"type": "response.create", "model": "any", "input": "y"})
+            async for event in connection:
+                if event.type == "response.completed":
+                    break
+        with pytest.raises(openai.RateLimitError):  # the socket's start counted
+            await right.responses.create(model="any", input="z")
+        await wrong.close()
+        await right.close()
     finally:
         server.close()
