@@ -22,7 +22,7 @@ from ..metrics import Metrics
 from ..wire import errors
 from ..wire.chat_request import parse_json_body
 from ..wire.limits import Limits
-from ..wire.responses_events import ResponseView, encode_sse
+from ..wire.responses_events import ResponseView, encode_sse, plain_delta
 from ..wire.responses_request import stream_of_response
 from .base import JsonErrorHandler
 from .event_stream import EventStreamHandler, RelayOptions
@@ -71,15 +71,20 @@ class ResponsesFrames:
         self.replay = replay
 
     def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
-        feed = self.view.feed
-        made: list[dict[str, Any]] = []
+        view = self.view
+        out: list[bytes] = []
         for seq, text in enumerate(texts, first_seq):
             if seq == self.replay:
-                made += self.pending
+                out.append(encode_sse(self.pending))
                 self.pending, self.replay = [], -1
+                continue
+            plain = plain_delta(text)
+            fast = view.text_delta(*plain) if plain is not None else None
+            if fast is not None:  # the common case: one text token
+                out.append(b"event: response.output_text.delta\ndata: %b\n\n" % fast.encode())
             else:
-                made += feed(json.loads(text))
-        return encode_sse(made)
+                out.append(encode_sse(view.feed(json.loads(text))))
+        return b"".join(out)
 
 
 class _Responses(JsonErrorHandler):

@@ -26,6 +26,7 @@ events numbered after N.
 from __future__ import annotations
 
 import enum
+import json
 from typing import Any
 
 from .chat_chunks import merge_tool_calls
@@ -158,6 +159,26 @@ class ResponseView:
         }
 
     # -- events ------------------------------------------------------------------------
+
+    def text_delta(self, content: str, raw: str) -> str | None:
+        """The fast path of a plain text delta (:func:`plain_delta`): the JSON of
+        its ``response.output_text.delta`` (``raw`` is ``content`` as a JSON
+        string, copied as it is), the same as :meth:`feed` would make, when an
+        ``output_text`` part is open; else None (call :meth:`feed`)."""
+        message = self.message
+        if message is None or not message.parts or self.state is not ViewState.IN_PROGRESS:
+            return None
+        part = message.parts[-1]
+        if part.kind != "output_text":
+            return None
+        part.pieces.append(content)
+        sequence = self.sequence
+        self.sequence = sequence + 1
+        return (
+            f'{{"type":"response.output_text.delta","sequence_number":{sequence},'
+            f'"item_id":"{message.id}","output_index":{message.index},'
+            f'"content_index":{len(message.parts) - 1},"delta":{raw},"logprobs":[]}}'
+        )
 
     def _event(self, out: list[dict[str, Any]], kind: str, **fields: Any) -> None:
         out.append({"type": kind, "sequence_number": self.sequence, **fields})
@@ -356,3 +377,24 @@ def encode_sse(made: list[dict[str, Any]]) -> bytes:
     """Responses events as SSE, as OpenAI sends them: an ``event:`` line with
     the type, a ``data:`` line with the JSON (which holds no line break)."""
     return "".join(f"event: {event['type']}\ndata: {dumps(event)}\n\n" for event in made).encode()
+
+
+_DELTA_START = '{"type":"delta","stream":"'
+_scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+def plain_delta(text: bytes) -> tuple[str, str] | None:
+    """A log event that is a plain text delta (``content`` and ``t`` only), as
+    (its content, the content's JSON string as sent); None for any other event.
+    Reads the one string with the C scanner instead of decoding the event."""
+    if not text.startswith(b'{"type":"delta"'):
+        return None
+    decoded = text.decode()
+    begin = decoded.find(',"content":"', len(_DELTA_START))
+    if begin < 0:
+        return None
+    begin += 11  # the opening quote
+    content, end = _scanstring(decoded, begin + 1)
+    if not decoded.startswith(',"t":', end) or decoded.find(",", end + 5) >= 0:
+        return None
+    return content, decoded[begin:end]

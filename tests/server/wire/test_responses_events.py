@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai import omit
 from openai._models import construct_type
 from openai._streaming import SSEDecoder
@@ -21,6 +23,7 @@ from server.wire.responses_events import (
     answer_message,
     encode_sse,
     fold,
+    plain_delta,
     usage,
 )
 
@@ -206,3 +209,46 @@ def test_sse_is_read_by_the_sdk_whole_and_byte_by_byte() -> None:
     assert decoded([data[i : i + 1] for i in range(len(data))]) == expected
     assert decoded([data + b'event: response.x\ndata: {"a"']) == expected  # trailing partial
     assert data.count(b"\n\n") == len(made) and b"\r" not in data
+
+
+@given(contents=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8))
+@settings(max_examples=200, deadline=None, database=None)
+def test_the_fast_path_makes_the_bytes_feed_makes(contents: list[str]) -> None:
+    """A plain text delta read with the string scanner gives exactly the JSON the
+    general path gives, whatever the text (quotes, backslashes, controls, any script)."""
+    head = wire.delta_head(S)
+    texts = [
+        wire.delta_from_record(head, seq, wire.delta_record(content, 1795321197.25))
+        for seq, content in enumerate(contents, 1)
+    ]
+    slow, fast = ResponseView(BASE, S), ResponseView(BASE, S)
+    start = wire.start_event(S, "m")
+    slow.feed(start)
+    fast.feed(start)
+    for text in texts:
+        expected = [wire.dumps(event) for event in slow.feed(json.loads(text))]
+        plain = plain_delta(text)
+        assert plain is not None and plain[0] == json.loads(text)["content"]
+        made = fast.text_delta(*plain)
+        if made is None:  # the first delta opens the message: the general path
+            made_all = [wire.dumps(event) for event in fast.feed(json.loads(text))]
+        else:
+            made_all = [made]
+        assert made_all == expected
+    end = wire.done_event(S, len(texts) + 1, "stop")
+    assert slow.feed(end) == fast.feed(end)
+
+
+def test_only_plain_text_deltas_take_the_fast_path() -> None:
+    rich = [
+        wire.delta_event(S, 1, "", tool_calls=[CALL_HEAD]),
+        wire.delta_event(S, 1, "", refusal="no"),
+        wire.delta_event(S, 1, "Hi", logprobs={"content": []}),
+        wire.start_event(S, "m"),
+        wire.done_event(S, 2, "stop"),
+    ]
+    for event in rich:
+        event["t"] = 1.5
+        assert plain_delta(wire.dumps(event).encode()) is None, event
+    plain = wire.dumps({**wire.delta_event(S, 1, 'say "hi" \\ ,"t":'), "t": 1.5}).encode()
+    assert plain_delta(plain) == ('say "hi" \\ ,"t":', json.dumps('say "hi" \\ ,"t":'))
