@@ -187,6 +187,8 @@ _METHODS = {
 
 
 def allowed_methods(path: str) -> str:
+    if path.startswith("/v1/responses/"):  # retrieve, cancel, delete, input_items
+        return "GET, POST, DELETE"
     return _METHODS.get(path, "GET")
 
 
