@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -21,6 +25,7 @@ from support.cluster import ServerProc
 from support.redisutil import RedisServer
 from websockets.asyncio.client import connect as ws_connect
 
+NODE_DIR = Path(__file__).resolve().parents[2] / "node"
 PACE = ("--tokens-per-second", "200", "--first-token-latency", "0", "--log-level", "warning")
 WEATHER = {
     "type": "function",
@@ -343,3 +348,23 @@ def test_http_errors_are_openai_shaped(urls: tuple[str, str]) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         list(client.responses.retrieve(made.id, stream=True, starting_after=10_000))
     assert info.value.body["param"] == "starting_after"  # type: ignore[index]
+
+
+def test_node_openai_sdk_streams_resumes_and_accumulates(memory: tuple[str, str]) -> None:
+    node = shutil.which("node")
+    assert node, "node is needed (scripts/test.sh installs it)"
+    assert (NODE_DIR / "node_modules" / "openai").is_dir(), (
+        "run `npm ci --prefix tests/node` (scripts/test.sh does)"
+    )
+    result = subprocess.run(
+        [node, str(NODE_DIR / "responses_check.mjs"), memory[0] + "/v1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["numbers"] == list(range(len(report["numbers"])))  # none lost, none twice
+    assert report["last"] == "response.completed" and report["status"] == "completed"
+    assert report["resumedText"] == report["finalText"] != ""
