@@ -1,9 +1,10 @@
 """A response's state, shared by the Responses handlers (HTTP and WebSocket
 mode): its record in ``store.records`` (kind ``response``, keyed by its stream
-id: the request's echo, its conversation and input items, and once it ended its
-answer and final object), the stream that carries its events, and the
-conversation ``previous_response_id`` continues. Any process sharing the store
-finds both, so retrieve, resume and cancel work on any of them."""
+id: the request's echo, its conversation and input items; it lives while the
+stream is retained), the stream that carries its events (the Response object,
+the answer), and the conversation ``previous_response_id`` continues. Any
+process sharing the store finds both, so retrieve, resume and cancel work on
+any of them."""
 
 from __future__ import annotations
 
@@ -86,19 +87,16 @@ def _events(stream: StreamLog) -> list[dict[str, Any]]:
 async def _history(store: StreamStore, value: str) -> tuple[dict[str, Any], ...]:
     """The conversation ``previous_response_id`` continues: its messages and answer."""
     record = await load(store, value, "previous_response_id")
-    if record.get("answer", ...) is ...:  # not refreshed yet: the answer from its stream
-        stream = await store.open(record["stream"])
-        if stream is None:
-            raise not_found(value, "previous_response_id")
-        if not stream.ended:
-            raise errors.ProtocolError(
-                "response_in_progress",
-                f"Response '{value[:80]}' is still in progress; continue from it once it ended.",
-                param="previous_response_id",
-            )
-        answer = answer_message(_events(stream))
-    else:
-        answer = record["answer"]
+    stream = await store.open(record["stream"])
+    if stream is None:
+        raise not_found(value, "previous_response_id")
+    if not stream.ended:
+        raise errors.ProtocolError(
+            "response_in_progress",
+            f"Response '{value[:80]}' is still in progress; continue from it once it ended.",
+            param="previous_response_id",
+        )
+    answer = answer_message(_events(stream))
     messages = tuple(record["messages"])
     return (*messages, answer) if answer else messages
 
@@ -133,16 +131,12 @@ async def start_response(
 async def _keep(
     store: StreamStore, options: ResponsesOptions, record: dict[str, Any], stream: StreamLog
 ) -> None:
-    """When the stream ends: the record keeps its answer and final object, for
-    the store's retention (a follow-up then needs no read of the stream)."""
+    """When the stream ends, the record lives as long as the stream is retained
+    (its answer is read from the stream when needed: nothing is decoded here)."""
     try:
         await stream.ended_future()
-        events = _events(stream)
-        view = view_of(record)
-        fold(view, events)
-        final = {**record, "answer": answer_message(events), "final": view.response()}
         if await store.records.get(KIND, stream.id) is not None:  # not deleted meanwhile
-            await store.records.put(KIND, stream.id, final, ttl=options.ttl)
+            await store.records.put(KIND, stream.id, record, ttl=options.ttl)
     except Exception:  # the store went away (shutdown): the record expires on its own
         log.warning("a response record was not refreshed", exc_info=True)
 
@@ -154,11 +148,8 @@ def view_of(record: dict[str, Any]) -> ResponseView:
 async def snapshot(store: StreamStore, record: dict[str, Any]) -> dict[str, Any]:
     """The Response object as of now (its stream's events so far)."""
     stream = await store.open(record["stream"])
-    if stream is None:
-        final = record.get("final")
-        if final is None:
-            raise not_found(record["response"]["id"])
-        return dict(final)
+    if stream is None:  # past its retention (or evicted): the response is gone
+        raise not_found(record["response"]["id"])
     view = view_of(record)
     fold(view, _events(stream))
     return view.response()

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -368,3 +369,27 @@ def test_node_openai_sdk_streams_resumes_and_accumulates(memory: tuple[str, str]
     assert report["numbers"] == list(range(len(report["numbers"])))  # none lost, none twice
     assert report["last"] == "response.completed" and report["status"] == "completed"
     assert report["resumedText"] == report["finalText"] != ""
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_past_retention_a_response_is_404(store: str, redis_server: RedisServer) -> None:
+    args = ("--store", redis_server.url) if store == "redis" else ()
+    server = ServerProc(*args, *PACE, "--retention", "1")
+    try:
+        client = sync(server.url)
+        made = client.responses.create(model="any", input="short-lived", max_output_tokens=3)
+        assert client.responses.retrieve(made.id).status == "incomplete"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                client.responses.retrieve(made.id)
+            except openai.NotFoundError:
+                break
+            time.sleep(0.25)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(made.id)
+        with pytest.raises(openai.NotFoundError) as info:
+            client.responses.create(model="any", input="next", previous_response_id=made.id)
+        assert info.value.body["code"] == "previous_response_not_found"  # type: ignore[index]
+    finally:
+        server.close()
