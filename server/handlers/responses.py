@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from ..core.log import StreamLog
@@ -46,6 +47,7 @@ __all__ = [
     "openai_error_bytes",
 ]
 
+_SEQUENCE = re.compile(r"-?[0-9]{1,18}")
 #: how long a cancel waits for the stream's end before answering
 CANCEL_WAIT = 5.0
 
@@ -165,7 +167,7 @@ def _starting_after(value: str | None) -> int:
     if value is None or value == "":
         return -1
     text = value.strip()
-    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 18 or int(text) < -1:
+    if not _SEQUENCE.fullmatch(text) or int(text) < -1:
         raise errors.ProtocolError(
             "invalid_starting_after",
             "'starting_after' must be an event's sequence_number (an integer >= 0)",

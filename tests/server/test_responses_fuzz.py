@@ -159,7 +159,12 @@ def response_id(server: ServerProcess) -> str:
 
 
 @BUDGET
-@given(value=st.text(max_size=20) | st.integers(-5, 500).map(str), path=st.text(max_size=30))
+@given(
+    value=st.text(max_size=20)
+    | st.integers(-5, 500).map(str)
+    | st.from_regex(r"[-+ 0-9]{1,6}", fullmatch=True),
+    path=st.text(max_size=30),
+)
 def test_retrieval_queries_and_ids(
     server: ServerProcess, response_id: str, value: str, path: str
 ) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai.lib.responses_websocket import (
@@ -349,6 +350,10 @@ def test_http_errors_are_openai_shaped(urls: tuple[str, str]) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         list(client.responses.retrieve(made.id, stream=True, starting_after=10_000))
     assert info.value.body["param"] == "starting_after"  # type: ignore[index]
+    for bad in ("--5", "-2", "1e3", "abc", "9" * 19, "²"):
+        answer = httpx.get(f"{urls[0]}/v1/responses/{made.id}?stream=true&starting_after={bad}")
+        assert answer.status_code == 400, bad
+        assert answer.json()["error"]["code"] == "invalid_starting_after"
 
 
 def test_node_openai_sdk_streams_resumes_and_accumulates(memory: tuple[str, str]) -> None:
