@@ -247,7 +247,7 @@ class InputItemsHandler(_Responses):
             ids = [item["id"] for item in items]
             items = items[ids.index(after) + 1 :] if after in ids else []
         limit_text = self.get_query_argument("limit", "20")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        if not _SEQUENCE.fullmatch(limit_text) or not 1 <= int(limit_text) <= 100:
             raise errors.ProtocolError(
                 "invalid_parameter", "'limit' must be 1 to 100", param="limit"
             )

@@ -354,6 +354,9 @@ def test_http_errors_are_openai_shaped(urls: tuple[str, str]) -> None:
         answer = httpx.get(f"{urls[0]}/v1/responses/{made.id}?stream=true&starting_after={bad}")
         assert answer.status_code == 400, bad
         assert answer.json()["error"]["code"] == "invalid_starting_after"
+    for bad in ("0", "101", "²", "-1", "x"):
+        answer = httpx.get(f"{urls[0]}/v1/responses/{made.id}/input_items?limit={bad}")
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "limit", bad
 
 
 def test_node_openai_sdk_streams_resumes_and_accumulates(memory: tuple[str, str]) -> None:
