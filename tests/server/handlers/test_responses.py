@@ -110,6 +110,11 @@ def test_stream_and_get_final_response(urls: tuple[str, str]) -> None:
     assert [event.sequence_number for event in events] == list(range(len(events)))
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     assert events[-1].response.output_text == final.output_text  # the same model, same text
+    # the helper on an existing response: it reads the events from the start, yields those after N
+    with sync(urls[1]).responses.stream(response_id=final.id, starting_after=5) as again:
+        numbers = [event.sequence_number for event in again]
+        assert again.get_final_response().output_text == final.output_text
+    assert numbers[0] == 6 and numbers == list(range(6, len(events)))
 
 
 async def test_async_client_streams_retrieves_and_resumes(urls: tuple[str, str]) -> None:
