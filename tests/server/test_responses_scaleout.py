@@ -156,3 +156,33 @@ async def test_the_edge_applies_keys_and_the_start_rate() -> None:
         await right.close()
     finally:
         server.close()
+
+
+async def test_shutting_down_on_the_memory_store_finishes_responses_first() -> None:
+    """Nothing could be resumed once the process is gone: SIGTERM lets the
+    responses run to their end, then WebSocket mode closes with 1001."""
+    server = ServerProc(*PACE)
+    try:
+        socket = await ws_connect(server.url.replace("http", "ws", 1) + "/v1/responses")
+        await socket.send(json.dumps({"type": "response.create", **LONG}))
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            async with http.stream(
+                "POST", "/v1/responses", json={**LONG, "input": "other", "stream": True}
+            ) as body:
+                seen: list[dict[str, Any]] = []
+                async for line in body.aiter_lines():
+                    if line.startswith("data: "):
+                        seen.append(json.loads(line[6:]))
+                        if len(seen) == 10:
+                            server.terminate()
+        assert seen[-1]["type"] == "response.completed"
+        assert [event["sequence_number"] for event in seen] == list(range(len(seen)))
+        events: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                events.append(json.loads(await socket.recv()))
+        assert events[-1]["type"] == "response.completed"
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert server.wait(30) == 0
+    finally:
+        server.close()
