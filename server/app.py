@@ -20,6 +20,14 @@ from .handlers.event_stream import RelayOptions
 from .handlers.metrics import MetricsHandler
 from .handlers.openai import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from .handlers.pages import STATIC_DIR, HealthHandler, IndexHandler, NotFoundHandler
+from .handlers.responses import (
+    InputItemsHandler,
+    ResponseCancelHandler,
+    ResponseHandler,
+    ResponsesHandler,
+)
+from .handlers.responses_socket import ResponsesSocketHandler, UpgradeMatches
+from .handlers.responses_state import ResponsesOptions
 from .handlers.sse import SSEHandler
 from .handlers.streams import StreamsHandler
 from .handlers.token import TokenHandler
@@ -85,7 +93,30 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     counted = {"metrics": metrics}
     on_store = {**counted, "store": store}
     common = {**on_store, "limits": limits, "relays": relays}
+    # WebSocket handlers share their options in one object (fewer attributes per socket)
+    socket_options = SocketOptions(
+        metrics=metrics,
+        edge=edge,
+        compression=settings.ws_compression,
+        max_streams_per_socket=settings.max_streams_per_socket,
+    )
+    sockets = {"options": socket_options, "store": store, "limits": limits, "relays": relays}
     openai_args = common  # API keys are checked at the edge, before the body is read
+    # The Responses API (issue 22): records live the retention once a response
+    # ended, and up to an hour of generation before.
+    lifetimes = ResponsesOptions(ttl=settings.retention, live_ttl=settings.retention + 3600)
+    responses = {**common, "responses": lifetimes}
+    responses_routes: list[Any] = [
+        Rule(
+            UpgradeMatches(r"/v1/responses$"),
+            ResponsesSocketHandler,
+            {**sockets, "responses": lifetimes},
+        ),
+        (r"/v1/responses", ResponsesHandler, responses),
+        (r"/v1/responses/([^/]+)", ResponseHandler, responses),
+        (r"/v1/responses/([^/]+)/cancel", ResponseCancelHandler, responses),
+        (r"/v1/responses/([^/]+)/input_items", InputItemsHandler, responses),
+    ]
     debug_routes: list[Any] = (
         [(r"/debug/drop", DropHandler, on_store)] if settings.debug_drop else []
     )
@@ -93,12 +124,6 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     # upgraded = WebSocketChatTransport, at --chat-path.
     chat = re.escape(settings.chat_path)
     chat_args = {**common, "resume_grace": settings.chat_resume_grace}
-    socket_options = SocketOptions(
-        metrics=metrics,
-        edge=edge,
-        compression=settings.ws_compression,
-        max_streams_per_socket=settings.max_streams_per_socket,
-    )
     chat_routes: list[Any] = [
         Rule(MethodMatches("POST", chat + "$"), UIChatHandler, chat_args),
         (chat + r"/([^/]+)/stream", UIChatStreamHandler, chat_args),
@@ -106,13 +131,7 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         (
             chat,
             UIChatSocketHandler,
-            {
-                "options": socket_options,
-                "store": store,
-                "limits": limits,
-                "relays": relays,
-                "resume_grace": settings.chat_resume_grace,
-            },
+            {**sockets, "resume_grace": settings.chat_resume_grace},
         ),
     ]
     return tornado.web.Application(
@@ -122,24 +141,11 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
             (r"/", IndexHandler, counted),
             (r"/healthz", HealthHandler, on_store),
             (r"/sse", SSEHandler, common),
-            (
-                r"/ws",
-                StreamSocketHandler,
-                {
-                    "options": SocketOptions(
-                        metrics=metrics,
-                        edge=edge,
-                        compression=settings.ws_compression,
-                        max_streams_per_socket=settings.max_streams_per_socket,
-                    ),
-                    "store": store,
-                    "limits": limits,
-                    "relays": relays,
-                },
-            ),
+            (r"/ws", StreamSocketHandler, sockets),
             (r"/streams", StreamsHandler, {**on_store, "limits": limits}),
             (r"/cancel", CancelHandler, on_store),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),
+            *responses_routes,
             (r"/v1/models", ModelsHandler, openai_args),
             (r"/v1/models/(.+)", ModelHandler, openai_args),
             (r"/auth/token", TokenHandler, {**counted, "access": edge.access}),

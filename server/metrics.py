@@ -32,7 +32,7 @@ __all__ = ["Metrics", "TRANSPORTS"]
 
 stream_log = logging.getLogger("twinstream.stream")
 
-TRANSPORTS = ("sse", "ws", "v1", "ai-sse", "ai-ws")  # ai-*: the AI SDK chat transports
+TRANSPORTS = ("sse", "ws", "v1", "responses-sse", "responses-ws", "ai-sse", "ai-ws")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SAMPLE_EVERY = 0.001  # seconds between delivery-delay samples, per transport
 #: A relay's framing function: events ``first_seq``... as JSON (bytes) -> wire bytes.

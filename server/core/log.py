@@ -230,6 +230,18 @@ class StreamLog:
         finally:
             self.unsubscribe(holder)
 
+    def ended_future(self) -> asyncio.Future[None]:
+        """A future done at the terminal event. Unlike :meth:`wait_ended` it is
+        not a reader: a stream nobody reads is still idle-cancelled."""
+        future = asyncio.get_running_loop().create_future()
+        if self.ended:
+            future.set_result(None)
+            return future
+        if self._ended_waiters is None:
+            self._ended_waiters = []
+        self._ended_waiters.append(future)
+        return future
+
     async def follow(self, after: int = -1) -> AsyncIterator[dict[str, Any]]:
         """Yield every event with ``seq > after`` as a dict, until the terminal
         one: a convenience over :meth:`subscribe` for code that is not a relay

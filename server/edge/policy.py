@@ -179,6 +179,7 @@ _METHODS = {
     "/cancel": "POST",
     "/debug/drop": "POST",
     "/v1/chat/completions": "POST",
+    "/v1/responses": "GET, POST",
     "/v1/models": "GET",
     "/auth/token": "POST",
     "/streams": "POST",
@@ -190,6 +191,8 @@ def allowed_methods(path: str, chat_path: str = "/api/chat") -> str:
         return "GET, POST"  # POST: DefaultChatTransport; GET upgraded: WebSocketChatTransport
     if path.startswith(chat_path + "/") and path.endswith("/stop"):
         return "POST"
+    if path.startswith("/v1/responses/"):  # retrieve, cancel, delete, input_items
+        return "GET, POST, DELETE"
     return _METHODS.get(path, "GET")
 
 
@@ -197,7 +200,12 @@ def starts_stream(
     method: str, path: str, query: str, last_event_id: str | None, chat_path: str = "/api/chat"
 ) -> bool:
     """Whether this request starts a generation (what the rate limit counts)."""
-    if method == "POST" and path in ("/v1/chat/completions", "/streams", chat_path):
+    if method == "POST" and path in (
+        "/v1/chat/completions",
+        "/streams",
+        "/v1/responses",
+        chat_path,
+    ):
         return True
     if method == "GET" and path == "/sse":
         if last_event_id:

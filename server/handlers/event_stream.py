@@ -47,6 +47,8 @@ class _BodyEncoder:
         self.chunked = chunked
 
     def __call__(self, payload: bytes) -> bytes:
+        if not payload:
+            return payload  # a frame with no event (a view may make none): no empty chunk
         if self.gzip is not None:
             payload = self.gzip.compress(payload)
         return tornado_adapter.chunk(payload) if self.chunked else payload

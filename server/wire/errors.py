@@ -17,7 +17,13 @@ class ProtocolError(ValueError):
     """
 
     def __init__(
-        self, code: str, message: str, status: int = 400, ref: Any = None, stream: str | None = None
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        ref: Any = None,
+        stream: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -27,12 +33,22 @@ class ProtocolError(ValueError):
         self.ref = ref
         #: the stream the failed message named, if any (echoed in the error event)
         self.stream = stream
+        #: the request field at fault (OpenAI's ``param``; the Responses API sends it)
+        self.param = param
 
 
 def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]]:
     """An HTTP error's JSON body, shaped like OpenAI's so its SDKs read it too."""
     kind = "server_error" if status >= 500 else "invalid_request_error"
     return {"error": {"code": code, "message": message, "type": kind}}
+
+
+def openai_error_body(
+    status: int, code: str | None, message: str, param: str | None = None
+) -> dict[str, dict[str, str | None]]:
+    """OpenAI's full error shape, ``param`` included (the Responses API's answers)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def error_json(status: int, code: str, message: str) -> bytes:

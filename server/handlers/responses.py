@@ -1,0 +1,263 @@
+"""The Responses API over HTTP: ``POST /v1/responses`` (streamed or not),
+``GET /v1/responses/{id}`` (the object, or with ``stream=true`` its events
+after ``starting_after``, then live), ``POST /v1/responses/{id}/cancel``,
+``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``.
+
+Every response is a twinstream stream: its events are the Responses view
+(:mod:`server.wire.responses_events`) of the stream's log, so any response
+can be resumed exactly, on any process sharing the store, and a closed
+connection stops only the reading, not the generation (the idle timeout
+reaps a response nobody reads)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from ..core.log import StreamLog
+from ..core.relay import Outcome
+from ..core.store import StreamStore
+from ..metrics import Metrics
+from ..wire import errors
+from ..wire.chat_request import parse_json_body
+from ..wire.limits import Limits
+from ..wire.responses_events import ResponseView, encode_sse, plain_delta
+from ..wire.responses_request import stream_of_response
+from .base import JsonErrorHandler
+from .event_stream import EventStreamHandler, RelayOptions
+from .responses_state import (
+    KIND,
+    ResponsesOptions,
+    catch_up,
+    load,
+    not_found,
+    snapshot,
+    start_response,
+    view_of,
+)
+
+__all__ = [
+    "ResponsesHandler",
+    "ResponseHandler",
+    "ResponseCancelHandler",
+    "InputItemsHandler",
+    "ResponsesFrames",
+    "openai_error_bytes",
+]
+
+_SEQUENCE = re.compile(r"-?[0-9]{1,18}")
+#: how long a cancel waits for the stream's end before answering
+CANCEL_WAIT = 5.0
+
+
+def openai_error_bytes(status: int, code: str, message: str, exc: BaseException | None) -> bytes:
+    param = exc.param if isinstance(exc, errors.ProtocolError) else None
+    return json.dumps(errors.openai_error_body(status, code, message, param)).encode()
+
+
+class ResponsesFrames:
+    """A relay's frame function: log events to Responses events as SSE (``event:``
+    and ``data:`` lines, as OpenAI sends them). A resume's catch-up fed the view
+    the log event ``replay`` already: at that seq the relay writes ``pending``
+    (what it made after ``starting_after``) instead of feeding it again."""
+
+    __slots__ = ("view", "pending", "replay")
+
+    def __init__(
+        self, view: ResponseView, pending: list[dict[str, Any]] | None = None, replay: int = -1
+    ) -> None:
+        self.view = view
+        self.pending = pending or []
+        self.replay = replay
+
+    def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
+        view = self.view
+        out: list[bytes] = []
+        for seq, text in enumerate(texts, first_seq):
+            if seq == self.replay:
+                out.append(encode_sse(self.pending))
+                self.pending, self.replay = [], -1
+                continue
+            plain = plain_delta(text)
+            fast = view.text_delta(*plain) if plain is not None else None
+            if fast is not None:  # the common case: one text token
+                out.append(b"event: response.output_text.delta\ndata: %b\n\n" % fast.encode())
+            else:
+                out.append(encode_sse(view.feed(json.loads(text))))
+        return b"".join(out)
+
+
+class _Responses(JsonErrorHandler):
+    """What every Responses handler takes, and OpenAI's error shape (``param``)."""
+
+    def initialize(
+        self,
+        metrics: Metrics,
+        store: StreamStore,
+        limits: Limits,
+        relays: RelayOptions,
+        responses: ResponsesOptions,
+    ) -> None:
+        self.metrics = metrics
+        self.store = store
+        self.limits = limits
+        self.relays = relays
+        self.lifetimes = responses
+
+    def error_bytes(self, status: int, code: str, message: str, exc: BaseException | None) -> bytes:
+        return openai_error_bytes(status, code, message, exc)
+
+    def write_json(self, value: dict[str, Any]) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.write(json.dumps(value).encode())
+
+
+class _Streaming(EventStreamHandler, _Responses):
+    def follow(self, stream: StreamLog, view: ResponseView, after: int, pending: list[Any]) -> None:
+        """Relay the events after log seq ``after``; ``pending``: what the catch-up
+        fed at ``after`` made after ``starting_after`` (sent as that seq's events)."""
+        self.relays.watch.drainable.add(self)
+        frame = ResponsesFrames(view)
+        if pending:
+            frame = ResponsesFrames(view, pending, replay=after)
+            after -= 1
+        frames = self.metrics.counting(frame, stream, "responses-sse")
+        self.relay_events(stream, after, frames, "responses-sse")
+
+    def drain(self, retry_ms: int, elsewhere: bool) -> None:
+        """Shutting down: with a shared store, end the response now (the client
+        retrieves with ``starting_after`` elsewhere); with the memory store the
+        response goes on to its end (the store ends it by the drain deadline)."""
+        sink = self._sink
+        if sink is None or sink.closed or not elsewhere:
+            return
+        for relay in list(sink.relays):
+            relay.stop(Outcome.DRAIN)
+
+
+class ResponsesHandler(_Streaming):
+    """``POST /v1/responses``: start a response; stream its events or answer
+    the Response object (at once with ``background``, else once it ended)."""
+
+    def prepare(self) -> None:
+        self.data = parse_json_body(self.request.body, self.limits)
+
+    async def post(self) -> None:
+        data = self.data
+        streaming = data.get("stream") is True
+        if streaming and not self.open_event_stream("responses-sse"):
+            return  # the client is gone: start nothing
+        started = await start_response(self.store, self.limits, self.lifetimes, data)
+        stream = started.stream
+        self.metrics.stream_started(stream, "responses-sse")
+        if streaming:
+            self.follow(stream, view_of(started.record), -1, [])
+            return
+        if not started.request.background:
+            await stream.wait_ended()
+        body = json.dumps(await snapshot(self.store, started.record)).encode()
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.write(body)
+        self.metrics.answered(stream, "responses-sse", len(body))
+
+
+def _starting_after(value: str | None) -> int:
+    if value is None or value == "":
+        return -1
+    text = value.strip()
+    if not _SEQUENCE.fullmatch(text) or int(text) < -1:
+        raise errors.ProtocolError(
+            "invalid_starting_after",
+            "'starting_after' must be an event's sequence_number (an integer >= 0)",
+            param="starting_after",
+        )
+    return int(text)
+
+
+class ResponseHandler(_Streaming):
+    """``GET /v1/responses/{id}`` (``stream=true``: its events after
+    ``starting_after``, then live) and ``DELETE /v1/responses/{id}``."""
+
+    async def get(self, value: str) -> None:
+        record = await load(self.store, value)
+        if self.get_query_argument("stream", "false").lower() != "true":
+            self.write_json(await snapshot(self.store, record))
+            return
+        after = _starting_after(self.get_query_argument("starting_after", None))
+        stream = await self.store.open(record["stream"])
+        if stream is None:
+            self.metrics.resume("responses-sse", "stream_not_found")
+            raise not_found(value)
+        view = view_of(record)
+        try:
+            seq, pending = catch_up(view, stream, after)
+        except errors.ProtocolError as exc:
+            self.metrics.resume("responses-sse", exc.code)
+            raise
+        self.metrics.resume("responses-sse", "resumed", stream)
+        self.follow(stream, view, seq, pending)
+
+    async def delete(self, value: str) -> None:
+        record = await load(self.store, value)
+        stream_id = record["stream"]
+        await self.store.records.delete(KIND, stream_id)
+        await self.store.cancel(stream_id)  # nobody may read it any more: stop paying for it
+        self.write_json({"id": value, "object": "response", "deleted": True})
+
+
+class ResponseCancelHandler(_Responses):
+    """``POST /v1/responses/{id}/cancel``: generation stops wherever it runs;
+    the answer is the Response object, ``cancelled`` unless it had ended."""
+
+    async def post(self, value: str) -> None:
+        record = await load(self.store, value)
+        stream_id = record["stream"]
+        if await self.store.cancel(stream_id):
+            stream = await self.store.open(stream_id)
+            if stream is not None and not stream.ended:
+                try:
+                    await asyncio.wait_for(asyncio.shield(stream.ended_future()), CANCEL_WAIT)
+                except asyncio.TimeoutError:
+                    pass
+        self.write_json(await snapshot(self.store, record))
+
+
+class InputItemsHandler(_Responses):
+    """``GET /v1/responses/{id}/input_items``: the request's input as items
+    (``order`` desc by default, ``limit`` 1 to 100, ``after`` an item id)."""
+
+    async def get(self, value: str) -> None:
+        record = await load(self.store, value)
+        stream_id = stream_of_response(value)
+        items = [
+            {"id": f"in_{stream_id}_{index}", **item}
+            for index, item in enumerate(record["input_items"])
+        ]
+        order = self.get_query_argument("order", "desc")
+        if order not in ("asc", "desc"):
+            raise errors.ProtocolError(
+                "invalid_parameter", "'order' must be asc or desc", param="order"
+            )
+        if order == "desc":
+            items.reverse()
+        after = self.get_query_argument("after", None)
+        if after:
+            ids = [item["id"] for item in items]
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        limit_text = self.get_query_argument("limit", "20")
+        if not _SEQUENCE.fullmatch(limit_text) or not 1 <= int(limit_text) <= 100:
+            raise errors.ProtocolError(
+                "invalid_parameter", "'limit' must be 1 to 100", param="limit"
+            )
+        page = items[: int(limit_text)]
+        self.write_json(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(items) > len(page),
+            }
+        )
