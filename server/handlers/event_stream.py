@@ -16,6 +16,7 @@ from ..core.store import StreamStore
 from ..core.watch import ConnectionWatch
 from ..metrics import Metrics
 from ..wire import errors, sse
+from ..wire.limits import Limits
 from .base import JsonErrorHandler
 
 #: An SSE comment: keeps proxies from timing an idle stream out. No blank line
@@ -34,6 +35,19 @@ class RelayOptions:
     max_pending_bytes: int
     sse_compression: bool
     retry_ms: int
+
+
+class StreamEndpoint(JsonErrorHandler):
+    """What every endpoint that starts or relays streams takes, through ``initialize``."""
+
+    def initialize(
+        self, metrics: Metrics, store: StreamStore, limits: Limits, relays: RelayOptions
+    ) -> None:
+        self.metrics = metrics
+        # API keys are checked at the edge (server/edge/server.py), before the body is read.
+        self.store = store
+        self.limits = limits
+        self.relays = relays
 
 
 class _BodyEncoder:

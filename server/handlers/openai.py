@@ -12,30 +12,15 @@ import json
 from collections.abc import Callable
 
 from ..core.log import StreamLog
-from ..core.store import StreamStore
-from ..metrics import Metrics
 from ..wire import chat_chunks, errors, sse
 from ..wire.chat_request import parse_chat_body
-from ..wire.limits import Limits
-from .base import JsonErrorHandler
-from .event_stream import EventStreamHandler, RelayOptions
+from .event_stream import EventStreamHandler, StreamEndpoint
 
 __all__ = ["ChatCompletionsHandler", "ModelsHandler", "ModelHandler", "chunk_frames"]
 
 
-class _OpenAIHandler(JsonErrorHandler):
-    def initialize(
-        self,
-        metrics: Metrics,
-        store: StreamStore,
-        limits: Limits,
-        relays: RelayOptions,
-    ) -> None:
-        self.metrics = metrics
-        # API keys are checked at the edge (server/edge/server.py), before the body is read.
-        self.store = store
-        self.limits = limits
-        self.relays = relays
+class _OpenAIHandler(StreamEndpoint):
+    """The OpenAI-compatible endpoints."""
 
 
 class ModelsHandler(_OpenAIHandler):

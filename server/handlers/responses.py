@@ -25,8 +25,7 @@ from ..wire.chat_request import parse_json_body
 from ..wire.limits import Limits
 from ..wire.responses_events import ResponseView, encode_sse, plain_delta
 from ..wire.responses_request import stream_of_response
-from .base import JsonErrorHandler
-from .event_stream import EventStreamHandler, RelayOptions
+from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
 from .responses_state import (
     KIND,
     ResponsesOptions,
@@ -89,10 +88,10 @@ class ResponsesFrames:
         return b"".join(out)
 
 
-class _Responses(JsonErrorHandler):
+class _Responses(StreamEndpoint):
     """What every Responses handler takes, and OpenAI's error shape (``param``)."""
 
-    def initialize(
+    def initialize(  # type: ignore[override]
         self,
         metrics: Metrics,
         store: StreamStore,
@@ -100,10 +99,7 @@ class _Responses(JsonErrorHandler):
         relays: RelayOptions,
         responses: ResponsesOptions,
     ) -> None:
-        self.metrics = metrics
-        self.store = store
-        self.limits = limits
-        self.relays = relays
+        super().initialize(metrics, store, limits, relays)
         self.lifetimes = responses
 
     def error_bytes(self, status: int, code: str, message: str, exc: BaseException | None) -> bytes:

@@ -26,8 +26,7 @@ from ..wire.chat_request import parse_json_body
 from ..wire.limits import Limits
 from ..wire.ui_message_chunks import SSEChunkFrames, UIMessageView
 from ..wire.ui_message_request import check_chat_id, parse_ui_chat
-from .base import JsonErrorHandler
-from .event_stream import EventStreamHandler, RelayOptions
+from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
 from .ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 
 __all__ = [
@@ -57,8 +56,8 @@ class MethodMatches(PathMatches):
         return super().match(request)
 
 
-class _ChatHandler(JsonErrorHandler):
-    def initialize(
+class _ChatHandler(StreamEndpoint):
+    def initialize(  # type: ignore[override]
         self,
         metrics: Metrics,
         store: StreamStore,
@@ -66,10 +65,7 @@ class _ChatHandler(JsonErrorHandler):
         relays: RelayOptions,
         resume_grace: float,
     ) -> None:
-        self.metrics = metrics
-        self.store = store
-        self.limits = limits
-        self.relays = relays
+        super().initialize(metrics, store, limits, relays)
         self.resume_grace = resume_grace
 
 
