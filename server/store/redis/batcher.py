@@ -7,23 +7,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from .connection import DOWN
+from .connection import DOWN, Target
 from .keys import Keys
-from .scripts import Scripts
+from .scripts import FENCED, Scripts
 from .stream import RedisStream
 
-__all__ = ["BatcherHost", "LeaseLoss", "Pending", "WriteBatcher"]
-
-
-class LeaseLoss(Protocol):
-    """Told that Redis refused a batch because this process's lease lapsed
-    (the store's ProcessLease)."""
-
-    def lost(self) -> None: ...
+__all__ = ["BatcherHost", "Pending", "WriteBatcher"]
 
 
 class BatcherHost(Protocol):
@@ -32,6 +25,12 @@ class BatcherHost(Protocol):
 
     @property
     def token(self) -> str: ...
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def redis(self) -> Any: ...
 
     @property
     def available(self) -> bool: ...
@@ -44,9 +43,6 @@ class BatcherHost(Protocol):
 
     @property
     def scripts(self) -> Scripts | None: ...
-
-    @property
-    def process_lease(self) -> LeaseLoss: ...
 
     def outage(self, exc: BaseException) -> None: ...
 
@@ -88,6 +84,7 @@ class WriteBatcher:
         self._waiters: list[asyncio.Future[bool]] = []
         self._task: asyncio.Task[None] | None = None
         self._scheduled = False
+        self.repaired = 0  # streams whose lost tail was written again (failovers)
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self._pending
@@ -184,36 +181,68 @@ class WriteBatcher:
         self._pending = batch
 
     async def write(self, batch: dict[str, Pending]) -> None:
-        """One call for the whole batch, fenced by this process's lease. Each
-        stream's events are expanded to JSON here, once: what Redis is sent is
-        what this process's followers are given when the write is confirmed."""
+        """One script call per hash slot group (one Redis: one call for the whole
+        batch; a cluster: the calls pipelined, one round trip per node), each
+        stream fenced by its own owner and epoch. Each stream's events are
+        expanded to JSON here, once: what Redis is sent is what this process's
+        followers are given when the write is confirmed."""
         store = self._store
-        keys, token = store.keys, store.token
-        redis_keys: list[str] = [keys.lease(token)]
-        args: list[str | bytes | int] = [token, int(store.retention * 1000)]
-        texts: list[list[bytes]] = []
+        keys, token, target = store.keys, store.token, store.target
+        head: list[str | bytes | int] = [token, int(store.retention * 1000), target.publish]
+        # slot -> (keys, args, the streams in call order with their texts)
+        calls: dict[int, tuple[list[str], list[str | bytes | int], list[Any]]] = {}
         for stream_id, pending in batch.items():
             expanded = pending.stream.expand(pending.first, pending.items)
-            texts.append(expanded)
-            redis_keys.append(keys.stream(stream_id))
+            stream_key = keys.stream(stream_id)
+            call = calls.get(slot := target.slot(stream_key))
+            if call is None:
+                call = calls[slot] = ([], list(head), [])
+            redis_keys, args, written = call
+            redis_keys.append(stream_key)
             redis_keys.append(keys.meta(stream_id))
             args.append(keys.channel(stream_id))
             args.append(pending.first)
             args.append(len(expanded))
             args.append("1" if pending.ended else "0")
+            args.append(pending.stream.epoch)
             args.extend(expanded)
+            written.append((pending, expanded))
         assert store.scripts is not None
-        result = await store.scripts.append(keys=redis_keys, args=args)
-        if result == -1:
-            store.process_lease.lost()
-            return
-        refused = {int(position) - 1 for position in result}
-        for index, (pending, written) in enumerate(zip(batch.values(), texts)):
-            if index in refused:
-                # Someone declared this stream dead (our lease lapsed): stop writing it.
-                store.abandon(pending.stream)
-            else:
-                pending.stream.confirm(pending.first + len(written) - 1, written)
+        replies = await store.scripts.append_groups(
+            store.redis, [(k, a) for k, a, _ in calls.values()]
+        )
+        for (_, _, written), refusals in zip(calls.values(), replies):
+            refused = {
+                int(refusals[i]) - 1: int(refusals[i + 1]) for i in range(0, len(refusals), 2)
+            }
+            for index, (pending, texts) in enumerate(written):
+                code = refused.get(index)
+                if code is None:
+                    pending.stream.confirm(pending.first + len(texts) - 1, texts)
+                elif code == FENCED:
+                    # Declared dead (our lease lapsed) or ended by another: stop writing it.
+                    store.abandon(pending.stream)
+                else:
+                    self._rewrite(pending, code)
+
+    def _rewrite(self, pending: Pending, last: int) -> None:
+        """Redis holds the stream only up to ``last`` (a failover lost its tail):
+        write again, from this process's own log, everything after it."""
+        stream = pending.stream
+        log.warning(
+            "stream log in Redis ends at %d, before %d: writing its tail again",
+            last,
+            pending.first,
+        )
+        again = Pending(stream, last + 1, stream.items(last + 1, pending.first), False)
+        again.items.extend(pending.items)
+        again.ended = pending.ended
+        newer = self._pending.pop(stream.id, None)
+        if newer is not None:
+            again.items.extend(newer.items)
+            again.ended = newer.ended
+        self._pending = {stream.id: again, **self._pending}
+        self.repaired += 1
 
 
 def _settle(waiters: list[asyncio.Future[bool]], result: bool) -> None:

@@ -12,10 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from .connection import DOWN
+from .connection import DOWN, Target
 from .keys import Keys
 from .stream import RedisStream
 
@@ -29,7 +28,7 @@ class LeaseHost(Protocol):
     store (the Redis store has these members: it satisfies this structurally)."""
 
     @property
-    def url(self) -> str: ...
+    def target(self) -> Target: ...
 
     @property
     def lease(self) -> float: ...
@@ -41,7 +40,7 @@ class LeaseHost(Protocol):
     def redis(self) -> Any: ...
 
     @property
-    def pubsub(self) -> Any: ...
+    def bus(self) -> Any: ...
 
     @property
     def closed(self) -> bool: ...
@@ -78,7 +77,7 @@ class ProcessLease:
         """Set the lease and subscribe to our control channel (on (re)connect)."""
         store = self._store
         await store.redis.set(store.keys.lease(self.token), self.token, px=self.ttl_ms)
-        await store.pubsub.subscribe(store.keys.control(self.token))
+        await store.bus.subscribe(store.keys.control(self.token))
 
     def keep(self) -> None:
         """Start the renewing thread and the loop's heartbeat (once)."""
@@ -112,7 +111,7 @@ class ProcessLease:
                 return
             try:
                 await redis_client.set(store.keys.lease(self.token), self.token, px=self.ttl_ms)
-                await store.pubsub.subscribe(store.keys.control(self.token))
+                await store.bus.subscribe(store.keys.control(self.token))
             except DOWN as exc:
                 store.outage(exc)
 
@@ -146,9 +145,7 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         store = self.store
-        client = redis.Redis.from_url(
-            store.url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
-        )
+        client: Any = None
         try:
             while not self._stop.wait(store.lease / 3):
                 if time.monotonic() - self.last_beat > self.wedged_after:
@@ -156,10 +153,13 @@ class LeaseKeeper:
                 lease = store.process_lease
                 token = lease.token
                 try:
+                    if client is None:
+                        client = store.target.sync_client()
                     kept = client.set(store.keys.lease(token), token, xx=True, px=lease.ttl_ms)
-                except (RedisError, OSError):
+                except (RedisError, RedisClusterException, OSError):
                     continue  # an outage: the loop notices it on its own calls
                 if not kept and not self._stop.is_set():
                     self.loop.call_soon_threadsafe(lease.lost, token)
         finally:
-            client.close()
+            if client is not None:
+                client.close()

@@ -59,6 +59,9 @@ class LivenessHost(Protocol):
     def scripts(self) -> Scripts | None: ...
 
     @property
+    def token(self) -> str: ...
+
+    @property
     def local(self) -> dict[str, RedisStream]: ...
 
     @property
@@ -117,13 +120,13 @@ class Liveness:
     async def _probe(
         self, live_mirrors: list[RedisMirror], owners: list[str], idle: list[RedisStream]
     ) -> tuple[dict[str, Any], list[Any]]:
-        """One round trip: PING; mark the mirrors read here as read; ask which
+        """One round trip (per node): is Redis there; mark the mirrors read here as read; ask which
         owners' leases exist and which idle local streams are read elsewhere."""
         store = self._store
         keys = store.keys
         read_ttl = int(max(store.idle_timeout, store.lease) * 1000)
         async with store.redis.pipeline(transaction=False) as pipe:
-            pipe.ping()
+            pipe.exists(keys.lease(store.token))  # is Redis there (a cluster pipeline has no PING)
             for mirror in live_mirrors:
                 if mirror.followers:
                     pipe.set(keys.read(mirror.id), "1", px=read_ttl)
@@ -182,8 +185,15 @@ class Liveness:
                 )
             )
             result = await store.scripts.declare_dead(
-                keys=[keys.stream(mirror.id), keys.meta(mirror.id), keys.lease(mirror.owner)],
-                args=[seq, text, keys.channel(mirror.id), int(store.retention * 1000)],
+                keys=[keys.stream(mirror.id), keys.meta(mirror.id)],
+                args=[
+                    mirror.owner,
+                    seq,
+                    text,
+                    keys.channel(mirror.id),
+                    int(store.retention * 1000),
+                    store.scripts.publish,
+                ],
             )
             if result != -3:  # -3: the owner appended meanwhile; try the next seq
                 break

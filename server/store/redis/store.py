@@ -40,10 +40,13 @@ from ...core.log import new_stream_id
 from ...core.store import SHUTDOWN_MESSAGE
 from ...wire import errors
 from .batcher import WriteBatcher
+from .bus import Bus
 from .connection import (
+    DOWN,
     UNAVAILABLE_MESSAGE,
     StoreUnavailable,
-    client,
+    Target,
+    close_client,
     connect_check,
     unavailable,
 )
@@ -98,6 +101,7 @@ class RedisStreamStore:
     ) -> None:
         self.backend = backend
         self.url = url
+        self.target = Target(url)
         self.retention = retention
         self.idle_timeout = idle_timeout
         self.max_live_streams = max_live_streams
@@ -119,9 +123,9 @@ class RedisStreamStore:
         self.records = RedisRecords(self)
         # Any: redis-py types replies as bytes | str whatever decode_responses says
         self.redis: Any = None
-        self.pubsub: Any = None
+        self.bus: Bus | None = None
         self.scripts: Scripts | None = None
-        # The listener and the tick while connected; the reconnect loop while not.
+        # The tick while connected; the reconnect loop while not.
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnecting: asyncio.Task[None] | None = None
 
@@ -173,7 +177,7 @@ class RedisStreamStore:
         """Connect, take the lease and subscribe; StoreUnavailable if Redis is down."""
         try:
             await self._connect()
-        except (RedisError, OSError) as exc:
+        except (RedisError, *DOWN) as exc:
             await self._reset_connections()
             raise StoreUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
         self._start_tasks()
@@ -185,31 +189,28 @@ class RedisStreamStore:
         self._reconnecting = asyncio.get_running_loop().create_task(self._recover())
 
     async def _connect(self) -> None:
-        self.redis = client(self.url)
-        self.scripts = Scripts.register(self.redis)
-        self.pubsub = self.redis.pubsub()
+        self.redis = self.target.client()
+        self.scripts = await Scripts.register(self.redis, self.target)
+        self.bus = Bus(
+            self.target, self.redis, self.mirrors.on_message, self.outage, self.mirrors.on_moved
+        )
         await self.process_lease.take()
         self._move(Transition.CONNECTED)
 
     def _start_tasks(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self.mirrors.listen()),
-            loop.create_task(self.liveness.run()),
-        ]
+        self._tasks = [loop.create_task(self.liveness.run())]
         self.process_lease.keep()
         self.batcher.resume()
 
     async def _reset_connections(self) -> None:
-        pubsub, redis_client = self.pubsub, self.redis
-        self.pubsub = self.redis = None
-        self.mirrors.disconnected()
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        bus, redis_client = self.bus, self.redis
+        self.bus = self.redis = None
+        if bus is not None:
+            await bus.close()
         if redis_client is not None:
             with contextlib.suppress(Exception):
-                await redis_client.aclose(close_connection_pool=True)
+                await close_client(redis_client)
 
     async def _recover(self) -> None:
         """Reconnect until Redis answers, then serve again. Cancelled by close."""
@@ -218,7 +219,7 @@ class RedisStreamStore:
             while not self.closed:
                 try:
                     await self._connect()
-                except (RedisError, OSError):
+                except (RedisError, *DOWN):
                     await self._reset_connections()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
@@ -362,6 +363,6 @@ class RedisStreamStore:
         self._tasks = []
         self.batcher.stop()
         if self.redis is not None and was_available:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(RedisError, *DOWN):
                 await self.redis.delete(self.keys.lease(self.token))
         await self._reset_connections()

@@ -51,13 +51,24 @@ class RedisStream(Stream):
     generation appends into an ``error`` (drain deadline: code
     ``server_shutdown``; Redis lost: ``store_unavailable``)."""
 
-    __slots__ = ("owner", "end_reason", "_redis_store", "_confirmed", "_confirmed_end", "_fresh")
+    __slots__ = (
+        "owner",
+        "epoch",
+        "end_reason",
+        "_redis_store",
+        "_confirmed",
+        "_confirmed_end",
+        "_fresh",
+    )
 
     local = True
 
     def __init__(self, store: StreamHost, stream_id: str, request: ChatRequest) -> None:
         self._redis_store = store
         self.owner = store.token
+        # The fence written with the stream's meta; bumped (by whoever declares
+        # the stream dead) past this one, the append script refuses our writes.
+        self.epoch = "1"
         self.end_reason: tuple[str, str] | None = None
         self._confirmed = -1  # the last seq Redis holds (or that may be shown)
         self._confirmed_end = False
@@ -134,6 +145,11 @@ class RedisStream(Stream):
             else:
                 out.append(item)
         return out
+
+    def items(self, first: int, stop: int) -> list[str | bytes]:
+        """The JSON of events ``first .. stop - 1`` as this log holds them,
+        whether confirmed or not (a lost tail written again)."""
+        return list(StreamLog.read(self, first - 1, 1 << 62)[: stop - first])
 
     # -- appends: queued for Redis, shown when confirmed -------------------------------
 
