@@ -1,0 +1,73 @@
+"""Two real twinstream processes on a real Redis Cluster (three masters, three
+replicas): streams spread over every master, resumed exactly on the other
+process over SSE and WebSocket, cancelled from the other process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from support.cluster import Followed, ServerProc, follow_sse, follow_ws
+from support.redis_cluster import RedisCluster
+
+from server.store.redis.keys import Keys
+
+from ...test_scaleout import assert_exact, post, read_some
+
+KEYS = Keys("twinstream:")
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProc]]:
+    started: list[ServerProc] = []
+    yield started
+    for server in started:
+        server.close()
+
+
+def start(servers: list[ServerProc], store: str, *args: str) -> ServerProc:
+    server = ServerProc("--store", store, "--log-level", "warning", *args)
+    servers.append(server)
+    return server
+
+
+PACE = ("--tokens-per-second", "100", "--first-token-latency", "0")
+
+
+async def test_two_processes_on_a_cluster_resume_and_cancel_across(
+    redis_cluster: RedisCluster, servers: list[ServerProc]
+) -> None:
+    a = start(servers, redis_cluster.url, *PACE)
+    b = start(servers, redis_cluster.seed_url, *PACE)  # one node given: the rest discovered
+    # Streams started on A, cut after 5 events, finished from B over SSE.
+    prompts = [f"cluster sse {n}" for n in range(12)]
+    heads = await asyncio.gather(*(read_some(a.url, p, 40, 5) for p in prompts))
+    records = await asyncio.gather(
+        *(follow_sse([b.url], p, 40, record=Followed(events=h)) for p, h in zip(prompts, heads))
+    )
+    for prompt, record in zip(prompts, records):
+        assert_exact(record, prompt, 40)
+        assert record.hosts == {b.url}
+    masters = {redis_cluster.node_of_key(KEYS.stream(r.stream)) for r in records}
+    assert masters == set(redis_cluster.master_ports()), "streams on every master"
+    # WebSocket: started on B, its socket closed mid-stream, resumed on A.
+    ws_record = Followed()
+    follower = asyncio.ensure_future(follow_ws([b.url], "cluster ws", 60, record=ws_record))
+    while len(ws_record.events) < 5:
+        await asyncio.sleep(0.005)
+    follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+    await follow_ws([a.url], "cluster ws", 60, record=ws_record)
+    assert_exact(ws_record, "cluster ws", 60)
+    assert a.url in ws_record.hosts
+    # Cancel from B streams generated on A (their meta on several masters).
+    slow = await asyncio.gather(*(read_some(a.url, f"cancel {n}", 2000, 1) for n in range(6)))
+    for head in slow:
+        status, body = post(f"{b.url}/cancel?stream={head[0]['stream']}")
+        assert (status, body["cancelled"]) == (200, True)
+    for head in slow:
+        ended = await follow_sse([b.url], "", 0, record=Followed(events=head))
+        assert ended.last["type"] == "done" and ended.last["finish_reason"] == "cancelled"
+        assert ended.seqs == list(range(len(ended.events)))
