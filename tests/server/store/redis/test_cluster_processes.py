@@ -5,9 +5,13 @@ process over SSE and WebSocket, cancelled from the other process."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
+import redis.cluster
 from support.cluster import Followed, ServerProc, follow_sse, follow_ws
 from support.redis_cluster import RedisCluster
 
@@ -71,3 +75,42 @@ async def test_two_processes_on_a_cluster_resume_and_cancel_across(
         ended = await follow_sse([b.url], "", 0, record=Followed(events=head))
         assert ended.last["type"] == "done" and ended.last["finish_reason"] == "cancelled"
         assert ended.seqs == list(range(len(ended.events)))
+
+
+async def test_a_generator_stopped_past_its_lease_is_fenced_out_of_its_streams(
+    redis_cluster: RedisCluster, servers: list[ServerProc]
+) -> None:
+    a = start(servers, redis_cluster.url, "--tokens-per-second", "20", "--first-token-latency", "0")
+    b = start(servers, redis_cluster.url)
+    heads = await asyncio.gather(*(read_some(a.url, f"frozen {n}", 2000, 3) for n in range(6)))
+    followers = [
+        asyncio.ensure_future(follow_sse([b.url], "", 0, record=Followed(events=head)))
+        for head in heads
+    ]
+    await asyncio.sleep(0.5)  # every reader on B is following live
+    os.kill(a.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        records = await asyncio.wait_for(asyncio.gather(*followers), timeout=20)
+        took = time.monotonic() - stopped
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    for record in records:
+        assert record.last["type"] == "error" and record.last["code"] == "interrupted"
+        assert record.seqs == list(range(len(record.events)))
+    assert took < 8, f"readers waited {took:.1f}s for interrupted"
+    # Thawed, A generates on (its pacer wakes) but writes nothing more into them.
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+    try:
+        before = [client.xlen(KEYS.stream(r.stream)) for r in records]
+        await asyncio.sleep(2.0)
+        after = [client.xlen(KEYS.stream(r.stream)) for r in records]
+        metas = [client.hgetall(KEYS.meta(r.stream)) for r in records]
+    finally:
+        client.close()
+    assert after == before == [len(r.events) for r in records]
+    for meta in metas:
+        assert meta[b"epoch"] == b"2" and meta[b"end"] == b"1"
+    # A serves again, under a new lease: a new stream on A completes.
+    record = await follow_sse([a.url], "after the thaw", 10)
+    assert_exact(record, "after the thaw", 10)
