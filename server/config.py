@@ -204,6 +204,14 @@ class Settings:
     retention: float = setting(
         300.0, "seconds an ended stream stays resumable", non_negative(float)
     )
+    redis_wait_ms: int = setting(
+        0,
+        "with a Redis store: show each batch of events to readers only once a replica holds "
+        "it (WAIT 1 <ms> per batch, on the batch's node): a failover then loses nothing any "
+        "reader saw, at the cost of a replication round trip per batch; 0 = off (events are "
+        "shown once the master holds them)",
+        non_negative(int),
+    )
     idle_timeout: float = setting(
         60.0, "seconds a stream may go unread before it is cancelled", non_negative(float)
     )

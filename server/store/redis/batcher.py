@@ -1,20 +1,22 @@
 """The write batcher: every append of this process's streams goes to Redis in
-batches, one ``EVALSHA`` for all streams, so round trips do not grow with the
-event rate."""
+batches, one round trip per node (:mod:`.writer`), so round trips do not grow
+with the event rate. On a cluster a node that fails holds back only its own
+streams, which are written once its replica has taken over."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from redis.exceptions import RedisError
+from typing import Protocol
 
 from .connection import DOWN, Target
 from .keys import Keys
-from .scripts import FENCED, Scripts
+from .routes import Routes
+from .scripts import Scripts
 from .stream import RedisStream
+from .writer import NodeBatch, NodeTrouble, Outcome, write_all
 
 __all__ = ["BatcherHost", "Pending", "WriteBatcher"]
 
@@ -30,7 +32,15 @@ class BatcherHost(Protocol):
     def target(self) -> Target: ...
 
     @property
-    def redis(self) -> Any: ...
+    def routes(self) -> Routes: ...
+
+    @property
+    def wait_ms(self) -> int: ...
+
+    @property
+    def failover_timeout(self) -> float: ...
+
+    def give_up(self, stream: RedisStream) -> None: ...
 
     @property
     def available(self) -> bool: ...
@@ -50,6 +60,9 @@ class BatcherHost(Protocol):
 
 
 log = logging.getLogger("twinstream.redis")
+
+#: Seconds before the streams of a node that failed are tried again.
+RETRY_AFTER = 0.2
 
 
 @dataclass(eq=False)
@@ -85,6 +98,10 @@ class WriteBatcher:
         self._task: asyncio.Task[None] | None = None
         self._scheduled = False
         self.repaired = 0  # streams whose lost tail was written again (failovers)
+        # streams shown from memory (their node stayed down): written if it comes back
+        self.from_memory: set[str] = set()
+        # node -> (failing since, next try): a cluster node that did not take its batch
+        self._parked: dict[str, tuple[float, float]] = {}
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self._pending
@@ -99,7 +116,7 @@ class WriteBatcher:
         else:
             pending.items.append(item)
             pending.ended = terminal
-        if not self._store.available:
+        if not self._store.available or stream.id in self.from_memory:
             stream.confirm(seq)
         elif not self._scheduled and self._task is None:
             self._schedule()
@@ -107,6 +124,7 @@ class WriteBatcher:
     def drop(self, stream_id: str) -> None:
         """Forget what is pending for a stream (it is no longer written)."""
         self._pending.pop(stream_id, None)
+        self.from_memory.discard(stream_id)
 
     def resume(self) -> None:
         """Redis is back: write what waited for it."""
@@ -129,7 +147,8 @@ class WriteBatcher:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def written(self) -> bool:
-        """Wait until everything appended so far is in Redis (False: Redis failed)."""
+        """Wait until everything appended so far was sent to Redis (False: some
+        of it could not be written: Redis, or a node of the cluster, failed)."""
         if not self._pending and self._task is None:
             return True
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -144,31 +163,51 @@ class WriteBatcher:
         store = self._store
         try:
             while self._pending and store.available:
-                batch, self._pending = self._pending, {}
+                batch = self._take_writable()
                 waiters, self._waiters = self._waiters, []
+                if not batch:
+                    _settle(waiters, False)  # all that is left waits for a node
+                    break
                 try:
-                    await self.write(batch)
-                except DOWN as exc:
+                    complete = await self.write(batch)
+                except DOWN as exc:  # one Redis, unreachable: an outage
                     self._keep(batch)
                     _settle(waiters, False)
                     self._task = None
                     store.outage(exc)
                     return
-                except RedisError:
-                    # A reply that is an error (not an outage) is a bug: say so, and
-                    # stop those streams rather than retry the same batch forever.
-                    log.exception("Redis refused a batch of %d streams", len(batch))
-                    for pending in batch.values():
-                        store.abandon(pending.stream)
-                    _settle(waiters, False)
-                    continue
-                _settle(waiters, True)
+                _settle(waiters, complete)
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
         if self._waiters and not self._pending:
             waiters, self._waiters = self._waiters, []
             _settle(waiters, store.available)
+        if self._pending and store.available:
+            # Streams of a node that failed: try again once it may have been replaced.
+            asyncio.get_running_loop().call_later(RETRY_AFTER, self._retry)
+
+    def _retry(self) -> None:
+        if self._pending and not self._scheduled and self._task is None:
+            self._schedule()
+
+    def _take_writable(self) -> dict[str, Pending]:
+        """The pending streams whose node is not waiting out a failure."""
+        batch: dict[str, Pending] = {}
+        if not self._parked:
+            batch, self._pending = self._pending, batch
+            return batch
+        now = time.monotonic()
+        keep: dict[str, Pending] = {}
+        routes, keys = self._store.routes, self._store.keys
+        for stream_id, pending in self._pending.items():
+            parked = self._parked.get(routes.node_of(keys.stream(stream_id)))
+            if parked is not None and now < parked[1]:
+                keep[stream_id] = pending
+            else:
+                batch[stream_id] = pending
+        self._pending = keep
+        return batch
 
     def _keep(self, batch: dict[str, Pending]) -> None:
         """Put a batch that failed back in front of what was appended since."""
@@ -180,50 +219,67 @@ class WriteBatcher:
                 batch[stream_id] = newer
         self._pending = batch
 
-    async def write(self, batch: dict[str, Pending]) -> None:
-        """One script call per hash slot group (one Redis: one call for the whole
-        batch; a cluster: the calls pipelined, one round trip per node), each
-        stream fenced by its own owner and epoch. Each stream's events are
-        expanded to JSON here, once: what Redis is sent is what this process's
-        followers are given when the write is confirmed."""
+    async def write(self, batch: dict[str, Pending]) -> bool:
+        """Send a batch: per node one pipeline of one script call per hash slot
+        group, all nodes at once, each stream fenced by its own owner and
+        epoch. Each stream's events are expanded to JSON here, once: what Redis
+        is sent is what this process's followers are given when it is confirmed.
+        True if every stream was written (or refused for good)."""
         store = self._store
-        keys, token, target = store.keys, store.token, store.target
-        head: list[str | bytes | int] = [token, int(store.retention * 1000), target.publish]
-        # slot -> (keys, args, the streams in call order with their texts)
-        calls: dict[int, tuple[list[str], list[str | bytes | int], list[Any]]] = {}
+        routes, keys, target = store.routes, store.keys, store.target
+        nodes: dict[str, NodeBatch] = {}
         for stream_id, pending in batch.items():
-            expanded = pending.stream.expand(pending.first, pending.items)
             stream_key = keys.stream(stream_id)
-            call = calls.get(slot := target.slot(stream_key))
-            if call is None:
-                call = calls[slot] = ([], list(head), [])
-            redis_keys, args, written = call
-            redis_keys.append(stream_key)
-            redis_keys.append(keys.meta(stream_id))
-            args.append(keys.channel(stream_id))
-            args.append(pending.first)
-            args.append(len(expanded))
-            args.append("1" if pending.ended else "0")
-            args.append(pending.stream.epoch)
-            args.extend(expanded)
-            written.append((pending, expanded))
+            node = routes.node_of(stream_key)
+            node_batch = nodes.get(node)
+            if node_batch is None:
+                node_batch = nodes[node] = NodeBatch(node)
+            texts = pending.stream.expand(pending.first, pending.items)
+            node_batch.add(store, pending, texts, target.slot(stream_key))
         assert store.scripts is not None
-        replies = await store.scripts.append_groups(
-            store.redis, [(k, a) for k, a, _ in calls.values()]
-        )
-        for (_, _, written), refusals in zip(calls.values(), replies):
-            refused = {
-                int(refusals[i]) - 1: int(refusals[i + 1]) for i in range(0, len(refusals), 2)
-            }
-            for index, (pending, texts) in enumerate(written):
-                code = refused.get(index)
-                if code is None:
-                    pending.stream.confirm(pending.first + len(texts) - 1, texts)
-                elif code == FENCED:
-                    # Declared dead (our lease lapsed) or ended by another: stop writing it.
-                    store.abandon(pending.stream)
-                else:
-                    self._rewrite(pending, code)
+        outcomes = await write_all(store, routes, store.scripts.append.sha, list(nodes.values()))
+        complete = True
+        for node_batch, outcome in zip(nodes.values(), outcomes):
+            if isinstance(outcome, BaseException):
+                if not target.cluster and isinstance(outcome, DOWN):
+                    raise outcome
+                if not isinstance(outcome, (NodeTrouble, *DOWN)):
+                    raise outcome
+                complete = False
+                await self._node_failed(node_batch, outcome)
+                continue
+            self._parked.pop(node_batch.node, None)
+            self._settle_outcome(outcome)
+        return complete
+
+    def _settle_outcome(self, outcome: Outcome) -> None:
+        store = self._store
+        for pending, texts in outcome.confirmed:
+            pending.stream.confirm(pending.first + len(texts) - 1, texts)
+        for pending in outcome.fenced:
+            # Declared dead (our lease lapsed) or ended by another: stop writing it.
+            store.abandon(pending.stream)
+        for pending in outcome.broken:
+            store.abandon(pending.stream)
+        for pending, last in outcome.gaps:
+            self._rewrite(pending, last)
+
+    async def _node_failed(self, node_batch: NodeBatch, exc: BaseException) -> None:
+        """A node did not take its batch: keep it, wait a moment, ask the cluster
+        where its slots live now. Past ``failover_timeout`` its streams end with
+        ``store_unavailable`` (shown from memory, written if Redis takes them later)."""
+        store = self._store
+        now = time.monotonic()
+        since = self._parked.get(node_batch.node, (now, now))[0]
+        self._parked[node_batch.node] = (since, now + RETRY_AFTER)
+        self._keep({pending.stream.id: pending for pending in node_batch.streams()})
+        if now - since < 0.01:
+            log.warning("Redis node %s failed (%s); retrying", node_batch.node, exc)
+        await store.routes.forget(node_batch.node)
+        await store.routes.refresh()
+        if now - since > store.failover_timeout:
+            for pending in node_batch.streams():
+                store.give_up(pending.stream)
 
     def _rewrite(self, pending: Pending, last: int) -> None:
         """Redis holds the stream only up to ``last`` (a failover lost its tail):

@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .connection import DOWN, Target
+from .connection import DOWN
+from .routes import Routes
 
 __all__ = ["Bus"]
 
@@ -49,8 +51,15 @@ class _Line:
         self.task: asyncio.Task[None] | None = None
         self.confirming: dict[str, asyncio.Future[None]] = {}
         self.leaving: set[str] = set()  # unsubscribed by us: their sunsubscribe is expected
+        self._connecting = asyncio.Lock()
 
     async def subscribe(self, channel: str) -> None:
+        if self.pubsub.connection is None:
+            # One connection: redis-py's PubSub makes one per concurrent first
+            # command otherwise, and reads only the last.
+            async with self._connecting:
+                if self.pubsub.connection is None:
+                    await self.pubsub.connect()
         done = asyncio.get_running_loop().create_future()
         self.confirming[channel] = done
         self.leaving.discard(channel)
@@ -105,14 +114,16 @@ class Bus:
 
     def __init__(
         self,
-        target: Target,
-        redis_client: Any,
+        routes: Routes,
         on_message: Callable[[str, str], None],
         on_down: Callable[[BaseException], None],
         on_moved: Callable[[str], None],
+        rescue_timeout: float,
     ) -> None:
-        self.target = target
-        self.redis = redis_client
+        self.routes = routes
+        self.target = routes.target
+        self.redis = routes.redis
+        self.rescue_timeout = rescue_timeout
         self.on_message = on_message
         self.on_down = on_down
         self.on_moved = on_moved
@@ -142,7 +153,19 @@ class Bus:
         this returns is missed)."""
         line = self._line_for(channel)
         self._where[channel] = line
-        await line.subscribe(channel)
+        try:
+            await line.subscribe(channel)
+        except DOWN:
+            if self._where.get(channel) is line:
+                del self._where[channel]
+            if self.target.cluster and line not in self._where.values():
+                self._drop(line)  # a node that cannot be reached: a new line next time
+            raise
+
+    def _drop(self, line: _Line) -> None:
+        if self._lines.get(line.name) is line:
+            del self._lines[line.name]
+        asyncio.get_running_loop().create_task(line.close())
 
     async def unsubscribe(self, channel: str) -> None:
         line = self._where.pop(channel, None)
@@ -172,8 +195,7 @@ class Bus:
     async def _follow(self, channel: str) -> None:
         del self._where[channel]
         try:
-            with contextlib.suppress(Exception):
-                await self.redis.nodes_manager.initialize()  # the new slot map
+            await self.routes.refresh(every=0)  # the new slot map
             await self.subscribe(channel)
         except DOWN as exc:
             self.on_down(exc)
@@ -181,8 +203,39 @@ class Bus:
         self.on_moved(channel)
 
     def down(self, line: _Line, exc: BaseException) -> None:
-        if not self.closed:
+        """A connection failed. One Redis: an outage. A cluster: a node failed;
+        its channels are subscribed again where their slots live once its
+        replica has taken over (then each is reported to ``on_moved``, so what
+        was published meanwhile is read)."""
+        if self.closed:
+            return
+        if not self.target.cluster:
             self.on_down(exc)
+            return
+        channels = [channel for channel, where in self._where.items() if where is line]
+        for channel in channels:
+            del self._where[channel]
+        self._drop(line)
+        self.on_down(exc)  # the store watches the failover
+        asyncio.get_running_loop().create_task(self._rescue(channels, exc))
+
+    async def _rescue(self, channels: list[str], exc: BaseException) -> None:
+        give_up = time.monotonic() + self.rescue_timeout
+        waiting = list(channels)
+        while waiting and not self.closed:
+            await self.routes.refresh()
+            try:
+                while waiting:
+                    channel = waiting[0]
+                    if channel not in self._where:
+                        await self.subscribe(channel)
+                    waiting.pop(0)
+                    self.on_moved(channel)
+            except DOWN:
+                if time.monotonic() > give_up:
+                    self.on_down(exc)
+                    return
+                await asyncio.sleep(0.25)
 
     async def close(self) -> None:
         self.closed = True

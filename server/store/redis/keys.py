@@ -7,7 +7,8 @@
 * ``{prefix}c:{{id}}`` the (sharded, on a cluster) pub/sub channel its new events
   are published on;
 * ``{prefix}r:{{id}}`` "read elsewhere": set by processes whose mirrors have readers;
-* ``{prefix}o:{{token}}`` a process's lease; ``{prefix}k:{{token}}`` its control channel;
+* ``{prefix}o:{{token}}`` a process's lease (on a cluster, one per master:
+  :meth:`Keys.leases`); ``{prefix}k:{{token}}`` its control channel;
 * ``{prefix}d:{kind}:{{key}}`` a record (``server.store.redis.records``).
 
 Every key and channel of one stream carries the stream id as its hash tag
@@ -40,6 +41,15 @@ class Keys:
 
     def lease(self, token: str) -> str:
         return f"{self.prefix}o:{{{token}}}"
+
+    def leases(self, owner: str) -> list[str]:
+        """The lease keys of a process: one, or on a cluster one per master
+        (the owner token ``HEX.a.b.c`` names them: ``o:{HEX.a}``, ...), so that
+        one master failing over cannot take a live process's lease with it."""
+        head, *tails = owner.split(".")
+        if not tails:
+            return [self.lease(owner)]
+        return [self.lease(f"{head}.{tail}") for tail in tails]
 
     def control(self, token: str) -> str:
         return f"{self.prefix}k:{{{token}}}"

@@ -70,6 +70,9 @@ class LivenessHost(Protocol):
     @property
     def batcher(self) -> PendingWrites: ...
 
+    @property
+    def available(self) -> bool: ...
+
     def outage(self, exc: BaseException) -> None: ...
 
 
@@ -81,7 +84,8 @@ class Liveness:
         self._store = store
 
     async def run(self) -> None:
-        """Tick until an outage (which ends the task: recovery starts a new one)."""
+        """Tick until an outage (which ends the task: recovery starts a new one);
+        a cluster node failing does not stop it."""
         interval = self._store.lease / 3
         while True:
             await asyncio.sleep(interval)
@@ -89,7 +93,9 @@ class Liveness:
                 await self.tick()
             except DOWN as exc:
                 self._store.outage(exc)
-                return
+                if not self._store.available:
+                    return
+                # A cluster node failed (the store watches its failover): tick on.
 
     async def tick(self) -> None:
         """Check Redis, mark streams read here, declare dead the streams whose
@@ -120,8 +126,9 @@ class Liveness:
     async def _probe(
         self, live_mirrors: list[RedisMirror], owners: list[str], idle: list[RedisStream]
     ) -> tuple[dict[str, Any], list[Any]]:
-        """One round trip (per node): is Redis there; mark the mirrors read here as read; ask which
-        owners' leases exist and which idle local streams are read elsewhere."""
+        """One round trip (per node): is Redis there; mark the mirrors read here
+        as read; ask which owners' leases exist and which idle local streams
+        are read elsewhere."""
         store = self._store
         keys = store.keys
         read_ttl = int(max(store.idle_timeout, store.lease) * 1000)
@@ -131,12 +138,17 @@ class Liveness:
                 if mirror.followers:
                     pipe.set(keys.read(mirror.id), "1", px=read_ttl)
             for owner in owners:
-                pipe.exists(keys.lease(owner))
+                for lease in keys.leases(owner):
+                    pipe.exists(lease)
             for stream in idle:
                 pipe.exists(keys.read(stream.id))
             replies = await pipe.execute()
         split = len(replies) - len(idle)
-        return dict(zip(owners, replies[split - len(owners) : split])), replies[split:]
+        count = sum(len(keys.leases(owner)) for owner in owners)
+        leases = iter(replies[split - count : split])
+        # An owner is alive while any of its lease keys is (one per master on a cluster).
+        alive = {owner: any([bool(next(leases)) for _ in keys.leases(owner)]) for owner in owners}
+        return alive, replies[split:]
 
     async def _end_orphans(self, live_mirrors: list[RedisMirror], alive: dict[str, Any]) -> None:
         for mirror in live_mirrors:
@@ -165,8 +177,10 @@ class Liveness:
     async def check_owner(self, mirror: RedisMirror) -> None:
         """Declare the stream dead now if its owner's lease is already gone."""
         store = self._store
-        if not await store.redis.exists(store.keys.lease(mirror.owner)):
-            await self.declare_dead(mirror)
+        for lease in store.keys.leases(mirror.owner):
+            if await store.redis.exists(lease):
+                return
+        await self.declare_dead(mirror)
 
     async def declare_dead(self, mirror: RedisMirror) -> None:
         """The owner's lease is gone: end the stream in Redis with ``interrupted``

@@ -23,7 +23,8 @@ FENCED = -2
 
 # Append events to one or more streams (on a cluster: all in one slot).
 # KEYS: (stream key, meta key) per stream.
-# ARGV: token, ttl_ms, publish command, then per stream: channel, first_seq, n,
+# ARGV: token, ttl_ms, publish command ('' = the caller publishes, after WAIT),
+#       then per stream: channel, first_seq, n,
 #       ended ("1"/"0"), epoch, n texts.
 # Returns a flat list of refusals, (1-based position, code) each: code -2 the
 # stream is fenced (not ours, ended, or another epoch); code >= -1 the log ends
@@ -70,7 +71,9 @@ for k = 1, #KEYS, 2 do
       end
       redis.call('PEXPIRE', skey, ttl)
       redis.call('PEXPIRE', mkey, ttl)
-      redis.call(publish, chan, (first + from) .. '\\n' .. table.concat(parts, '\\n'))
+      if publish ~= '' then
+        redis.call(publish, chan, (first + from) .. '\\n' .. table.concat(parts, '\\n'))
+      end
     end
   end
   a = a + n

@@ -50,11 +50,13 @@ from .connection import (
     connect_check,
     unavailable,
 )
+from .failover import ClusterWatch
 from .keys import Keys
 from .lease import ProcessLease
 from .liveness import INTERRUPTED_MESSAGE, Liveness
 from .mirror import Mirrors, RedisMirror
 from .records import RedisRecords
+from .routes import Routes
 from .scripts import Scripts
 from .state import State, Transition, next_state
 from .stream import RedisStream
@@ -93,7 +95,9 @@ class RedisStreamStore:
         retention: float,
         idle_timeout: float,
         max_live_streams: int,
+        wait_ms: int,
         max_events: int = 100_000,
+        failover_timeout: float = 15.0,
         lease: float = 3.0,
         prefix: str = "twinstream:",
         mirror_linger: float = 30.0,
@@ -106,6 +110,10 @@ class RedisStreamStore:
         self.idle_timeout = idle_timeout
         self.max_live_streams = max_live_streams
         self.max_events = max_events
+        # WAIT 1 <wait_ms> after each node's batch (0: off); how long a cluster
+        # node may fail (its replica not yet promoted) before its streams end.
+        self.wait_ms = wait_ms
+        self.failover_timeout = failover_timeout
         self.lease = lease
         self.keys = Keys(prefix)
         self.mirror_linger = mirror_linger
@@ -121,8 +129,10 @@ class RedisStreamStore:
         self.process_lease = ProcessLease(self)
         self.liveness = Liveness(self)
         self.records = RedisRecords(self)
+        self.cluster_watch = ClusterWatch(self)
         # Any: redis-py types replies as bytes | str whatever decode_responses says
         self.redis: Any = None
+        self.routes = Routes(self.target, None)
         self.bus: Bus | None = None
         self.scripts: Scripts | None = None
         # The tick while connected; the reconnect loop while not.
@@ -141,6 +151,7 @@ class RedisStreamStore:
             retention=settings.retention,
             idle_timeout=settings.idle_timeout,
             max_live_streams=settings.max_streams,
+            wait_ms=settings.redis_wait_ms,
             **options,
         )
 
@@ -190,9 +201,14 @@ class RedisStreamStore:
 
     async def _connect(self) -> None:
         self.redis = self.target.client()
+        self.routes = Routes(self.target, self.redis)
         self.scripts = await Scripts.register(self.redis, self.target)
         self.bus = Bus(
-            self.target, self.redis, self.mirrors.on_message, self.outage, self.mirrors.on_moved
+            self.routes,
+            self.mirrors.on_message,
+            self.outage,
+            self.mirrors.on_moved,
+            self.failover_timeout,
         )
         await self.process_lease.take()
         self._move(Transition.CONNECTED)
@@ -208,6 +224,7 @@ class RedisStreamStore:
         self.bus = self.redis = None
         if bus is not None:
             await bus.close()
+        await self.routes.close()
         if redis_client is not None:
             with contextlib.suppress(Exception):
                 await close_client(redis_client)
@@ -238,6 +255,10 @@ class RedisStreamStore:
         later if Redis takes it), end every mirror, and reconnect in the
         background. Only the first report of an outage does anything."""
         if not self.available:
+            return
+        if self.target.cluster and not self.cluster_watch.giving_up:
+            # One node failing: the rest serve on while its replica takes over.
+            self.cluster_watch.trouble(exc)
             return
         self._move(Transition.LOST)
         log.warning(
@@ -279,7 +300,7 @@ class RedisStreamStore:
         stream = RedisStream(self, new_stream_id(), request)  # appends start, starts generating
         self.local[stream.id] = stream
         # Answer only once Redis has the stream, so any process can open it.
-        if not await self.batcher.written():
+        if not await self.batcher.written() or stream.last_seq < 0:
             self._stop_generation(stream, "store_unavailable", UNAVAILABLE_MESSAGE)
             self.local.pop(stream.id, None)
             self.batcher.drop(stream.id)
@@ -316,6 +337,21 @@ class RedisStreamStore:
         self.batcher.drop(stream.id)
         stream.end_here("interrupted", INTERRUPTED_MESSAGE)
         stream.cancel()  # its done/cancelled is ignored: the log has ended
+
+    def served_again(self) -> None:
+        """A cluster serves every slot again after a node failed: write at once
+        what waited for it."""
+        self.batcher.resume()
+
+    def give_up(self, stream: RedisStream) -> None:
+        """A cluster node holding the stream stayed down past ``failover_timeout``:
+        end it with ``store_unavailable``, shown from memory (its events are
+        written later if Redis takes them)."""
+        if not stream.ended:
+            log.warning("stream %s: its Redis node stayed down; ending it", stream.id)
+            self.batcher.from_memory.add(stream.id)
+            stream.confirm_all()
+            self._stop_generation(stream, "store_unavailable", UNAVAILABLE_MESSAGE)
 
     def _stop_generation(self, stream: RedisStream, code: str, message: str) -> None:
         """End a local stream with ``error``/``code`` (drain deadline, Redis lost),
@@ -357,6 +393,7 @@ class RedisStreamStore:
         was_available = self.available
         self._move(Transition.CLOSE)
         self.process_lease.stop()
+        self.cluster_watch.stop()
         for task in [*self._tasks, self._reconnecting]:
             if task is not None:
                 task.cancel()
@@ -364,5 +401,6 @@ class RedisStreamStore:
         self.batcher.stop()
         if self.redis is not None and was_available:
             with contextlib.suppress(RedisError, *DOWN):
-                await self.redis.delete(self.keys.lease(self.token))
+                for lease in self.keys.leases(self.token):
+                    await self.redis.delete(lease)
         await self._reset_connections()
