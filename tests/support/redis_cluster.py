@@ -81,6 +81,7 @@ class RedisCluster:
                 "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--cluster-replica-validity-factor", "0",
                 "--save", "",
+                "--repl-diskless-sync-delay", "0",
                 "--appendonly", "no",
                 "--dir", node.dir,
                 "--daemonize", "no",
@@ -118,12 +119,22 @@ class RedisCluster:
             live = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
             try:
                 if all("cluster_state:ok" in _ask(n.port, "CLUSTER", "INFO") for n in live):
-                    if len(self.master_ports()) == self.masters:
+                    if len(self.master_ports()) == self.masters and self._replicas_synced(live):
                         return
             except subprocess.TimeoutExpired:
                 pass
             time.sleep(0.1)
         raise RuntimeError("the cluster did not reach cluster_state:ok")
+
+    def _replicas_synced(self, live: list[Node]) -> bool:
+        """Every live replica has its master's data (a failover would lose it otherwise)."""
+        for node in live:
+            info = _ask(node.port, "INFO", "replication")
+            if "role:slave" in info and "master_link_status:up" not in info:
+                return False
+            if "role:slave" in info and "master_sync_in_progress:1" in info:
+                return False
+        return True
 
     def master_ports(self) -> list[int]:
         """The ports of the masters that serve slots, as a live node sees them."""

@@ -244,7 +244,12 @@ class WriteBatcher:
                 if not target.cluster and isinstance(outcome, DOWN):
                     raise outcome
                 if not isinstance(outcome, (NodeTrouble, *DOWN)):
-                    raise outcome
+                    # A reply that is an error, not an outage, is a bug: say so, and
+                    # stop those streams rather than retry the same batch forever.
+                    log.error("Redis refused a batch", exc_info=outcome)
+                    for pending in node_batch.streams():
+                        store.abandon(pending.stream)
+                    continue
                 complete = False
                 await self._node_failed(node_batch, outcome)
                 continue

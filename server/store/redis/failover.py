@@ -47,9 +47,16 @@ class ClusterWatch:
         self.failovers = 0
         self.last_failover_s: float | None = None  # seconds until every slot answered again
 
+        self._settled_at = -1e9
+
     @property
     def watching(self) -> bool:
         return self._task is not None
+
+    def settling(self, window: float) -> bool:
+        """A failover is under way, or ended less than ``window`` s ago (leases
+        that could not be renewed meanwhile are being taken again)."""
+        return self._task is not None or time.monotonic() - self._settled_at < window
 
     def trouble(self, exc: BaseException) -> None:
         """A call to a node failed: watch the cluster until it serves every slot."""
@@ -73,6 +80,7 @@ class ClusterWatch:
                 if await self.healthy():
                     self.failovers += 1
                     self.last_failover_s = time.monotonic() - started
+                    self._settled_at = time.monotonic()
                     log.warning(
                         "the Redis Cluster serves every slot again after %.1fs",
                         self.last_failover_s,

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ...wire import events
 from .connection import DOWN
+from .failover import ClusterWatch
 from .keys import Keys
 from .mirror import Mirrors, RedisMirror
 from .scripts import Scripts
@@ -71,6 +72,9 @@ class LivenessHost(Protocol):
     def batcher(self) -> PendingWrites: ...
 
     @property
+    def cluster_watch(self) -> ClusterWatch: ...
+
+    @property
     def available(self) -> bool: ...
 
     def outage(self, exc: BaseException) -> None: ...
@@ -82,6 +86,10 @@ class Liveness:
 
     def __init__(self, store: LivenessHost) -> None:
         self._store = store
+        # owner -> when its lease was first seen gone: declared dead one tick
+        # later if still gone (a lease a failover could not renew is being
+        # taken again meanwhile)
+        self._suspects: dict[str, float] = {}
 
     async def run(self) -> None:
         """Tick until an outage (which ends the task: recovery starts a new one);
@@ -151,9 +159,22 @@ class Liveness:
         return alive, replies[split:]
 
     async def _end_orphans(self, live_mirrors: list[RedisMirror], alive: dict[str, Any]) -> None:
+        store = self._store
+        now = store.clock()
+        if store.cluster_watch.settling(store.lease):
+            self._suspects.clear()
+            return
+        for owner, live in alive.items():
+            if live:
+                self._suspects.pop(owner, None)
+            else:
+                self._suspects.setdefault(owner, now)
         for mirror in live_mirrors:
-            if not alive.get(mirror.owner, True):
+            since = self._suspects.get(mirror.owner)
+            if since is not None and now - since >= store.lease / 4:
                 await self.declare_dead(mirror)
+        for owner in [o for o in self._suspects if o not in alive]:
+            del self._suspects[owner]
 
     def _cancel_unread(
         self, idle: list[RedisStream], read_elsewhere: list[Any], now: float
@@ -177,6 +198,8 @@ class Liveness:
     async def check_owner(self, mirror: RedisMirror) -> None:
         """Declare the stream dead now if its owner's lease is already gone."""
         store = self._store
+        if store.cluster_watch.settling(store.lease):
+            return  # the next ticks decide
         for lease in store.keys.leases(mirror.owner):
             if await store.redis.exists(lease):
                 return

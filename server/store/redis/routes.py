@@ -26,6 +26,7 @@ class Routes:
         self.redis = redis_client
         self._clients: dict[str, Any] = {}
         self._refreshed = 0.0
+        self._alone: dict[str, float] = {}  # node -> until when it is known to have no replica
 
     def node_of(self, key: str) -> str:
         """The name of the master that holds ``key`` (as far as the slot map knows)."""
@@ -42,6 +43,13 @@ class Routes:
             host, _, port = node.rpartition(":")
             client = self._clients[node] = self.target.node_client(host, int(port))
         return client
+
+    def alone(self, node: str) -> bool:
+        """Whether ``node`` was found without a replica in the last second."""
+        return self._alone.get(node, 0.0) > time.monotonic()
+
+    def mark_alone(self, node: str) -> None:
+        self._alone[node] = time.monotonic() + 1.0
 
     def masters(self) -> list[str]:
         if not self.target.cluster:

@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 
 from .connection import DOWN, Target
 from .keys import Keys
@@ -26,6 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["NodeBatch", "NodeTrouble", "Outcome", "WriterHost", "write_node"]
 
 log = logging.getLogger("twinstream.redis")
+
+#: Replies that say "not here, not now" (the slot moved or is moving, the node
+#: is down, loading or became a replica): the batch is written again later.
+#: (MovedError is an AskError.)
+MOVING = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, BusyLoadingError)
 
 
 class WriterHost(Protocol):
@@ -100,24 +113,27 @@ async def write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatc
     """Write one node's batch. Raises NodeTrouble (or an outage error on one
     Redis) when it must be written again."""
     client = routes.client(batch.node)
-    replies = await _run(host, client, sha, batch)
+    # WAIT only where a replica can answer: a master whose replica just took
+    # over for it has none (then there is nothing a failover could keep).
+    wait = host.wait_ms if host.wait_ms and not routes.alone(batch.node) else 0
+    replies = await _run(client, sha, batch, wait)
     if replies and isinstance(replies[0], NoScriptError):
         # A node that has not seen the script (a replica just promoted, a
         # restarted Redis): load it there and run the batch once more.
         await client.script_load(APPEND_LUA)
-        replies = await _run(host, client, sha, batch)
-    if host.wait_ms:
-        acks = replies[-1]
-        replies = replies[:-1]
+        replies = await _run(client, sha, batch, wait)
+    if wait:
+        acks = replies.pop()
         if isinstance(acks, Exception) or int(acks) < 1:
-            raise NodeTrouble(f"no replica acknowledged within {host.wait_ms} ms")
+            if await _replicas(client):
+                raise NodeTrouble(f"no replica acknowledged within {host.wait_ms} ms")
+            routes.mark_alone(batch.node)
     outcome = Outcome()
     for (_, _, written), reply in zip(batch.calls.values(), replies):
+        if isinstance(reply, MOVING):
+            raise NodeTrouble(f"{type(reply).__name__}: {reply}")
         if isinstance(reply, ResponseError):
-            text = str(reply)
-            if text.startswith(("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "READONLY")):
-                raise NodeTrouble(text)
-            log.error("Redis refused a batch: %s", text)
+            log.error("Redis refused a batch: %s", reply)
             outcome.broken += [pending for pending, _ in written]
             continue
         refused = {int(reply[i]) - 1: int(reply[i + 1]) for i in range(0, len(reply), 2)}
@@ -134,12 +150,18 @@ async def write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatc
     return outcome
 
 
-async def _run(host: WriterHost, client: Any, sha: str, batch: NodeBatch) -> list[Any]:
+async def _replicas(client: Any) -> int:
+    """How many replicas the node has (``ROLE``)."""
+    role = await client.execute_command("ROLE")
+    return len(role[2]) if role and role[0] == "master" else 0
+
+
+async def _run(client: Any, sha: str, batch: NodeBatch, wait: int) -> list[Any]:
     async with client.pipeline(transaction=False) as pipe:
         for redis_keys, args, _ in batch.calls.values():
             pipe.evalsha(sha, len(redis_keys), *redis_keys, *args)
-        if host.wait_ms:
-            pipe.execute_command("WAIT", 1, host.wait_ms)
+        if wait:
+            pipe.execute_command("WAIT", 1, wait)
         return list(await pipe.execute(raise_on_error=False))
 
 

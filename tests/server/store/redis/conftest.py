@@ -22,3 +22,8 @@ def own_cluster() -> Iterator[RedisCluster]:
     cluster = RedisCluster().start()
     yield cluster
     cluster.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-tornasync's per-test limit (its --async-test-timeout is the default)
+    config.addinivalue_line("markers", "timeout(seconds): a longer limit for one async test")
