@@ -162,6 +162,21 @@ class RedisCluster:
         finally:
             client.close()
 
+    def replica_of(self, master_port: int) -> int:
+        """The port of a replica of the master on ``master_port``."""
+        text = _ask(master_port, "CLUSTER", "NODES")
+        lines = [line.split() for line in text.splitlines() if line.strip()]
+        me = next(fields[0] for fields in lines if "myself" in fields[2])
+        for fields in lines:
+            if "slave" in fields[2] and fields[3] == me:
+                return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        raise RuntimeError(f"no replica of {master_port}")
+
+    def cut_replication(self, master_port: int) -> None:
+        """Close the master's links to its replicas (a frozen replica then
+        misses every write that follows: the tail a failover loses)."""
+        _ask(master_port, "CLIENT", "KILL", "TYPE", "replica")
+
     def keys_on(self, port: int, pattern: str) -> list[str]:
         return [k for k in _ask(port, "--scan", "--pattern", pattern).split() if k]
 

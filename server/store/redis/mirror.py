@@ -24,6 +24,8 @@ __all__ = ["MirrorsHost", "OwnerCheck", "RedisMirror", "Mirrors"]
 
 log = logging.getLogger("twinstream.redis")
 
+TRUNCATED_MESSAGE = "the stream store lost the end of this stream (a failover); start it again"
+
 
 class OwnerCheck(Protocol):
     """Declares a mirrored stream dead if its owner's lease is gone (the
@@ -67,6 +69,7 @@ class RedisMirror(StreamLog):
     __slots__ = ("owner", "loading", "_early", "_keeper")
 
     local = False
+    shared = True  # a resume past its end is a lost tail (handlers/resume.py)
 
     def __init__(self, mirrors: Mirrors, stream_id: str, owner: str) -> None:
         super().__init__(stream_id, "")
@@ -91,9 +94,18 @@ class RedisMirror(StreamLog):
         have = self.last_seq + 1
         if first > have:
             return False
+        if first < have and not self.ended and self._differs(first, texts[: have - first]):
+            # Redis now holds something else at a seq shown here (a failover lost
+            # the tail, and the stream was ended after what the new master had).
+            self.end_here("stream_truncated", TRUNCATED_MESSAGE)
+            return True
         for text in texts[have - first :]:
             self.append_text(text, is_terminal_text(text))
         return True
+
+    def _differs(self, first: int, texts: list[str]) -> bool:
+        held = StreamLog.read(self, first - 1, 1 << 62)[: len(texts)]
+        return [text.decode() for text in held] != texts
 
     def end_here(self, code: str, message: str) -> None:
         end_locally(self, code, message)

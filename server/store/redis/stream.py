@@ -62,6 +62,7 @@ class RedisStream(Stream):
     )
 
     local = True
+    shared = True  # a resume past its end is a lost tail (handlers/resume.py)
 
     def __init__(self, store: StreamHost, stream_id: str, request: ChatRequest) -> None:
         self._redis_store = store

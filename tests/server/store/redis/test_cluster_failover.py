@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import pytest
 from support.cluster import Followed, ServerProc, follow_sse
 from support.redis_cluster import RedisCluster
+from websockets.asyncio.client import connect as ws_connect
 
+from benchmarks.clients import Endpoint, SSEConnection
 from server.store.redis.keys import Keys
 
 from ...test_scaleout import expected, read_some
@@ -127,3 +129,68 @@ async def test_a_master_killed_mid_stream_with_wait_loses_nothing(
     assert figures["on_killed_master"] > 0
     assert figures["exact"] == figures["streams"], figures
     assert figures["new_streams_after_s"] < 20
+
+
+async def read_after(url: str, last_event_id: str, count: int) -> list[dict]:
+    """Resume over SSE and hang up after ``count`` events."""
+    connection = SSEConnection(Endpoint(url + "/"))
+    events: list[dict] = []
+    try:
+        async for _id, data in connection.events("/sse", last_event_id=last_event_id):
+            events.append(json.loads(data))
+            if len(events) == count:
+                break
+    finally:
+        connection.abort()
+    return events
+
+
+def sse_status(url: str, last_event_id: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url + "/sse", headers={"Last-Event-ID": last_event_id})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), {}
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read())
+
+
+@pytest.mark.timeout(seconds=120)
+async def test_a_resume_past_a_tail_lost_in_a_failover_is_told_so(
+    own_cluster: RedisCluster, servers: list[ServerProc]
+) -> None:
+    pace = ("--tokens-per-second", "40", "--first-token-latency", "0", "--log-level", "warning")
+    a = ServerProc("--store", own_cluster.url, *pace)
+    servers.append(a)
+    b = ServerProc("--store", own_cluster.url, *pace)
+    servers.append(b)
+    head = await read_some(a.url, "lost tail", 2000, 3)
+    stream = head[0]["stream"]
+    master = own_cluster.node_of_key(KEYS.stream(stream))
+    replica = own_cluster.replica_of(master)
+    # The replica stops taking the master's writes; clients read on from B.
+    own_cluster.freeze(replica)
+    own_cluster.cut_replication(master)
+    seen = head + await read_after(b.url, f"{stream}:2", 20)
+    assert [e["seq"] for e in seen] == list(range(len(seen)))
+    # The master dies with the tail only it held, and so does the generator.
+    own_cluster.kill(master)
+    next(s for s in servers if s is a).kill()
+    own_cluster.thaw(replica)
+    await asyncio.get_running_loop().run_in_executor(None, own_cluster.wait_ok, 60.0)
+    # B still mirrors the stream as it was: its readers are told the end is lost.
+    record = await follow_sse([b.url], "", 0, record=Followed(events=list(seen)), deadline=30)
+    assert record.seqs == list(range(len(record.events)))
+    assert (record.last["type"], record.last["code"]) == ("error", "stream_truncated")
+    # A process that never saw the stream answers a resume past the log's end so.
+    c = ServerProc("--store", own_cluster.url, *pace)
+    servers.append(c)
+    last_id = f"{stream}:{seen[-1]['seq']}"
+    status, body = await asyncio.get_running_loop().run_in_executor(
+        None, sse_status, c.url, last_id
+    )
+    assert (status, body["error"]["code"]) == (410, "stream_truncated")
+    async with ws_connect(c.url.replace("http://", "ws://") + "/ws") as socket:
+        after = seen[-1]["seq"]
+        await socket.send(json.dumps({"type": "resume", "stream": stream, "after": after}))
+        error = json.loads(await socket.recv())
+    assert (error["type"], error["code"]) == ("error", "stream_truncated")
