@@ -16,13 +16,13 @@ from .failover import ClusterWatch
 from .keys import Keys
 from .mirror import Mirrors, RedisMirror
 from .scripts import Scripts
-from .stream import RedisStream
+from .stream import INTERRUPTED_MESSAGE, RedisStream
 
 __all__ = ["INTERRUPTED_MESSAGE", "Liveness", "LivenessHost", "PendingWrites"]
 
 log = logging.getLogger("twinstream.redis")
 
-INTERRUPTED_MESSAGE = "the process generating this stream stopped; start it again"
+
 
 
 class PendingWrites(Protocol):

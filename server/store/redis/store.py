@@ -53,7 +53,7 @@ from .connection import (
 from .failover import ClusterWatch
 from .keys import Keys
 from .lease import ProcessLease
-from .liveness import INTERRUPTED_MESSAGE, Liveness
+from .liveness import Liveness
 from .mirror import Mirrors, RedisMirror
 from .records import RedisRecords
 from .routes import Routes
@@ -330,13 +330,25 @@ class RedisStreamStore:
     # -- stopping streams generated here ----------------------------------------------------
 
     def abandon(self, stream: RedisStream) -> None:
-        """Stop a local stream that Redis no longer accepts from us; its readers
-        here get ``interrupted`` and later opens go to Redis."""
+        """Stop a local stream that Redis no longer accepts from us (declared
+        dead while we stalled): its readers here are given the log as Redis
+        holds it, which ends with ``interrupted``; later opens go to Redis."""
         if self.local.get(stream.id) is stream:
             del self.local[stream.id]
         self.batcher.drop(stream.id)
-        stream.end_here("interrupted", INTERRUPTED_MESSAGE)
-        stream.cancel()  # its done/cancelled is ignored: the log has ended
+        stream.fence()
+        stream.cancel()  # its done/cancelled is ignored: the stream is fenced
+        asyncio.get_running_loop().create_task(self._adopt(stream))
+
+    async def _adopt(self, stream: RedisStream) -> None:
+        texts: list[str] = []
+        if self.redis is not None:
+            with contextlib.suppress(RedisError, *DOWN):
+                entries = await self.redis.xrange(
+                    self.keys.stream(stream.id), f"{stream.last_seq + 1}-0", "+"
+                )
+                texts = [fields["e"] for _, fields in entries]
+        stream.adopt(texts)
 
     def served_again(self) -> None:
         """A cluster serves every slot again after a node failed: write at once

@@ -9,8 +9,11 @@ from ...backends.base import Backend, BackendError, ChatRequest
 from ...core.log import CATCH_UP_BYTES, StreamLog
 from ...core.stream import Stream
 from ...wire import events
+from .keys import is_terminal_text
 
 __all__ = ["Enqueuer", "RedisStream", "StreamHost", "end_locally"]
+
+INTERRUPTED_MESSAGE = "the process generating this stream stopped; start it again"
 
 
 class Enqueuer(Protocol):
@@ -59,6 +62,7 @@ class RedisStream(Stream):
         "_confirmed",
         "_confirmed_end",
         "_fresh",
+        "fenced",
     )
 
     local = True
@@ -70,6 +74,7 @@ class RedisStream(Stream):
         # The fence written with the stream's meta; bumped (by whoever declares
         # the stream dead) past this one, the append script refuses our writes.
         self.epoch = "1"
+        self.fenced = False  # Redis refused it for good: nothing more is appended here
         self.end_reason: tuple[str, str] | None = None
         self._confirmed = -1  # the last seq Redis holds (or that may be shown)
         self._confirmed_end = False
@@ -161,7 +166,7 @@ class RedisStream(Stream):
         super().append(event)
 
     def append_text(self, text: str | bytes, terminal: bool) -> None:
-        if self.ended_at is not None:
+        if self.ended_at is not None or self.fenced:
             return
         store = self._redis_store
         seq = len(self._ends)
@@ -184,6 +189,27 @@ class RedisStream(Stream):
 
     def _on_ended(self) -> None:
         pass  # deferred to confirm(): the end is not shown before Redis has it
+
+    def fence(self) -> None:
+        """Redis refused the stream for good (someone declared it dead): stop
+        appending, and forget what Redis never confirmed (no reader saw it), so
+        that what follows can be the log as Redis holds it (:meth:`adopt`)."""
+        self.fenced = True
+        keep = self._confirmed + 1
+        if keep < len(self._ends):
+            self._buf = bytearray(self._buf[: self._ends[keep - 1] if keep else 0])
+            del self._ends[keep:]
+            self.ended_at = None
+
+    def adopt(self, texts: list[str]) -> None:
+        """After :meth:`fence`: the events Redis holds after the confirmed ones
+        (ending with whoever's terminal event), shown to this process's readers."""
+        for text in texts:
+            if self.ended_at is None:
+                StreamLog.append_text(self, text, is_terminal_text(text))
+        if self.ended_at is None:
+            self.end_here("interrupted", INTERRUPTED_MESSAGE)
+        self.confirm_all()
 
     def end_here(self, code: str, message: str) -> None:
         """End the log for this process's readers only (nothing goes to Redis)."""

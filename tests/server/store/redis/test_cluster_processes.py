@@ -87,6 +87,10 @@ async def test_a_generator_stopped_past_its_lease_is_fenced_out_of_its_streams(
         asyncio.ensure_future(follow_sse([b.url], "", 0, record=Followed(events=head)))
         for head in heads
     ]
+    # ...and the first on A too, where it is generated.
+    on_a = asyncio.ensure_future(
+        follow_sse([a.url], "", 0, record=Followed(events=list(heads[0])), deadline=60)
+    )
     await asyncio.sleep(0.5)  # every reader on B is following live
     os.kill(a.pid, signal.SIGSTOP)
     stopped = time.monotonic()
@@ -95,6 +99,8 @@ async def test_a_generator_stopped_past_its_lease_is_fenced_out_of_its_streams(
         took = time.monotonic() - stopped
     finally:
         os.kill(a.pid, signal.SIGCONT)
+    # A's own reader is given the log as Redis holds it: the same events, the same end.
+    assert (await asyncio.wait_for(on_a, timeout=20)).events == records[0].events
     for record in records:
         assert record.last["type"] == "error" and record.last["code"] == "interrupted"
         assert record.seqs == list(range(len(record.events)))
