@@ -80,11 +80,14 @@ class WriteBatcher:
     """Queues appends and writes them: everything appended during one loop
     iteration, or while a write is in flight, goes out in the next single call.
 
-    Its own two markers are not the store's life cycle (``store.state``):
-    ``_scheduled`` (a flush is queued with ``call_soon``, so a loop iteration's
-    appends join one call) and ``_task`` (the write in flight). Both can be set
-    at once (a flush queued while the previous one still waits on Redis), so
-    they are kept as they are rather than folded into one enum.
+    Its one marker, ``_task``, is not the store's life cycle (``store.state``):
+    the flush task, created at the first append while none runs. Its first
+    step runs on the next loop iteration, after every callback of this one, so
+    that iteration's appends join one call; it then writes whatever was
+    appended while each write was in flight, until nothing is left. (An
+    earlier version queued a callback that created the task: one loop
+    iteration more between an append and its write, which a loop saturated by
+    a thousand streams makes tens of milliseconds.)
 
     On an outage the batch in flight is kept, in front of anything newer, and
     written when Redis is back (the script skips what it already holds, so a
@@ -96,8 +99,8 @@ class WriteBatcher:
         self._pending: dict[str, Pending] = {}
         self._waiters: list[asyncio.Future[bool]] = []
         self._task: asyncio.Task[None] | None = None
-        self._scheduled = False
         self.repaired = 0  # streams whose lost tail was written again (failovers)
+        self.flushes = 0  # batches sent (a batch is one round trip per node)
         # streams shown from memory (their node stayed down): written if it comes back
         self.from_memory: set[str] = set()
         # node -> (failing since, next try): a cluster node that did not take its batch
@@ -118,7 +121,7 @@ class WriteBatcher:
             pending.ended = terminal
         if not self._store.available or stream.id in self.from_memory:
             stream.confirm(seq)
-        elif not self._scheduled and self._task is None:
+        elif self._task is None:
             self._schedule()
 
     def drop(self, stream_id: str) -> None:
@@ -137,13 +140,9 @@ class WriteBatcher:
             self._task.cancel()
 
     def _schedule(self) -> None:
-        # Everything appended during this loop iteration goes in one call.
-        self._scheduled = True
-        asyncio.get_running_loop().call_soon(self._start)
-
-    def _start(self) -> None:
-        self._scheduled = False
-        if self._task is None and self._pending and self._store.available:
+        # Everything appended during this loop iteration goes in one call: the
+        # task's first step runs on the next one.
+        if self._task is None and self._store.available:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def written(self) -> bool:
@@ -153,7 +152,7 @@ class WriteBatcher:
             return True
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        if not self._scheduled and self._task is None:
+        if self._task is None:
             if not self._store.available:
                 return False
             self._schedule()
@@ -168,6 +167,7 @@ class WriteBatcher:
                 if not batch:
                     _settle(waiters, False)  # all that is left waits for a node
                     break
+                self.flushes += 1
                 try:
                     complete = await self.write(batch)
                 except DOWN as exc:  # one Redis, unreachable: an outage
@@ -188,7 +188,7 @@ class WriteBatcher:
             asyncio.get_running_loop().call_later(RETRY_AFTER, self._retry)
 
     def _retry(self) -> None:
-        if self._pending and not self._scheduled and self._task is None:
+        if self._pending and self._task is None:
             self._schedule()
 
     def _take_writable(self) -> dict[str, Pending]:
