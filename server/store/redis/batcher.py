@@ -101,6 +101,7 @@ class WriteBatcher:
         self._task: asyncio.Task[None] | None = None
         self.repaired = 0  # streams whose lost tail was written again (failovers)
         self.flushes = 0  # batches sent (a batch is one round trip per node)
+        self._confirmed: list[tuple[Pending, list[bytes]]] = []  # written, to be shown
         # streams shown from memory (their node stayed down): written if it comes back
         self.from_memory: set[str] = set()
         # node -> (failing since, next try): a cluster node that did not take its batch
@@ -176,13 +177,14 @@ class WriteBatcher:
                     self._task = None
                     store.outage(exc)
                     return
-                _settle(waiters, complete)
+                # After the delivery that write() queued (call_soon keeps the order).
+                asyncio.get_running_loop().call_soon(_settle, waiters, complete)
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
         if self._waiters and not self._pending:
             waiters, self._waiters = self._waiters, []
-            _settle(waiters, store.available)
+            asyncio.get_running_loop().call_soon(_settle, waiters, store.available)
         if self._pending and store.available:
             # Streams of a node that failed: try again once it may have been replaced.
             asyncio.get_running_loop().call_later(RETRY_AFTER, self._retry)
@@ -255,12 +257,18 @@ class WriteBatcher:
                 continue
             self._parked.pop(node_batch.node, None)
             self._settle_outcome(outcome)
+        if self._confirmed:
+            # Shown on the next loop iteration: this task sends the next batch
+            # first, so Redis's round trip overlaps the delivery's socket writes
+            # (delivered here, a large batch held back everything appended
+            # meanwhile, which then went as a larger batch, delivered later...).
+            confirmed, self._confirmed = self._confirmed, []
+            asyncio.get_running_loop().call_soon(_deliver, confirmed)
         return complete
 
     def _settle_outcome(self, outcome: Outcome) -> None:
         store = self._store
-        for pending, texts in outcome.confirmed:
-            pending.stream.confirm(pending.first + len(texts) - 1, texts)
+        self._confirmed += outcome.confirmed
         for pending in outcome.fenced:
             # Declared dead (our lease lapsed) or ended by another: stop writing it.
             store.abandon(pending.stream)
@@ -304,6 +312,12 @@ class WriteBatcher:
             again.ended = newer.ended
         self._pending = {stream.id: again, **self._pending}
         self.repaired += 1
+
+
+def _deliver(confirmed: list[tuple[Pending, list[bytes]]]) -> None:
+    """Show written events to their streams' followers."""
+    for pending, texts in confirmed:
+        pending.stream.confirm(pending.first + len(texts) - 1, texts)
 
 
 def _settle(waiters: list[asyncio.Future[bool]], result: bool) -> None:
