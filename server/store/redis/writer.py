@@ -90,8 +90,8 @@ class NodeBatch:
             len(texts),
             "1" if pending.ended else "0",
             pending.stream.epoch,
+            b"\n".join(texts),
         )
-        args.extend(texts)
         written.append((pending, texts))
 
 
