@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from .connection import DOWN, Target
@@ -16,7 +15,7 @@ from .keys import Keys
 from .routes import Routes
 from .scripts import Scripts
 from .stream import RedisStream
-from .writer import NodeBatch, NodeTrouble, Outcome, write_all
+from .writer import NodeBatch, NodeTrouble, Outcome, Pending, write_all
 
 __all__ = ["BatcherHost", "Pending", "WriteBatcher"]
 
@@ -63,17 +62,6 @@ log = logging.getLogger("twinstream.redis")
 
 #: Seconds before the streams of a node that failed are tried again.
 RETRY_AFTER = 0.2
-
-
-@dataclass(eq=False)
-class Pending:
-    """One stream's events not yet in Redis: from seq ``first``, as appended
-    (text deltas still as log records), and whether the last one ends it."""
-
-    stream: RedisStream
-    first: int
-    items: list[str | bytes] = field(default_factory=list)
-    ended: bool = False
 
 
 class WriteBatcher:

@@ -1,27 +1,11 @@
-"""Streams kept in Redis, so that several processes and machines share them.
-
-The store/log seam of ``server/core/`` (``docs/architecture.md``), backed by
-Redis through redis-py's asyncio client. The parts, one module each:
-
-* :mod:`.keys`, :mod:`.scripts`: what is kept where (a Redis Stream per stream's
-  log, entry ids from ``seq``, a meta hash, both expiring ``retention`` seconds
-  after the last append) and the two Lua scripts that write it;
-* :mod:`.stream`: a stream generated here, shown to followers only once Redis
-  holds its events (ended with ``error``/``stream_too_long`` before
-  ``max_events``);
-* :mod:`.batcher`: its appends go to Redis in batches, one ``EVALSHA`` for all
-  streams, so round trips do not grow with the event rate;
-* :mod:`.mirror`: streams generated elsewhere, loaded with ``XRANGE`` and fed by
-  this process's ONE pub/sub connection; ``cancel`` of such a stream is a
-  message on its owner's control channel;
-* :mod:`.lease`, :mod:`.liveness`: every process holds a lease that a thread
-  renews, and appends are fenced by it; a process whose lease is gone has its
-  streams declared dead by whoever reads them (``error``/``interrupted``);
-* :mod:`.state`: the store's life cycle, below.
-
-Redis lost (an outage): every live stream here ends with
-``error``/``store_unavailable``, ``create`` answers 503 ``store_unavailable``;
-once Redis answers again the store serves again by itself.
+"""Streams kept in Redis, one Redis or a Redis Cluster, so that several
+processes and machines share them: the store/log seam of ``server/core/``,
+backed by redis-py's asyncio clients. The parts, one module each, and what
+each failure does: ``docs/architecture.md`` (the Redis store; deploying on a
+cluster). Redis lost (an outage): every live stream here ends with
+``error``/``store_unavailable``, ``create`` answers 503; once Redis answers
+again the store serves again by itself. A cluster node failing is watched
+(:mod:`.failover`): its streams wait for its replica, the rest go on.
 """
 
 from __future__ import annotations

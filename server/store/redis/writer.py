@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from redis.exceptions import (
     AskError,
@@ -27,11 +27,9 @@ from .connection import DOWN, Target
 from .keys import Keys
 from .routes import Routes
 from .scripts import APPEND_LUA, FENCED
+from .stream import RedisStream
 
-if TYPE_CHECKING:
-    from .batcher import Pending
-
-__all__ = ["NodeBatch", "NodeTrouble", "Outcome", "WriterHost", "write_node"]
+__all__ = ["NodeBatch", "NodeTrouble", "Outcome", "Pending", "WriterHost", "write_node"]
 
 log = logging.getLogger("twinstream.redis")
 
@@ -53,6 +51,17 @@ class WriterHost(Protocol):
 
     @property
     def wait_ms(self) -> int: ...
+
+
+@dataclass(eq=False)
+class Pending:
+    """One stream's events not yet in Redis: from seq ``first``, as appended
+    (text deltas still as log records), and whether the last one ends it."""
+
+    stream: RedisStream
+    first: int
+    items: list[str | bytes] = field(default_factory=list)
+    ended: bool = False
 
 
 class NodeTrouble(Exception):
