@@ -172,6 +172,26 @@ class RedisCluster:
                 return int(fields[1].split("@")[0].rsplit(":", 1)[1])
         raise RuntimeError(f"no replica of {master_port}")
 
+    def node_id(self, port: int) -> str:
+        return _ask(port, "CLUSTER", "MYID").strip()
+
+    def move_slot(self, key: str, to_port: int) -> None:
+        """Move the hash slot of ``key`` (and its keys) to the master on
+        ``to_port``, live, as ``redis-cli --cluster reshard`` does: IMPORTING /
+        MIGRATING, MIGRATE the keys, then SETSLOT NODE on every master."""
+        source = self.node_of_key(key)
+        slot = _ask(source, "CLUSTER", "KEYSLOT", key).strip()
+        source_id, target_id = self.node_id(source), self.node_id(to_port)
+        _ask(to_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        _ask(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while True:
+            keys = _ask(source, "CLUSTER", "GETKEYSINSLOT", slot, "100").split()
+            if not keys:
+                break
+            _ask(source, "MIGRATE", "127.0.0.1", str(to_port), "", "0", "5000", "KEYS", *keys)
+        for port in self.master_ports():
+            _ask(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
     def cut_replication(self, master_port: int) -> None:
         """Close the master's links to its replicas (a frozen replica then
         misses every write that follows: the tail a failover loses)."""

@@ -120,3 +120,27 @@ async def test_a_generator_stopped_past_its_lease_is_fenced_out_of_its_streams(
     # A serves again, under a new lease: a new stream on A completes.
     record = await follow_sse([a.url], "after the thaw", 10)
     assert_exact(record, "after the thaw", 10)
+
+
+async def test_a_stream_whose_slot_moves_mid_stream_stays_exact(
+    redis_cluster: RedisCluster, servers: list[ServerProc]
+) -> None:
+    a = start(servers, redis_cluster.url, "--tokens-per-second", "40", "--first-token-latency", "0")
+    b = start(servers, redis_cluster.url)
+    head = await read_some(a.url, "moving slot", 160, 3)
+    stream = head[0]["stream"]
+    on_a = asyncio.ensure_future(
+        follow_sse([a.url], "", 0, record=Followed(events=list(head)), deadline=60)
+    )
+    on_b = asyncio.ensure_future(
+        follow_sse([b.url], "", 0, record=Followed(events=list(head)), deadline=60)
+    )
+    await asyncio.sleep(1.0)
+    source = redis_cluster.node_of_key(KEYS.stream(stream))
+    target = next(port for port in redis_cluster.master_ports() if port != source)
+    await asyncio.get_running_loop().run_in_executor(
+        None, redis_cluster.move_slot, KEYS.stream(stream), target
+    )
+    assert redis_cluster.node_of_key(KEYS.stream(stream)) == target
+    for record in await asyncio.gather(on_a, on_b):
+        assert_exact(record, "moving slot", 160)
