@@ -132,31 +132,3 @@ class Scripts:
             redis_client.register_script(DECLARE_DEAD_LUA),
             target,
         )
-
-    async def append_groups(
-        self, redis_client: Any, calls: list[tuple[list[str], list[Any]]]
-    ) -> list[Any]:
-        """Run the append script once per ``(keys, args)`` call; their replies.
-        One Redis: the calls in order (in practice one). A cluster: one pipeline,
-        which sends each node its calls in one round trip, all nodes at once."""
-        if len(calls) == 1:
-            keys, args = calls[0]
-            return [await self.append(keys=keys, args=args)]
-        if not self.target.cluster:
-            return [await self.append(keys=keys, args=args) for keys, args in calls]
-        sha = self.append.sha
-        async with redis_client.pipeline() as pipe:
-            for keys, args in calls:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            try:
-                return list(await pipe.execute())
-            except Exception as exc:
-                if "NOSCRIPT" not in str(exc):
-                    raise
-        # A node that has not seen the script (a new master, a flushed cache):
-        # load it everywhere, then once more.
-        await redis_client.script_load(APPEND_LUA)
-        async with redis_client.pipeline() as pipe:
-            for keys, args in calls:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            return list(await pipe.execute())
