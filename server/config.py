@@ -84,13 +84,19 @@ def boolean(text: str) -> bool:
 
 
 def store_url(text: str) -> str:
-    """``memory`` or a ``redis://HOST:PORT/DB`` URL (``rediss://`` for TLS)."""
+    """``memory``, a ``redis://HOST:PORT/DB`` URL (``rediss://`` for TLS), or a
+    Redis Cluster: ``redis-cluster://HOST:PORT[,HOST:PORT...]`` (any of its nodes)."""
     if text == "memory":
         return text
     parts = urlsplit(text)
     problem = ""
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        problem = "expected 'memory' or redis://HOST:PORT/DB"
+    if parts.scheme == "redis-cluster":
+        for node in parts.netloc.rpartition("@")[2].split(","):
+            host, _, port = node.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                problem = "expected redis-cluster://HOST:PORT[,HOST:PORT...]"
+    elif parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        problem = "expected 'memory', redis://HOST:PORT/DB or redis-cluster://HOST:PORT,..."
     else:
         try:
             parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -187,10 +193,11 @@ class Settings:
     # streams
     store: str = setting(
         "memory",
-        "where streams are kept: 'memory' (this process) or redis://HOST:PORT/DB (shared by "
-        "processes and machines; needed for --processes other than 1)",
+        "where streams are kept: 'memory' (this process), redis://HOST:PORT/DB or "
+        "redis-cluster://HOST:PORT[,HOST:PORT...] (shared by processes and machines; needed "
+        "for --processes other than 1)",
         store_url,
-        metavar="memory|redis://HOST:PORT/DB",
+        metavar="memory|redis://HOST:PORT/DB|redis-cluster://HOST:PORT,...",
     )
     processes: int = setting(
         1,
@@ -206,6 +213,14 @@ class Settings:
     )
     retention: float = setting(
         300.0, "seconds an ended stream stays resumable", non_negative(float)
+    )
+    redis_wait_ms: int = setting(
+        0,
+        "with a Redis store: show each batch of events to readers only once a replica holds "
+        "it (WAIT 1 <ms> per batch, on the batch's node): a failover then loses nothing any "
+        "reader saw, at the cost of a replication round trip per batch; 0 = off (events are "
+        "shown once the master holds them)",
+        non_negative(int),
     )
     idle_timeout: float = setting(
         60.0, "seconds a stream may go unread before it is cancelled", non_negative(float)

@@ -21,6 +21,10 @@ async def open_for_resume(
         stream = await store.open(stream_id)
         if stream is None:
             raise errors.stream_not_found()
+        if after > stream.last_seq and getattr(stream, "shared", False):
+            # A shared store's log never ends before an event it showed a client,
+            # unless a failover lost its end (docs/architecture.md, Redis Cluster).
+            raise errors.stream_truncated()
         if not events.check_resume(stream.last_seq, stream.ended, after, position):
             metrics.resume(transport, "stream_ended")
             return None

@@ -66,6 +66,16 @@ def stream_not_found() -> ProtocolError:
     )
 
 
+def stream_truncated() -> ProtocolError:
+    """A resume after an event the shared store no longer holds: a failover of
+    the store lost the end of the stream's log (its generator gone too)."""
+    return ProtocolError(
+        "stream_truncated",
+        "the stream store lost the end of this stream (a failover); start it again",
+        410,
+    )
+
+
 def stream_ended(stream: str) -> ProtocolError:
     """What a WebSocket ``resume`` of a stream whose every event was delivered gets
     (SSE answers 204 instead: see :func:`~server.wire.events.check_resume`)."""

@@ -65,6 +65,11 @@ def test_limits_follow_the_prompt_setting() -> None:
 def test_store_is_memory_or_a_redis_url() -> None:
     assert parse(["--store", "redis://127.0.0.1:6379/2"]).store == "redis://127.0.0.1:6379/2"
     assert parse([], {"TWINSTREAM_STORE": "redis://h:1/0"}).store == "redis://h:1/0"
+    cluster = "redis-cluster://10.0.0.1:7000,10.0.0.2:7001"
+    assert parse(["--store", cluster]).store == cluster
+    for bad in ("redis-cluster://", "redis-cluster://h", "redis-cluster://h:1,h:x"):
+        with pytest.raises(SystemExit):
+            parse(["--store", bad])
     for bad in ("http://x:1/0", "redis://:6379/0", "redis://h:99999/0", "redis://h:1/x", "disk"):
         with pytest.raises(SystemExit):
             parse(["--store", bad])

@@ -1,29 +1,23 @@
 """The write batcher: every append of this process's streams goes to Redis in
-batches, one ``EVALSHA`` for all streams, so round trips do not grow with the
-event rate."""
+batches, one round trip per node (:mod:`.writer`), so round trips do not grow
+with the event rate. On a cluster a node that fails holds back only its own
+streams, which are written once its replica has taken over."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+import time
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
-from .connection import DOWN
+from .connection import DOWN, Target
 from .keys import Keys
+from .routes import Routes
 from .scripts import Scripts
 from .stream import RedisStream
+from .writer import NodeBatch, NodeTrouble, Outcome, Pending, write_all
 
-__all__ = ["BatcherHost", "LeaseLoss", "Pending", "WriteBatcher"]
-
-
-class LeaseLoss(Protocol):
-    """Told that Redis refused a batch because this process's lease lapsed
-    (the store's ProcessLease)."""
-
-    def lost(self) -> None: ...
+__all__ = ["BatcherHost", "Pending", "WriteBatcher"]
 
 
 class BatcherHost(Protocol):
@@ -32,6 +26,20 @@ class BatcherHost(Protocol):
 
     @property
     def token(self) -> str: ...
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def routes(self) -> Routes: ...
+
+    @property
+    def wait_ms(self) -> int: ...
+
+    @property
+    def failover_timeout(self) -> float: ...
+
+    def give_up(self, stream: RedisStream) -> None: ...
 
     @property
     def available(self) -> bool: ...
@@ -45,9 +53,6 @@ class BatcherHost(Protocol):
     @property
     def scripts(self) -> Scripts | None: ...
 
-    @property
-    def process_lease(self) -> LeaseLoss: ...
-
     def outage(self, exc: BaseException) -> None: ...
 
     def abandon(self, stream: RedisStream) -> None: ...
@@ -55,27 +60,22 @@ class BatcherHost(Protocol):
 
 log = logging.getLogger("twinstream.redis")
 
-
-@dataclass(eq=False)
-class Pending:
-    """One stream's events not yet in Redis: from seq ``first``, as appended
-    (text deltas still as log records), and whether the last one ends it."""
-
-    stream: RedisStream
-    first: int
-    items: list[str | bytes] = field(default_factory=list)
-    ended: bool = False
+#: Seconds before the streams of a node that failed are tried again.
+RETRY_AFTER = 0.2
 
 
 class WriteBatcher:
     """Queues appends and writes them: everything appended during one loop
     iteration, or while a write is in flight, goes out in the next single call.
 
-    Its own two markers are not the store's life cycle (``store.state``):
-    ``_scheduled`` (a flush is queued with ``call_soon``, so a loop iteration's
-    appends join one call) and ``_task`` (the write in flight). Both can be set
-    at once (a flush queued while the previous one still waits on Redis), so
-    they are kept as they are rather than folded into one enum.
+    Its one marker, ``_task``, is not the store's life cycle (``store.state``):
+    the flush task, created at the first append while none runs. Its first
+    step runs on the next loop iteration, after every callback of this one, so
+    that iteration's appends join one call; it then writes whatever was
+    appended while each write was in flight, until nothing is left. (An
+    earlier version queued a callback that created the task: one loop
+    iteration more between an append and its write, which a loop saturated by
+    a thousand streams makes tens of milliseconds.)
 
     On an outage the batch in flight is kept, in front of anything newer, and
     written when Redis is back (the script skips what it already holds, so a
@@ -87,7 +87,13 @@ class WriteBatcher:
         self._pending: dict[str, Pending] = {}
         self._waiters: list[asyncio.Future[bool]] = []
         self._task: asyncio.Task[None] | None = None
-        self._scheduled = False
+        self.repaired = 0  # streams whose lost tail was written again (failovers)
+        self.flushes = 0  # batches sent (a batch is one round trip per node)
+        self._confirmed: list[tuple[Pending, list[bytes]]] = []  # written, to be shown
+        # streams shown from memory (their node stayed down): written if it comes back
+        self.from_memory: set[str] = set()
+        # node -> (failing since, next try): a cluster node that did not take its batch
+        self._parked: dict[str, tuple[float, float]] = {}
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self._pending
@@ -102,14 +108,15 @@ class WriteBatcher:
         else:
             pending.items.append(item)
             pending.ended = terminal
-        if not self._store.available:
+        if not self._store.available or stream.id in self.from_memory:
             stream.confirm(seq)
-        elif not self._scheduled and self._task is None:
+        elif self._task is None:
             self._schedule()
 
     def drop(self, stream_id: str) -> None:
         """Forget what is pending for a stream (it is no longer written)."""
         self._pending.pop(stream_id, None)
+        self.from_memory.discard(stream_id)
 
     def resume(self) -> None:
         """Redis is back: write what waited for it."""
@@ -122,22 +129,19 @@ class WriteBatcher:
             self._task.cancel()
 
     def _schedule(self) -> None:
-        # Everything appended during this loop iteration goes in one call.
-        self._scheduled = True
-        asyncio.get_running_loop().call_soon(self._start)
-
-    def _start(self) -> None:
-        self._scheduled = False
-        if self._task is None and self._pending and self._store.available:
+        # Everything appended during this loop iteration goes in one call: the
+        # task's first step runs on the next one.
+        if self._task is None and self._store.available:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def written(self) -> bool:
-        """Wait until everything appended so far is in Redis (False: Redis failed)."""
+        """Wait until everything appended so far was sent to Redis (False: some
+        of it could not be written: Redis, or a node of the cluster, failed)."""
         if not self._pending and self._task is None:
             return True
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        if not self._scheduled and self._task is None:
+        if self._task is None:
             if not self._store.available:
                 return False
             self._schedule()
@@ -147,31 +151,53 @@ class WriteBatcher:
         store = self._store
         try:
             while self._pending and store.available:
-                batch, self._pending = self._pending, {}
+                batch = self._take_writable()
                 waiters, self._waiters = self._waiters, []
+                if not batch:
+                    _settle(waiters, False)  # all that is left waits for a node
+                    break
+                self.flushes += 1
                 try:
-                    await self.write(batch)
-                except DOWN as exc:
+                    complete = await self.write(batch)
+                except DOWN as exc:  # one Redis, unreachable: an outage
                     self._keep(batch)
                     _settle(waiters, False)
                     self._task = None
                     store.outage(exc)
                     return
-                except RedisError:
-                    # A reply that is an error (not an outage) is a bug: say so, and
-                    # stop those streams rather than retry the same batch forever.
-                    log.exception("Redis refused a batch of %d streams", len(batch))
-                    for pending in batch.values():
-                        store.abandon(pending.stream)
-                    _settle(waiters, False)
-                    continue
-                _settle(waiters, True)
+                # After the delivery that write() queued (call_soon keeps the order).
+                asyncio.get_running_loop().call_soon(_settle, waiters, complete)
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
         if self._waiters and not self._pending:
             waiters, self._waiters = self._waiters, []
-            _settle(waiters, store.available)
+            asyncio.get_running_loop().call_soon(_settle, waiters, store.available)
+        if self._pending and store.available:
+            # Streams of a node that failed: try again once it may have been replaced.
+            asyncio.get_running_loop().call_later(RETRY_AFTER, self._retry)
+
+    def _retry(self) -> None:
+        if self._pending and self._task is None:
+            self._schedule()
+
+    def _take_writable(self) -> dict[str, Pending]:
+        """The pending streams whose node is not waiting out a failure."""
+        batch: dict[str, Pending] = {}
+        if not self._parked:
+            batch, self._pending = self._pending, batch
+            return batch
+        now = time.monotonic()
+        keep: dict[str, Pending] = {}
+        routes, keys = self._store.routes, self._store.keys
+        for stream_id, pending in self._pending.items():
+            parked = self._parked.get(routes.node_of(keys.stream(stream_id)))
+            if parked is not None and now < parked[1]:
+                keep[stream_id] = pending
+            else:
+                batch[stream_id] = pending
+        self._pending = keep
+        return batch
 
     def _keep(self, batch: dict[str, Pending]) -> None:
         """Put a batch that failed back in front of what was appended since."""
@@ -183,37 +209,103 @@ class WriteBatcher:
                 batch[stream_id] = newer
         self._pending = batch
 
-    async def write(self, batch: dict[str, Pending]) -> None:
-        """One call for the whole batch, fenced by this process's lease. Each
-        stream's events are expanded to JSON here, once: what Redis is sent is
-        what this process's followers are given when the write is confirmed."""
+    async def write(self, batch: dict[str, Pending]) -> bool:
+        """Send a batch: per node one pipeline of one script call per hash slot
+        group, all nodes at once, each stream fenced by its own owner and
+        epoch. Each stream's events are expanded to JSON here, once: what Redis
+        is sent is what this process's followers are given when it is confirmed.
+        True if every stream was written (or refused for good)."""
         store = self._store
-        keys, token = store.keys, store.token
-        redis_keys: list[str] = [keys.lease(token)]
-        args: list[str | bytes | int] = [token, int(store.retention * 1000)]
-        texts: list[list[bytes]] = []
+        routes, keys, target = store.routes, store.keys, store.target
+        nodes: dict[str, NodeBatch] = {}
         for stream_id, pending in batch.items():
-            expanded = pending.stream.expand(pending.first, pending.items)
-            texts.append(expanded)
-            redis_keys.append(keys.stream(stream_id))
-            redis_keys.append(keys.meta(stream_id))
-            args.append(keys.channel(stream_id))
-            args.append(pending.first)
-            args.append(len(expanded))
-            args.append("1" if pending.ended else "0")
-            args.extend(expanded)
+            stream_key = keys.stream(stream_id)
+            node = routes.node_of(stream_key)
+            node_batch = nodes.get(node)
+            if node_batch is None:
+                node_batch = nodes[node] = NodeBatch(node)
+            texts = pending.stream.expand(pending.first, pending.items)
+            node_batch.add(store, pending, texts, target.slot(stream_key))
         assert store.scripts is not None
-        result = await store.scripts.append(keys=redis_keys, args=args)
-        if result == -1:
-            store.process_lease.lost()
-            return
-        refused = {int(position) - 1 for position in result}
-        for index, (pending, written) in enumerate(zip(batch.values(), texts)):
-            if index in refused:
-                # Someone declared this stream dead (our lease lapsed): stop writing it.
-                store.abandon(pending.stream)
-            else:
-                pending.stream.confirm(pending.first + len(written) - 1, written)
+        outcomes = await write_all(store, routes, store.scripts.append.sha, list(nodes.values()))
+        complete = True
+        for node_batch, outcome in zip(nodes.values(), outcomes):
+            if isinstance(outcome, BaseException):
+                if not target.cluster and isinstance(outcome, DOWN):
+                    raise outcome
+                if not isinstance(outcome, (NodeTrouble, *DOWN)):
+                    # A reply that is an error, not an outage, is a bug: say so, and
+                    # stop those streams rather than retry the same batch forever.
+                    log.error("Redis refused a batch", exc_info=outcome)
+                    for pending in node_batch.streams():
+                        store.abandon(pending.stream)
+                    continue
+                complete = False
+                await self._node_failed(node_batch, outcome)
+                continue
+            self._parked.pop(node_batch.node, None)
+            self._settle_outcome(outcome)
+        if self._confirmed:
+            # Shown on the next loop iteration: this task sends the next batch
+            # first, so Redis's round trip overlaps the delivery's socket writes
+            # (delivered here, a large batch held back everything appended
+            # meanwhile, which then went as a larger batch, delivered later...).
+            confirmed, self._confirmed = self._confirmed, []
+            asyncio.get_running_loop().call_soon(_deliver, confirmed)
+        return complete
+
+    def _settle_outcome(self, outcome: Outcome) -> None:
+        store = self._store
+        self._confirmed += outcome.confirmed
+        for pending in outcome.fenced:
+            # Declared dead (our lease lapsed) or ended by another: stop writing it.
+            store.abandon(pending.stream)
+        for pending in outcome.broken:
+            store.abandon(pending.stream)
+        for pending, last in outcome.gaps:
+            self._rewrite(pending, last)
+
+    async def _node_failed(self, node_batch: NodeBatch, exc: BaseException) -> None:
+        """A node did not take its batch: keep it, wait a moment, ask the cluster
+        where its slots live now. Past ``failover_timeout`` its streams end with
+        ``store_unavailable`` (shown from memory, written if Redis takes them later)."""
+        store = self._store
+        now = time.monotonic()
+        since = self._parked.get(node_batch.node, (now, now))[0]
+        self._parked[node_batch.node] = (since, now + RETRY_AFTER)
+        self._keep({pending.stream.id: pending for pending in node_batch.streams()})
+        if now - since < 0.01:
+            log.warning("Redis node %s failed (%s); retrying", node_batch.node, exc)
+        await store.routes.forget(node_batch.node)
+        await store.routes.refresh()
+        if now - since > store.failover_timeout:
+            for pending in node_batch.streams():
+                store.give_up(pending.stream)
+
+    def _rewrite(self, pending: Pending, last: int) -> None:
+        """Redis holds the stream only up to ``last`` (a failover lost its tail):
+        write again, from this process's own log, everything after it."""
+        stream = pending.stream
+        log.warning(
+            "stream log in Redis ends at %d, before %d: writing its tail again",
+            last,
+            pending.first,
+        )
+        again = Pending(stream, last + 1, stream.items(last + 1, pending.first), False)
+        again.items.extend(pending.items)
+        again.ended = pending.ended
+        newer = self._pending.pop(stream.id, None)
+        if newer is not None:
+            again.items.extend(newer.items)
+            again.ended = newer.ended
+        self._pending = {stream.id: again, **self._pending}
+        self.repaired += 1
+
+
+def _deliver(confirmed: list[tuple[Pending, list[bytes]]]) -> None:
+    """Show written events to their streams' followers."""
+    for pending, texts in confirmed:
+        pending.stream.confirm(pending.first + len(texts) - 1, texts)
 
 
 def _settle(waiters: list[asyncio.Future[bool]], result: bool) -> None:

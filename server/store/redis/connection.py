@@ -1,22 +1,62 @@
-"""Reaching Redis: the client every part of the store uses, what counts as an
-outage, and the one-line check ``python -m server`` runs before it serves."""
+"""Reaching Redis: one Redis (``redis://``) or a Redis Cluster
+(``redis-cluster://HOST:PORT[,HOST:PORT...]``), the clients every part of the
+store uses, what counts as an outage, and the one-line check ``python -m
+server`` runs before it serves."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...wire import errors
 
-__all__ = ["DOWN", "StoreUnavailable", "UNAVAILABLE_MESSAGE", "client", "connect_check"]
+__all__ = [
+    "CLUSTER_SCHEME",
+    "DOWN",
+    "StoreUnavailable",
+    "Target",
+    "UNAVAILABLE_MESSAGE",
+    "close_client",
+    "connect_check",
+]
 
 UNAVAILABLE_MESSAGE = "the stream store (Redis) is unavailable; retry shortly"
-#: Failures that mean "Redis is unreachable" (an outage), as opposed to a bad reply.
-DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+CLUSTER_SCHEME = "redis-cluster"
+#: Failures that mean "Redis is unreachable" (an outage), as opposed to a bad
+#: reply: no connection, no answer, or a cluster that cannot serve the slot now
+#: (a master down and not yet replaced, a slot moving).
+DOWN = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
+
+# Fail fast rather than retry with backoff inside redis-py: the store has its
+# own recovery loop, and a reader should learn of an outage in a second, not
+# after redis-py's default retries. A Redis that is down or restarting fails at
+# once (refused, reset); the socket timeout only bounds a hung one. Generous: on
+# a machine overloaded by other work a reply can be seconds late without Redis
+# being gone.
+_SOCKET: dict[str, Any] = {
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 15.0,
+    "decode_responses": True,
+}
 
 
 class StoreUnavailable(RuntimeError):
@@ -28,33 +68,105 @@ def unavailable() -> errors.ProtocolError:
     return errors.ProtocolError("store_unavailable", UNAVAILABLE_MESSAGE, 503)
 
 
-def client(url: str) -> aioredis.Redis:
-    # Fail fast rather than retry with backoff inside redis-py: the store has
-    # its own recovery loop, and a reader should learn of an outage in a
-    # second, not after redis-py's default retries. A blocking pool: a burst
-    # of opens waits for a connection instead of failing (or opening hundreds).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=32,
-        timeout=15.0,
-        decode_responses=True,
-        socket_connect_timeout=2.0,
-        # A Redis that is down or restarting fails at once (refused, reset);
-        # this only bounds a hung one. Generous: on a machine overloaded by
-        # other work a reply can be seconds late without Redis being gone.
-        socket_timeout=15.0,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
-    return aioredis.Redis(connection_pool=pool)
+@dataclass(frozen=True)
+class Target:
+    """Where the store lives, parsed from ``--store``: one Redis or a cluster
+    (any of its nodes; the others are discovered)."""
+
+    url: str
+
+    @property
+    def cluster(self) -> bool:
+        return urlsplit(self.url).scheme == CLUSTER_SCHEME
+
+    @property
+    def publish(self) -> str:
+        """The command scripts publish with: sharded on a cluster (the message
+        stays on the slot's shard instead of crossing every node's bus)."""
+        return "SPUBLISH" if self.cluster else "PUBLISH"
+
+    def nodes(self) -> list[tuple[str, int]]:
+        """A cluster's seed nodes, as given."""
+        netloc = urlsplit(self.url).netloc.rpartition("@")[2]
+        out = []
+        for part in netloc.split(","):
+            host, _, port = part.strip().rpartition(":")
+            out.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+        return out
+
+    def _credentials(self) -> dict[str, Any]:
+        parts = urlsplit(self.url)
+        found: dict[str, Any] = {}
+        if parts.username:
+            found["username"] = unquote(parts.username)
+        if parts.password:
+            found["password"] = unquote(parts.password)
+        return found
+
+    def slot(self, key: str) -> int:
+        """The hash slot of a key (0 for one Redis: everything is together)."""
+        return key_slot(key.encode()) if self.cluster else 0
+
+    def client(self) -> Any:
+        """The asyncio client the store runs on."""
+        if self.cluster:
+            return aiocluster.RedisCluster(
+                startup_nodes=[aiocluster.ClusterNode(h, p) for h, p in self.nodes()],
+                max_connections=32,
+                require_full_coverage=False,  # the slots that are up keep serving
+                **self._credentials(),
+                **_SOCKET,
+            )
+        # A blocking pool: a burst of opens waits for a connection instead of
+        # failing (or opening hundreds).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=32,
+            timeout=15.0,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+            **_SOCKET,
+        )
+        return aioredis.Redis(connection_pool=pool)
+
+    def node_client(self, host: str, port: int) -> aioredis.Redis:
+        """A plain client to one node of a cluster (its sharded pub/sub)."""
+        return aioredis.Redis(
+            host=host, port=port, retry=Retry(NoBackoff(), 0), **self._credentials(), **_SOCKET
+        )
+
+    def sync_client(self) -> Any:
+        """A blocking client with short timeouts (the lease's thread)."""
+        quick: dict[str, Any] = {
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+            "decode_responses": True,
+        }
+        if self.cluster:
+            return redis.cluster.RedisCluster(
+                startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in self.nodes()],
+                require_full_coverage=False,
+                **self._credentials(),
+                **quick,
+            )
+        return redis.Redis.from_url(self.url, **quick)
 
 
 async def connect_check(url: str) -> None:
     """PING Redis once; StoreUnavailable with a one-line reason if it does not answer."""
-    redis_client = client(url)
     try:
+        redis_client = Target(url).client()
         await redis_client.ping()
-    except (RedisError, OSError) as exc:  # unreachable, or e.g. a password it refuses
+    except (RedisError, RedisClusterException, OSError) as exc:  # unreachable, refused...
         raise StoreUnavailable(f"cannot reach Redis at {url}: {exc}") from None
     finally:
+        if "redis_client" in locals():
+            await close_client(redis_client)
+
+
+async def close_client(redis_client: Any) -> None:
+    """Close a client made by :class:`Target` and its connections."""
+    if isinstance(redis_client, aiocluster.RedisCluster):
+        await redis_client.aclose()
+    else:
         await redis_client.aclose(close_connection_pool=True)

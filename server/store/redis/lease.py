@@ -12,11 +12,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from .connection import DOWN
+from .connection import DOWN, Target
 from .keys import Keys
+from .routes import Routes
 from .stream import RedisStream
 
 __all__ = ["LeaseHost", "LeaseKeeper", "ProcessLease"]
@@ -29,7 +29,7 @@ class LeaseHost(Protocol):
     store (the Redis store has these members: it satisfies this structurally)."""
 
     @property
-    def url(self) -> str: ...
+    def target(self) -> Target: ...
 
     @property
     def lease(self) -> float: ...
@@ -38,10 +38,13 @@ class LeaseHost(Protocol):
     def keys(self) -> Keys: ...
 
     @property
+    def routes(self) -> Routes: ...
+
+    @property
     def redis(self) -> Any: ...
 
     @property
-    def pubsub(self) -> Any: ...
+    def bus(self) -> Any: ...
 
     @property
     def closed(self) -> bool: ...
@@ -75,10 +78,17 @@ class ProcessLease:
         return int(self._store.lease * 1000)
 
     async def take(self) -> None:
-        """Set the lease and subscribe to our control channel (on (re)connect)."""
+        """Set the lease and subscribe to our control channel (on (re)connect).
+        On a cluster the token first gets its lease keys, one on each master."""
         store = self._store
-        await store.redis.set(store.keys.lease(self.token), self.token, px=self.ttl_ms)
-        await store.pubsub.subscribe(store.keys.control(self.token))
+        if "." not in self.token and store.target.cluster:
+            self.token = _spread(self.token, store)
+        await self._set_all(store.redis)
+        await store.bus.subscribe(store.keys.control(self.token))
+
+    async def _set_all(self, redis_client: Any) -> None:
+        for key in self._store.keys.leases(self.token):
+            await redis_client.set(key, self.token, px=self.ttl_ms)
 
     def keep(self) -> None:
         """Start the renewing thread and the loop's heartbeat (once)."""
@@ -97,26 +107,38 @@ class ProcessLease:
             asyncio.get_running_loop().call_later(self._store.lease / 6, self._beat)
 
     def lost(self, token: str | None = None) -> None:
-        """Our lease lapsed (we stalled): stop our streams, renew under a new token."""
+        """Every key of our lease lapsed (we stalled, or Redis lost them): set it
+        again, under the same token. Streams that someone declared dead
+        meanwhile are fenced by their own epoch (the append script refuses
+        them and they end here with ``interrupted``); the others go on."""
         if token is not None and token != self.token:
             return  # about a token already replaced
         store = self._store
-        log.warning("lease lost; abandoning %d streams", len(store.local))
-        for stream in list(store.local.values()):
-            store.abandon(stream)
-        self.token = secrets.token_hex(8)
+        log.warning("lease lapsed; taking it again (%d streams here)", len(store.local))
         redis_client = store.redis
 
         async def renew() -> None:
             if redis_client is None:
                 return
             try:
-                await redis_client.set(store.keys.lease(self.token), self.token, px=self.ttl_ms)
-                await store.pubsub.subscribe(store.keys.control(self.token))
+                await self._set_all(redis_client)
             except DOWN as exc:
                 store.outage(exc)
 
         asyncio.get_running_loop().create_task(renew())
+
+
+def _spread(token: str, store: LeaseHost) -> str:
+    """``token`` with the suffixes that put one lease key on each master."""
+    routes, keys = store.routes, store.keys
+    masters = set(routes.masters())
+    chosen: dict[str, int] = {}
+    for tail in range(4096):
+        node = routes.node_of(keys.lease(f"{token}.{tail}"))
+        chosen.setdefault(node, tail)
+        if masters <= set(chosen):
+            break
+    return ".".join([token, *(str(tail) for tail in sorted(chosen.values()))])
 
 
 class LeaseKeeper:
@@ -146,20 +168,44 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         store = self.store
-        client = redis.Redis.from_url(
-            store.url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
-        )
+        client: Any = None
         try:
             while not self._stop.wait(store.lease / 3):
                 if time.monotonic() - self.last_beat > self.wedged_after:
                     continue  # the loop is wedged: let the lease lapse
                 lease = store.process_lease
                 token = lease.token
-                try:
-                    kept = client.set(store.keys.lease(token), token, xx=True, px=lease.ttl_ms)
-                except (RedisError, OSError):
-                    continue  # an outage: the loop notices it on its own calls
-                if not kept and not self._stop.is_set():
+                if client is None:
+                    try:
+                        client = store.target.sync_client()
+                    except (RedisError, RedisClusterException, OSError):
+                        continue  # an outage: the loop notices it on its own calls
+                kept = _renew(client, store.keys.leases(token), token, lease.ttl_ms)
+                if kept is False and not self._stop.is_set():
                     self.loop.call_soon_threadsafe(lease.lost, token)
         finally:
-            client.close()
+            if client is not None:
+                client.close()
+
+
+def _renew(client: Any, keys: list[str], token: str, ttl_ms: int) -> bool | None:
+    """Extend every lease key that still exists; restore one that a failover
+    lost while another was kept. False: none was left (the lease lapsed);
+    None: Redis could not be asked."""
+    kept: list[bool] = []
+    for key in keys:
+        try:
+            kept.append(bool(client.set(key, token, xx=True, px=ttl_ms)))
+        except (RedisError, RedisClusterException, OSError):
+            continue  # that key's node is down (failing over): the others vouch for us
+    if not kept:
+        return None
+    if not any(kept):
+        return False
+    for key, was_kept in zip(keys, kept):
+        if not was_kept:
+            try:
+                client.set(key, token, px=ttl_ms)
+            except (RedisError, RedisClusterException, OSError):
+                pass
+    return True

@@ -12,16 +12,17 @@ from typing import Any, Protocol
 
 from ...wire import events
 from .connection import DOWN
+from .failover import ClusterWatch
 from .keys import Keys
 from .mirror import Mirrors, RedisMirror
 from .scripts import Scripts
-from .stream import RedisStream
+from .stream import INTERRUPTED_MESSAGE, RedisStream
 
 __all__ = ["INTERRUPTED_MESSAGE", "Liveness", "LivenessHost", "PendingWrites"]
 
 log = logging.getLogger("twinstream.redis")
 
-INTERRUPTED_MESSAGE = "the process generating this stream stopped; start it again"
+
 
 
 class PendingWrites(Protocol):
@@ -59,6 +60,9 @@ class LivenessHost(Protocol):
     def scripts(self) -> Scripts | None: ...
 
     @property
+    def token(self) -> str: ...
+
+    @property
     def local(self) -> dict[str, RedisStream]: ...
 
     @property
@@ -66,6 +70,12 @@ class LivenessHost(Protocol):
 
     @property
     def batcher(self) -> PendingWrites: ...
+
+    @property
+    def cluster_watch(self) -> ClusterWatch: ...
+
+    @property
+    def available(self) -> bool: ...
 
     def outage(self, exc: BaseException) -> None: ...
 
@@ -76,9 +86,14 @@ class Liveness:
 
     def __init__(self, store: LivenessHost) -> None:
         self._store = store
+        # owner -> when its lease was first seen gone: declared dead one tick
+        # later if still gone (a lease a failover could not renew is being
+        # taken again meanwhile)
+        self._suspects: dict[str, float] = {}
 
     async def run(self) -> None:
-        """Tick until an outage (which ends the task: recovery starts a new one)."""
+        """Tick until an outage (which ends the task: recovery starts a new one);
+        a cluster node failing does not stop it."""
         interval = self._store.lease / 3
         while True:
             await asyncio.sleep(interval)
@@ -86,7 +101,9 @@ class Liveness:
                 await self.tick()
             except DOWN as exc:
                 self._store.outage(exc)
-                return
+                if not self._store.available:
+                    return
+                # A cluster node failed (the store watches its failover): tick on.
 
     async def tick(self) -> None:
         """Check Redis, mark streams read here, declare dead the streams whose
@@ -117,28 +134,47 @@ class Liveness:
     async def _probe(
         self, live_mirrors: list[RedisMirror], owners: list[str], idle: list[RedisStream]
     ) -> tuple[dict[str, Any], list[Any]]:
-        """One round trip: PING; mark the mirrors read here as read; ask which
-        owners' leases exist and which idle local streams are read elsewhere."""
+        """One round trip (per node): is Redis there; mark the mirrors read here
+        as read; ask which owners' leases exist and which idle local streams
+        are read elsewhere."""
         store = self._store
         keys = store.keys
         read_ttl = int(max(store.idle_timeout, store.lease) * 1000)
         async with store.redis.pipeline(transaction=False) as pipe:
-            pipe.ping()
+            pipe.exists(keys.lease(store.token))  # is Redis there (a cluster pipeline has no PING)
             for mirror in live_mirrors:
                 if mirror.followers:
                     pipe.set(keys.read(mirror.id), "1", px=read_ttl)
             for owner in owners:
-                pipe.exists(keys.lease(owner))
+                for lease in keys.leases(owner):
+                    pipe.exists(lease)
             for stream in idle:
                 pipe.exists(keys.read(stream.id))
             replies = await pipe.execute()
         split = len(replies) - len(idle)
-        return dict(zip(owners, replies[split - len(owners) : split])), replies[split:]
+        count = sum(len(keys.leases(owner)) for owner in owners)
+        leases = iter(replies[split - count : split])
+        # An owner is alive while any of its lease keys is (one per master on a cluster).
+        alive = {owner: any([bool(next(leases)) for _ in keys.leases(owner)]) for owner in owners}
+        return alive, replies[split:]
 
     async def _end_orphans(self, live_mirrors: list[RedisMirror], alive: dict[str, Any]) -> None:
+        store = self._store
+        now = store.clock()
+        if store.cluster_watch.settling(store.lease):
+            self._suspects.clear()
+            return
+        for owner, live in alive.items():
+            if live:
+                self._suspects.pop(owner, None)
+            else:
+                self._suspects.setdefault(owner, now)
         for mirror in live_mirrors:
-            if not alive.get(mirror.owner, True):
+            since = self._suspects.get(mirror.owner)
+            if since is not None and now - since >= store.lease / 4:
                 await self.declare_dead(mirror)
+        for owner in [o for o in self._suspects if o not in alive]:
+            del self._suspects[owner]
 
     def _cancel_unread(
         self, idle: list[RedisStream], read_elsewhere: list[Any], now: float
@@ -162,8 +198,12 @@ class Liveness:
     async def check_owner(self, mirror: RedisMirror) -> None:
         """Declare the stream dead now if its owner's lease is already gone."""
         store = self._store
-        if not await store.redis.exists(store.keys.lease(mirror.owner)):
-            await self.declare_dead(mirror)
+        if store.cluster_watch.settling(store.lease):
+            return  # the next ticks decide
+        for lease in store.keys.leases(mirror.owner):
+            if await store.redis.exists(lease):
+                return
+        await self.declare_dead(mirror)
 
     async def declare_dead(self, mirror: RedisMirror) -> None:
         """The owner's lease is gone: end the stream in Redis with ``interrupted``
@@ -182,8 +222,15 @@ class Liveness:
                 )
             )
             result = await store.scripts.declare_dead(
-                keys=[keys.stream(mirror.id), keys.meta(mirror.id), keys.lease(mirror.owner)],
-                args=[seq, text, keys.channel(mirror.id), int(store.retention * 1000)],
+                keys=[keys.stream(mirror.id), keys.meta(mirror.id)],
+                args=[
+                    mirror.owner,
+                    seq,
+                    text,
+                    keys.channel(mirror.id),
+                    int(store.retention * 1000),
+                    store.scripts.publish,
+                ],
             )
             if result != -3:  # -3: the owner appended meanwhile; try the next seq
                 break

@@ -1,73 +1,111 @@
-"""The two Lua scripts that make the store's writes atomic and fenced."""
+"""The two Lua scripts that make the store's writes atomic and fenced, and how
+they are called on one Redis or on a cluster.
+
+Fencing is per stream, in the stream's own meta hash (its slot): ``owner``
+(the lease token of the process generating it) and ``epoch`` (1 when created,
+bumped when someone declares the stream dead). The append script writes only
+if both are the caller's and the stream has not ended, so a generator declared
+dead can never append again, whichever node holds the stream. A script only
+ever touches the keys of the streams of one hash slot: on a cluster the
+batcher calls it once per slot group, pipelined per node."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["APPEND_LUA", "DECLARE_DEAD_LUA", "Scripts"]
+from .connection import Target
 
-# Append events to several streams in one call, fenced by the caller's lease.
-# KEYS: lease, then (stream key, meta key) per stream.
-# ARGV: token, ttl_ms, then per stream: channel, first_seq, n, ended ("1"/"0"), n texts.
-# Returns -1 if the lease is not the caller's; otherwise the 1-based positions of
-# the streams it refused (owned by someone else, already ended, or a gap).
+__all__ = ["APPEND_LUA", "DECLARE_DEAD_LUA", "FENCED", "Scripts"]
+
+#: An append refusal code: the stream is someone else's, or ended, or its epoch moved on.
+FENCED = -2
+
+# Append events to one or more streams (on a cluster: all in one slot).
+# KEYS: (stream key, meta key) per stream.
+# ARGV: token, ttl_ms, publish command ('' = the caller publishes, after WAIT),
+#       then per stream: channel, first_seq, n, ended ("1"/"0"), epoch, and its
+#       n texts joined by newlines (one argument: compact JSON has no raw
+#       newline, and one argument per stream instead of one per event is less
+#       to encode and parse on both sides).
+# Returns a flat list of refusals, (1-based position, code) each: code -2 the
+# stream is fenced (not ours, ended, or another epoch); code >= -1 the log ends
+# at seq `code`, before `first_seq - 1` (a tail lost in a failover: the caller
+# writes again from `code + 1`).
 # Entries already written (a batch retried after a lost reply) are skipped, so a
-# retry never duplicates: the explicit ids make that check one HGET.
+# retry never duplicates: the explicit ids make that check one HMGET.
 APPEND_LUA = """
-local token = ARGV[1]
-if redis.call('GET', KEYS[1]) ~= token then return -1 end
-local ttl = ARGV[2]
-local a = 3
+local token, ttl, publish = ARGV[1], ARGV[2], ARGV[3]
+local a = 4
 local refused = {}
-for k = 2, #KEYS, 2 do
+for k = 1, #KEYS, 2 do
   local skey, mkey = KEYS[k], KEYS[k + 1]
-  local chan, first, n, fin = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
-  a = a + 4
-  local meta = redis.call('HMGET', mkey, 'owner', 'last', 'end')
+  local chan, first, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local fin, epoch, joined = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  a = a + 6
+  local meta = redis.call('HMGET', mkey, 'owner', 'epoch', 'last', 'end')
   if not meta[1] and first == 0 then
-    redis.call('HSET', mkey, 'owner', token, 'last', -1)
-    meta = {token, '-1', false}
+    redis.call('HSET', mkey, 'owner', token, 'epoch', epoch, 'last', -1)
+    meta = {token, epoch, '-1', false}
   end
-  local from = -1
-  if meta[1] == token and not meta[3] then from = tonumber(meta[2]) + 1 - first end
-  if from < 0 then
-    refused[#refused + 1] = k / 2
-  elseif from < n then
-    local parts = {}
-    for i = from, n - 1 do
-      local text = ARGV[a + i]
-      redis.call('XADD', skey, (first + i) .. '-1', 'e', text)
-      parts[#parts + 1] = text
+  if not meta[1] then
+    refused[#refused + 1] = (k + 1) / 2
+    refused[#refused + 1] = -1
+  elseif meta[1] ~= token or meta[2] ~= epoch or meta[4] then
+    refused[#refused + 1] = (k + 1) / 2
+    refused[#refused + 1] = -2
+  else
+    local from = tonumber(meta[3]) + 1 - first
+    if from < 0 then
+      refused[#refused + 1] = (k + 1) / 2
+      refused[#refused + 1] = tonumber(meta[3])
+    elseif from < n then
+      local i = 0
+      local parts = {}
+      for text in string.gmatch(joined, '[^\\n]+') do
+        if i >= from then
+          redis.call('XADD', skey, (first + i) .. '-1', 'e', text)
+          if from > 0 then parts[#parts + 1] = text end
+        end
+        i = i + 1
+      end
+      if fin == '1' then
+        redis.call('HSET', mkey, 'last', first + n - 1, 'end', '1')
+      else
+        redis.call('HSET', mkey, 'last', first + n - 1)
+      end
+      redis.call('PEXPIRE', skey, ttl)
+      redis.call('PEXPIRE', mkey, ttl)
+      if publish ~= '' then
+        if from > 0 then joined = table.concat(parts, '\\n') end
+        redis.call(publish, chan, (first + from) .. '\\n' .. joined)
+      end
     end
-    if fin == '1' then
-      redis.call('HSET', mkey, 'last', first + n - 1, 'end', '1')
-    else
-      redis.call('HSET', mkey, 'last', first + n - 1)
-    end
-    redis.call('PEXPIRE', skey, ttl)
-    redis.call('PEXPIRE', mkey, ttl)
-    redis.call('PUBLISH', chan, (first + from) .. '\\n' .. table.concat(parts, '\\n'))
   end
-  a = a + n
 end
 return refused
 """
 
-# End a stream whose owner's lease is gone with one terminal event.
-# KEYS: stream key, meta key, the owner's lease. ARGV: seq, text, channel, ttl_ms.
-# Returns 1 written, 0 owner alive, -1 already ended, -2 unknown, -3 seq moved on.
+# End a stream whose owner's lease is gone with one terminal event, and bump
+# its epoch (the owner, if it comes back, is fenced out).
+# KEYS: stream key, meta key. ARGV: the dead owner's token, seq, text, channel,
+# ttl_ms, publish command.
+# Returns 1 written, 0 owned by another, -1 already ended, -2 unknown, -3 seq moved on.
+# (Whether the owner's lease is gone is asked before, of its own key, which may
+# live in another slot: a lease, once lapsed, never comes back under the same
+# token, so the answer cannot go stale.)
 DECLARE_DEAD_LUA = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-local meta = redis.call('HMGET', KEYS[2], 'last', 'end')
+local meta = redis.call('HMGET', KEYS[2], 'owner', 'last', 'end')
 if not meta[1] then return -2 end
-if meta[2] then return -1 end
-if tonumber(meta[1]) + 1 ~= tonumber(ARGV[1]) then return -3 end
-redis.call('XADD', KEYS[1], ARGV[1] .. '-1', 'e', ARGV[2])
-redis.call('HSET', KEYS[2], 'last', ARGV[1], 'end', '1')
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[3], ARGV[1] .. '\\n' .. ARGV[2])
+if meta[3] then return -1 end
+if meta[1] ~= ARGV[1] then return 0 end
+if tonumber(meta[2]) + 1 ~= tonumber(ARGV[2]) then return -3 end
+redis.call('XADD', KEYS[1], ARGV[2] .. '-1', 'e', ARGV[3])
+redis.call('HSET', KEYS[2], 'last', ARGV[2], 'end', '1')
+redis.call('HINCRBY', KEYS[2], 'epoch', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call(ARGV[6], ARGV[4], ARGV[2] .. '\\n' .. ARGV[3])
 return 1
 """
 
@@ -79,10 +117,18 @@ class Scripts:
     # Any: redis-py's AsyncScript, whose replies it types loosely
     append: Any
     declare_dead: Any
+    target: Target
+
+    @property
+    def publish(self) -> str:
+        return self.target.publish
 
     @classmethod
-    def register(cls, redis_client: Any) -> Scripts:
+    async def register(cls, redis_client: Any, target: Target) -> Scripts:
+        if target.cluster:
+            await redis_client.script_load(APPEND_LUA)  # every master: pipelined EVALSHAs
         return cls(
             redis_client.register_script(APPEND_LUA),
             redis_client.register_script(DECLARE_DEAD_LUA),
+            target,
         )

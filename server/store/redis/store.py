@@ -1,27 +1,11 @@
-"""Streams kept in Redis, so that several processes and machines share them.
-
-The store/log seam of ``server/core/`` (``docs/architecture.md``), backed by
-Redis through redis-py's asyncio client. The parts, one module each:
-
-* :mod:`.keys`, :mod:`.scripts`: what is kept where (a Redis Stream per stream's
-  log, entry ids from ``seq``, a meta hash, both expiring ``retention`` seconds
-  after the last append) and the two Lua scripts that write it;
-* :mod:`.stream`: a stream generated here, shown to followers only once Redis
-  holds its events (ended with ``error``/``stream_too_long`` before
-  ``max_events``);
-* :mod:`.batcher`: its appends go to Redis in batches, one ``EVALSHA`` for all
-  streams, so round trips do not grow with the event rate;
-* :mod:`.mirror`: streams generated elsewhere, loaded with ``XRANGE`` and fed by
-  this process's ONE pub/sub connection; ``cancel`` of such a stream is a
-  message on its owner's control channel;
-* :mod:`.lease`, :mod:`.liveness`: every process holds a lease that a thread
-  renews, and appends are fenced by it; a process whose lease is gone has its
-  streams declared dead by whoever reads them (``error``/``interrupted``);
-* :mod:`.state`: the store's life cycle, below.
-
-Redis lost (an outage): every live stream here ends with
-``error``/``store_unavailable``, ``create`` answers 503 ``store_unavailable``;
-once Redis answers again the store serves again by itself.
+"""Streams kept in Redis, one Redis or a Redis Cluster, so that several
+processes and machines share them: the store/log seam of ``server/core/``,
+backed by redis-py's asyncio clients. The parts, one module each, and what
+each failure does: ``docs/architecture.md`` (the Redis store; deploying on a
+cluster). Redis lost (an outage): every live stream here ends with
+``error``/``store_unavailable``, ``create`` answers 503; once Redis answers
+again the store serves again by itself. A cluster node failing is watched
+(:mod:`.failover`): its streams wait for its replica, the rest go on.
 """
 
 from __future__ import annotations
@@ -40,18 +24,23 @@ from ...core.log import new_stream_id
 from ...core.store import SHUTDOWN_MESSAGE
 from ...wire import errors
 from .batcher import WriteBatcher
+from .bus import Bus
 from .connection import (
+    DOWN,
     UNAVAILABLE_MESSAGE,
     StoreUnavailable,
-    client,
+    Target,
+    close_client,
     connect_check,
     unavailable,
 )
+from .failover import ClusterWatch
 from .keys import Keys
 from .lease import ProcessLease
-from .liveness import INTERRUPTED_MESSAGE, Liveness
+from .liveness import Liveness
 from .mirror import Mirrors, RedisMirror
 from .records import RedisRecords
+from .routes import Routes
 from .scripts import Scripts
 from .state import State, Transition, next_state
 from .stream import RedisStream
@@ -90,7 +79,9 @@ class RedisStreamStore:
         retention: float,
         idle_timeout: float,
         max_live_streams: int,
+        wait_ms: int,
         max_events: int = 100_000,
+        failover_timeout: float = 15.0,
         lease: float = 3.0,
         prefix: str = "twinstream:",
         mirror_linger: float = 30.0,
@@ -98,10 +89,15 @@ class RedisStreamStore:
     ) -> None:
         self.backend = backend
         self.url = url
+        self.target = Target(url)
         self.retention = retention
         self.idle_timeout = idle_timeout
         self.max_live_streams = max_live_streams
         self.max_events = max_events
+        # WAIT 1 <wait_ms> after each node's batch (0: off); how long a cluster
+        # node may fail (its replica not yet promoted) before its streams end.
+        self.wait_ms = wait_ms
+        self.failover_timeout = failover_timeout
         self.lease = lease
         self.keys = Keys(prefix)
         self.mirror_linger = mirror_linger
@@ -117,11 +113,13 @@ class RedisStreamStore:
         self.process_lease = ProcessLease(self)
         self.liveness = Liveness(self)
         self.records = RedisRecords(self)
+        self.cluster_watch = ClusterWatch(self)
         # Any: redis-py types replies as bytes | str whatever decode_responses says
         self.redis: Any = None
-        self.pubsub: Any = None
+        self.routes = Routes(self.target, None)
+        self.bus: Bus | None = None
         self.scripts: Scripts | None = None
-        # The listener and the tick while connected; the reconnect loop while not.
+        # The tick while connected; the reconnect loop while not.
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnecting: asyncio.Task[None] | None = None
 
@@ -137,6 +135,7 @@ class RedisStreamStore:
             retention=settings.retention,
             idle_timeout=settings.idle_timeout,
             max_live_streams=settings.max_streams,
+            wait_ms=settings.redis_wait_ms,
             **options,
         )
 
@@ -173,7 +172,7 @@ class RedisStreamStore:
         """Connect, take the lease and subscribe; StoreUnavailable if Redis is down."""
         try:
             await self._connect()
-        except (RedisError, OSError) as exc:
+        except (RedisError, *DOWN) as exc:
             await self._reset_connections()
             raise StoreUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
         self._start_tasks()
@@ -185,31 +184,34 @@ class RedisStreamStore:
         self._reconnecting = asyncio.get_running_loop().create_task(self._recover())
 
     async def _connect(self) -> None:
-        self.redis = client(self.url)
-        self.scripts = Scripts.register(self.redis)
-        self.pubsub = self.redis.pubsub()
+        self.redis = self.target.client()
+        self.routes = Routes(self.target, self.redis)
+        self.scripts = await Scripts.register(self.redis, self.target)
+        self.bus = Bus(
+            self.routes,
+            self.mirrors.on_message,
+            self.outage,
+            self.mirrors.on_moved,
+            self.failover_timeout,
+        )
         await self.process_lease.take()
         self._move(Transition.CONNECTED)
 
     def _start_tasks(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self.mirrors.listen()),
-            loop.create_task(self.liveness.run()),
-        ]
+        self._tasks = [loop.create_task(self.liveness.run())]
         self.process_lease.keep()
         self.batcher.resume()
 
     async def _reset_connections(self) -> None:
-        pubsub, redis_client = self.pubsub, self.redis
-        self.pubsub = self.redis = None
-        self.mirrors.disconnected()
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        bus, redis_client = self.bus, self.redis
+        self.bus = self.redis = None
+        if bus is not None:
+            await bus.close()
+        await self.routes.close()
         if redis_client is not None:
             with contextlib.suppress(Exception):
-                await redis_client.aclose(close_connection_pool=True)
+                await close_client(redis_client)
 
     async def _recover(self) -> None:
         """Reconnect until Redis answers, then serve again. Cancelled by close."""
@@ -218,7 +220,7 @@ class RedisStreamStore:
             while not self.closed:
                 try:
                     await self._connect()
-                except (RedisError, OSError):
+                except (RedisError, *DOWN):
                     await self._reset_connections()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
@@ -237,6 +239,10 @@ class RedisStreamStore:
         later if Redis takes it), end every mirror, and reconnect in the
         background. Only the first report of an outage does anything."""
         if not self.available:
+            return
+        if self.target.cluster and not self.cluster_watch.giving_up:
+            # One node failing: the rest serve on while its replica takes over.
+            self.cluster_watch.trouble(exc)
             return
         self._move(Transition.LOST)
         log.warning(
@@ -278,7 +284,7 @@ class RedisStreamStore:
         stream = RedisStream(self, new_stream_id(), request)  # appends start, starts generating
         self.local[stream.id] = stream
         # Answer only once Redis has the stream, so any process can open it.
-        if not await self.batcher.written():
+        if not await self.batcher.written() or stream.last_seq < 0:
             self._stop_generation(stream, "store_unavailable", UNAVAILABLE_MESSAGE)
             self.local.pop(stream.id, None)
             self.batcher.drop(stream.id)
@@ -308,13 +314,40 @@ class RedisStreamStore:
     # -- stopping streams generated here ----------------------------------------------------
 
     def abandon(self, stream: RedisStream) -> None:
-        """Stop a local stream that Redis no longer accepts from us; its readers
-        here get ``interrupted`` and later opens go to Redis."""
+        """Stop a local stream that Redis no longer accepts from us (declared
+        dead while we stalled): its readers here are given the log as Redis
+        holds it, which ends with ``interrupted``; later opens go to Redis."""
         if self.local.get(stream.id) is stream:
             del self.local[stream.id]
         self.batcher.drop(stream.id)
-        stream.end_here("interrupted", INTERRUPTED_MESSAGE)
-        stream.cancel()  # its done/cancelled is ignored: the log has ended
+        stream.fence()
+        stream.cancel()  # its done/cancelled is ignored: the stream is fenced
+        asyncio.get_running_loop().create_task(self._adopt(stream))
+
+    async def _adopt(self, stream: RedisStream) -> None:
+        texts: list[str] = []
+        if self.redis is not None:
+            with contextlib.suppress(RedisError, *DOWN):
+                entries = await self.redis.xrange(
+                    self.keys.stream(stream.id), f"{stream.last_seq + 1}-0", "+"
+                )
+                texts = [fields["e"] for _, fields in entries]
+        stream.adopt(texts)
+
+    def served_again(self) -> None:
+        """A cluster serves every slot again after a node failed: write at once
+        what waited for it."""
+        self.batcher.resume()
+
+    def give_up(self, stream: RedisStream) -> None:
+        """A cluster node holding the stream stayed down past ``failover_timeout``:
+        end it with ``store_unavailable``, shown from memory (its events are
+        written later if Redis takes them)."""
+        if not stream.ended:
+            log.warning("stream %s: its Redis node stayed down; ending it", stream.id)
+            self.batcher.from_memory.add(stream.id)
+            stream.confirm_all()
+            self._stop_generation(stream, "store_unavailable", UNAVAILABLE_MESSAGE)
 
     def _stop_generation(self, stream: RedisStream, code: str, message: str) -> None:
         """End a local stream with ``error``/``code`` (drain deadline, Redis lost),
@@ -356,12 +389,14 @@ class RedisStreamStore:
         was_available = self.available
         self._move(Transition.CLOSE)
         self.process_lease.stop()
+        self.cluster_watch.stop()
         for task in [*self._tasks, self._reconnecting]:
             if task is not None:
                 task.cancel()
         self._tasks = []
         self.batcher.stop()
         if self.redis is not None and was_available:
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.delete(self.keys.lease(self.token))
+            with contextlib.suppress(RedisError, *DOWN):
+                for lease in self.keys.leases(self.token):
+                    await self.redis.delete(lease)
         await self._reset_connections()

@@ -9,8 +9,11 @@ from ...backends.base import Backend, BackendError, ChatRequest
 from ...core.log import CATCH_UP_BYTES, StreamLog
 from ...core.stream import Stream
 from ...wire import events
+from .keys import is_terminal_text
 
 __all__ = ["Enqueuer", "RedisStream", "StreamHost", "end_locally"]
+
+INTERRUPTED_MESSAGE = "the process generating this stream stopped; start it again"
 
 
 class Enqueuer(Protocol):
@@ -51,13 +54,27 @@ class RedisStream(Stream):
     generation appends into an ``error`` (drain deadline: code
     ``server_shutdown``; Redis lost: ``store_unavailable``)."""
 
-    __slots__ = ("owner", "end_reason", "_redis_store", "_confirmed", "_confirmed_end", "_fresh")
+    __slots__ = (
+        "owner",
+        "epoch",
+        "end_reason",
+        "_redis_store",
+        "_confirmed",
+        "_confirmed_end",
+        "_fresh",
+        "fenced",
+    )
 
     local = True
+    shared = True  # a resume past its end is a lost tail (handlers/resume.py)
 
     def __init__(self, store: StreamHost, stream_id: str, request: ChatRequest) -> None:
         self._redis_store = store
         self.owner = store.token
+        # The fence written with the stream's meta; bumped (by whoever declares
+        # the stream dead) past this one, the append script refuses our writes.
+        self.epoch = "1"
+        self.fenced = False  # Redis refused it for good: nothing more is appended here
         self.end_reason: tuple[str, str] | None = None
         self._confirmed = -1  # the last seq Redis holds (or that may be shown)
         self._confirmed_end = False
@@ -135,6 +152,11 @@ class RedisStream(Stream):
                 out.append(item)
         return out
 
+    def items(self, first: int, stop: int) -> list[str | bytes]:
+        """The JSON of events ``first .. stop - 1`` as this log holds them,
+        whether confirmed or not (a lost tail written again)."""
+        return list(StreamLog.read(self, first - 1, 1 << 62)[: stop - first])
+
     # -- appends: queued for Redis, shown when confirmed -------------------------------
 
     def append(self, event: dict[str, Any]) -> None:
@@ -144,7 +166,7 @@ class RedisStream(Stream):
         super().append(event)
 
     def append_text(self, text: str | bytes, terminal: bool) -> None:
-        if self.ended_at is not None:
+        if self.ended_at is not None or self.fenced:
             return
         store = self._redis_store
         seq = len(self._ends)
@@ -167,6 +189,27 @@ class RedisStream(Stream):
 
     def _on_ended(self) -> None:
         pass  # deferred to confirm(): the end is not shown before Redis has it
+
+    def fence(self) -> None:
+        """Redis refused the stream for good (someone declared it dead): stop
+        appending, and forget what Redis never confirmed (no reader saw it), so
+        that what follows can be the log as Redis holds it (:meth:`adopt`)."""
+        self.fenced = True
+        keep = self._confirmed + 1
+        if keep < len(self._ends):
+            self._buf = bytearray(self._buf[: self._ends[keep - 1] if keep else 0])
+            del self._ends[keep:]
+            self.ended_at = None
+
+    def adopt(self, texts: list[str]) -> None:
+        """After :meth:`fence`: the events Redis holds after the confirmed ones
+        (ending with whoever's terminal event), shown to this process's readers."""
+        for text in texts:
+            if self.ended_at is None:
+                StreamLog.append_text(self, text, is_terminal_text(text))
+        if self.ended_at is None:
+            self.end_here("interrupted", INTERRUPTED_MESSAGE)
+        self.confirm_all()
 
     def end_here(self, code: str, message: str) -> None:
         """End the log for this process's readers only (nothing goes to Redis)."""

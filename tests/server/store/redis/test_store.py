@@ -99,12 +99,12 @@ async def test_the_log_is_a_redis_stream_with_ids_from_seq_and_a_ttl(
         stream = await a.create(request(max_tokens=5))
         await Collector(stream).wait()
         await a.batcher.written()
-        entries = await client.xrange(f"twinstream:s:{stream.id}")
+        entries = await client.xrange(a.keys.stream(stream.id))
         assert [entry_id for entry_id, _ in entries] == [f"{seq}-1" for seq in range(7)]
         assert [fields["e"].encode() for _, fields in entries] == stream.read(-1, 1 << 30)
-        assert 0 < await client.pttl(f"twinstream:s:{stream.id}") <= 120_000
-        meta = await client.hgetall(f"twinstream:m:{stream.id}")
-        assert meta == {"owner": a.token, "last": "6", "end": "1"}
+        assert 0 < await client.pttl(a.keys.stream(stream.id)) <= 120_000
+        meta = await client.hgetall(a.keys.meta(stream.id))
+        assert meta == {"owner": a.token, "epoch": "1", "last": "6", "end": "1"}
     finally:
         await client.aclose()
         await a.close()
@@ -183,7 +183,7 @@ async def test_a_generator_that_stops_renewing_is_declared_dead_and_fenced(
         backend.release("zombie")
         await a.batcher.written()
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-        entries = await client.xrange(f"twinstream:s:{stream.id}")
+        entries = await client.xrange(a.keys.stream(stream.id))
         await client.aclose()
         assert [fields["e"].encode() for _, fields in entries] == mirror.read(-1, 1 << 30)
         assert "zombie" not in mirror.text()
@@ -270,7 +270,7 @@ async def test_retried_batches_never_duplicate(redis_server: RedisServer) -> Non
         # The same batch again, as after a reply lost on the way back.
         await a.batcher.write({stream.id: Pending(stream, 0, [*stream.read(-1, 1 << 30)], True)})
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-        assert await client.xlen(f"twinstream:s:{stream.id}") == stream.last_seq + 1
+        assert await client.xlen(a.keys.stream(stream.id)) == stream.last_seq + 1
         await client.aclose()
     finally:
         await a.close()

@@ -1,0 +1,202 @@
+"""One flush, as Redis is sent it: per node, one pipeline on one connection
+holding one append-script call per hash slot group (never a script across
+slots), then, with ``--redis-wait-ms``, ``WAIT 1 <ms>`` and the publications
+(so nothing reaches any reader before a replica holds it). The nodes are
+written at once; one that fails (down, its slot moved, no replica in time)
+fails only its own streams, which the batcher keeps and writes again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+
+from .connection import DOWN, Target
+from .keys import Keys
+from .routes import Routes
+from .scripts import APPEND_LUA, FENCED
+from .stream import RedisStream
+
+__all__ = ["NodeBatch", "NodeTrouble", "Outcome", "Pending", "WriterHost", "write_node"]
+
+log = logging.getLogger("twinstream.redis")
+
+#: Replies that say "not here, not now" (the slot moved or is moving, the node
+#: is down, loading or became a replica): the batch is written again later.
+#: (MovedError is an AskError.)
+MOVING = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, BusyLoadingError)
+
+
+class WriterHost(Protocol):
+    @property
+    def keys(self) -> Keys: ...
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def retention(self) -> float: ...
+
+    @property
+    def wait_ms(self) -> int: ...
+
+
+@dataclass(eq=False)
+class Pending:
+    """One stream's events not yet in Redis: from seq ``first``, as appended
+    (text deltas still as log records), and whether the last one ends it."""
+
+    stream: RedisStream
+    first: int
+    items: list[str | bytes] = field(default_factory=list)
+    ended: bool = False
+
+
+class NodeTrouble(Exception):
+    """A node's batch was not written (or not replicated in time): keep it, try again."""
+
+
+@dataclass
+class NodeBatch:
+    """One node's share of a flush: per slot, (keys, args, the streams' texts)."""
+
+    node: str
+    # (slot, owner) -> the script call's keys, its args, and the streams' texts
+    calls: dict[tuple[int, str], tuple[list[str], list[Any], list[tuple[Pending, list[bytes]]]]] = (
+        field(default_factory=dict)
+    )
+
+    def streams(self) -> Iterable[Pending]:
+        for _, _, written in self.calls.values():
+            for pending, _ in written:
+                yield pending
+
+    def add(self, host: WriterHost, pending: Pending, texts: list[bytes], slot: int) -> None:
+        keys = host.keys
+        owner = pending.stream.owner
+        call = self.calls.get((slot, owner))
+        if call is None:
+            publish = "" if host.wait_ms else host.target.publish  # with WAIT: published after
+            call = self.calls[slot, owner] = ([], [owner, _ttl(host), publish], [])
+        redis_keys, args, written = call
+        stream_id = pending.stream.id
+        redis_keys += (keys.stream(stream_id), keys.meta(stream_id))
+        args += (
+            keys.channel(stream_id),
+            pending.first,
+            len(texts),
+            "1" if pending.ended else "0",
+            pending.stream.epoch,
+            b"\n".join(texts),
+        )
+        written.append((pending, texts))
+
+
+@dataclass
+class Outcome:
+    """What a node's batch came to, per stream."""
+
+    confirmed: list[tuple[Pending, list[bytes]]] = field(default_factory=list)
+    fenced: list[Pending] = field(default_factory=list)
+    gaps: list[tuple[Pending, int]] = field(default_factory=list)
+    broken: list[Pending] = field(default_factory=list)  # an error reply: a bug
+
+
+def _ttl(host: WriterHost) -> int:
+    return int(host.retention * 1000)
+
+
+async def write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatch) -> Outcome:
+    """Write one node's batch. Raises NodeTrouble (or an outage error on one
+    Redis) when it must be written again."""
+    client = routes.client(batch.node)
+    # WAIT only where a replica can answer: a master whose replica just took
+    # over for it has none (then there is nothing a failover could keep).
+    wait = host.wait_ms if host.wait_ms and not routes.alone(batch.node) else 0
+    replies = await _run(client, sha, batch, wait)
+    if replies and isinstance(replies[0], NoScriptError):
+        # A node that has not seen the script (a replica just promoted, a
+        # restarted Redis): load it there and run the batch once more.
+        await client.script_load(APPEND_LUA)
+        replies = await _run(client, sha, batch, wait)
+    if wait:
+        acks = replies.pop()
+        if isinstance(acks, Exception) or int(acks) < 1:
+            if await _replicas(client):
+                raise NodeTrouble(f"no replica acknowledged within {host.wait_ms} ms")
+            routes.mark_alone(batch.node)
+    outcome = Outcome()
+    for (_, _, written), reply in zip(batch.calls.values(), replies):
+        if isinstance(reply, MOVING):
+            raise NodeTrouble(f"{type(reply).__name__}: {reply}")
+        if isinstance(reply, ResponseError):
+            log.error("Redis refused a batch: %s", reply)
+            outcome.broken += [pending for pending, _ in written]
+            continue
+        refused = {int(reply[i]) - 1: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+        for index, (pending, texts) in enumerate(written):
+            code = refused.get(index)
+            if code is None:
+                outcome.confirmed.append((pending, texts))
+            elif code == FENCED:
+                outcome.fenced.append(pending)
+            else:
+                outcome.gaps.append((pending, code))
+    if host.wait_ms and outcome.confirmed:
+        await _publish(host, client, outcome.confirmed)
+    return outcome
+
+
+async def _replicas(client: Any) -> int:
+    """How many replicas the node has (``ROLE``)."""
+    role = await client.execute_command("ROLE")
+    return len(role[2]) if role and role[0] == "master" else 0
+
+
+async def _run(client: Any, sha: str, batch: NodeBatch, wait: int) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for redis_keys, args, _ in batch.calls.values():
+            pipe.evalsha(sha, len(redis_keys), *redis_keys, *args)
+        if wait:
+            pipe.execute_command("WAIT", 1, wait)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+async def _publish(
+    host: WriterHost, client: Any, confirmed: list[tuple[Pending, list[bytes]]]
+) -> None:
+    """With WAIT: the events a replica holds, published (one round trip)."""
+    keys, command = host.keys, host.target.publish
+    async with client.pipeline(transaction=False) as pipe:
+        for pending, texts in confirmed:
+            message = f"{pending.first}\n".encode() + b"\n".join(texts)
+            pipe.execute_command(command, keys.channel(pending.stream.id), message)
+        await pipe.execute(raise_on_error=False)
+
+
+async def write_all(
+    host: WriterHost, routes: Routes, sha: str, batches: list[NodeBatch]
+) -> list[Outcome | BaseException]:
+    """Every node's batch at once; per node its Outcome or what went wrong."""
+    if len(batches) == 1:
+        try:
+            return [await write_node(host, routes, sha, batches[0])]
+        except (NodeTrouble, *DOWN) as exc:
+            return [exc]
+    return list(
+        await asyncio.gather(
+            *(write_node(host, routes, sha, batch) for batch in batches), return_exceptions=True
+        )
+    )
