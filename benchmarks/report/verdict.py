@@ -396,7 +396,7 @@ def ratio_notes(results: dict[str, Any], limit: int = 4) -> str | None:
     load, cpus = meta.get("load_average") or [0], meta.get("cpus") or 0
     loaded = bool(cpus and load[0] >= cpus)
     found = []
-    for label, sse, ws, _peer_sse, _peer_ws in summary_rows(results):
+    for label, sse, ws, *_peers in summary_rows(results):
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (sse, ws)):
             continue
         if sse <= 0 or ws <= 0 or 0.5 < ws / sse < 2:

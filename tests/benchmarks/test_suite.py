@@ -24,7 +24,7 @@ from benchmarks.latency import run_latency
 from benchmarks.proxy import CountingProxy
 from benchmarks.reconnect import plan_cuts, run_reconnect
 from benchmarks.report.summary import summary_table
-from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess
+from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess, with_loop
 from benchmarks.stats import paired_ratio_interval, percentile, summarize
 from benchmarks.throughput import model_lag, run_throughput
 
@@ -151,15 +151,24 @@ def test_model_lag_measures_tokens_against_the_schedule() -> None:
 # -- the peer servers speak the contract --------------------------------------------
 
 
-@pytest.mark.parametrize("spec", PEER_SPECS, ids=lambda s: s.name)
-def test_peer_servers_stream_the_synthetic_model(spec: Any) -> None:
+PEER_CASES = [
+    (spec, transport) for spec in PEER_SPECS for transport in spec.transports
+] + [(with_loop(spec, "uvloop"), spec.transports[0]) for spec in PEER_SPECS if not spec.program]
+
+
+@pytest.mark.parametrize(
+    "spec, transport", PEER_CASES, ids=[f"{s.name}-{t}" for s, t in PEER_CASES]
+)
+def test_peer_servers_stream_the_synthetic_model(spec: Any, transport: str) -> None:
+    """Every peer (the Node one included, each of its transports; the Python ones on
+    uvloop too) streams exactly the synthetic model's tokens, numbered and stamped."""
     from benchmarks.clients import Endpoint, sse_completion, ws_completion
 
     prompt = prompts_with_tokens(1, 20, "peer")[0]
 
     async def one(url: str) -> Any:
         endpoint = Endpoint(url)
-        if "sse" in spec.transports:
+        if transport == "sse":
             record, connection = await sse_completion(endpoint, prompt, 20)
             await connection.close()
         else:
@@ -170,6 +179,9 @@ def test_peer_servers_stream_the_synthetic_model(spec: Any) -> None:
 
     with ServerProcess(spec.command(0, 0)) as server:
         record = asyncio.run(one(server.url))
+        if spec.loop == "uvloop":
+            maps = Path(f"/proc/{server.pid}/maps").read_text(encoding="utf-8")
+            assert "uvloop/loop." in maps
     assert record.error is None
     assert record.kinds[0] == "start" and record.kinds[-1] == "done"
     assert record.seqs == list(range(len(record.seqs)))
@@ -281,8 +293,8 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
         "browser",
         "churn",
     ]
-    assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets"}
-    assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets"}
+    assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets", "node"}
+    assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets", "node"}
     assert results["reconnect"]["sides"] == ["network", "client", "server"]
     assert results["reconnect"]["transports"]["sse"]["lost"] == 0
     assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
