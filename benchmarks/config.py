@@ -62,6 +62,11 @@ class SuiteConfig:
     #: the loads each round runs (benchmarks.headtohead.LOADS); fewer loads measure
     #: fewer targets, with only the contenders those targets compare
     head_to_head_loads: tuple[str, ...] = ("throughput", "latency", "unthrottled")
+    # -- the protocol table (benchmarks.protocols): every view of benchmarks.views
+    protocol_streams: int = 1000  # concurrent streams for server CPU per token
+    protocol_max_tokens: int = 60  # tokens per stream in that load
+    protocol_completions: int = 5  # completions per variant for bytes per token
+    protocol_samples: int = 10  # time to first token, cold and warm each
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load
@@ -107,6 +112,10 @@ TINY = SuiteConfig(
     browser_limit_tokens=10,
     browser_parts=("reconnect", "limit", "cpu"),
     head_to_head_rounds=2,
+    protocol_streams=3,
+    protocol_max_tokens=8,
+    protocol_completions=2,
+    protocol_samples=2,
     churn_clients=3,
     churn_seconds=3.0,
     churn_interval=0.5,
@@ -134,6 +143,10 @@ QUICK = SuiteConfig(
     browser_parts=("reconnect",),
     churn_clients=6,
     churn_seconds=5.0,
+    protocol_streams=100,
+    protocol_max_tokens=30,
+    protocol_completions=3,
+    protocol_samples=3,
 )
 FULL = SuiteConfig(
     name="full",

@@ -25,6 +25,7 @@ from .report.details import (
 )
 from .report.headline import SummaryRow, latency_rows, reconnect_rows, throughput_rows
 from .report.headtohead import headtohead_section, rounds_run_section
+from .report.protocols import protocols_section
 from .report.scaleout import readme_section, scaleout_section
 from .report.sections import browser_rows, browser_section, churn_section, network_section
 from .servers import PEER_SPECS, TWINSTREAM, ServerSpec
@@ -183,6 +184,12 @@ def _run_scaleout(context: RunContext) -> Results:
     return {"scaleout": run_scaleout(context.config, progress=context.progress)}
 
 
+def _run_protocols(context: RunContext) -> Results:
+    from .protocols import run_protocols  # every view of benchmarks.views, on twinstream
+
+    return {"protocols": run_protocols(context.config, progress=context.progress)}
+
+
 def _or_not_run(render: Callable[[Results], str], heading: str) -> Callable[[Results], list[str]]:
     return lambda results: [render(results) or f"{heading}\n\n_not run_"]
 
@@ -257,6 +264,7 @@ PARTS: tuple[Part, ...] = (
         sections={"browser": browser_section},
     ),
     Part("churn", _run_churn, sections={"churn": churn_section}),
+    Part("protocols", _run_protocols, sections={"protocols": protocols_section}),
     Part(
         "scaleout",
         _run_scaleout,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .choices import more_choices
 from .format import fmt, get
 from .summary import summary_rows
 
@@ -311,6 +312,7 @@ def choose(results: dict[str, Any]) -> list[str]:
         _cpu(results),
         _memory(results),
         _churn(results),
+        *more_choices(results),  # issue 25's: protocols, node, capacity, loop, HTTP/2, turns
     ]
     return [s for s in statements if s]
 

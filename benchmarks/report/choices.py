@@ -1,0 +1,20 @@
+"""Issue 25's lines of "What to choose", each computed from the run with the condition
+that flips it: the protocol view, the Node peer, capacity (streams per core), the event
+loop, HTTP/2 in front, the multi-turn conversation. :func:`more_choices` gives those the
+run has figures for; :func:`benchmarks.report.verdict.choose` appends them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .protocols import protocol_choice
+
+__all__ = ["CHOICES", "more_choices"]
+
+#: each returns its line, or None when the run has no figures for it
+CHOICES: list[Callable[[dict[str, Any]], str | None]] = [protocol_choice]
+
+
+def more_choices(results: dict[str, Any]) -> list[str]:
+    return [line for line in (choice(results) for choice in CHOICES) if line]
