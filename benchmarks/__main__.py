@@ -22,6 +22,7 @@ from pathlib import Path
 from .config import PRESETS, SERVER_DEFAULTS
 from .links import PROFILES
 from .parts import part_named, part_names
+from .servers import LOOPS
 from .suite import machine_info, run_suite
 from .targets import LOADS
 
@@ -156,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
         "from throughput, latency, unthrottled); a round runs only the contenders the "
         "chosen loads' targets compare, so 'throughput' drops sse-starlette",
     )
+    parser.add_argument(
+        "--loops",
+        help="event loops for the Python servers in headtohead and capacity, comma-separated "
+        "(default: the preset's: asyncio and uvloop with the full preset; choose from "
+        f"{', '.join(LOOPS)})",
+    )
+    parser.add_argument(
+        "--store",
+        choices=("redis",),
+        help="capacity also runs twinstream on a Redis store (a redis-server the suite "
+        "starts) with two processes",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
 
@@ -222,6 +235,9 @@ def _check_options(
             f"unknown head-to-head load(s) {', '.join(bad) or repr(args.loads)}; "
             f"choose from {', '.join(LOADS)}"
         )
+    bad = [loop for loop in _listed(args.loops) if loop not in LOOPS]
+    if bad:
+        parser.error(f"unknown event loop(s) {', '.join(bad)}; choose from {', '.join(LOOPS)}")
     if args.rounds is not None and args.rounds < 2:
         parser.error(
             f"--rounds must be at least 2, not {args.rounds}: a median of one round is one sample"
@@ -265,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiles=_listed(args.profiles) or None,
         rounds=args.rounds,
         loads=_listed(args.loads) or None,
+        loops=_listed(args.loops) or None,
+        store=args.store,
     )
     print(f"results: {out / 'results.json'}\nreport:  {out / 'report.md'}")
     return 0

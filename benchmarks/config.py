@@ -62,11 +62,21 @@ class SuiteConfig:
     #: the loads each round runs (benchmarks.headtohead.LOADS); fewer loads measure
     #: fewer targets, with only the contenders those targets compare
     head_to_head_loads: tuple[str, ...] = ("throughput", "latency", "unthrottled")
+    #: each Python contender runs on each of these event loops (benchmarks.servers.LOOPS)
+    head_to_head_loops: tuple[str, ...] = ("asyncio",)
     # -- the protocol table (benchmarks.protocols): every view of benchmarks.views
     protocol_streams: int = 1000  # concurrent streams for server CPU per token
     protocol_max_tokens: int = 60  # tokens per stream in that load
     protocol_completions: int = 5  # completions per variant for bytes per token
     protocol_samples: int = 10  # time to first token, cold and warm each
+    # -- capacity (benchmarks.capacity): streams at the model's pace until delivery slows
+    capacity_start: int = 500  # the coarse search's first level
+    capacity_limit: int = 16000  # it stops here if every level held
+    capacity_fine_steps: int = 3  # bisections between the last level held and the first failed
+    capacity_max_tokens: int = 150  # per stream: 5 s at 30 tokens/s
+    capacity_loops: tuple[str, ...] = ("asyncio", "uvloop")  # each Python server on each
+    #: ``redis``: capacity also runs twinstream on a Redis store with two processes
+    store: str | None = None
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load
@@ -114,6 +124,11 @@ TINY = SuiteConfig(
     head_to_head_rounds=2,
     protocol_streams=3,
     protocol_max_tokens=8,
+    capacity_start=2,
+    capacity_limit=4,
+    capacity_fine_steps=1,
+    capacity_max_tokens=10,
+    capacity_loops=("asyncio",),
     protocol_completions=2,
     protocol_samples=2,
     churn_clients=3,
@@ -145,6 +160,12 @@ QUICK = SuiteConfig(
     churn_seconds=5.0,
     protocol_streams=100,
     protocol_max_tokens=30,
+    # one capacity point per server: a level that holds ends the search at its limit
+    capacity_start=200,
+    capacity_limit=200,
+    capacity_fine_steps=0,
+    capacity_max_tokens=45,
+    capacity_loops=("asyncio",),
     protocol_completions=3,
     protocol_samples=3,
 )
@@ -170,6 +191,7 @@ FULL = SuiteConfig(
     browser_limit_tokens=45,
     browser_parts=("reconnect", "limit", "cpu"),
     head_to_head_rounds=8,
+    head_to_head_loops=("asyncio", "uvloop"),
     churn_clients=50,
     churn_seconds=120.0,
     churn_interval=3.0,

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import connections, stuck
 from .config import SuiteConfig
+from .report.capacity import capacity_section
 from .report.details import (
     latency_section,
     open_connections_section,
@@ -190,6 +191,13 @@ def _run_protocols(context: RunContext) -> Results:
     return {"protocols": run_protocols(context.config, progress=context.progress)}
 
 
+def _run_capacity(context: RunContext) -> Results:
+    from .capacity import run_capacity  # every server, streams raised until delivery slows
+
+    config = context.config
+    return {"capacity": run_capacity(config, store=config.store, progress=context.progress)}
+
+
 def _or_not_run(render: Callable[[Results], str], heading: str) -> Callable[[Results], list[str]]:
     return lambda results: [render(results) or f"{heading}\n\n_not run_"]
 
@@ -265,6 +273,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("churn", _run_churn, sections={"churn": churn_section}),
     Part("protocols", _run_protocols, sections={"protocols": protocols_section}),
+    Part("capacity", _run_capacity, sections={"capacity": capacity_section}),
     Part(
         "scaleout",
         _run_scaleout,

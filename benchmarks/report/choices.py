@@ -8,12 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .capacity import capacity_choice, loop_choice
 from .protocols import protocol_choice
 
 __all__ = ["CHOICES", "more_choices"]
 
 #: each returns its line, or None when the run has no figures for it
-CHOICES: list[Callable[[dict[str, Any]], str | None]] = [protocol_choice]
+CHOICES: list[Callable[[dict[str, Any]], str | None]] = [
+    protocol_choice,
+    capacity_choice,
+    loop_choice,
+]
 
 
 def more_choices(results: dict[str, Any]) -> list[str]:

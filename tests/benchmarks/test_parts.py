@@ -29,6 +29,7 @@ def test_parts_by_kind_keep_the_command_lines_order() -> None:
         "browser",
         "churn",
         "protocols",
+        "capacity",
     )
     assert part_names("extra") == ("connections", "stuck", "headtohead")
     assert part_names("optional") == ("scaleout",)
