@@ -151,9 +151,9 @@ def test_model_lag_measures_tokens_against_the_schedule() -> None:
 # -- the peer servers speak the contract --------------------------------------------
 
 
-PEER_CASES = [
-    (spec, transport) for spec in PEER_SPECS for transport in spec.transports
-] + [(with_loop(spec, "uvloop"), spec.transports[0]) for spec in PEER_SPECS if not spec.program]
+PEER_CASES = [(spec, transport) for spec in PEER_SPECS for transport in spec.transports] + [
+    (with_loop(spec, "uvloop"), spec.transports[0]) for spec in PEER_SPECS if not spec.program
+]
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,9 @@ def test_capacity_line_names_the_leader_and_how_far_twinstream_is_behind() -> No
     line = capacity_choice(RESULTS)
     assert line is not None
     assert line.startswith("**Most chats per core at 30 tokens/s: node ws** (4,000 streams")
-    assert "twinstream is behind: 3,000 (twinstream sse) against 4,000 (node ws), 25 % fewer" in line
+    assert (
+        "twinstream is behind: 3,000 (twinstream sse) against 4,000 (node ws), 25 % fewer" in line
+    )
 
 
 def test_loop_line_says_what_uvloop_bought_each_server() -> None:
