@@ -51,6 +51,8 @@ class SuiteConfig:
     browser_cpu_events: int = 1000  # events per transport for the CPU measure
     browser_limit_tokens: int = 30  # length of each of the 7 concurrent streams
     browser_parts: tuple[str, ...] = ("reconnect",)
+    #: HTTP/2 in front (benchmarks.http2): streams one page opens at once, per measure
+    http2_counts: tuple[int, ...] = (7, 20, 50)
     # -- churn (benchmarks.churn)
     churn_clients: int = 20  # per transport
     churn_seconds: float = 20.0
@@ -121,6 +123,7 @@ TINY = SuiteConfig(
     browser_cpu_events=60,
     browser_limit_tokens=10,
     browser_parts=("reconnect", "limit", "cpu"),
+    http2_counts=(7,),
     head_to_head_rounds=2,
     protocol_streams=3,
     protocol_max_tokens=8,
@@ -156,6 +159,7 @@ QUICK = SuiteConfig(
     network_keepup_tokens=45,
     browser_cuts=2,
     browser_parts=("reconnect",),
+    http2_counts=(7,),
     churn_clients=6,
     churn_seconds=5.0,
     protocol_streams=100,

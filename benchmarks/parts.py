@@ -26,6 +26,7 @@ from .report.details import (
 )
 from .report.headline import SummaryRow, latency_rows, reconnect_rows, throughput_rows
 from .report.headtohead import headtohead_section, rounds_run_section
+from .report.http2 import http2_section
 from .report.protocols import protocols_section
 from .report.scaleout import readme_section, scaleout_section
 from .report.sections import browser_rows, browser_section, churn_section, network_section
@@ -198,6 +199,12 @@ def _run_capacity(context: RunContext) -> Results:
     return {"capacity": run_capacity(config, store=config.store, progress=context.progress)}
 
 
+def _run_http2(context: RunContext) -> Results:
+    from .http2 import run_http2  # nginx (TLS, HTTP/1.1 and HTTP/2) and Chromium
+
+    return {"http2": run_http2(context.config, progress=context.progress)}
+
+
 def _or_not_run(render: Callable[[Results], str], heading: str) -> Callable[[Results], list[str]]:
     return lambda results: [render(results) or f"{heading}\n\n_not run_"]
 
@@ -274,6 +281,7 @@ PARTS: tuple[Part, ...] = (
     Part("churn", _run_churn, sections={"churn": churn_section}),
     Part("protocols", _run_protocols, sections={"protocols": protocols_section}),
     Part("capacity", _run_capacity, sections={"capacity": capacity_section}),
+    Part("http2", _run_http2, sections={"http2": http2_section}),
     Part(
         "scaleout",
         _run_scaleout,

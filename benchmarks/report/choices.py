@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .capacity import capacity_choice, loop_choice
+from .http2 import http2_choice
 from .protocols import protocol_choice
 
 __all__ = ["CHOICES", "more_choices"]
@@ -18,6 +19,7 @@ CHOICES: list[Callable[[dict[str, Any]], str | None]] = [
     protocol_choice,
     capacity_choice,
     loop_choice,
+    http2_choice,
 ]
 
 

@@ -33,6 +33,7 @@ REPORT_LAYOUT = (
     "reconnect",
     "network",
     "browser",
+    "http2",
     "churn",
     "scaleout",
 )

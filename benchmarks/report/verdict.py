@@ -11,6 +11,7 @@ from typing import Any
 
 from .choices import more_choices
 from .format import fmt, get
+from .http2 import http2_flip
 from .summary import summary_rows
 
 __all__ = ["choose", "busy_banner", "tainted_figures", "ratio_notes", "BUSY_PERCENT"]
@@ -188,9 +189,12 @@ def _connection_limit(results: dict[str, Any]) -> str | None:
         f"from one page: the seventh's first event came after {fmt(seventh_sse, 0)} ms, "
         f"{fmt(waited, 0)} ms after the sixth's, because HTTP/1.1 allows six connections per "
         f"origin and it waited for a stream to end; seven streams on one WebSocket all "
-        f"started within {fmt(seventh_ws, 0)} ms. It flips with HTTP/2 in front of the "
-        "server (streams share one connection) or with at most six streams per origin, "
-        "counted across the user's tabs."
+        f"started within {fmt(seventh_ws, 0)} ms. "
+        + (
+            http2_flip(results)  # measured, when the run had nginx with HTTP/2 in front
+            or "It flips with HTTP/2 in front of the server (streams share one connection) "
+            "or with at most six streams per origin, counted across the user's tabs."
+        )
     )
 
 

@@ -30,6 +30,7 @@ def test_parts_by_kind_keep_the_command_lines_order() -> None:
         "churn",
         "protocols",
         "capacity",
+        "http2",
     )
     assert part_names("extra") == ("connections", "stuck", "headtohead")
     assert part_names("optional") == ("scaleout",)
