@@ -71,6 +71,10 @@ class SuiteConfig:
     protocol_max_tokens: int = 60  # tokens per stream in that load
     protocol_completions: int = 5  # completions per variant for bytes per token
     protocol_samples: int = 10  # time to first token, cold and warm each
+    # -- a conversation (benchmarks.conversation): turns that each wait for the answer
+    conversation_turns: int = 20
+    conversation_tokens: int = 20  # per answer
+    conversation_profiles: tuple[str, ...] = ("loopback", "broadband", "4g", "3g", "poor")
     # -- capacity (benchmarks.capacity): streams at the model's pace until delivery slows
     capacity_start: int = 500  # the coarse search's first level
     capacity_limit: int = 16000  # it stops here if every level held
@@ -127,6 +131,9 @@ TINY = SuiteConfig(
     head_to_head_rounds=2,
     protocol_streams=3,
     protocol_max_tokens=8,
+    conversation_turns=3,
+    conversation_tokens=5,
+    conversation_profiles=("loopback", "broadband"),
     capacity_start=2,
     capacity_limit=4,
     capacity_fine_steps=1,
@@ -164,6 +171,7 @@ QUICK = SuiteConfig(
     churn_seconds=5.0,
     protocol_streams=100,
     protocol_max_tokens=30,
+    conversation_profiles=("loopback",),
     # one capacity point per server: a level that holds ends the search at its limit
     capacity_start=200,
     capacity_limit=200,

@@ -16,6 +16,7 @@ from typing import Any
 from . import connections, stuck
 from .config import SuiteConfig
 from .report.capacity import capacity_section
+from .report.conversation import conversation_section
 from .report.details import (
     latency_section,
     open_connections_section,
@@ -205,6 +206,12 @@ def _run_http2(context: RunContext) -> Results:
     return {"http2": run_http2(context.config, progress=context.progress)}
 
 
+def _run_conversation(context: RunContext) -> Results:
+    from .conversation import run_conversation  # 20 turns per view through the link profiles
+
+    return {"conversation": run_conversation(context.config, progress=context.progress)}
+
+
 def _or_not_run(render: Callable[[Results], str], heading: str) -> Callable[[Results], list[str]]:
     return lambda results: [render(results) or f"{heading}\n\n_not run_"]
 
@@ -282,6 +289,7 @@ PARTS: tuple[Part, ...] = (
     Part("protocols", _run_protocols, sections={"protocols": protocols_section}),
     Part("capacity", _run_capacity, sections={"capacity": capacity_section}),
     Part("http2", _run_http2, sections={"http2": http2_section}),
+    Part("conversation", _run_conversation, sections={"conversation": conversation_section}),
     Part(
         "scaleout",
         _run_scaleout,

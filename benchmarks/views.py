@@ -103,6 +103,8 @@ class View:
     name: str
     what: str
     open: Callable[[Endpoint, bool], Session]
+    #: ``sse``: a request per completion; ``ws``: a message per completion on one socket
+    transport: str
 
 
 # -- SSE views: one HTTP request per completion -------------------------------------------
@@ -154,6 +156,7 @@ def sse_view(name: str, what: str, request: SSERequest, tokens: Tokens) -> View:
         name,
         what,
         lambda endpoint, compression: _SSESession(endpoint, compression, request, tokens),
+        "sse",
     )
 
 
@@ -220,6 +223,7 @@ def ws_view(
         lambda endpoint, compression: _WSSession(
             endpoint, compression, path, message, tokens, last
         ),
+        "ws",
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .capacity import capacity_choice, loop_choice
+from .conversation import conversation_choice
 from .http2 import http2_choice
 from .protocols import protocol_choice
 
@@ -20,6 +21,7 @@ CHOICES: list[Callable[[dict[str, Any]], str | None]] = [
     capacity_choice,
     loop_choice,
     http2_choice,
+    conversation_choice,
 ]
 
 

@@ -32,6 +32,7 @@ REPORT_LAYOUT = (
     "throughput.wire",
     "reconnect",
     "network",
+    "conversation",
     "browser",
     "http2",
     "churn",
