@@ -46,7 +46,7 @@ def capacity_table(results: dict[str, Any]) -> str | None:
             [
                 name,
                 _capacity_cell(entry),
-                fmt(entry.get("streams_per_core")) if held else "0",
+                fmt(entry.get("streams_per_core"), 0) if held else "0",
                 fmt(get(top, "p99_delay_ms")),
                 fmt(get(top, "server_cpu_percent")),
                 (
@@ -155,6 +155,14 @@ def capacity_choice(results: dict[str, Any]) -> str | None:
     }
     if len(plain) < 2:
         return None
+    if all(entries[n].get("at_limit") for n in plain):
+        held = fmt(min(plain.values()), 0)
+        return (
+            f"**Chats per core at 30 tokens/s: not separated by this run.** Every server "
+            f"held the largest level tried ({held} streams per core) with the p99 delay under "
+            "100 ms and 99 % delivered; the full preset raises the streams until each falls "
+            "behind."
+        )
     best = max(plain, key=plain.__getitem__)
     mine = {n: v for n, v in plain.items() if n.startswith("twinstream")}
     peers = {n: v for n, v in plain.items() if not n.startswith("twinstream")}
@@ -164,14 +172,14 @@ def capacity_choice(results: dict[str, Any]) -> str | None:
     their_best = max(peers, key=peers.__getitem__)
     behind = peers[their_best] > mine[my_best]
     gap = (
-        f"twinstream is behind: {fmt(mine[my_best])} ({my_best}) against "
-        f"{fmt(peers[their_best])} ({their_best}), "
+        f"twinstream is behind: {fmt(mine[my_best], 0)} ({my_best}) against "
+        f"{fmt(peers[their_best], 0)} ({their_best}), "
         f"{100 * (1 - mine[my_best] / peers[their_best]):.0f} % fewer"
         if behind
-        else f"the best peer, {their_best}, carried {fmt(peers[their_best])}"
+        else f"the best peer, {their_best}, carried {fmt(peers[their_best], 0)}"
     )
     return (
-        f"**Most chats per core at 30 tokens/s: {best}** ({fmt(plain[best])} streams per core "
+        f"**Most chats per core at 30 tokens/s: {best}** ({fmt(plain[best], 0)} streams per core "
         f"before the p99 delay passed 100 ms or delivery fell under 99 %); {gap}. Size a "
         "deployment by it with the client load elsewhere: on this shared machine the "
         "load generator took cores too, so a dedicated server core carries more, and the "
@@ -192,7 +200,7 @@ def loop_choice(results: dict[str, Any]) -> str | None:
             gains.append((base, before, after))
     if not gains:
         return None
-    parts = ", ".join(f"{b} {fmt(x)} → {fmt(y)}" for b, x, y in gains)
+    parts = ", ".join(f"{b} {fmt(x, 0)} → {fmt(y, 0)}" for b, x, y in gains)
     better = [b for b, x, y in gains if y > 1.1 * x]
     lead = (
         f"**Event loop: uvloop for {', '.join(better)}.**"

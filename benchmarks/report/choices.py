@@ -11,12 +11,14 @@ from typing import Any
 from .capacity import capacity_choice, loop_choice
 from .conversation import conversation_choice
 from .http2 import http2_choice
+from .node import node_choice
 from .protocols import protocol_choice
 
 __all__ = ["CHOICES", "more_choices"]
 
 #: each returns its line, or None when the run has no figures for it
 CHOICES: list[Callable[[dict[str, Any]], str | None]] = [
+    node_choice,
     protocol_choice,
     capacity_choice,
     loop_choice,

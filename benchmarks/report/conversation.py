@@ -60,7 +60,8 @@ def conversation_choice(results: dict[str, Any]) -> str | None:
     gain = sse["per_turn_ms"] - ws["per_turn_ms"]
     lead = (
         "**A multi-turn chat or tool loop: WebSocket.**"
-        if fresh and fresh["per_turn_ms"] - ws["per_turn_ms"] > 0.1 * ws["per_turn_ms"]
+        # a tenth and at least 5 ms per turn: what a user could ever notice over 20 turns
+        if fresh and fresh["per_turn_ms"] - ws["per_turn_ms"] > max(5.0, 0.1 * ws["per_turn_ms"])
         else "**A multi-turn chat or tool loop: either.**"
     )
     fresh_text = (

@@ -41,5 +41,8 @@ def test_capacity_tiny_against_real_servers(tmp_path: Path) -> None:
     assert capacity_section({}) == ["## Capacity: streams per core\n\n_not run_"]
     assert plot_capacity(results, tmp_path) == ["capacity_knee.png"]
     assert (tmp_path / "capacity_knee.png").stat().st_size > 1000
+    # every server held the tiny preset's largest level: the line says the run cannot
+    # rank them rather than crown one
     line = capacity_choice(results)
-    assert line is not None and line.startswith("**Most chats per core at 30 tokens/s: ")
+    assert line is not None
+    assert line.startswith("**Chats per core at 30 tokens/s: not separated by this run.**")

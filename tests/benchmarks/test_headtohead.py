@@ -82,3 +82,27 @@ def test_throughput_rounds_alone_against_real_servers() -> None:
 def test_an_unknown_load_is_refused_before_any_server_starts() -> None:
     with pytest.raises(ValueError, match="unknown head-to-head load.*bogus.*throughput"):
         run_head_to_head(TINY.replace(head_to_head_loads=("bogus",)), progress=False)
+
+
+def test_rounds_run_the_python_contenders_on_uvloop_too() -> None:
+    config = TINY.replace(
+        head_to_head_rounds=1,
+        head_to_head_loads=("unthrottled",),
+        head_to_head_loops=("asyncio", "uvloop"),
+        workers=1,
+    )
+    data = run_head_to_head(config, progress=False)
+    assert list(data["contenders"]) == [
+        "twinstream sse",
+        "twinstream ws",
+        "websockets",
+        "twinstream+uvloop sse",
+        "twinstream+uvloop ws",
+        "websockets+uvloop",
+    ]
+    for name, contender in data["contenders"].items():
+        assert contender["error_examples"] == [], name
+        assert contender["samples"]["unthrottled_events_per_s"][0] > 0, name
+    # the targets compare the default loop's contenders; the uvloop ones sit beside them
+    assert {v["contender"] for v in data["targets"]} == {"twinstream sse", "twinstream ws"}
+    assert "twinstream+uvloop sse" in report_section({"head_to_head": data})
