@@ -42,6 +42,9 @@ EXAMPLES = """\
   python -m benchmarks readme RUN SCALEOUT_RUN                 # ... + the scale-out table
   python -m benchmarks readme RUN SCALEOUT_RUN ROUNDS_RUN      # ... + a headtohead run's
   python -m benchmarks pool RUN1 RUN2 ...      # issue 8's targets over several runs' rounds
+  python -m benchmarks protocols capacity http2 conversation   # issue 25's parts
+  python -m benchmarks capacity --store redis --loops asyncio  # + twinstream on Redis x2
+  python -m benchmarks headtohead --loops asyncio,uvloop       # what uvloop buys each server
 """
 #: the parts a run without part names runs
 DEFAULT_PARTS = part_names("default")
@@ -59,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Benchmark twinstream's two transports side by side -- Server-Sent Events and "
             "WebSocket -- for latency, throughput and reconnection, plus the same "
-            "workloads against two reference servers (sse-starlette on uvicorn, the "
-            "websockets library). Servers are started as subprocesses on free loopback "
+            "workloads against reference servers (sse-starlette on uvicorn, the "
+            "websockets library, a Node.js server: node:http and ws). Servers are started as "
+            "subprocesses on free loopback "
             "ports; client load runs in separate processes. Writes results.json, "
             "report.md and PNG plots to --out."
         ),
@@ -75,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
             "kernel's tbf in network namespaces the suite creates, as root); browser "
             "(headless Chromium: EventSource vs WebSocket reconnect, seven streams from "
             "one origin, browser CPU per 1,000 events); churn (clients cut at random for "
-            "minutes: delivery %, duplicates, replay delay). "
+            "minutes: delivery %, duplicates, replay delay); protocols (every protocol view: "
+            "bytes per token plain and compressed, server CPU per token at 1,000 streams, "
+            "first token cold and warm); capacity (streams at 30 tokens/s raised until the p99 "
+            "delay passes 100 ms or under 99 % arrive: streams per core, every server, each "
+            "Python one on each --loops loop; --store redis adds twinstream on Redis with two "
+            "processes); http2 (nginx with TLS, HTTP/1.1 vs HTTP/2, in Chromium: 7/20/50 "
+            "EventSources and streams on one WebSocket); conversation (20 turns, each waiting "
+            "for the answer, per view, through the link profiles). "
             "Three more run inside throughput and peers with the full preset, and alone "
             "when named: connections (server memory per idle open connection at 10,000 "
             "connections; raises the file-descriptor limit), stuck (a client per "
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "parts",
         nargs="*",
         metavar="PART",
-        help=f"parts to run: {', '.join(DEFAULT_PARTS + EXTRA_PARTS)} (default: the first seven, "
+        help=f"parts to run: {', '.join(DEFAULT_PARTS + EXTRA_PARTS)} (default: the first eleven, "
         f"which include the last two with the full preset), {', '.join(OPTIONAL_PARTS)} "
         "(only when named), 'report DIR', 'readme [DIR ...]' or 'pool DIR [DIR ...]'",
     )

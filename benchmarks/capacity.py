@@ -10,7 +10,8 @@ raised until delivery falls behind: the level *holds* while the p99 delivery del
 streams from ``capacity_start`` until a level fails (or ``capacity_limit`` holds); a fine
 search then bisects between the last level that held and the first that failed,
 ``capacity_fine_steps`` times. Every level runs on a fresh server, with the client load
-in worker processes as in the throughput sweep.
+in worker processes as in the throughput sweep; its streams start within
+:data:`RAMP_SHARE` of a stream's length, so the level is a steady load, not a trickle.
 
 *Streams per core* is the largest level that held divided by the server's processes (a
 Python or Node server runs on one core; the Redis variant on two). On a two-core machine
@@ -47,6 +48,8 @@ __all__ = [
     "contenders",
     "holds",
     "search",
+    "RAMP_SHARE",
+    "level_config",
     "run_capacity",
 ]
 
@@ -140,9 +143,23 @@ def search(
     return {"points": points, "capacity": held, "at_limit": failed is None}
 
 
+#: the streams' starts spread over at most this share of a stream's length, so every
+#: stream of a level is live at once for most of the level (a level is a steady load)
+RAMP_SHARE = 0.4
+
+
+def level_config(config: SuiteConfig, streams: int) -> SuiteConfig:
+    """``config`` for one level of ``streams``: streams of ``capacity_max_tokens`` tokens,
+    their starts spread over at most :data:`RAMP_SHARE` of a stream's length."""
+    seconds = config.capacity_max_tokens / max(1.0, config.tokens_per_second)
+    ramp = min(config.ramp_per_stream, RAMP_SHARE * seconds / max(1, streams))
+    return config.replace(sweep_max_tokens=config.capacity_max_tokens, ramp_per_stream=ramp)
+
+
 def _memory_level(
     contender: Contender, streams: int, config: SuiteConfig, load: LoadGenerator
 ) -> dict[str, Any]:
+    config = level_config(config, streams)
     level = sweep_level(contender.spec, contender.transport, streams, config, load)
     expected = level.get("expected_delta_events") or 0
     return {
@@ -162,6 +179,7 @@ def _store_level(
     load: LoadGenerator,
     redis_server: RedisProcess | None,
 ) -> dict[str, Any]:
+    config = level_config(config, streams)
     row = measure_variant(
         config,
         load,
@@ -188,7 +206,6 @@ def run_capacity(
     """The capacity search for every contender; ``store`` (``redis``) adds twinstream on a
     Redis store with two processes."""
     raise_fd_limit()  # thousands of sockets in the servers and the client workers
-    level_config = config.replace(sweep_max_tokens=config.capacity_max_tokens)
     chosen = contenders(config.capacity_loops, store)
     redis_server = RedisProcess() if store else None
     results: dict[str, Any] = {
@@ -209,8 +226,8 @@ def run_capacity(
 
                 def measure(streams: int, contender: Contender = contender) -> dict[str, Any]:
                     if contender.store == "memory":
-                        return _memory_level(contender, streams, level_config, load)
-                    return _store_level(contender, streams, level_config, load, redis_server)
+                        return _memory_level(contender, streams, config, load)
+                    return _store_level(contender, streams, config, load, redis_server)
 
                 found = search(
                     measure,

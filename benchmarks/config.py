@@ -78,8 +78,8 @@ class SuiteConfig:
     # -- capacity (benchmarks.capacity): streams at the model's pace until delivery slows
     capacity_start: int = 500  # the coarse search's first level
     capacity_limit: int = 16000  # it stops here if every level held
-    capacity_fine_steps: int = 3  # bisections between the last level held and the first failed
-    capacity_max_tokens: int = 150  # per stream: 5 s at 30 tokens/s
+    capacity_fine_steps: int = 2  # bisections between the last level held and the first failed
+    capacity_max_tokens: int = 300  # per stream: 10 s at 30 tokens/s
     capacity_loops: tuple[str, ...] = ("asyncio", "uvloop")  # each Python server on each
     #: ``redis``: capacity also runs twinstream on a Redis store with two processes
     store: str | None = None

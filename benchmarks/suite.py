@@ -98,7 +98,9 @@ def configured(
     if tokens_per_second is not None:
         config = config.replace(tokens_per_second=tokens_per_second)
     if profiles:
-        config = config.replace(network_profiles=tuple(profiles))
+        config = config.replace(
+            network_profiles=tuple(profiles), conversation_profiles=tuple(profiles)
+        )
     if rounds is not None:
         config = config.replace(head_to_head_rounds=rounds)
     if loads:

@@ -72,3 +72,16 @@ def test_contenders_cover_every_server_loop_and_the_store() -> None:
         "twinstream redis×2 sse",
         "twinstream redis×2 ws",
     ]
+
+
+def test_a_levels_starts_spread_over_a_share_of_a_stream_only() -> None:
+    from benchmarks.capacity import RAMP_SHARE, level_config
+    from benchmarks.config import FULL
+
+    seconds = FULL.capacity_max_tokens / FULL.tokens_per_second
+    for streams in (10, 500, 8000):
+        config = level_config(FULL, streams)
+        assert config.sweep_max_tokens == FULL.capacity_max_tokens
+        assert config.ramp_per_stream <= FULL.ramp_per_stream
+        assert config.ramp_per_stream * streams <= RAMP_SHARE * seconds + 1e-9
+    assert level_config(FULL, 10).ramp_per_stream == FULL.ramp_per_stream  # few: unchanged

@@ -292,6 +292,10 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
         "network",
         "browser",
         "churn",
+        "protocols",
+        "capacity",
+        "http2",
+        "conversation",
     ]
     assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets", "node"}
     assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets", "node"}
@@ -304,14 +308,28 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     assert set(results["network"]["profiles"]) == set(CONFIG.network_profiles)
     assert results["browser"]["available"] is True
     assert results["churn"]["transports"]["sse"]["delivery_percent"] == 100
+    # issue 25's parts (each has its own tiny test of what it measures)
+    assert set(results["protocols"]["views"]) >= {"twinstream sse", "twinstream ws", "chat chunks"}
+    assert "node ws" in results["capacity"]["contenders"]
+    assert results["http2"]["available"] is True
+    assert set(results["conversation"]["profiles"]) == set(CONFIG.conversation_profiles)
     report = (out / "report.md").read_text()
     # the report opens with the verdict (after a busy-machine banner, if any)
     assert report.index("## What to choose") < report.index("## Summary")
     assert report.split("## What to choose", 1)[1].lstrip().startswith("- **")
     assert "| Metric | twinstream SSE | twinstream WebSocket |" in report
-    for section in ("## Network profiles", "## In a real browser", "## Churn"):
+    for section in (
+        "## Network profiles",
+        "## In a real browser",
+        "## Churn",
+        "## What each protocol view costs",
+        "## Capacity: streams per core",
+        "## HTTP/2 in front",
+        "## A conversation",
+    ):
         assert section in report
-    for plot in ("latency_cdf.png", "throughput.png", "network_delay_cdf.png"):
+    assert "| node (SSE) | node (WS) |" in report
+    for plot in ("latency_cdf.png", "throughput.png", "network_delay_cdf.png", "capacity_knee.png"):
         assert (out / plot).stat().st_size > 1000
         assert f"]({plot})" in report
     # the report can be rebuilt from results.json alone
