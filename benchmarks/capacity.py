@@ -77,18 +77,25 @@ class Contender:
         return f"{server} {self.store}×{self.processes} {transport}".strip()
 
 
-def contenders(loops: Sequence[str], store: str | None) -> list[Contender]:
-    """Every server and transport on every loop; twinstream on ``store`` with two
-    processes too when given (``redis``)."""
+def contenders(
+    loops: Sequence[str], store: str | None, transports: Sequence[str] = ("sse", "ws")
+) -> list[Contender]:
+    """Every server on every loop over each of ``transports`` it speaks (a server that
+    speaks none of them: over its own); twinstream on ``store`` with two processes too
+    when given (``redis``)."""
+
+    def spoken(spec: ServerSpec) -> list[str]:
+        return [t for t in spec.transports if t in transports] or list(spec.transports)
+
     chosen: list[Contender] = []
     for loop in loops:
         for spec in (TWINSTREAM, SSE_STARLETTE, WEBSOCKETS, NODE):
             if spec.program and loop != loops[0]:
                 continue  # the Node peer has one loop
             looped = with_loop(spec, loop) if not spec.program else spec
-            chosen += [Contender(looped, transport) for transport in spec.transports]
+            chosen += [Contender(looped, transport) for transport in spoken(spec)]
     if store:
-        chosen += [Contender(TWINSTREAM, t, store, 2) for t in TWINSTREAM.transports]
+        chosen += [Contender(TWINSTREAM, t, store, 2) for t in spoken(TWINSTREAM)]
     return chosen
 
 
@@ -206,7 +213,7 @@ def run_capacity(
     """The capacity search for every contender; ``store`` (``redis``) adds twinstream on a
     Redis store with two processes."""
     raise_fd_limit()  # thousands of sockets in the servers and the client workers
-    chosen = contenders(config.capacity_loops, store)
+    chosen = contenders(config.capacity_loops, store, config.capacity_transports)
     redis_server = RedisProcess() if store else None
     results: dict[str, Any] = {
         "tokens_per_second": config.tokens_per_second,

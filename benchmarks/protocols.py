@@ -142,8 +142,9 @@ def _worker(
     return tokens, errors, (after.user + after.system) - (before.user + before.system)
 
 
-def view_cpu(view: View, config: SuiteConfig) -> dict[str, Any]:
-    """``protocol_streams`` concurrent streams over ``view`` on a fresh, paced server."""
+def view_cpu(view: View, config: SuiteConfig, pool: ProcessPoolExecutor) -> dict[str, Any]:
+    """``protocol_streams`` concurrent streams over ``view`` on a fresh, paced server, from
+    the client processes of ``pool`` (``config.workers`` of them)."""
     streams = config.protocol_streams
     prompts = prompts_with_tokens(streams, config.protocol_max_tokens, f"cpu-{view.name}")
     expected = sum(len(synthetic_tokens(p)[: config.protocol_max_tokens]) for p in prompts)
@@ -151,19 +152,9 @@ def view_cpu(view: View, config: SuiteConfig) -> dict[str, Any]:
     shares = [prompts[i::workers] for i in range(workers)]
     ramp = config.ramp_per_stream * streams
     command = TWINSTREAM.command(config.tokens_per_second, config.first_token_latency)
-    context = multiprocessing.get_context("spawn")
-    with ServerProcess(command) as server, ProcessPoolExecutor(workers, context) as pool:
-        # the workers import before the window opens; one completion warms the server up
-        list(
-            pool.map(
-                _worker,
-                [view.name] * workers,
-                [server.url] * workers,
-                [shares[0][:1]] * workers,
-                [2] * workers,
-                [0.0] * workers,
-            )
-        )
+    with ServerProcess(command) as server:
+        # one completion warms the server up (and each worker's imports, the first time)
+        list(pool.map(_worker, *zip(*[(view.name, server.url, shares[0][:1], 2, 0.0)] * workers)))
         with ResourceSampler(server.pid) as sampler:
             began = time.time()
             futures = [
@@ -214,8 +205,11 @@ def run_protocols(
                     view, server.url, config
                 )
                 bar.update()
-        for view in views:
-            bar.set_postfix_str(f"{view.name} x{config.protocol_streams}")
-            results["views"][view.name]["cpu"] = view_cpu(view, config)
-            bar.update()
+        workers = max(1, min(config.workers, config.protocol_streams))
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, context) as pool:
+            for view in views:
+                bar.set_postfix_str(f"{view.name} x{config.protocol_streams}")
+                results["views"][view.name]["cpu"] = view_cpu(view, config, pool)
+                bar.update()
     return results

@@ -33,6 +33,7 @@ __all__ = [
     "NODE",
     "NODE_PEER_DIR",
     "PEER_SPECS",
+    "PYTHON_PEERS",
     "LOOPS",
     "with_loop",
     "node_peer_ready",
@@ -102,7 +103,9 @@ NODE = ServerSpec(
     "node",
     program=("node", str(NODE_PEER_DIR / "server.mjs")),
 )
-PEER_SPECS = (SSE_STARLETTE, WEBSOCKETS, NODE)
+#: the Python reference servers (the network profiles part runs these)
+PYTHON_PEERS = (SSE_STARLETTE, WEBSOCKETS)
+PEER_SPECS = (*PYTHON_PEERS, NODE)
 
 
 def with_loop(spec: ServerSpec, loop: str) -> ServerSpec:

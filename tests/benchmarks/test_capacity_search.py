@@ -85,3 +85,11 @@ def test_a_levels_starts_spread_over_a_share_of_a_stream_only() -> None:
         assert config.ramp_per_stream <= FULL.ramp_per_stream
         assert config.ramp_per_stream * streams <= RAMP_SHARE * seconds + 1e-9
     assert level_config(FULL, 10).ramp_per_stream == FULL.ramp_per_stream  # few: unchanged
+
+
+def test_one_transport_per_server_for_the_quick_preset() -> None:
+    from benchmarks.config import QUICK
+
+    names = [c.name for c in contenders(QUICK.capacity_loops, None, QUICK.capacity_transports)]
+    # sse-starlette speaks no WebSocket: it is searched over its own SSE
+    assert names == ["twinstream ws", "sse-starlette", "websockets", "node ws"]
