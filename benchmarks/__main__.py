@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         dest="preset",
         const="quick",
-        help="a smaller run (sweep 1/10/100 streams, fewer samples, the 3g profile, the "
-        "browser reconnect only, a short churn): under three minutes",
+        help="a smaller run (100 streams, fewer samples, the 3g profile, the browser "
+        "reconnect only, HTTP/2 with 7 streams, one capacity point per server, a short "
+        "churn): under three minutes",
     )
     size.add_argument(
         "--preset",
