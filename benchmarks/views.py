@@ -21,7 +21,7 @@ message per completion on one WebSocket), each given
   (``[DONE]`` and other non-JSON data arrive as the string itself);
 * for WebSocket, when a completion has ended: ``last(event)``; for SSE the response's end.
 
-For example, the Responses API's two transports (issue 23's endpoints)::
+For example, the Responses API's two transports (the Responses issue's endpoints)::
 
     def responses_body(prompt, max_tokens):
         return "/v1/responses", {"model": "m", "input": prompt, "stream": True,
@@ -40,6 +40,20 @@ For example, the Responses API's two transports (issue 23's endpoints)::
             "/v1/responses",
             lambda p, n: {"type": "response.create", **responses_body(p, n)[1]},
             responses_tokens, responses_last)
+
+and the AI SDK's UI message stream (the AI SDK issue's), whose text arrives as ``text-delta``
+parts::
+
+    def ui_tokens(event):
+        return int(isinstance(event, dict) and event.get("type") == "text-delta")
+
+    sse_view("ai-sdk sse", "POST /api/chat: UI message stream", lambda p, n: (
+        "/api/chat", {"messages": [{"id": "1", "role": "user",
+                                    "parts": [{"type": "text", "text": p}]}]}), ui_tokens)
+
+Put the entry in :data:`VIEWS`; ``tests/benchmarks/test_protocols.py`` then checks that it
+counts exactly the model's tokens, cold and warm, and the protocol table, the conversation
+part and the README pick it up.
 
 A session's first completion is a cold start (it opens the connection); the next ones
 are warm. ``compression`` offers gzip (SSE) or permessage-deflate (WebSocket); the

@@ -101,6 +101,6 @@ def protocol_choice(results: dict[str, Any]) -> str | None:
     return (
         f"**Fewest bytes per token: {lean}.** {fmt(plain[lean])} B/token against "
         f"{fmt(plain[heavy])} for {heavy} ({plain[heavy] / plain[lean]:.1f}×){cpu_text}. "
-        f"It flips only for a client that must speak an existing shape (the OpenAI SDKs "
-        f"read {heavy if 'chat' in heavy else 'the /v1 chunks'}).{flip}."
+        "It flips only for a client that must read an existing shape (the OpenAI SDKs read "
+        f"the /v1 views, the AI SDK its UI message stream).{flip}."
     )
