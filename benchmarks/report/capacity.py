@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .format import fmt, get, table
+from .format import BUSY_PERCENT, fmt, get, table
 
 __all__ = [
     "capacity_table",
@@ -16,6 +16,7 @@ __all__ = [
     "plot_capacity",
     "capacity_choice",
     "loop_choice",
+    "busy_capacity_levels",
 ]
 
 
@@ -28,6 +29,22 @@ def _capacity_cell(entry: dict[str, Any]) -> str:
     if entry.get("at_limit"):
         return f"≥ {fmt(held)}"
     return fmt(held) if held else f"< {fmt(min(p['streams'] for p in entry['points']))}"
+
+
+def _busy(point: dict[str, Any] | None) -> bool:
+    busy = get(point, "machine_busy_percent")
+    return busy is not None and busy >= BUSY_PERCENT
+
+
+def busy_capacity_levels(results: dict[str, Any]) -> list[tuple[str, float]]:
+    """``(figure, machine busy %)`` for each level that failed while every core was busy:
+    its delay may be the machine's (other work, the client load), not the server's."""
+    return [
+        (f"capacity at {fmt(point['streams'])} streams — {name}", point["machine_busy_percent"])
+        for name, entry in _contenders(results).items()
+        for point in entry["points"]
+        if not point["holds"] and _busy(point)
+    ]
 
 
 def capacity_table(results: dict[str, Any]) -> str | None:
@@ -52,6 +69,11 @@ def capacity_table(results: dict[str, Any]) -> str | None:
                 (
                     f"{fmt(first_fail['streams'])}: p99 {fmt(first_fail['p99_delay_ms'])} ms, "
                     f"{fmt(first_fail['delivered_percent'], 2)} % delivered"
+                    + (
+                        f" (machine {fmt(first_fail['machine_busy_percent'], 0)} % busy)"
+                        if _busy(first_fail)
+                        else ""
+                    )
                 )
                 if first_fail
                 else "—",
@@ -162,6 +184,15 @@ def capacity_choice(results: dict[str, Any]) -> str | None:
             f"held the largest level tried ({held} streams per core) with the p99 delay under "
             "100 ms and 99 % delivered; the full preset raises the streams until each falls "
             "behind."
+        )
+    busy = [n for n in plain if any(not p["holds"] and _busy(p) for p in entries[n]["points"])]
+    if busy:
+        return (
+            "**Chats per core at 30 tokens/s: the machine was too busy to tell.** "
+            f"{', '.join(busy)} fell behind only at levels measured while every core was at "
+            f"least {BUSY_PERCENT:.0f} % busy (other work or the client load), so the delay "
+            "may be the machine's, not the server's; run `python -m benchmarks capacity` on "
+            "a machine with room (the server's CPU at each level is in the report)."
         )
     best = max(plain, key=plain.__getitem__)
     mine = {n: v for n, v in plain.items() if n.startswith("twinstream")}

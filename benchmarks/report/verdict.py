@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .capacity import busy_capacity_levels
 from .choices import more_choices
-from .format import fmt, get
+from .format import BUSY_PERCENT, fmt, get
 from .http2 import http2_flip
 from .summary import summary_rows
 
 __all__ = ["choose", "busy_banner", "tainted_figures", "ratio_notes", "BUSY_PERCENT"]
-
-#: machine-wide CPU use (all cores, all processes) above which a figure is tainted
-BUSY_PERCENT = 90.0
 
 
 def _lower(sse: Any, ws: Any, margin: float = 1.25) -> str | None:
@@ -345,6 +343,7 @@ def tainted_figures(results: dict[str, Any]) -> list[tuple[str, float]]:
     busy = get(results, "churn", "machine_cpu_percent")
     if busy is not None and busy >= BUSY_PERCENT:
         tainted.append(("churn (replay delay)", busy))
+    tainted += busy_capacity_levels(results)
     return tainted
 
 

@@ -49,3 +49,27 @@ def test_loop_line_says_what_uvloop_bought_each_server() -> None:
     assert line.startswith("**Event loop: uvloop for twinstream sse.**")
     assert "twinstream sse 3,000 → 3,900, websockets 2,000 → 2,050" in line
     assert loop_choice({"capacity": {"contenders": {"x": entry(1)}}}) is None
+
+
+def test_a_level_failed_on_a_busy_machine_ranks_nothing_and_taints_the_run() -> None:
+    from benchmarks.report.capacity import busy_capacity_levels, capacity_table
+    from benchmarks.report.verdict import tainted_figures
+
+    data: dict[str, Any] = {
+        "capacity": {"contenders": {"twinstream ws": entry(0), "node ws": entry(200)}}
+    }
+    failed = {
+        "streams": 200,
+        "p99_delay_ms": 118.0,
+        "delivered_percent": 100.0,
+        "holds": False,
+        "machine_busy_percent": 99.3,
+    }
+    data["capacity"]["contenders"]["twinstream ws"]["points"] = [failed]
+    line = capacity_choice(data)
+    assert line is not None
+    assert line.startswith("**Chats per core at 30 tokens/s: the machine was too busy to tell.**")
+    assert busy_capacity_levels(data) == [("capacity at 200 streams — twinstream ws", 99.3)]
+    assert ("capacity at 200 streams — twinstream ws", 99.3) in tainted_figures(data)
+    table = capacity_table(data)
+    assert table is not None and "(machine 99 % busy)" in table
