@@ -12,6 +12,8 @@ search then bisects between the last level that held and the first that failed,
 ``capacity_fine_steps`` times. Every level runs on a fresh server, with the client load
 in worker processes as in the throughput sweep; its streams start within
 :data:`RAMP_SHARE` of a stream's length, so the level is a steady load, not a trickle.
+A level that fails while every core was busy (``BUSY_PERCENT``: other work on a shared
+machine, or the client load) runs once more, the first attempt kept beside the second.
 
 *Streams per core* is the largest level that held divided by the server's processes (a
 Python or Node server runs on one core; the Redis variant on two). On a two-core machine
