@@ -396,3 +396,20 @@ def test_cli_help_and_bad_part(capsys: pytest.CaptureFixture[str]) -> None:
         main(["nonsense"])
     with pytest.raises(SystemExit):  # they start servers of their own
         main(["--url", "http://127.0.0.1:9/", "stuck"])
+
+
+def test_loops_and_store_options_reach_the_configuration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks.suite import configured
+
+    config = configured("quick", loops=["asyncio", "uvloop"], store="redis")
+    assert config.head_to_head_loops == config.capacity_loops == ("asyncio", "uvloop")
+    assert config.store == "redis"
+    assert configured("full").head_to_head_loops == ("asyncio", "uvloop")
+    assert configured("quick").store is None
+    with pytest.raises(SystemExit):
+        main(["capacity", "--loops", "trio"])
+    assert "unknown event loop(s) trio; choose from asyncio, uvloop" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["capacity", "--store", "memcached"])
