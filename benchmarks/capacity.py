@@ -231,6 +231,9 @@ def run_capacity(
     bar = tqdm(total=len(chosen), desc="capacity", unit="server", disable=not progress, leave=False)
     try:
         with LoadGenerator(config.workers) as load, bar:
+            # the client workers' first load pays for their lazy imports and first
+            # connections: a throw-away one first, so the first server measured does not
+            _memory_level(chosen[0], 4, config.replace(capacity_max_tokens=5), load)
             for contender in chosen:
                 bar.set_postfix_str(contender.name)
 
