@@ -9,13 +9,21 @@ writes ``results.json``, ``report.md`` and PNG plots to ``--out``:
   events/s, server CPU and memory), one unthrottled stream, wire bytes per token;
 * :mod:`benchmarks.reconnect` -- streams cut mid-way from either side, then
   resumed: recovery time, events lost and duplicated;
-* :mod:`benchmarks.peers` -- the latency and throughput workloads against two
-  reference servers (sse-starlette on uvicorn, the ``websockets`` library);
+* :mod:`benchmarks.peers` -- the latency and throughput workloads against the
+  reference servers (sse-starlette on uvicorn, the ``websockets`` library, and a
+  Node.js server in ``benchmarks/peers/node``: ``node:http`` and ``ws``);
 * :mod:`benchmarks.connections` -- server memory per idle open connection at
   10,000 connections (run by ``throughput`` and ``peers``, or alone);
 * :mod:`benchmarks.stuck` -- a reader per transport that never reads, next to
   normal clients: time until it is dropped, extra memory, resume, others' delay
-  (run by ``throughput``, or alone).
+  (run by ``throughput``, or alone);
+* :mod:`benchmarks.protocols` -- every protocol view of :mod:`benchmarks.views` (one
+  registry entry each): bytes per token, server CPU per token, first token;
+* :mod:`benchmarks.capacity` -- streams per core at 30 tokens/s, every server, each
+  Python one on each event loop (``--loops``), twinstream on Redis too (``--store``);
+* :mod:`benchmarks.http2` -- nginx with TLS, HTTP/1.1 against HTTP/2, in Chromium;
+* :mod:`benchmarks.conversation` -- 20 turns that each wait for the answer, per view,
+  through the link profiles.
 
 ``python -m benchmarks --help`` explains the options.
 """

@@ -22,6 +22,7 @@ from pathlib import Path
 from .config import PRESETS, SERVER_DEFAULTS
 from .links import PROFILES
 from .parts import part_named, part_names
+from .servers import LOOPS
 from .suite import machine_info, run_suite
 from .targets import LOADS
 
@@ -41,6 +42,9 @@ EXAMPLES = """\
   python -m benchmarks readme RUN SCALEOUT_RUN                 # ... + the scale-out table
   python -m benchmarks readme RUN SCALEOUT_RUN ROUNDS_RUN      # ... + a headtohead run's
   python -m benchmarks pool RUN1 RUN2 ...      # issue 8's targets over several runs' rounds
+  python -m benchmarks protocols capacity http2 conversation   # issue 25's parts
+  python -m benchmarks capacity --store redis --loops asyncio  # + twinstream on Redis x2
+  python -m benchmarks headtohead --loops asyncio,uvloop       # what uvloop buys each server
 """
 #: the parts a run without part names runs
 DEFAULT_PARTS = part_names("default")
@@ -58,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Benchmark twinstream's two transports side by side -- Server-Sent Events and "
             "WebSocket -- for latency, throughput and reconnection, plus the same "
-            "workloads against two reference servers (sse-starlette on uvicorn, the "
-            "websockets library). Servers are started as subprocesses on free loopback "
+            "workloads against reference servers (sse-starlette on uvicorn, the "
+            "websockets library, a Node.js server: node:http and ws). Servers are started as "
+            "subprocesses on free loopback "
             "ports; client load runs in separate processes. Writes results.json, "
             "report.md and PNG plots to --out."
         ),
@@ -74,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
             "kernel's tbf in network namespaces the suite creates, as root); browser "
             "(headless Chromium: EventSource vs WebSocket reconnect, seven streams from "
             "one origin, browser CPU per 1,000 events); churn (clients cut at random for "
-            "minutes: delivery %, duplicates, replay delay). "
+            "minutes: delivery %, duplicates, replay delay); protocols (every protocol view: "
+            "bytes per token plain and compressed, server CPU per token at 1,000 streams, "
+            "first token cold and warm); capacity (streams at 30 tokens/s raised until the p99 "
+            "delay passes 100 ms or under 99 % arrive: streams per core, every server, each "
+            "Python one on each --loops loop; --store redis adds twinstream on Redis with two "
+            "processes); http2 (nginx with TLS, HTTP/1.1 vs HTTP/2, in Chromium: 7/20/50 "
+            "EventSources and streams on one WebSocket); conversation (20 turns, each waiting "
+            "for the answer, per view, through the link profiles). "
             "Three more run inside throughput and peers with the full preset, and alone "
             "when named: connections (server memory per idle open connection at 10,000 "
             "connections; raises the file-descriptor limit), stuck (a client per "
@@ -100,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "parts",
         nargs="*",
         metavar="PART",
-        help=f"parts to run: {', '.join(DEFAULT_PARTS + EXTRA_PARTS)} (default: the first seven, "
+        help=f"parts to run: {', '.join(DEFAULT_PARTS + EXTRA_PARTS)} (default: the first eleven, "
         f"which include the last two with the full preset), {', '.join(OPTIONAL_PARTS)} "
         "(only when named), 'report DIR', 'readme [DIR ...]' or 'pool DIR [DIR ...]'",
     )
@@ -110,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         dest="preset",
         const="quick",
-        help="a smaller run (sweep 1/10/100 streams, fewer samples, the 3g profile, the "
-        "browser reconnect only, a short churn): under three minutes",
+        help="a smaller run (100 streams, fewer samples, the 3g profile, the browser "
+        "reconnect only, HTTP/2 with 7 streams, one capacity point per server, a short "
+        "churn): under three minutes",
     )
     size.add_argument(
         "--preset",
@@ -155,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="head-to-head loads each round runs, comma-separated (default: all; choose "
         "from throughput, latency, unthrottled); a round runs only the contenders the "
         "chosen loads' targets compare, so 'throughput' drops sse-starlette",
+    )
+    parser.add_argument(
+        "--loops",
+        help="event loops for the Python servers in headtohead and capacity, comma-separated "
+        "(default: the preset's: asyncio and uvloop with the full preset; choose from "
+        f"{', '.join(LOOPS)})",
+    )
+    parser.add_argument(
+        "--store",
+        choices=("redis",),
+        help="capacity also runs twinstream on a Redis store (a redis-server the suite "
+        "starts) with two processes",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
@@ -222,6 +247,9 @@ def _check_options(
             f"unknown head-to-head load(s) {', '.join(bad) or repr(args.loads)}; "
             f"choose from {', '.join(LOADS)}"
         )
+    bad = [loop for loop in _listed(args.loops) if loop not in LOOPS]
+    if bad:
+        parser.error(f"unknown event loop(s) {', '.join(bad)}; choose from {', '.join(LOOPS)}")
     if args.rounds is not None and args.rounds < 2:
         parser.error(
             f"--rounds must be at least 2, not {args.rounds}: a median of one round is one sample"
@@ -265,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiles=_listed(args.profiles) or None,
         rounds=args.rounds,
         loads=_listed(args.loads) or None,
+        loops=_listed(args.loops) or None,
+        store=args.store,
     )
     print(f"results: {out / 'results.json'}\nreport:  {out / 'report.md'}")
     return 0

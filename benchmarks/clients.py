@@ -218,8 +218,10 @@ class SSEConnection:
         path: str,
         last_event_id: str | None = None,
         on_response: Callable[[int], None] | None = None,
+        body: bytes | None = None,
     ) -> AsyncIterator[tuple[str | None, str]]:
-        """Send ``GET path`` and yield ``(id, data)`` for each event of the response.
+        """Send ``GET path`` (``POST`` with a JSON ``body``) and yield ``(id, data)`` for
+        each event of the response.
 
         ``on_response(status)`` is called once the response head has arrived.
         Raises :class:`HTTPStatusError` for a status other than 200 (``204`` is
@@ -233,8 +235,13 @@ class SSEConnection:
             request_headers.append(("Last-Event-ID", last_event_id))
         if self.accept_gzip:
             request_headers.append(("Accept-Encoding", "gzip"))
+        if body is not None:
+            request_headers.append(("Content-Type", "application/json"))
+            request_headers.append(("Content-Length", str(len(body))))
+        method = "GET" if body is None else "POST"
         self.writer.write(
-            http_request("GET", path, self.endpoint.host, self.endpoint.port, request_headers)
+            http_request(method, path, self.endpoint.host, self.endpoint.port, request_headers)
+            + (body or b"")
         )
         response = parse_response_head(await self.reader.readuntil(HEAD_END))
         status, headers = response.status, response.headers
@@ -320,10 +327,13 @@ def start_or_resume(
     return {"type": "resume", "stream": stream_id, "after": last_seq}
 
 
-async def open_websocket(endpoint: Endpoint, compression: bool = False) -> ClientConnection:
-    """Open ``/ws``; ``compression`` offers permessage-deflate (the server may decline)."""
+async def open_websocket(
+    endpoint: Endpoint, compression: bool = False, path: str = "/ws"
+) -> ClientConnection:
+    """Open ``path`` (``/ws``); ``compression`` offers permessage-deflate (the server may
+    decline)."""
     return await ws_connect(
-        endpoint.ws_url,
+        f"ws://{endpoint.host}:{endpoint.port}{path}",
         compression="deflate" if compression else None,
         max_size=None,
         ping_interval=None,

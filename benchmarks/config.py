@@ -51,6 +51,8 @@ class SuiteConfig:
     browser_cpu_events: int = 1000  # events per transport for the CPU measure
     browser_limit_tokens: int = 30  # length of each of the 7 concurrent streams
     browser_parts: tuple[str, ...] = ("reconnect",)
+    #: HTTP/2 in front (benchmarks.http2): streams one page opens at once, per measure
+    http2_counts: tuple[int, ...] = (7, 20, 50)
     # -- churn (benchmarks.churn)
     churn_clients: int = 20  # per transport
     churn_seconds: float = 20.0
@@ -62,6 +64,27 @@ class SuiteConfig:
     #: the loads each round runs (benchmarks.headtohead.LOADS); fewer loads measure
     #: fewer targets, with only the contenders those targets compare
     head_to_head_loads: tuple[str, ...] = ("throughput", "latency", "unthrottled")
+    #: each Python contender runs on each of these event loops (benchmarks.servers.LOOPS)
+    head_to_head_loops: tuple[str, ...] = ("asyncio",)
+    # -- the protocol table (benchmarks.protocols): every view of benchmarks.views
+    protocol_streams: int = 1000  # concurrent streams for server CPU per token
+    protocol_max_tokens: int = 60  # tokens per stream in that load
+    protocol_completions: int = 5  # completions per variant for bytes per token
+    protocol_samples: int = 10  # time to first token, cold and warm each
+    # -- a conversation (benchmarks.conversation): turns that each wait for the answer
+    conversation_turns: int = 20
+    conversation_tokens: int = 20  # per answer
+    conversation_profiles: tuple[str, ...] = ("loopback", "broadband", "4g", "3g", "poor")
+    # -- capacity (benchmarks.capacity): streams at the model's pace until delivery slows
+    capacity_start: int = 500  # the coarse search's first level
+    capacity_limit: int = 16000  # it stops here if every level held
+    capacity_fine_steps: int = 2  # bisections between the last level held and the first failed
+    capacity_max_tokens: int = 300  # per stream: 10 s at 30 tokens/s
+    capacity_loops: tuple[str, ...] = ("asyncio", "uvloop")  # each Python server on each
+    #: the transports searched per server (a server speaking none of them: its own)
+    capacity_transports: tuple[str, ...] = ("sse", "ws")
+    #: ``redis``: capacity also runs twinstream on a Redis store with two processes
+    store: str | None = None
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load
@@ -106,7 +129,20 @@ TINY = SuiteConfig(
     browser_cpu_events=60,
     browser_limit_tokens=10,
     browser_parts=("reconnect", "limit", "cpu"),
+    http2_counts=(7,),
     head_to_head_rounds=2,
+    protocol_streams=3,
+    protocol_max_tokens=8,
+    conversation_turns=3,
+    conversation_tokens=5,
+    conversation_profiles=("loopback", "broadband"),
+    capacity_start=2,
+    capacity_limit=4,
+    capacity_fine_steps=1,
+    capacity_max_tokens=10,
+    capacity_loops=("asyncio",),
+    protocol_completions=2,
+    protocol_samples=2,
     churn_clients=3,
     churn_seconds=3.0,
     churn_interval=0.5,
@@ -116,24 +152,40 @@ TINY = SuiteConfig(
 )
 QUICK = SuiteConfig(
     name="quick",
-    latency_samples=6,
-    latency_max_tokens=8,
+    # trimmed for issue 25 (the Node peer's two transports, four new parts): still
+    # under three minutes on two shared cores
+    latency_samples=3,
+    latency_max_tokens=6,
     latency_concurrency=100,
-    concurrent_max_tokens=30,
-    sweep=(1, 10, 100),
-    sweep_max_tokens=50,
-    unthrottled_seconds=1.0,
-    wire_streams=3,
+    concurrent_max_tokens=20,
+    sweep=(100,),
+    sweep_max_tokens=30,
+    unthrottled_seconds=0.5,
+    wire_streams=2,
     reconnect_streams=10,
     reconnect_cuts=5,
     reconnect_max_tokens=80,
     network_profiles=("3g",),
     network_samples=2,
-    network_keepup_tokens=45,
+    network_keepup_tokens=30,
     browser_cuts=2,
     browser_parts=("reconnect",),
+    http2_counts=(7,),
     churn_clients=6,
-    churn_seconds=5.0,
+    churn_seconds=3.0,
+    protocol_streams=100,
+    protocol_max_tokens=20,
+    protocol_completions=3,
+    protocol_samples=2,
+    conversation_profiles=("loopback",),
+    # one capacity point per server (one transport each): a level that holds ends the
+    # search at its limit
+    capacity_start=200,
+    capacity_limit=200,
+    capacity_fine_steps=0,
+    capacity_max_tokens=30,
+    capacity_loops=("asyncio",),
+    capacity_transports=("ws",),
 )
 FULL = SuiteConfig(
     name="full",
@@ -157,6 +209,7 @@ FULL = SuiteConfig(
     browser_limit_tokens=45,
     browser_parts=("reconnect", "limit", "cpu"),
     head_to_head_rounds=8,
+    head_to_head_loops=("asyncio", "uvloop"),
     churn_clients=50,
     churn_seconds=120.0,
     churn_interval=3.0,

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .config import SuiteConfig
 from .latency import concurrent_latency
 from .loadgen import LoadGenerator
-from .servers import ServerSpec
+from .servers import LOOPS, ServerSpec, with_loop
 from .targets import LOADS, contenders_for, judge, label, round_order, spread, targets_for
 from .throughput import sweep_level, unthrottled_stream
 
@@ -76,6 +76,14 @@ def run_head_to_head(config: SuiteConfig, progress: bool = True) -> dict[str, An
             f"choose from {', '.join(LOADS)}"
         )
     contenders = contenders_for(targets_for(loads))
+    # each Python contender on every other loop too (issue 25): what the loop buys it
+    contenders += tuple(
+        (with_loop(spec, loop), transport)
+        for loop in config.head_to_head_loops
+        if loop != LOOPS[0]
+        for spec, transport in contenders
+        if not spec.program
+    )
     labels = [label(spec, transport) for spec, transport in contenders]
     measured = [measure for load in loads for measure in LOADS[load]]
     samples: dict[str, dict[str, list[float | None]]] = {

@@ -62,7 +62,7 @@ from .config import SuiteConfig
 from .latency import cdf_points
 from .links import PROFILES, Profile, ShapedLink, link_bytes, shaping_unavailable
 from .proxy import CountingProxy
-from .servers import PEER_SPECS, REPO_ROOT, TWINSTREAM, ServerProcess, ServerSpec
+from .servers import PYTHON_PEERS, REPO_ROOT, TWINSTREAM, ServerProcess, ServerSpec
 from .stats import summarize
 
 __all__ = ["Variant", "run_network", "measure_profile", "backlog_growth", "KEEP_UP_GROWTH"]
@@ -337,7 +337,7 @@ def measure_profile(
             Variant("twinstream ws", "twinstream", "ws"),
             Variant("twinstream ws+deflate", "twinstream", "ws", True),
         ]
-        for spec in PEER_SPECS:
+        for spec in PYTHON_PEERS:  # the Node peer joins the loopback parts, not these
             servers[spec.name] = _start(spec, config, link, [])
             for transport in spec.transports:
                 variants.append(Variant(f"{spec.name} {transport}", spec.name, transport))

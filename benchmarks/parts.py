@@ -15,6 +15,8 @@ from typing import Any
 
 from . import connections, stuck
 from .config import SuiteConfig
+from .report.capacity import capacity_section
+from .report.conversation import conversation_section
 from .report.details import (
     latency_section,
     open_connections_section,
@@ -25,6 +27,8 @@ from .report.details import (
 )
 from .report.headline import SummaryRow, latency_rows, reconnect_rows, throughput_rows
 from .report.headtohead import headtohead_section, rounds_run_section
+from .report.http2 import http2_section
+from .report.protocols import protocols_section
 from .report.scaleout import readme_section, scaleout_section
 from .report.sections import browser_rows, browser_section, churn_section, network_section
 from .servers import PEER_SPECS, TWINSTREAM, ServerSpec
@@ -183,6 +187,31 @@ def _run_scaleout(context: RunContext) -> Results:
     return {"scaleout": run_scaleout(context.config, progress=context.progress)}
 
 
+def _run_protocols(context: RunContext) -> Results:
+    from .protocols import run_protocols  # every view of benchmarks.views, on twinstream
+
+    return {"protocols": run_protocols(context.config, progress=context.progress)}
+
+
+def _run_capacity(context: RunContext) -> Results:
+    from .capacity import run_capacity  # every server, streams raised until delivery slows
+
+    config = context.config
+    return {"capacity": run_capacity(config, store=config.store, progress=context.progress)}
+
+
+def _run_http2(context: RunContext) -> Results:
+    from .http2 import run_http2  # nginx (TLS, HTTP/1.1 and HTTP/2) and Chromium
+
+    return {"http2": run_http2(context.config, progress=context.progress)}
+
+
+def _run_conversation(context: RunContext) -> Results:
+    from .conversation import run_conversation  # 20 turns per view through the link profiles
+
+    return {"conversation": run_conversation(context.config, progress=context.progress)}
+
+
 def _or_not_run(render: Callable[[Results], str], heading: str) -> Callable[[Results], list[str]]:
     return lambda results: [render(results) or f"{heading}\n\n_not run_"]
 
@@ -257,6 +286,10 @@ PARTS: tuple[Part, ...] = (
         sections={"browser": browser_section},
     ),
     Part("churn", _run_churn, sections={"churn": churn_section}),
+    Part("protocols", _run_protocols, sections={"protocols": protocols_section}),
+    Part("capacity", _run_capacity, sections={"capacity": capacity_section}),
+    Part("http2", _run_http2, sections={"http2": http2_section}),
+    Part("conversation", _run_conversation, sections={"conversation": conversation_section}),
     Part(
         "scaleout",
         _run_scaleout,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +30,44 @@ __all__ = [
     "TWINSTREAM",
     "SSE_STARLETTE",
     "WEBSOCKETS",
+    "NODE",
+    "NODE_PEER_DIR",
     "PEER_SPECS",
+    "PYTHON_PEERS",
+    "LOOPS",
+    "with_loop",
+    "node_peer_ready",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _READY = re.compile(r"serving on (http://\S+)")
 
 
+#: the event loops a Python server can run on (``--loop``); the first is the default
+LOOPS = ("asyncio", "uvloop")
+#: the Node.js peer's package (its own package.json and lockfile: ``npm ci --prefix`` it)
+NODE_PEER_DIR = REPO_ROOT / "benchmarks" / "peers" / "node"
+
+
 @dataclass(frozen=True)
 class ServerSpec:
-    """A server the suite can start: a name, the transports it speaks, a command line."""
+    """A server the suite can start: a name, the transports it speaks, a command line.
+
+    A Python server runs as ``python -m module``; another one names its ``program``
+    (the Node peer: ``node .../server.mjs``). Every one takes ``--port 0``,
+    ``--tokens-per-second`` and ``--first-token-latency``; a Python one also
+    ``--loop`` when ``loop`` is not the default."""
 
     name: str
     transports: tuple[str, ...]
     module: str
     resumable: bool = False
+    program: tuple[str, ...] = ()
+    loop: str = LOOPS[0]
 
     def command(self, tokens_per_second: float, first_token_latency: float) -> list[str]:
         args = [
-            sys.executable,
-            "-m",
-            self.module,
+            *(self.program or (sys.executable, "-m", self.module)),
             "--port",
             "0",
             "--tokens-per-second",
@@ -57,6 +75,8 @@ class ServerSpec:
             "--first-token-latency",
             str(first_token_latency),
         ]
+        if self.loop != LOOPS[0]:
+            args += ["--loop", self.loop]
         if self.module == "server":
             # compression is only negotiated when a client offers it (permessage-deflate,
             # Accept-Encoding: gzip), so enabling it changes nothing for clients that do not.
@@ -77,7 +97,37 @@ class ServerSpec:
 TWINSTREAM = ServerSpec("twinstream", ("sse", "ws"), "server", resumable=True)
 SSE_STARLETTE = ServerSpec("sse-starlette", ("sse",), "benchmarks.peers.sse_starlette_server")
 WEBSOCKETS = ServerSpec("websockets", ("ws",), "benchmarks.peers.websockets_server")
-PEER_SPECS = (SSE_STARLETTE, WEBSOCKETS)
+NODE = ServerSpec(
+    "node",
+    ("sse", "ws"),
+    "node",
+    program=("node", str(NODE_PEER_DIR / "server.mjs")),
+)
+#: the Python reference servers (the network profiles part runs these)
+PYTHON_PEERS = (SSE_STARLETTE, WEBSOCKETS)
+PEER_SPECS = (*PYTHON_PEERS, NODE)
+
+
+def with_loop(spec: ServerSpec, loop: str) -> ServerSpec:
+    """``spec`` on event loop ``loop``, named ``NAME+LOOP`` unless it is the default
+    (the Node peer has one loop: ValueError)."""
+    if loop not in LOOPS:
+        raise ValueError(f"unknown event loop {loop!r}; choose from {', '.join(LOOPS)}")
+    if loop == LOOPS[0]:
+        return spec
+    if spec.program:
+        raise ValueError(f"{spec.name} is not a Python server: it has no --loop")
+    base = spec.name.split("+")[0]
+    return replace(spec, name=f"{base}+{loop}", loop=loop)
+
+
+def node_peer_ready() -> str | None:
+    """Why the Node peer cannot start here (None: it can)."""
+    if shutil.which("node") is None:
+        return "node is not installed (Debian's nodejs)"
+    if not (NODE_PEER_DIR / "node_modules" / "ws").is_dir():
+        return f"the ws package is missing: npm ci --prefix {NODE_PEER_DIR.relative_to(REPO_ROOT)}"
+    return None
 
 
 def stop_process(process: subprocess.Popen[Any], wait: float = 10) -> None:

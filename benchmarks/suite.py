@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -32,6 +33,15 @@ def _version(name: str) -> str:
         return "?"
 
 
+def _node_version() -> str:
+    try:
+        return subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -53,8 +63,17 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {
             name: _version(name)
-            for name in ("tornado", "websockets", "sse-starlette", "uvicorn", "starlette", "psutil")
+            for name in (
+                "tornado",
+                "websockets",
+                "sse-starlette",
+                "uvicorn",
+                "starlette",
+                "psutil",
+                "uvloop",
+            )
         },
+        "node": _node_version(),
     }
 
 
@@ -69,6 +88,8 @@ def configured(
     profiles: Sequence[str] | None = None,
     rounds: int | None = None,
     loads: Sequence[str] | None = None,
+    loops: Sequence[str] | None = None,
+    store: str | None = None,
 ) -> SuiteConfig:
     """``preset``'s configuration with the command line's overrides."""
     config = PRESETS[preset]
@@ -77,11 +98,17 @@ def configured(
     if tokens_per_second is not None:
         config = config.replace(tokens_per_second=tokens_per_second)
     if profiles:
-        config = config.replace(network_profiles=tuple(profiles))
+        config = config.replace(
+            network_profiles=tuple(profiles), conversation_profiles=tuple(profiles)
+        )
     if rounds is not None:
         config = config.replace(head_to_head_rounds=rounds)
     if loads:
         config = config.replace(head_to_head_loads=tuple(loads))
+    if loops:
+        config = config.replace(head_to_head_loops=tuple(loops), capacity_loops=tuple(loops))
+    if store:
+        config = config.replace(store=store)
     return config
 
 
@@ -97,9 +124,11 @@ def run_suite(
     profiles: Sequence[str] | None = None,
     rounds: int | None = None,
     loads: Sequence[str] | None = None,
+    loops: Sequence[str] | None = None,
+    store: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
-    config = configured(preset, workers, tokens_per_second, profiles, rounds, loads)
+    config = configured(preset, workers, tokens_per_second, profiles, rounds, loads, loops, store)
     started = dt.datetime.now(dt.timezone.utc)
     if out is None:
         out = RESULTS_ROOT / f"{started:%Y%m%d-%H%M%S}-{preset}"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .servers import SSE_STARLETTE, TWINSTREAM, WEBSOCKETS, ServerSpec
+from .servers import NODE, SSE_STARLETTE, TWINSTREAM, WEBSOCKETS, ServerSpec
 from .stats import paired_ratio_interval
 
 __all__ = [
@@ -44,6 +44,8 @@ CONTENDERS: tuple[tuple[ServerSpec, str], ...] = (
     (TWINSTREAM, "ws"),
     (SSE_STARLETTE, "sse"),
     (WEBSOCKETS, "ws"),
+    (NODE, "sse"),
+    (NODE, "ws"),
 )
 
 #: measure -> (what it is, unit); the order is the report's
@@ -99,6 +101,8 @@ TARGETS: tuple[Target, ...] = tuple(
         ),
         Target("memory_per_stream_kib", f"twinstream {transport}", "websockets", 1.4, True),
         Target("unthrottled_events_per_s", f"twinstream {transport}", "websockets", 1.0, False),
+        # issue 25: at or below the Node server (node:http, ws) of the same transport
+        Target("cpu_ms_per_1k_events", f"twinstream {transport}", f"node {transport}", 1.0, True),
     )
 )
 

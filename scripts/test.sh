@@ -41,6 +41,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 echo "== installing the Node SDKs: openai, ai, ws (tests/node)"
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+echo "== installing the Node.js benchmark peer's ws package (benchmarks/peers/node)"
+npm ci --prefix benchmarks/peers/node --no-audit --no-fund --loglevel=error
 
 echo "== installing twinstream with its test extras"
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -21,7 +21,7 @@ from .config import Settings, build_parser, settings_from_args
 from .edge.redaction import install_log_redaction
 from .edge.server import Edge, make_server
 from .store.redis import StoreUnavailable, connect_check
-from .workers import check_processes, drain, serve_processes
+from .workers import check_processes, drain, run_on_loop, serve_processes
 
 __all__ = ["main", "serve"]
 
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(connect_check(settings.store))
         if settings.processes != 1:
             return serve_processes(settings, ready, serve)
-        asyncio.run(serve(settings, ready=ready))
+        run_on_loop(serve(settings, ready=ready), settings.loop)
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

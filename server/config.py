@@ -204,6 +204,10 @@ class Settings:
         "worker processes serving one port; 0 = one per CPU core (needs a redis store)",
         non_negative(int),
     )
+    # the event loop (issue 25): uvloop is libuv's loop for asyncio (the uvloop package)
+    loop: str = setting(
+        "asyncio", "event loop each process runs: asyncio or uvloop", choices=("asyncio", "uvloop")
+    )
     drain_timeout: float = setting(
         30.0,
         "on SIGTERM or SIGINT, seconds this process's generations may go on before they end "

@@ -56,6 +56,7 @@ __all__ = [
     "check_processes",
     "drain",
     "reserve_port",
+    "run_on_loop",
     "run_workers",
     "serve_processes",
     "worker_count",
@@ -190,6 +191,17 @@ def check_processes(settings: Settings) -> str:
     return ""
 
 
+def run_on_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """``asyncio.run(main)`` on the event loop ``--loop`` names (asyncio's own, or
+    uvloop's ``uvloop.run``: libuv under the same asyncio API)."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
 def serve_processes(
     settings: Settings,
     ready: Callable[[int], None],
@@ -202,7 +214,9 @@ def serve_processes(
 
     def child(serving: Callable[[], None]) -> int:
         reservation.close()
-        asyncio.run(serve(worker_settings, ready=lambda _port: serving(), reuse_port=True))
+        run_on_loop(
+            serve(worker_settings, ready=lambda _port: serving(), reuse_port=True), settings.loop
+        )
         return 0
 
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..report.format import DASH, fmt, ratio_cell, table
+from ..report.headline import COLUMNS
 
 __all__ = ["summary_rows", "report_section"]
 
@@ -19,16 +20,10 @@ def _entry(results: dict[str, Any], server: str, transport: str) -> dict[str, An
     return entry if isinstance(entry, dict) else None
 
 
-def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:
-    """Rows for the headline table: (label, twinstream SSE, twinstream WS, sse-starlette,
-    websockets)."""
-    columns = [
-        ("twinstream", "sse"),
-        ("twinstream", "ws"),
-        ("sse-starlette", "sse"),
-        ("websockets", "ws"),
-    ]
-    entries = [_entry(results, s, t) for s, t in columns]
+def summary_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Rows for the headline table: (label, a figure per column of
+    :data:`benchmarks.report.headline.COLUMNS`)."""
+    entries = [_entry(results, s, t) for s, t in COLUMNS]
     if not any(entries):
         return []
     count = next(e["attempted"] for e in entries if e)
@@ -36,10 +31,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]
     return [
         (
             f"Memory per idle connection, {count:,} connections (KiB; target ≤20 SSE, ≤16 WS)",
-            values[0],
-            values[1],
-            values[2],
-            values[3],
+            *values,
         )
     ]
 

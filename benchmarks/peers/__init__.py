@@ -35,6 +35,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--first-token-latency", type=float, default=SERVER_DEFAULTS.first_token_latency
     )
+    # the event loop, as twinstream's --loop (uvicorn's own --loop uvloop does the same)
+    parser.add_argument("--loop", default=SERVER_DEFAULTS.loop, choices=("asyncio", "uvloop"))
     return parser
 
 

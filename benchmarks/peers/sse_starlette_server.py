@@ -21,6 +21,7 @@ from server.backends.synthetic import SyntheticBackend
 from server.config import Settings
 from server.wire import errors, ids, limits
 from server.wire.events import dumps
+from server.workers import run_on_loop
 
 from . import build_parser, completion_events, new_stream_id
 
@@ -55,7 +56,7 @@ def make_app(backend: SyntheticBackend) -> Starlette:
     return Starlette(routes=[Route("/sse", sse), Route("/healthz", health)])
 
 
-async def serve(host: str, port: int, backend: SyntheticBackend) -> None:
+async def serve(host: str, port: int, backend: SyntheticBackend, loop: str) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -66,6 +67,7 @@ async def serve(host: str, port: int, backend: SyntheticBackend) -> None:
         lifespan="off",
         backlog=2048,
         timeout_graceful_shutdown=1,
+        loop=loop,  # what uvicorn --loop says; the loop itself is run_on_loop's
     )
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -83,7 +85,7 @@ def main() -> None:
         first_token_latency=args.first_token_latency,
         fail_after_tokens=None,
     )
-    asyncio.run(serve(args.host, args.port, backend))
+    run_on_loop(serve(args.host, args.port, backend, args.loop), args.loop)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from server.backends.synthetic import SyntheticBackend
 from server.config import Settings
 from server.wire import errors, events, messages
+from server.workers import run_on_loop
 
 from . import build_parser, completion_events, new_stream_id
 
@@ -106,7 +107,7 @@ def main() -> None:
         fail_after_tokens=None,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main_async(args.host, args.port, backend))
+        run_on_loop(main_async(args.host, args.port, backend), args.loop)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,15 @@ REPORT_LAYOUT = (
     "connections",
     "stuck",
     "headtohead",
+    "capacity",
+    "protocols",
     "throughput.unthrottled",
     "throughput.wire",
     "reconnect",
     "network",
+    "conversation",
     "browser",
+    "http2",
     "churn",
     "scaleout",
 )
@@ -132,8 +136,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         else "_This run did not include the parts the verdict is drawn from._",
         *(["### Through link profiles", network] if network else []),
         "One LLM chat completion streamed two ways by the same server (twinstream, Tornado), "
-        "with two reference servers a Python user would otherwise pick (sse-starlette on "
-        "uvicorn for SSE, the `websockets` library for WebSocket) run in the same session "
+        "with the reference servers a user would otherwise pick (sse-starlette on "
+        "uvicorn for SSE, the `websockets` library for WebSocket, and a Node.js server: "
+        "`node:http` for SSE, the `ws` package for WebSocket) run in the same session "
         "under the same conditions. Numbers are from one run on a shared, noisy machine: "
         "compare medians and ratios within this report rather than absolute values across "
         "machines.",

@@ -10,10 +10,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DASH", "get", "fmt", "ratio_cell", "table"]
+__all__ = ["DASH", "BUSY_PERCENT", "get", "fmt", "ratio_cell", "table"]
 
 #: what a cell shows for a figure the run does not have
 DASH = "—"
+
+#: machine-wide CPU use (all cores, all processes) above which a figure is tainted
+BUSY_PERCENT = 90.0
 
 
 def get(data: Any, *path: Any) -> Any:

@@ -1,7 +1,9 @@
 """The headline table's rows for the latency, throughput and reconnect parts.
 
-A row is ``(label, twinstream SSE, twinstream WS, sse-starlette SSE, websockets WS)``;
-each row below is declared as its label and where its figure sits in the results.
+A row is ``(label, twinstream SSE, twinstream WS, sse-starlette SSE, websockets WS,
+node SSE, node WS)`` (:data:`COLUMNS`; a part's rows may stop after websockets: the
+rest are blank); each row below is declared as its label and where its figure sits
+in the results.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ __all__ = [
     "reconnect_rows",
 ]
 
-SummaryRow = tuple[str, Any, Any, Any, Any]
+SummaryRow = tuple[Any, ...]
 
 #: the headline table's figure columns: (server, transport)
 COLUMNS = (
@@ -28,6 +30,8 @@ COLUMNS = (
     ("twinstream", "ws"),
     ("sse-starlette", "sse"),
     ("websockets", "ws"),
+    ("node", "sse"),
+    ("node", "ws"),
 )
 
 #: label ({streams}: the concurrent level) -> path under a latency transport's results
@@ -75,8 +79,7 @@ RECONNECT_FIGURES = (
 
 
 def _row(label: str, figure: Callable[[str, str], Any]) -> SummaryRow:
-    values = [figure(server, transport) for server, transport in COLUMNS]
-    return (label, values[0], values[1], values[2], values[3])
+    return (label, *(figure(server, transport) for server, transport in COLUMNS))
 
 
 def top_level(results: dict[str, Any], server: str, transport: str) -> dict[str, Any] | None:

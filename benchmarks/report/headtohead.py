@@ -71,9 +71,13 @@ def readme_table(results: dict[str, Any]) -> str | None:
     data = results.get("head_to_head")
     if not data or not data.get("rounds"):
         return None
-    by_measure: dict[str, dict[str, dict[str, Any]]] = {}
+    # one row per measure and peer family (CPU: against the Python peers, then node)
+    by_measure: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
     for judged in verdicts_of(data):
-        by_measure.setdefault(judged["measure"], {})[judged["contender"]] = judged
+        if judged["met"] is None and judged["reference"] not in data["contenders"]:
+            continue  # a reference this run did not measure (a run from before it joined)
+        row_key = (judged["measure"], judged["reference"].startswith("node"))
+        by_measure.setdefault(row_key, {})[judged["contender"]] = judged
     spreads = {name: c["spread"] for name, c in data["contenders"].items()}
     header = [
         "Target (median of rounds)",
@@ -85,7 +89,7 @@ def readme_table(results: dict[str, Any]) -> str | None:
         "Verdict",
     ]
     rows = []
-    for measure, verdicts in by_measure.items():
+    for (measure, _reference), verdicts in by_measure.items():
         sse, ws = verdicts.get("twinstream sse"), verdicts.get("twinstream ws")
         row = [_measure_label(data, measure)]
         for verdict, name in ((sse, "twinstream sse"), (ws, "twinstream ws")):

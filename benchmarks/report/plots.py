@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .capacity import plot_capacity
 from .format import get
 from .sections import variants_of
 
@@ -120,6 +121,7 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
         plt.close(figure)
         written.append("throughput.png")
     written += plot_network(results, out)
+    written += plot_capacity(results, out)
     return written
 
 

@@ -3,16 +3,47 @@ profiles and "what to choose", rendered from one run's ``results.json``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..targets import PARITY
+from .capacity import capacity_table
+from .conversation import conversation_table
 from .format import fmt
 from .headtohead import readme_table
+from .http2 import http2_table
+from .protocols import protocol_table
 from .sections import network_summary
 from .summary import summary_table
 from .verdict import busy_banner, choose
 
 __all__ = ["render_results"]
+
+_WORDS = {3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 10: "ten"}
+
+#: issue 25's tables, each shown when the run has its figures: (lead-in, table)
+_ISSUE_25_TABLES: tuple[tuple[str, Callable[[dict[str, Any]], str | None]], ...] = (
+    (
+        "Capacity: streams at 30 tokens/s raised until the p99 delivery delay passed 100 ms "
+        "or under 99 % arrived (every level on a fresh server; the client load shares the "
+        "cores; the report plots the knee):",
+        capacity_table,
+    ),
+    (
+        "Every protocol view twinstream speaks, in one run (bytes per token at a proxy; CPU "
+        "with every stream on a new session):",
+        protocol_table,
+    ),
+    (
+        "HTTP/2 in front (Debian's nginx, TLS) against HTTP/1.1, in headless Chromium:",
+        http2_table,
+    ),
+    (
+        "A 20-turn conversation, each turn waiting for the answer (ms per turn; connections "
+        "opened):",
+        conversation_table,
+    ),
+)
 
 
 def _run_line(results: dict[str, Any]) -> str:
@@ -45,7 +76,8 @@ def render_results(results: dict[str, Any]) -> str:
         data = results["head_to_head"]
         parts += [
             f"Issue 8's targets, measured head to head: {data['rounds']} rounds, each "
-            "running all four servers one after another on fresh servers, in an order that "
+            f"running all {_WORDS.get(len(data['contenders']), len(data['contenders']))} "
+            "servers one after another on fresh servers, in an order that "
             "changes each round; median (min–max) of the rounds, the reference's median, "
             "and the verdict on the ratio of medians with the rounds where the same-round "
             "pair met it and the 95 % interval of the same-round ratios' geometric mean "
@@ -59,6 +91,10 @@ def render_results(results: dict[str, Any]) -> str:
     network = network_summary(results)
     if network:
         parts += ["Through the link profiles (twinstream; the report has the peers too):", network]
+    for intro, render in _ISSUE_25_TABLES:
+        rendered = render(results)
+        if rendered:
+            parts += [intro, rendered]
     statements = choose(results)
     if statements:
         parts += ["What to choose, from this run:", "\n".join(f"- {s}" for s in statements)]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .format import fmt, get
+from .capacity import busy_capacity_levels
+from .choices import more_choices
+from .format import BUSY_PERCENT, fmt, get
+from .http2 import http2_flip
 from .summary import summary_rows
 
 __all__ = ["choose", "busy_banner", "tainted_figures", "ratio_notes", "BUSY_PERCENT"]
-
-#: machine-wide CPU use (all cores, all processes) above which a figure is tainted
-BUSY_PERCENT = 90.0
 
 
 def _lower(sse: Any, ws: Any, margin: float = 1.25) -> str | None:
@@ -187,9 +187,12 @@ def _connection_limit(results: dict[str, Any]) -> str | None:
         f"from one page: the seventh's first event came after {fmt(seventh_sse, 0)} ms, "
         f"{fmt(waited, 0)} ms after the sixth's, because HTTP/1.1 allows six connections per "
         f"origin and it waited for a stream to end; seven streams on one WebSocket all "
-        f"started within {fmt(seventh_ws, 0)} ms. It flips with HTTP/2 in front of the "
-        "server (streams share one connection) or with at most six streams per origin, "
-        "counted across the user's tabs."
+        f"started within {fmt(seventh_ws, 0)} ms. "
+        + (
+            http2_flip(results)  # measured, when the run had nginx with HTTP/2 in front
+            or "It flips with HTTP/2 in front of the server (streams share one connection) "
+            "or with at most six streams per origin, counted across the user's tabs."
+        )
     )
 
 
@@ -311,6 +314,7 @@ def choose(results: dict[str, Any]) -> list[str]:
         _cpu(results),
         _memory(results),
         _churn(results),
+        *more_choices(results),  # issue 25's: protocols, node, capacity, loop, HTTP/2, turns
     ]
     return [s for s in statements if s]
 
@@ -339,6 +343,7 @@ def tainted_figures(results: dict[str, Any]) -> list[tuple[str, float]]:
     busy = get(results, "churn", "machine_cpu_percent")
     if busy is not None and busy >= BUSY_PERCENT:
         tainted.append(("churn (replay delay)", busy))
+    tainted += busy_capacity_levels(results)
     return tainted
 
 
@@ -396,7 +401,7 @@ def ratio_notes(results: dict[str, Any], limit: int = 4) -> str | None:
     load, cpus = meta.get("load_average") or [0], meta.get("cpus") or 0
     loaded = bool(cpus and load[0] >= cpus)
     found = []
-    for label, sse, ws, _peer_sse, _peer_ws in summary_rows(results):
+    for label, sse, ws, *_peers in summary_rows(results):
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (sse, ws)):
             continue
         if sse <= 0 or ws <= 0 or 0.5 < ws / sse < 2:

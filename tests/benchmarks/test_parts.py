@@ -28,6 +28,10 @@ def test_parts_by_kind_keep_the_command_lines_order() -> None:
         "network",
         "browser",
         "churn",
+        "protocols",
+        "capacity",
+        "http2",
+        "conversation",
     )
     assert part_names("extra") == ("connections", "stuck", "headtohead")
     assert part_names("optional") == ("scaleout",)

@@ -24,7 +24,7 @@ from benchmarks.latency import run_latency
 from benchmarks.proxy import CountingProxy
 from benchmarks.reconnect import plan_cuts, run_reconnect
 from benchmarks.report.summary import summary_table
-from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess
+from benchmarks.servers import PEER_SPECS, TWINSTREAM, ServerProcess, with_loop
 from benchmarks.stats import paired_ratio_interval, percentile, summarize
 from benchmarks.throughput import model_lag, run_throughput
 
@@ -151,15 +151,24 @@ def test_model_lag_measures_tokens_against_the_schedule() -> None:
 # -- the peer servers speak the contract --------------------------------------------
 
 
-@pytest.mark.parametrize("spec", PEER_SPECS, ids=lambda s: s.name)
-def test_peer_servers_stream_the_synthetic_model(spec: Any) -> None:
+PEER_CASES = [(spec, transport) for spec in PEER_SPECS for transport in spec.transports] + [
+    (with_loop(spec, "uvloop"), spec.transports[0]) for spec in PEER_SPECS if not spec.program
+]
+
+
+@pytest.mark.parametrize(
+    "spec, transport", PEER_CASES, ids=[f"{s.name}-{t}" for s, t in PEER_CASES]
+)
+def test_peer_servers_stream_the_synthetic_model(spec: Any, transport: str) -> None:
+    """Every peer (the Node one included, each of its transports; the Python ones on
+    uvloop too) streams exactly the synthetic model's tokens, numbered and stamped."""
     from benchmarks.clients import Endpoint, sse_completion, ws_completion
 
     prompt = prompts_with_tokens(1, 20, "peer")[0]
 
     async def one(url: str) -> Any:
         endpoint = Endpoint(url)
-        if "sse" in spec.transports:
+        if transport == "sse":
             record, connection = await sse_completion(endpoint, prompt, 20)
             await connection.close()
         else:
@@ -170,6 +179,9 @@ def test_peer_servers_stream_the_synthetic_model(spec: Any) -> None:
 
     with ServerProcess(spec.command(0, 0)) as server:
         record = asyncio.run(one(server.url))
+        if spec.loop == "uvloop":
+            maps = Path(f"/proc/{server.pid}/maps").read_text(encoding="utf-8")
+            assert "uvloop/loop." in maps
     assert record.error is None
     assert record.kinds[0] == "start" and record.kinds[-1] == "done"
     assert record.seqs == list(range(len(record.seqs)))
@@ -280,9 +292,13 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
         "network",
         "browser",
         "churn",
+        "protocols",
+        "capacity",
+        "http2",
+        "conversation",
     ]
-    assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets"}
-    assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets"}
+    assert set(results["latency"]) == {"twinstream", "sse-starlette", "websockets", "node"}
+    assert set(results["throughput"]) == {"twinstream", "sse-starlette", "websockets", "node"}
     assert results["reconnect"]["sides"] == ["network", "client", "server"]
     assert results["reconnect"]["transports"]["sse"]["lost"] == 0
     assert results["reconnect"]["transports"]["ws"]["duplicated"] == 0
@@ -292,14 +308,28 @@ def test_cli_runs_all_parts_and_writes_report(tmp_path: Path) -> None:
     assert set(results["network"]["profiles"]) == set(CONFIG.network_profiles)
     assert results["browser"]["available"] is True
     assert results["churn"]["transports"]["sse"]["delivery_percent"] == 100
+    # issue 25's parts (each has its own tiny test of what it measures)
+    assert set(results["protocols"]["views"]) >= {"twinstream sse", "twinstream ws", "chat chunks"}
+    assert "node ws" in results["capacity"]["contenders"]
+    assert results["http2"]["available"] is True
+    assert set(results["conversation"]["profiles"]) == set(CONFIG.conversation_profiles)
     report = (out / "report.md").read_text()
     # the report opens with the verdict (after a busy-machine banner, if any)
     assert report.index("## What to choose") < report.index("## Summary")
     assert report.split("## What to choose", 1)[1].lstrip().startswith("- **")
     assert "| Metric | twinstream SSE | twinstream WebSocket |" in report
-    for section in ("## Network profiles", "## In a real browser", "## Churn"):
+    for section in (
+        "## Network profiles",
+        "## In a real browser",
+        "## Churn",
+        "## What each protocol view costs",
+        "## Capacity: streams per core",
+        "## HTTP/2 in front",
+        "## A conversation",
+    ):
         assert section in report
-    for plot in ("latency_cdf.png", "throughput.png", "network_delay_cdf.png"):
+    assert "| node (SSE) | node (WS) |" in report
+    for plot in ("latency_cdf.png", "throughput.png", "network_delay_cdf.png", "capacity_knee.png"):
         assert (out / plot).stat().st_size > 1000
         assert f"]({plot})" in report
     # the report can be rebuilt from results.json alone
@@ -366,3 +396,20 @@ def test_cli_help_and_bad_part(capsys: pytest.CaptureFixture[str]) -> None:
         main(["nonsense"])
     with pytest.raises(SystemExit):  # they start servers of their own
         main(["--url", "http://127.0.0.1:9/", "stuck"])
+
+
+def test_loops_and_store_options_reach_the_configuration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks.suite import configured
+
+    config = configured("quick", loops=["asyncio", "uvloop"], store="redis")
+    assert config.head_to_head_loops == config.capacity_loops == ("asyncio", "uvloop")
+    assert config.store == "redis"
+    assert configured("full").head_to_head_loops == ("asyncio", "uvloop")
+    assert configured("quick").store is None
+    with pytest.raises(SystemExit):
+        main(["capacity", "--loops", "trio"])
+    assert "unknown event loop(s) trio; choose from asyncio, uvloop" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["capacity", "--store", "memcached"])

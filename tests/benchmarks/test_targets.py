@@ -62,12 +62,14 @@ def test_loads_choose_the_targets_and_the_contenders_they_compare() -> None:
         "delivered_events_per_s",
         "memory_per_stream_kib",
     }
-    assert len(throughput) == 6
-    # every throughput target compares against websockets: sse-starlette is not needed
+    assert len(throughput) == 8  # CPU against websockets and against node (issue 25)
+    # every throughput target compares against websockets or node: sse-starlette is not needed
     assert [label(*c) for c in contenders_for(throughput)] == [
         "twinstream sse",
         "twinstream ws",
         "websockets",
+        "node sse",
+        "node ws",
     ]
     latency = targets_for(["latency"])
     assert [(t.contender, t.reference) for t in latency] == [
@@ -86,19 +88,29 @@ def test_spread_drops_what_was_not_measured() -> None:
 
 
 def test_targets_are_issue_8s() -> None:
-    wording = {(t.measure, t.contender): t.wording for t in TARGETS}
+    wording = {
+        (t.measure, t.contender): t.wording for t in TARGETS if not t.reference.startswith("node")
+    }
+    node = {(t.measure, t.contender): t.wording for t in TARGETS if t.reference.startswith("node")}
+    # issue 25: CPU per event at or below the Node server's, transport for transport
+    assert node == {
+        ("cpu_ms_per_1k_events", "twinstream sse"): "≤ node sse",
+        ("cpu_ms_per_1k_events", "twinstream ws"): "≤ node ws",
+    }
     assert wording[("cpu_ms_per_1k_events", "twinstream sse")] == "≤ websockets"
     assert wording[("delivered_events_per_s", "twinstream ws")] == "≥ websockets"
     assert wording[("p99_delay_ms", "twinstream sse")] == "≤ sse-starlette"
     assert wording[("p99_delay_ms", "twinstream ws")] == "≤ websockets"
     assert wording[("memory_per_stream_kib", "twinstream ws")] == "≤ 1.4× websockets"
     assert wording[("unthrottled_events_per_s", "twinstream sse")] == "≥ websockets"
-    assert len(TARGETS) == 10
+    assert len(TARGETS) == 12
     assert {label(spec, transport) for spec, transport in CONTENDERS} == {
         "twinstream sse",
         "twinstream ws",
         "sse-starlette",
         "websockets",
+        "node sse",
+        "node ws",
     }
 
 
@@ -165,7 +177,9 @@ def test_pool_keeps_rounds_paired_when_a_run_lacks_a_contender() -> None:
     (cpu,) = [
         v
         for v in data["targets"]
-        if v["contender"] == "twinstream ws" and v["measure"] == "cpu_ms_per_1k_events"
+        if v["contender"] == "twinstream ws"
+        and v["measure"] == "cpu_ms_per_1k_events"
+        and v["reference"] == "websockets"
     ]
     assert (cpu["median"], cpu["reference_median"], cpu["rounds"]) == (20.0, 20.0, 2)
     assert cpu["met"] is True
@@ -215,7 +229,9 @@ def test_pool_joins_the_rounds_of_several_runs() -> None:
     (cpu,) = [
         v
         for v in data["targets"]
-        if v["contender"] == "twinstream ws" and v["measure"] == "cpu_ms_per_1k_events"
+        if v["contender"] == "twinstream ws"
+        and v["measure"] == "cpu_ms_per_1k_events"
+        and v["reference"] == "websockets"
     ]
     assert cpu["median"] == 24.5 and cpu["reference_median"] == 25.0 and cpu["rounds"] == 4
     assert cpu["met"] is True and cpu["rounds_met"] == 2

@@ -132,3 +132,24 @@ def test_sigterm_ends_open_sse_streams_with_server_shutdown(
     assert events[-1]["type"] == "error"
     assert events[-1]["code"] == "server_shutdown"
     assert process.wait(timeout=10) == 0
+
+
+def _maps(process: subprocess.Popen[str]) -> str:
+    with open(f"/proc/{process.pid}/maps", encoding="utf-8") as maps:
+        return maps.read()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_loop_option_runs_the_server_on_that_event_loop(
+    running: list[subprocess.Popen[str]], loop: str
+) -> None:
+    """--loop uvloop serves on libuv's loop (its extension module is mapped into the
+    process); the default, asyncio's own, never loads it."""
+    process, url = start("--loop", loop, "--tokens-per-second", "0", "--log-level", "warning")
+    running.append(process)
+    with urllib.request.urlopen(f"{url}/sse?prompt=loop&max_tokens=3", timeout=10) as response:
+        body = response.read().decode()
+    assert body.count('"type":"delta"') == 3 and '"type":"done"' in body
+    assert ("uvloop/loop." in _maps(process)) == (loop == "uvloop")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0

@@ -1,0 +1,273 @@
+"""Capacity: how many concurrent chats at 30 tokens/s one core carries before delivery slows.
+
+For each server and transport (twinstream SSE and WebSocket, ``sse-starlette``,
+``websockets``, the Node peer's two; each Python server on every event loop of
+``capacity_loops``; twinstream on a Redis store with two processes when the run is
+given ``--store redis``), streams at the model's pace (30 tokens/s per stream) are
+raised until delivery falls behind: the level *holds* while the p99 delivery delay
+(model release -> client receipt) stays at or under :data:`P99_LIMIT_MS` and at least
+:data:`DELIVERED_PERCENT` of the offered tokens arrive. A coarse search doubles the
+streams from ``capacity_start`` until a level fails (or ``capacity_limit`` holds); a fine
+search then bisects between the last level that held and the first that failed,
+``capacity_fine_steps`` times. Every level runs on a fresh server, with the client load
+in worker processes as in the throughput sweep; its streams start within
+:data:`RAMP_SHARE` of a stream's length, so the level is a steady load, not a trickle.
+A level that fails while every core was busy (``BUSY_PERCENT``: other work on a shared
+machine, or the client load) runs once more, the first attempt kept beside the second.
+
+*Streams per core* is the largest level that held divided by the server's processes (a
+Python or Node server runs on one core; the Redis variant on two). On a two-core machine
+the client load competes with the server for the cores: the machine's busy share is kept
+beside every level, and the figures compare servers, not machines.
+
+The knee (p99 delay against streams, one line per server) is plotted by
+:mod:`benchmarks.report.capacity`.
+
+Run alone: ``python -m benchmarks capacity [--quick] [--store redis] [--loops ...]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from .cluster import RedisProcess
+from .config import SuiteConfig
+from .connections.plan import raise_fd_limit
+from .loadgen import LoadGenerator
+from .report.format import BUSY_PERCENT
+from .scaleout import measure_variant
+from .servers import NODE, SSE_STARLETTE, TWINSTREAM, WEBSOCKETS, ServerSpec, with_loop
+from .targets import label
+from .throughput import sweep_level
+
+__all__ = [
+    "P99_LIMIT_MS",
+    "DELIVERED_PERCENT",
+    "Contender",
+    "contenders",
+    "holds",
+    "search",
+    "RAMP_SHARE",
+    "level_config",
+    "run_capacity",
+]
+
+#: a level holds while its p99 delivery delay is at most this ...
+P99_LIMIT_MS = 100.0
+#: ... and at least this share of the offered tokens arrived
+DELIVERED_PERCENT = 99.0
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A server, a transport, and where it keeps streams."""
+
+    spec: ServerSpec
+    transport: str
+    store: str = "memory"
+    processes: int = 1
+
+    @property
+    def name(self) -> str:
+        base = label(self.spec, self.transport)
+        if self.store == "memory":
+            return base
+        server, _, transport = base.partition(" ")
+        return f"{server} {self.store}×{self.processes} {transport}".strip()
+
+
+def contenders(
+    loops: Sequence[str], store: str | None, transports: Sequence[str] = ("sse", "ws")
+) -> list[Contender]:
+    """Every server on every loop over each of ``transports`` it speaks (a server that
+    speaks none of them: over its own); twinstream on ``store`` with two processes too
+    when given (``redis``)."""
+
+    def spoken(spec: ServerSpec) -> list[str]:
+        return [t for t in spec.transports if t in transports] or list(spec.transports)
+
+    chosen: list[Contender] = []
+    for loop in loops:
+        for spec in (TWINSTREAM, SSE_STARLETTE, WEBSOCKETS, NODE):
+            if spec.program and loop != loops[0]:
+                continue  # the Node peer has one loop
+            looped = with_loop(spec, loop) if not spec.program else spec
+            chosen += [Contender(looped, transport) for transport in spoken(spec)]
+    if store:
+        chosen += [Contender(TWINSTREAM, t, store, 2) for t in spoken(TWINSTREAM)]
+    return chosen
+
+
+def holds(point: dict[str, Any]) -> bool:
+    """Whether delivery kept up at this level."""
+    p99, delivered = point.get("p99_delay_ms"), point.get("delivered_percent")
+    return (
+        p99 is not None
+        and delivered is not None
+        and p99 <= P99_LIMIT_MS
+        and delivered >= DELIVERED_PERCENT
+    )
+
+
+def search(
+    measure: Callable[[int], dict[str, Any]], start: int, limit: int, fine_steps: int
+) -> dict[str, Any]:
+    """The coarse-then-fine search: ``measure(streams)`` gives a level's point. Returns
+    the points (in the order measured), the largest level that held (0: none did) and
+    whether the search stopped at ``limit`` with every level holding."""
+    points: list[dict[str, Any]] = []
+
+    def at(streams: int) -> bool:
+        point = {"streams": streams, **measure(streams)}
+        point["holds"] = holds(point)
+        points.append(point)
+        return bool(point["holds"])
+
+    held, failed = 0, None
+    streams = max(1, start)
+    while True:  # coarse: double up while it holds; halve down while the start fails
+        if at(streams):
+            held = streams
+            if failed is not None or streams >= limit:
+                break
+            streams = min(limit, streams * 2)
+        else:
+            failed = streams
+            if held or streams <= 1 or start >= limit:  # start == limit: one point only
+                break
+            streams //= 2
+    for _ in range(fine_steps):  # fine: bisect the gap
+        if failed is None:
+            break
+        middle = (held + failed) // 2
+        if middle in (held, failed):
+            break
+        if at(middle):
+            held = middle
+        else:
+            failed = middle
+    return {"points": points, "capacity": held, "at_limit": failed is None}
+
+
+#: the streams' starts spread over at most this share of a stream's length, so every
+#: stream of a level is live at once for most of the level (a level is a steady load)
+RAMP_SHARE = 0.4
+
+
+def level_config(config: SuiteConfig, streams: int) -> SuiteConfig:
+    """``config`` for one level of ``streams``: streams of ``capacity_max_tokens`` tokens,
+    their starts spread over at most :data:`RAMP_SHARE` of a stream's length."""
+    seconds = config.capacity_max_tokens / max(1.0, config.tokens_per_second)
+    ramp = min(config.ramp_per_stream, RAMP_SHARE * seconds / max(1, streams))
+    return config.replace(sweep_max_tokens=config.capacity_max_tokens, ramp_per_stream=ramp)
+
+
+def _memory_level(
+    contender: Contender, streams: int, config: SuiteConfig, load: LoadGenerator
+) -> dict[str, Any]:
+    config = level_config(config, streams)
+    level = sweep_level(contender.spec, contender.transport, streams, config, load)
+    expected = level.get("expected_delta_events") or 0
+    return {
+        "p99_delay_ms": level["delivery_delay_ms"]["p99"],
+        "p50_delay_ms": level["delivery_delay_ms"]["p50"],
+        "delivered_percent": round(100 * level["delta_events"] / expected, 2) if expected else None,
+        "server_cpu_percent": level.get("server_cpu_percent"),
+        "machine_busy_percent": level.get("machine_cpu_percent"),
+        "errors": level.get("errors"),
+    }
+
+
+def _store_level(
+    contender: Contender,
+    streams: int,
+    config: SuiteConfig,
+    load: LoadGenerator,
+    redis_server: RedisProcess | None,
+) -> dict[str, Any]:
+    config = level_config(config, streams)
+    row = measure_variant(
+        config,
+        load,
+        contender.transport,
+        streams,
+        contender.store,
+        contender.processes,
+        redis_server,
+    )
+    expected = streams * config.sweep_max_tokens  # each prompt has at least that many
+    return {
+        "p99_delay_ms": row["delivery_delay_ms"]["p99"],
+        "p50_delay_ms": row["delivery_delay_ms"]["p50"],
+        "delivered_percent": round(100 * row["delta_events"] / expected, 2),
+        "server_cpu_percent": None,
+        "machine_busy_percent": None,
+        "errors": row["errors"],
+    }
+
+
+def run_capacity(
+    config: SuiteConfig, store: str | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """The capacity search for every contender; ``store`` (``redis``) adds twinstream on a
+    Redis store with two processes."""
+    raise_fd_limit()  # thousands of sockets in the servers and the client workers
+    chosen = contenders(config.capacity_loops, store, config.capacity_transports)
+    redis_server = RedisProcess() if store else None
+    results: dict[str, Any] = {
+        "tokens_per_second": config.tokens_per_second,
+        "p99_limit_ms": P99_LIMIT_MS,
+        "delivered_percent_limit": DELIVERED_PERCENT,
+        "start": config.capacity_start,
+        "limit": config.capacity_limit,
+        "fine_steps": config.capacity_fine_steps,
+        "max_tokens": config.capacity_max_tokens,
+        "contenders": {},
+    }
+    bar = tqdm(total=len(chosen), desc="capacity", unit="server", disable=not progress, leave=False)
+    try:
+        with LoadGenerator(config.workers) as load, bar:
+            # the client workers' first load pays for their lazy imports and first
+            # connections: a throw-away one first, so the first server measured does not
+            _memory_level(chosen[0], 4, config.replace(capacity_max_tokens=5), load)
+            for contender in chosen:
+                bar.set_postfix_str(contender.name)
+
+                def once(streams: int, contender: Contender = contender) -> dict[str, Any]:
+                    if contender.store == "memory":
+                        return _memory_level(contender, streams, config, load)
+                    return _store_level(contender, streams, config, load, redis_server)
+
+                def measure(streams: int) -> dict[str, Any]:
+                    # a level that failed while every core was busy (other work, the
+                    # client load) runs once more; the first attempt is kept beside it
+                    point = once(streams)
+                    busy = point.get("machine_busy_percent")
+                    if not holds(point) and busy is not None and busy >= BUSY_PERCENT:
+                        point = {**once(streams), "first_attempt": point}
+                    return point
+
+                found = search(
+                    measure,
+                    config.capacity_start,
+                    config.capacity_limit,
+                    config.capacity_fine_steps,
+                )
+                found.update(
+                    server=contender.spec.name,
+                    transport=contender.transport,
+                    loop=contender.spec.loop,
+                    store=contender.store,
+                    processes=contender.processes,
+                    streams_per_core=round(found["capacity"] / contender.processes, 1),
+                )
+                results["contenders"][contender.name] = found
+                bar.update()
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+    return results

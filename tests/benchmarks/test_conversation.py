@@ -1,0 +1,52 @@
+"""benchmarks.conversation, tiny, against a real twinstream through the suite's proxy
+(loopback and a profile with a round trip): the shape of its results, its report
+section and "what to choose" line; never speeds beyond what the link itself forces."""
+
+from __future__ import annotations
+
+from benchmarks.config import TINY
+from benchmarks.conversation import run_conversation, variants
+from benchmarks.links import PROFILES
+from benchmarks.report.conversation import (
+    conversation_choice,
+    conversation_section,
+    conversation_table,
+)
+from benchmarks.views import VIEWS
+
+
+def test_variants_are_every_view_and_each_sse_view_on_new_connections() -> None:
+    labels = [label for label, _, _ in variants()]
+    assert labels[: len(VIEWS)] == [view.name for view in VIEWS]
+    assert "twinstream sse, new connection per turn" in labels
+    assert "twinstream ws, new connection per turn" not in labels  # one socket throughout
+
+
+def test_conversation_tiny_against_a_real_server() -> None:
+    data = run_conversation(TINY, progress=False)
+    turns = TINY.conversation_turns
+    assert (data["turns"], data["tokens"]) == (turns, TINY.conversation_tokens)
+    assert list(data["profiles"]) == list(TINY.conversation_profiles)
+    for name, profile in data["profiles"].items():
+        assert list(profile["variants"]) == [label for label, _, _ in variants()]
+        for label, entry in profile["variants"].items():
+            assert entry["errors"] == 0, (name, label)
+            assert entry["turns"] == turns and entry["tokens"] == turns * TINY.conversation_tokens
+            assert entry["first_token_ms"]["n"] == entry["turn_ms"]["n"] == turns
+            # one connection for the whole conversation, or one per turn
+            assert entry["connections"] == (turns if entry["new_connection_per_turn"] else 1)
+            assert entry["bytes_up"] > 0 and entry["bytes_down"] > 0
+    # a turn cannot beat the link's round trip: the request out, the answer back
+    rtt_ms = 1000 * PROFILES["broadband"].rtt
+    for entry in data["profiles"]["broadband"]["variants"].values():
+        assert entry["turn_ms"]["p50"] >= rtt_ms
+    results = {"conversation": data}
+    table = conversation_table(results)
+    assert table is not None and len(table.splitlines()) == 2 + len(data["profiles"])
+    assert conversation_section(results)[0].startswith("## A conversation")
+    assert conversation_section({}) == [
+        "## A conversation: turns that wait for the answer\n\n_not run_"
+    ]
+    line = conversation_choice(results)
+    assert line is not None and line.startswith("**A multi-turn chat or tool loop: ")
+    assert "On `broadband`" in line
