@@ -62,6 +62,7 @@ server decides, and :attr:`Completion.compressed` says what it did.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -268,6 +269,72 @@ def _chat_tokens(event: Any) -> int:
     return int(bool((choices[0].get("delta") or {}).get("content")))
 
 
+def _responses_body(prompt: str, max_tokens: int) -> tuple[str, Any]:
+    return "/v1/responses", {"input": prompt, "max_output_tokens": max_tokens, "stream": True}
+
+
+def _responses_create(prompt: str, max_tokens: int) -> Any:
+    # WebSocket mode: the POST body without stream (OpenAI's response.create message)
+    return {"type": "response.create", "input": prompt, "max_output_tokens": max_tokens}
+
+
+def _responses_tokens(event: Any) -> int:
+    return int(isinstance(event, dict) and event.get("type") == "response.output_text.delta")
+
+
+def _responses_last(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("type") in (
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+        "error",
+    )
+
+
+_UI_CHATS = itertools.count()
+
+
+def _ui_messages(prompt: str) -> list[dict[str, Any]]:
+    return [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": prompt}]}]
+
+
+def _ui_chat_body(prompt: str, max_tokens: int) -> tuple[str, Any]:
+    # DefaultChatTransport's POST: a chat id, UI messages, body fields as parameters
+    chat = f"bench-{next(_UI_CHATS)}"
+    return "/api/chat", {
+        "id": chat,
+        "messages": _ui_messages(prompt),
+        "trigger": "submit-message",
+        "max_tokens": max_tokens,
+    }
+
+
+def _ui_chat_send(prompt: str, max_tokens: int) -> Any:
+    # WebSocketChatTransport's send frame
+    number = next(_UI_CHATS)
+    return {
+        "type": "send",
+        "requestId": f"r{number}",
+        "id": f"bench-{number}",
+        "trigger": "submit-message",
+        "messages": _ui_messages(prompt),
+        "headers": {},
+        "body": {"max_tokens": max_tokens},
+    }
+
+
+def _ui_tokens(event: Any) -> int:
+    if not isinstance(event, dict):
+        return 0
+    if event.get("type") == "chunk":  # the WebSocket transport wraps each chunk
+        event = event.get("chunk") or {}
+    return int(event.get("type") == "text-delta")
+
+
+def _ui_last(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("type") in ("end", "error", "no-active")
+
+
 #: every view the server speaks, in the table's order. Add a view here (see the module
 #: docstring); the protocol table and the conversation part pick it up.
 VIEWS: tuple[View, ...] = (
@@ -290,6 +357,34 @@ VIEWS: tuple[View, ...] = (
         "POST /v1/chat/completions, stream: true (chat.completion.chunk)",
         _chat_body,
         _chat_tokens,
+    ),
+    sse_view(
+        "responses sse",
+        "POST /v1/responses, stream: true (OpenAI's Responses events)",
+        _responses_body,
+        _responses_tokens,
+    ),
+    ws_view(
+        "responses ws",
+        "GET /v1/responses (WebSocket mode), a response.create per response",
+        "/v1/responses",
+        _responses_create,
+        _responses_tokens,
+        _responses_last,
+    ),
+    sse_view(
+        "ai sdk sse",
+        "POST /api/chat (the AI SDK's DefaultChatTransport: UI message chunks)",
+        _ui_chat_body,
+        _ui_tokens,
+    ),
+    ws_view(
+        "ai sdk ws",
+        "GET /api/chat (the AI SDK's WebSocketChatTransport), a send frame per answer",
+        "/api/chat",
+        _ui_chat_send,
+        _ui_tokens,
+        _ui_last,
     ),
 )
 
