@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -291,7 +292,9 @@ def _responses_last(event: Any) -> bool:
     )
 
 
-_UI_CHATS = itertools.count()
+#: chat ids: unique across the client worker processes (a new answer for a chat id stops
+#: the chat's previous one, as useChat expects)
+_UI_CHATS = (f"bench-{secrets.token_hex(6)}-{n}" for n in itertools.count())
 
 
 def _ui_messages(prompt: str) -> list[dict[str, Any]]:
@@ -300,9 +303,8 @@ def _ui_messages(prompt: str) -> list[dict[str, Any]]:
 
 def _ui_chat_body(prompt: str, max_tokens: int) -> tuple[str, Any]:
     # DefaultChatTransport's POST: a chat id, UI messages, body fields as parameters
-    chat = f"bench-{next(_UI_CHATS)}"
     return "/api/chat", {
-        "id": chat,
+        "id": next(_UI_CHATS),
         "messages": _ui_messages(prompt),
         "trigger": "submit-message",
         "max_tokens": max_tokens,
@@ -311,11 +313,11 @@ def _ui_chat_body(prompt: str, max_tokens: int) -> tuple[str, Any]:
 
 def _ui_chat_send(prompt: str, max_tokens: int) -> Any:
     # WebSocketChatTransport's send frame
-    number = next(_UI_CHATS)
+    chat = next(_UI_CHATS)
     return {
         "type": "send",
-        "requestId": f"r{number}",
-        "id": f"bench-{number}",
+        "requestId": chat,
+        "id": chat,
         "trigger": "submit-message",
         "messages": _ui_messages(prompt),
         "headers": {},
