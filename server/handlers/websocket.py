@@ -246,7 +246,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
             if failure is None:
                 # A bug, never the client's doing: logged once (not the message, which
                 # may hold a prompt), answered the protocol's way, the socket kept.
-                log.exception("a %s message failed", self.TRANSPORT)
+                log.exception("a WebSocket message failed (%s)", self.TRANSPORT)
                 failure = errors.internal_error()
             self.shared.metrics.error(failure.code)
             self.send_text(self.error_frame(failure, request))
