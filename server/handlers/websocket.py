@@ -222,7 +222,8 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         # a newer relay took it over already.
         if isinstance(relay, SocketRelay) and self._following.get(relay.key) is relay:
             del self._following[relay.key]
-        if self._started:  # nothing of an ended stream stays with the socket
+        if outcome is Outcome.COMPLETE and self._started:
+            # its stream ended: nothing of an ended stream stays with the socket
             self._started = [stream for stream in self._started if not stream.ended]
         if self._going_away:
             # Not inside the producer's append: the close frame waits a loop turn,
