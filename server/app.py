@@ -26,12 +26,13 @@ from .handlers.responses import (
     ResponseHandler,
     ResponsesHandler,
 )
-from .handlers.responses_socket import ResponsesSocketHandler, UpgradeMatches
+from .handlers.responses_socket import ResponsesSocketHandler, ResponsesWebSocketRequired
 from .handlers.responses_state import ResponsesOptions
+from .handlers.routing import RequestMatches, WebSocketRequiredHandler
 from .handlers.sse import SSEHandler
 from .handlers.streams import StreamsHandler
 from .handlers.token import TokenHandler
-from .handlers.ui_chat import MethodMatches, UIChatHandler, UIChatStopHandler, UIChatStreamHandler
+from .handlers.ui_chat import UIChatHandler, UIChatStopHandler, UIChatStreamHandler
 from .handlers.ui_chat_socket import UIChatSocketHandler
 from .handlers.websocket import SocketOptions, StreamSocketHandler
 from .metrics import Metrics
@@ -101,6 +102,8 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         max_streams_per_socket=settings.max_streams_per_socket,
     )
     sockets = {"options": socket_options, "store": store, "limits": limits, "relays": relays}
+    # A WebSocket path asked for without a handshake: JSON 400 websocket_required (GET), 405
+    not_upgraded = {**counted, "edge": edge}
     openai_args = common  # API keys are checked at the edge, before the body is read
     # The Responses API (issue 22): records live the retention once a response
     # ended, and up to an hour of generation before.
@@ -108,11 +111,12 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     responses = {**common, "responses": lifetimes}
     responses_routes: list[Any] = [
         Rule(
-            UpgradeMatches(r"/v1/responses$"),
+            RequestMatches(r"/v1/responses", "GET", upgrade=True),
             ResponsesSocketHandler,
             {**sockets, "responses": lifetimes},
         ),
-        (r"/v1/responses", ResponsesHandler, responses),
+        Rule(RequestMatches(r"/v1/responses", "GET"), ResponsesWebSocketRequired, not_upgraded),
+        (r"/v1/responses", ResponsesHandler, responses),  # POST (with or without Upgrade)
         (r"/v1/responses/([^/]+)", ResponseHandler, responses),
         (r"/v1/responses/([^/]+)/cancel", ResponseCancelHandler, responses),
         (r"/v1/responses/([^/]+)/input_items", InputItemsHandler, responses),
@@ -125,14 +129,19 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     chat = re.escape(settings.chat_path)
     chat_args = {**common, "resume_grace": settings.chat_resume_grace}
     chat_routes: list[Any] = [
-        Rule(MethodMatches("POST", chat + "$"), UIChatHandler, chat_args),
+        Rule(RequestMatches(chat, "POST"), UIChatHandler, chat_args),
         (chat + r"/([^/]+)/stream", UIChatStreamHandler, chat_args),
         (chat + r"/([^/]+)/stop", UIChatStopHandler, chat_args),
-        (
-            chat,
+        Rule(
+            RequestMatches(chat, "GET", upgrade=True),
             UIChatSocketHandler,
             {**sockets, "resume_grace": settings.chat_resume_grace},
         ),
+        (chat, WebSocketRequiredHandler, not_upgraded),
+    ]
+    socket_routes: list[Any] = [
+        Rule(RequestMatches(r"/ws", "GET", upgrade=True), StreamSocketHandler, sockets),
+        (r"/ws", WebSocketRequiredHandler, not_upgraded),
     ]
     return tornado.web.Application(
         debug_routes
@@ -141,7 +150,7 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
             (r"/", IndexHandler, counted),
             (r"/healthz", HealthHandler, on_store),
             (r"/sse", SSEHandler, common),
-            (r"/ws", StreamSocketHandler, sockets),
+            *socket_routes,
             (r"/streams", StreamsHandler, {**on_store, "limits": limits}),
             (r"/cancel", CancelHandler, on_store),
             (r"/v1/chat/completions", ChatCompletionsHandler, openai_args),

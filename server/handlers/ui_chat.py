@@ -14,11 +14,7 @@ endpoint does, and the store's idle timeout ends an answer nobody reads.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import unquote
-
-from tornado.httputil import HTTPServerRequest
-from tornado.routing import PathMatches
 
 from ..core.store import StreamStore
 from ..metrics import Metrics
@@ -33,27 +29,12 @@ __all__ = [
     "UIChatHandler",
     "UIChatStreamHandler",
     "UIChatStopHandler",
-    "MethodMatches",
     "UI_STREAM_HEADER",
 ]
 
 #: the header the SDK's docs tell a UI message stream to carry
 UI_STREAM_HEADER = ("x-vercel-ai-ui-message-stream", "v1")
 TRANSPORT = "ai-sse"
-
-
-class MethodMatches(PathMatches):
-    """A path, for one HTTP method only: ``POST /api/chat`` goes to the SSE
-    transport, ``GET /api/chat`` (upgraded) to the WebSocket one."""
-
-    def __init__(self, method: str, path: str) -> None:
-        super().__init__(path)
-        self.method = method
-
-    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
-        if request.method != self.method:
-            return None
-        return super().match(request)
 
 
 class _ChatHandler(StreamEndpoint):

@@ -1,9 +1,18 @@
-"""``GET /ws``: streams over a WebSocket; start, resume and cancel as JSON messages."""
+"""``GET /ws``: streams over a WebSocket; start, resume and cancel as JSON messages.
+
+:class:`StreamSocketHandler` is also the core of every other WebSocket endpoint
+(the Responses API's WebSocket mode, the AI SDK's chat transport): one sink per
+socket, one relay per thing followed, keyed by the name the client follows it by,
+one message loop (:meth:`~StreamSocketHandler.on_message`), the per-socket start
+cap, pings, slow-consumer cuts and drain. A subclass supplies its messages
+(``parse``, ``handle``), its error frame (``error_frame``) and its ``TRANSPORT``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +20,7 @@ from tornado.websocket import WebSocketProtocol13
 
 from .. import tornado_adapter
 from ..core.log import StreamLog
-from ..core.relay import Cut, Outcome, Relay, Sink
+from ..core.relay import Cut, Frame, Outcome, Relay, Sink
 from ..core.store import StreamStore
 from ..edge.server import Edge
 from ..metrics import Metrics
@@ -20,7 +29,7 @@ from ..wire.limits import Limits
 from .event_stream import RelayOptions
 from .resume import open_for_resume
 
-__all__ = ["StreamSocketHandler", "SLOW_CONSUMER"]
+__all__ = ["StreamSocketHandler", "SocketOptions", "SocketFrames", "TextView", "SLOW_CONSUMER"]
 
 log = logging.getLogger("twinstream.ws")
 
@@ -37,15 +46,70 @@ INTERNAL_ERROR = 1011
 #: An empty ping frame: FIN + opcode 0x9 (RFC 6455 5.5.2), no payload.
 PING_FRAME = b"\x89\x00"
 
+#: A socket's view of a stream: events ``first_seq``... (the log's JSON texts) ->
+#: the texts to send, one text frame each.
+TextView = Callable[[int, list[bytes]], list[bytes]]
+
 
 @dataclass(frozen=True)
 class SocketOptions:
-    """What every ``/ws`` handler shares, in one object (see ``initialize``)."""
+    """What every WebSocket handler shares, in one object (see ``initialize``)."""
 
     metrics: Metrics
     edge: Edge
     compression: bool  # permessage-deflate, when the client offers it (--ws-compression)
     max_streams_per_socket: int
+
+
+class SocketFrames:
+    """A relay's frame function on one socket: the view's texts of a batch of
+    events (the events themselves without a view), each a text frame."""
+
+    __slots__ = ("connection", "view")
+
+    def __init__(self, connection: WebSocketProtocol13, view: TextView | None) -> None:
+        self.connection = connection
+        self.view = view
+
+    def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
+        if self.view is not None:
+            texts = self.view(first_seq, texts)
+        frame, connection = tornado_adapter.websocket_frame, self.connection
+        if len(texts) == 1:
+            return frame(connection, texts[0])
+        return b"".join([frame(connection, text) for text in texts])
+
+
+class SocketRelay(Relay):
+    """A relay on a socket, with the ``key`` the client follows it by (a stream
+    id, a lane, a request id) and what that key's request is about (``subject``:
+    the AI SDK request's chat id), both gone with it."""
+
+    __slots__ = ("key", "subject")
+
+    def __init__(
+        self, key: str, subject: Any, stream: StreamLog, after: int, sink: Sink, frame: Frame
+    ) -> None:
+        super().__init__(stream, after, sink, frame)
+        self.key = key
+        self.subject = subject
+
+
+class _EchoRef:
+    """``/ws``'s view of a started stream: its ``start`` event echoes the ``ref``
+    of the message that started it, as its last member."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def __call__(self, first_seq: int, texts: list[bytes]) -> list[bytes]:
+        if first_seq != 0:
+            return texts
+        # The start event is a JSON object: it ends with "}".
+        start = texts[0][:-1] + b',"ref":' + events.dumps(self.ref).encode() + b"}"
+        return [start, *texts[1:]]
 
 
 class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
@@ -58,6 +122,10 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
     socket stays open.
     """
 
+    #: what this socket's connections, streams, resumes and events are counted as
+    TRANSPORT = "ws"
+    #: the error (code, message) a binary message gets
+    BINARY = ("binary_not_supported", "send JSON text messages")
     #: shutting down: close (1001) once no stream is followed (set on drain only:
     #: a class default costs an open socket nothing)
     _going_away = False
@@ -71,8 +139,10 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         self.store = store
         self.limits = limits
         self.relays = relays
+        #: the streams this socket started, while they generate (the per-socket cap)
         self._started: list[StreamLog] = []
-        self._following: dict[str, Relay] = {}
+        #: what this socket follows, by the key the client names it by
+        self._following: dict[str, SocketRelay] = {}
         self._sink: Sink | None = None
 
     def check_origin(self, origin: str) -> bool:
@@ -91,7 +161,7 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         # The handshake is done: nothing reads its headers any more.
         tornado_adapter.trim_headers(self.request.headers)
         tornado_adapter.forget_response_headers(self)
-        self.shared.metrics.connection_opened("ws")
+        self.shared.metrics.connection_opened(self.TRANSPORT)
         connection = self.ws_connection
         assert isinstance(connection, WebSocketProtocol13)
         self._sink = Sink(
@@ -147,62 +217,96 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
         if (reason is Cut.STUCK or reason is Cut.NO_PONG) and stream is not None:
             stream.close()
 
-    # -- messages ---------------------------------------------------------------------
+    def relay_stopped(self, relay: Relay, outcome: Outcome) -> None:
+        # The key is free again (a Responses lane, an AI SDK request id), unless
+        # a newer relay took it over already.
+        if isinstance(relay, SocketRelay) and self._following.get(relay.key) is relay:
+            del self._following[relay.key]
+        if outcome is Outcome.COMPLETE and self._started:
+            # its stream ended: nothing of an ended stream stays with the socket
+            self._started = [stream for stream in self._started if not stream.ended]
+        if self._going_away:
+            # Not inside the producer's append: the close frame waits a loop turn,
+            # behind the terminal event this relay just wrote.
+            asyncio.get_running_loop().call_soon(self._close_when_idle)
+
+    # -- messages: the loop every WebSocket endpoint shares --------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
-        """Handle one client message. Every ProtocolError becomes an ``error``
-        event here, and only here; the socket stays open."""
+        """Handle one client message: :meth:`parse` it, then :meth:`handle` it.
+        Every error becomes the socket's error frame (:meth:`error_frame`) here,
+        and only here, counted by code; the socket stays open."""
+        request: Any = None
         try:
             if isinstance(message, bytes):
-                raise errors.ProtocolError("binary_not_supported", "send JSON text messages")
-            request = messages.parse_client_message(message, self.limits)
-            if isinstance(request, messages.StartRequest):
-                await self._start(request)
-            elif isinstance(request, messages.ResumeRequest):
-                await self._resume(request)
-            else:
-                await self._cancel(request)
-        except errors.ProtocolError as exc:
-            self._send_error(exc)
-        except Exception:
-            # A bug, never the client's doing: logged once (not the message, which
-            # may hold a prompt), answered the protocol's way, the socket kept.
-            log.exception("a WebSocket message failed")
-            self._send_error(errors.internal_error())
+                raise errors.ProtocolError(*self.BINARY)
+            request = self.parse(message)
+            await self.handle(request)
+        except Exception as exc:
+            failure = exc if isinstance(exc, errors.ProtocolError) else None
+            if failure is None:
+                # A bug, never the client's doing: logged once (not the message, which
+                # may hold a prompt), answered the protocol's way, the socket kept.
+                log.exception("a WebSocket message failed (%s)", self.TRANSPORT)
+                failure = errors.internal_error()
+            self.shared.metrics.error(failure.code)
+            self.send_text(self.error_frame(failure, request))
 
-    def _send_error(self, exc: errors.ProtocolError) -> None:
-        """The one place an error becomes a WebSocket ``error`` event."""
-        self.shared.metrics.error(exc.code)
+    def parse(self, text: str) -> Any:
+        """A client message (raises ProtocolError): ``/ws``'s start, resume, cancel."""
+        return messages.parse_client_message(text, self.limits)
+
+    async def handle(self, request: Any) -> None:
+        if isinstance(request, messages.StartRequest):
+            await self._start(request)
+        elif isinstance(request, messages.ResumeRequest):
+            await self._resume(request)
+        else:
+            await self._cancel(request)
+
+    def error_frame(self, exc: errors.ProtocolError, request: Any) -> bytes:
+        """The error frame's text for ``exc``, raised by ``request`` (None: the
+        message was not understood)."""
         extra = {"ref": exc.ref} if exc.ref is not None else {}
-        self._send(events.error_event(exc.stream, None, exc.code, exc.message, **extra))
+        event = events.error_event(exc.stream, None, exc.code, exc.message, **extra)
+        return events.dumps(event).encode()
 
-    async def _start(self, request: messages.StartRequest) -> None:
+    def admit_start(self, code: str = "too_many_streams", what: str = "streams") -> None:
+        """Raise ProtocolError unless this socket may start one more stream: fewer
+        than ``--max-streams-per-socket`` of its streams still generate, and the
+        edge's start rate allows it."""
         self._started = [stream for stream in self._started if not stream.ended]
         if len(self._started) >= self.shared.max_streams_per_socket:
             raise errors.ProtocolError(
-                "too_many_streams",
-                f"this socket already runs {len(self._started)} streams; wait for one to end",
-                ref=request.ref,
+                code, f"this socket already runs {len(self._started)} {what}; wait for one to end"
             )
         refusal = self.shared.edge.allow_start(self.request.remote_ip or "")  # rate limit
         if refusal is not None:
-            raise errors.ProtocolError(refusal.code, refusal.message, 429, ref=request.ref)
+            raise errors.ProtocolError(refusal.code, refusal.message, 429)
+
+    def started(self, stream: StreamLog) -> None:
+        """``stream`` was started by this socket (after :meth:`admit_start`)."""
+        self.shared.metrics.stream_started(stream, self.TRANSPORT)
+        self._started.append(stream)
+
+    async def _start(self, request: messages.StartRequest) -> None:
         try:
+            self.admit_start()
             stream = await self.store.create(request.chat)
         except errors.ProtocolError as exc:
-            exc.ref = request.ref
+            exc.ref = request.ref  # the error event answers this message
             raise
-        self.shared.metrics.stream_started(stream, "ws")
-        self._started.append(stream)
-        self._follow(stream, after=-1, ref=request.ref)
+        self.started(stream)
+        view = _EchoRef(request.ref) if request.ref is not None else None
+        self.follow(stream.id, stream, -1, view)
 
     async def _resume(self, request: messages.ResumeRequest) -> None:
         stream = await open_for_resume(
-            self.store, self.shared.metrics, "ws", request.stream, request.after, "after"
+            self.store, self.shared.metrics, self.TRANSPORT, request.stream, request.after, "after"
         )
         if stream is None:
             raise errors.stream_ended(request.stream)
-        self._follow(stream, after=request.after, ref=None)
+        self.follow(stream.id, stream, request.after)
 
     async def _cancel(self, request: messages.CancelRequest) -> None:
         # The relay, if one follows, delivers done/cancelled.
@@ -213,60 +317,40 @@ class StreamSocketHandler(tornado_adapter.LeanWebSocketHandler):
 
     # -- writing ------------------------------------------------------------------------
 
-    def _follow(self, stream: StreamLog, after: int, ref: Any) -> None:
-        sink = self._sink
-        if sink is None or sink.closed:
+    def follow(
+        self,
+        key: str,
+        stream: StreamLog,
+        after: int,
+        view: TextView | None = None,
+        subject: Any = None,
+    ) -> None:
+        """Relay ``stream``'s events after ``after`` (as ``view`` makes them) onto
+        this socket, as what the client follows by ``key``: a relay the key named
+        before is stopped (a resume or a request id used again replaces it)."""
+        sink, connection = self._sink, self.ws_connection
+        if sink is None or sink.closed or not isinstance(connection, WebSocketProtocol13):
             return
-        previous = self._following.pop(stream.id, None)
+        previous = self._following.pop(key, None)
         if previous is not None:
-            previous.stop()  # a resume replaces this socket's earlier relay
-        connection = self.ws_connection
-        assert isinstance(connection, WebSocketProtocol13)
-        frames = self.shared.metrics.counting(_SocketFrames(connection, ref), stream, "ws")
-        relay = Relay(stream, after, sink, frames)
-        self._following[stream.id] = relay
+            previous.stop()
+        frames = self.shared.metrics.counting(
+            SocketFrames(connection, view), stream, self.TRANSPORT
+        )
+        relay = SocketRelay(key, subject, stream, after, sink, frames)
+        self._following[key] = relay
         relay.start()
 
-    def relay_stopped(self, relay: Relay, outcome: Outcome) -> None:
-        if self._following.get(relay.stream.id) is relay:
-            del self._following[relay.stream.id]
-        if self._going_away:
-            # Not inside the producer's append: the close frame waits a loop turn,
-            # behind the terminal event this relay just wrote.
-            asyncio.get_running_loop().call_soon(self._close_when_idle)
-
-    def _send(self, event: dict[str, Any]) -> None:
+    def send_text(self, data: bytes) -> None:
+        """One text frame (UTF-8 ``data``) on this socket's sink."""
         connection = self.ws_connection
         if self._sink is None or not isinstance(connection, WebSocketProtocol13):
             return
-        data = events.dumps(event).encode()
         self._sink.write(tornado_adapter.websocket_frame(connection, data))
 
     def on_close(self) -> None:
         if self._sink is not None:
-            self.shared.metrics.connection_closed("ws")
+            self.shared.metrics.connection_closed(self.TRANSPORT)
             self.relays.watch.connections -= 1
             self._sink.close()
         self._following.clear()
-
-
-class _SocketFrames:
-    """A relay's frame function on one socket: each event a text frame; the
-    ``start`` event echoes the ``ref`` of the message that started it."""
-
-    __slots__ = ("connection", "ref")
-
-    def __init__(self, connection: WebSocketProtocol13, ref: Any) -> None:
-        self.connection = connection
-        self.ref = ref
-
-    def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
-        frame, connection = tornado_adapter.websocket_frame, self.connection
-        if first_seq == 0 and self.ref is not None:
-            # The start event answers this socket's message: echo its ref, as
-            # its last member (the event is a JSON object: it ends with "}").
-            start = texts[0][:-1] + b',"ref":' + events.dumps(self.ref).encode() + b"}"
-            texts = [start, *texts[1:]]
-        if len(texts) == 1:
-            return frame(connection, texts[0])
-        return b"".join(frame(connection, text) for text in texts)

@@ -446,3 +446,24 @@ class TestKeepalivePings:
         assert close[0] == 0x88  # FIN + close, then the code and the reason
         assert close[2:4] == (1011).to_bytes(2, "big")
         assert close[4:] == b"keepalive ping timeout"
+
+
+async def test_an_open_socket_keeps_its_handler_within_a_split_dict(
+    http_server_client: Any, app: Any
+) -> None:
+    """Every WebSocket endpoint's handler lives as long as its socket: its
+    instance attributes stay few enough (29) for CPython to keep them in a
+    split dict whose keys the class shares, while it follows a stream."""
+    paths = {"/ws": "StreamSocketHandler", "/api/chat": "UIChatSocketHandler",
+             "/v1/responses": "ResponsesSocketHandler"}  # fmt: skip
+    for path, kind in paths.items():
+        url = http_server_client.get_url(path).replace("http://", "ws://")
+        ws = await websocket_connect(url)
+        if path == "/ws":  # with a stream followed and done
+            ws.write_message(json.dumps({"type": "start", "prompt": "x", "max_tokens": 2}))
+            await until_end(ws)
+        await asyncio.sleep(0.02)
+        (handler,) = [h for h in app.settings["watch"].drainable if h.request.path == path]
+        assert type(handler).__name__ == kind
+        assert len(vars(handler)) <= 29, sorted(vars(handler))
+        ws.close()
