@@ -11,6 +11,7 @@ from tornado.routing import Rule
 
 from .backends.base import Backend
 from .config import Settings
+from .core.responses_state import ResponsesOptions
 from .core.store import MemoryStreamStore, StreamStore
 from .core.watch import ConnectionWatch
 from .edge.redaction import log_request
@@ -27,7 +28,6 @@ from .handlers.responses import (
     ResponsesHandler,
 )
 from .handlers.responses_socket import ResponsesSocketHandler, UpgradeMatches
-from .handlers.responses_state import ResponsesOptions
 from .handlers.sse import SSEHandler
 from .handlers.streams import StreamsHandler
 from .handlers.token import TokenHandler
@@ -104,7 +104,7 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     openai_args = common  # API keys are checked at the edge, before the body is read
     # The Responses API (issue 22): records live the retention once a response
     # ended, and up to an hour of generation before.
-    lifetimes = ResponsesOptions(ttl=settings.retention, live_ttl=settings.retention + 3600)
+    lifetimes = ResponsesOptions.from_settings(settings)
     responses = {**common, "responses": lifetimes}
     responses_routes: list[Any] = [
         Rule(

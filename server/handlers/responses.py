@@ -18,15 +18,7 @@ from typing import Any
 
 from ..core.log import StreamLog
 from ..core.relay import Outcome
-from ..core.store import StreamStore
-from ..metrics import Metrics
-from ..wire import errors
-from ..wire.chat_request import parse_json_body
-from ..wire.limits import Limits
-from ..wire.responses_events import ResponseView, encode_sse, plain_delta
-from ..wire.responses_request import stream_of_response
-from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
-from .responses_state import (
+from ..core.responses_state import (
     KIND,
     ResponsesOptions,
     catch_up,
@@ -36,6 +28,14 @@ from .responses_state import (
     start_response,
     view_of,
 )
+from ..core.store import StreamStore
+from ..metrics import Metrics
+from ..wire import errors
+from ..wire.chat_request import parse_json_body
+from ..wire.limits import Limits
+from ..wire.responses_events import ResponseView, encode_sse, plain_delta
+from ..wire.responses_request import stream_of_response
+from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
 
 __all__ = [
     "ResponsesHandler",

@@ -26,13 +26,13 @@ from tornado.websocket import WebSocketProtocol13
 from .. import tornado_adapter
 from ..core.log import StreamLog
 from ..core.relay import Relay
+from ..core.responses_state import ResponsesOptions, start_response, view_of
 from ..core.store import StreamStore
 from ..wire import errors, events
 from ..wire.limits import Limits
 from ..wire.responses_events import ResponseView, plain_delta
 from ..wire.strict_json import MAX_DEPTH, TooDeep, loads_strict
 from .event_stream import RelayOptions
-from .responses_state import ResponsesOptions, start_response, view_of
 from .websocket import SocketOptions, StreamSocketHandler
 
 __all__ = ["ResponsesSocketHandler", "UpgradeMatches"]

@@ -21,13 +21,13 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches
 
 from ..core.store import StreamStore
+from ..core.ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 from ..metrics import Metrics
 from ..wire.chat_request import parse_json_body
 from ..wire.limits import Limits
 from ..wire.ui_message_chunks import SSEChunkFrames, UIMessageView
 from ..wire.ui_message_request import check_chat_id, parse_ui_chat
 from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
-from .ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 
 __all__ = [
     "UIChatHandler",

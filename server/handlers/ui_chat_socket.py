@@ -20,6 +20,7 @@ from tornado.websocket import WebSocketProtocol13
 from .. import tornado_adapter
 from ..core.relay import Outcome, Relay
 from ..core.store import StreamStore
+from ..core.ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 from ..wire import errors
 from ..wire.limits import Limits
 from ..wire.ui_message_chunks import UIMessageView
@@ -34,7 +35,6 @@ from ..wire.ui_message_socket import (
     request_frame,
 )
 from .event_stream import RelayOptions
-from .ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 from .websocket import SocketOptions, StreamSocketHandler
 
 __all__ = ["UIChatSocketHandler"]

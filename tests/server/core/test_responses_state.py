@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from server.core.log import StreamLog
+from server.core.responses_state import catch_up
 from server.handlers.responses import ResponsesFrames
-from server.handlers.responses_state import catch_up
 from server.wire import errors
 from server.wire import events as wire
 from server.wire.responses_events import ResponseView
