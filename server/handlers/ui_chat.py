@@ -15,7 +15,6 @@ endpoint does, and the store's idle timeout ends an answer nobody reads.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches
@@ -107,7 +106,7 @@ class UIChatStreamHandler(_AnswerStream):
     """``GET {chat_path}/{chatId}/stream``: the chat's active answer, or 204."""
 
     async def get(self, chat_id: str) -> None:
-        chat_id = check_chat_id(unquote(chat_id), "chatId")
+        chat_id = check_chat_id(chat_id, "chatId")
         answer = await active_answer(self.store, chat_id, self.resume_grace)
         if answer is None:
             self.metrics.resume(TRANSPORT, "no_active")
@@ -123,6 +122,6 @@ class UIChatStopHandler(_ChatHandler):
     false when the chat had no answer generating (already ended, or unknown)."""
 
     async def post(self, chat_id: str) -> None:
-        chat_id = check_chat_id(unquote(chat_id), "chatId")
+        chat_id = check_chat_id(chat_id, "chatId")
         stopped = await stop_answer(self.store, chat_id)
         self.write({"id": chat_id, "stopped": stopped})
