@@ -23,7 +23,8 @@ PREFIX = "ans:"
 
 def chat(chat_id: str, text: str) -> Any:
     settings = Settings()
-    body = {"id": chat_id, "messages": [{"role": "user", "parts": [{"type": "text", "text": text}]}]}
+    message = {"role": "user", "parts": [{"type": "text", "text": text}]}
+    body = {"id": chat_id, "messages": [message]}
     return parse_ui_chat(body, settings.limits)
 
 

@@ -305,9 +305,8 @@ def test_delivery_refuses_what_is_not_a_boolean(key: str, value: Any) -> None:
 def test_one_error_body_with_or_without_param() -> None:
     from server.wire.errors import error_body, error_json
 
-    assert error_body(500, "internal_error", "failed") == {
-        "error": {"message": "failed", "type": "server_error", "param": None, "code": "internal_error"}
-    }
+    body = {"message": "failed", "type": "server_error", "param": None, "code": "internal_error"}
+    assert error_body(500, "internal_error", "failed") == {"error": body}
     assert json.loads(error_json(400, "invalid_parameter", "bad", "input"))["error"]["param"] == (
         "input"
     )
