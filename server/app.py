@@ -11,6 +11,7 @@ from tornado.routing import Rule
 
 from .backends.base import Backend
 from .config import Settings
+from .core.responses_state import ResponsesOptions
 from .core.store import MemoryStreamStore, StreamStore
 from .core.watch import ConnectionWatch
 from .edge.redaction import log_request
@@ -26,8 +27,7 @@ from .handlers.responses import (
     ResponseHandler,
     ResponsesHandler,
 )
-from .handlers.responses_socket import ResponsesSocketHandler, ResponsesWebSocketRequired
-from .handlers.responses_state import ResponsesOptions
+from .handlers.responses_socket import ResponsesSocketHandler
 from .handlers.routing import RequestMatches, WebSocketRequiredHandler
 from .handlers.sse import SSEHandler
 from .handlers.streams import StreamsHandler
@@ -107,7 +107,7 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
     openai_args = common  # API keys are checked at the edge, before the body is read
     # The Responses API (issue 22): records live the retention once a response
     # ended, and up to an hour of generation before.
-    lifetimes = ResponsesOptions(ttl=settings.retention, live_ttl=settings.retention + 3600)
+    lifetimes = ResponsesOptions.from_settings(settings)
     responses = {**common, "responses": lifetimes}
     responses_routes: list[Any] = [
         Rule(
@@ -115,7 +115,7 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
             ResponsesSocketHandler,
             {**sockets, "responses": lifetimes},
         ),
-        Rule(RequestMatches(r"/v1/responses", "GET"), ResponsesWebSocketRequired, not_upgraded),
+        Rule(RequestMatches(r"/v1/responses", "GET"), WebSocketRequiredHandler, not_upgraded),
         (r"/v1/responses", ResponsesHandler, responses),  # POST (with or without Upgrade)
         (r"/v1/responses/([^/]+)", ResponseHandler, responses),
         (r"/v1/responses/([^/]+)/cancel", ResponseCancelHandler, responses),
@@ -165,8 +165,8 @@ def make_app(settings: Settings, store: StreamStore | None = None) -> tornado.we
         static_path=STATIC_DIR,
         # Static files gzip; the streaming handlers switch transforms off themselves.
         compress_response=True,
-        # The prompt limit plus room for JSON escaping; larger frames close the socket (1009).
-        websocket_max_message_size=settings.limits.max_prompt_bytes * 8,
+        # the body limit (--max-body-bytes); a larger frame closes the socket (1009)
+        websocket_max_message_size=settings.limits.body_bytes,
         store=store,
         watch=watch,
         twinstream_settings=settings,

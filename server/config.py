@@ -376,10 +376,24 @@ class Settings:
         "(a client cut just before the end gets the end); later resumes get 204 / no-active",
         non_negative(float),
     )
+    # the Responses API (server/core/responses_state.py, server/handlers/responses.py)
+    response_generation_ttl: float = setting(
+        3600.0,
+        "seconds a response's record outlives --retention while its stream still generates "
+        "(once it ends, the record lives --retention)",
+        non_negative(float),
+    )
+    response_cancel_wait: float = setting(
+        5.0,
+        "seconds POST /v1/responses/{id}/cancel waits for the response to end before answering",
+        non_negative(float),
+    )
 
     @property
     def limits(self) -> limits.Limits:
-        return limits.Limits(max_prompt_bytes=self.max_prompt_bytes)
+        return limits.Limits(
+            max_prompt_bytes=self.max_prompt_bytes, max_body_bytes=self.max_body_bytes
+        )
 
 
 def env_name(item: dataclasses.Field[Any]) -> str:

@@ -31,6 +31,7 @@ class StreamStore(Protocol):
     shared store. Handlers use only this interface."""
 
     backend: Backend
+
     @property
     def records(self) -> Records:
         """Small JSON records kept beside the streams (see :mod:`server.core.records`)."""
@@ -73,8 +74,10 @@ class MemoryStreamStore:
     unread and it is cancelled), in count (``max_retained_streams``) and in
     bytes (``max_retained_bytes`` of ended streams' events): past a cap the
     oldest ended streams are forgotten first, and resuming them is answered
-    like an expired stream. Expiry is kept in order, so creating and reaping
-    cost the same however many streams are retained.
+    like an expired stream. Its :attr:`records` have a budget of their own,
+    as large (count and bytes), and expire from the same reaper. Expiry is
+    kept in order, so creating and reaping cost the same however many streams
+    are retained.
     """
 
     def __init__(
@@ -99,7 +102,10 @@ class MemoryStreamStore:
         self.idle_timeout = idle_timeout
         self.reap_interval = reap_interval
         self._clock = clock
-        self.records = MemoryRecords(retention, max_retained_streams, clock)
+        # Records have their own budget, as large as the streams': count and bytes.
+        self.records = MemoryRecords(
+            retention, max_retained_streams, clock, max_bytes=max_retained_bytes
+        )
         self._streams: dict[str, Stream] = {}
         self._live = 0
         #: bytes of the ended streams still kept
@@ -199,8 +205,8 @@ class MemoryStreamStore:
             self._forget_oldest_ended()
 
     def reap(self) -> None:
-        """Cancel idle streams and forget expired ones (called periodically).
-        Examines only the streams whose deadline has passed."""
+        """Cancel idle streams, forget expired ones and expired records (called
+        periodically). Examines only the streams and records whose deadline has passed."""
         now = self._clock()
         examined = 0
         ended = self._ended
@@ -216,6 +222,7 @@ class MemoryStreamStore:
                 continue
             log.info("cancelling a stream: unread for %.0fs", self.idle_timeout)
             stream.cancel()
+        examined += self.records.reap()
         self.last_reap_examined = examined
 
     def start(self) -> None:

@@ -52,6 +52,12 @@ _LOGGABLE_SEGMENTS = frozenset(
         "streams",
         "events",
         "favicon.ico",
+        # the Responses API and the AI SDK's chat transports (at /api/chat by default)
+        "responses",
+        "input_items",
+        "stream",
+        "stop",
+        "api",
     }
 )
 _SAFE_FILE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")

@@ -94,7 +94,7 @@ class Edge(Screen):
             ),
             origins=OriginPolicy(tuple(settings.allowed_origins)),
             limiter=RateLimiter(settings.streams_per_minute),
-            max_body_bytes=settings.max_body_bytes or 8 * settings.limits.max_prompt_bytes,
+            max_body_bytes=settings.limits.body_bytes,
             trusted_proxies=frozenset(settings.trusted_proxies),
             public_metrics=settings.public_metrics,
             chat_path=settings.chat_path,

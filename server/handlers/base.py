@@ -56,11 +56,9 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         if self.metrics is not None:
             self.metrics.error(code)  # errors by code (issue 10)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(self.error_bytes(status_code, code, message, exc))
-
-    def error_bytes(self, status: int, code: str, message: str, exc: BaseException | None) -> bytes:
-        """The error's body (a handler of an API with another error shape overrides it)."""
-        return errors.error_json(status, code, message)
+        # OpenAI's shape everywhere: ``param`` names the request field at fault, if any
+        param = exc.param if isinstance(exc, errors.ProtocolError) else None
+        self.finish(errors.error_json(status_code, code, message, param))
 
     def log_exception(
         self,

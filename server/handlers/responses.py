@@ -12,21 +12,14 @@ reaps a response nobody reads)."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import re
 from typing import Any
 
 from ..core.log import StreamLog
 from ..core.relay import Outcome
-from ..core.store import StreamStore
-from ..metrics import Metrics
-from ..wire import errors
-from ..wire.chat_request import parse_json_body
-from ..wire.limits import Limits
-from ..wire.responses_events import ResponseView, encode_sse, plain_delta
-from ..wire.responses_request import stream_of_response
-from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
-from .responses_state import (
+from ..core.responses_state import (
     KIND,
     ResponsesOptions,
     catch_up,
@@ -36,6 +29,14 @@ from .responses_state import (
     start_response,
     view_of,
 )
+from ..core.store import StreamStore
+from ..metrics import Metrics
+from ..wire import errors
+from ..wire.chat_request import parse_json_body
+from ..wire.limits import Limits
+from ..wire.responses_events import ResponseView, encode_sse
+from ..wire.responses_request import delivery, stream_of_response
+from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
 
 __all__ = [
     "ResponsesHandler",
@@ -43,49 +44,53 @@ __all__ = [
     "ResponseCancelHandler",
     "InputItemsHandler",
     "ResponsesFrames",
-    "openai_error_bytes",
 ]
 
 _SEQUENCE = re.compile(r"-?[0-9]{1,18}")
-#: how long a cancel waits for the stream's end before answering
-CANCEL_WAIT = 5.0
 
 
-def openai_error_bytes(status: int, code: str, message: str, exc: BaseException | None) -> bytes:
-    param = exc.param if isinstance(exc, errors.ProtocolError) else None
-    return json.dumps(errors.openai_error_body(status, code, message, param)).encode()
+class Replay(enum.Enum):
+    """Where a resumed relay is: ``PENDING``, the catch-up's events still to
+    send at its log seq; ``LIVE``, every event fed as it comes. A relay that is
+    no resume starts LIVE; :meth:`ResponsesFrames._replayed` is the one move."""
+
+    PENDING = "pending"
+    LIVE = "live"
 
 
 class ResponsesFrames:
     """A relay's frame function: log events to Responses events as SSE (``event:``
     and ``data:`` lines, as OpenAI sends them). A resume's catch-up fed the view
-    the log event ``replay`` already: at that seq the relay writes ``pending``
-    (what it made after ``starting_after``) instead of feeding it again."""
+    the log event at ``replay_seq`` already: at that seq the relay writes
+    ``pending`` (what it made after ``starting_after``) instead of feeding it again."""
 
-    __slots__ = ("view", "pending", "replay")
+    __slots__ = ("view", "pending", "replay_seq", "state")
 
     def __init__(
         self, view: ResponseView, pending: list[dict[str, Any]] | None = None, replay: int = -1
     ) -> None:
         self.view = view
         self.pending = pending or []
-        self.replay = replay
+        self.replay_seq = replay
+        self.state = Replay.PENDING if replay >= 0 else Replay.LIVE
+
+    def _replayed(self) -> bytes:
+        """PENDING -> LIVE: the catch-up's events, sent once."""
+        out = encode_sse(self.pending)
+        self.pending, self.state = [], Replay.LIVE
+        return out
 
     def __call__(self, first_seq: int, texts: list[bytes]) -> bytes:
-        view = self.view
-        out: list[bytes] = []
-        for seq, text in enumerate(texts, first_seq):
-            if seq == self.replay:
-                out.append(encode_sse(self.pending))
-                self.pending, self.replay = [], -1
-                continue
-            plain = plain_delta(text)
-            fast = view.text_delta(*plain) if plain is not None else None
-            if fast is not None:  # the common case: one text token
-                out.append(b"event: response.output_text.delta\ndata: %b\n\n" % fast.encode())
-            else:
-                out.append(encode_sse(view.feed(json.loads(text))))
-        return b"".join(out)
+        at = self.replay_seq - first_seq
+        if self.state is Replay.PENDING and 0 <= at < len(texts):
+            return self._sse(texts[:at]) + self._replayed() + self._sse(texts[at + 1 :])
+        return self._sse(texts)
+
+    def _sse(self, texts: list[bytes]) -> bytes:
+        return b"".join(
+            b"event: %b\ndata: %b\n\n" % (kind.encode(), text.encode())
+            for kind, text in self.view.frame_texts(texts)
+        )
 
 
 class _Responses(StreamEndpoint):
@@ -100,10 +105,7 @@ class _Responses(StreamEndpoint):
         responses: ResponsesOptions,
     ) -> None:
         super().initialize(metrics, store, limits, relays)
-        self.lifetimes = responses
-
-    def error_bytes(self, status: int, code: str, message: str, exc: BaseException | None) -> bytes:
-        return openai_error_bytes(status, code, message, exc)
+        self.responses = responses
 
     def write_json(self, value: dict[str, Any]) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -137,22 +139,43 @@ class ResponsesHandler(_Streaming):
     """``POST /v1/responses``: start a response; stream its events or answer
     the Response object (at once with ``background``, else once it ended)."""
 
+    _waiting: asyncio.Future[None] | None = None
+    _gone = False
+
     def prepare(self) -> None:
         self.data = parse_json_body(self.request.body, self.limits)
+        self.streaming, _ = delivery(self.data)  # checked before anything is sent
+
+    def on_connection_close(self) -> None:
+        """A client waiting for a whole response left: stop waiting, so the
+        response is no longer read and the idle clock starts (it goes on for
+        whoever retrieves it, until the idle timeout)."""
+        self._gone = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        super().on_connection_close()
 
     async def post(self) -> None:
-        data = self.data
-        streaming = data.get("stream") is True
-        if streaming and not self.open_event_stream("responses-sse"):
+        if self.streaming and not self.open_event_stream("responses-sse"):
             return  # the client is gone: start nothing
-        started = await start_response(self.store, self.limits, self.lifetimes, data)
+        started = await start_response(self.store, self.limits, self.responses, self.data)
         stream = started.stream
         self.metrics.stream_started(stream, "responses-sse")
-        if streaming:
+        if started.request.stream:
             self.follow(stream, view_of(started.record), -1, [])
             return
         if not started.request.background:
-            await stream.wait_ended()
+            if self._gone:
+                return  # left while the response was starting
+            self._waiting = asyncio.ensure_future(stream.wait_ended())
+            try:
+                await self._waiting
+            except asyncio.CancelledError:
+                if not self._gone:
+                    raise
+                return  # the client left: nobody to answer
+            finally:
+                self._waiting = None
         body = json.dumps(await snapshot(self.store, started.record)).encode()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.write(body)
@@ -214,7 +237,9 @@ class ResponseCancelHandler(_Responses):
             stream = await self.store.open(stream_id)
             if stream is not None and not stream.ended:
                 try:
-                    await asyncio.wait_for(asyncio.shield(stream.ended_future()), CANCEL_WAIT)
+                    await asyncio.wait_for(
+                        asyncio.shield(stream.ended_future()), self.responses.cancel_wait
+                    )
                 except asyncio.TimeoutError:
                     pass
         self.write_json(await snapshot(self.store, record))

@@ -18,18 +18,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..core.responses_state import ResponsesOptions, start_response, view_of
 from ..core.store import StreamStore
 from ..wire import errors, events
 from ..wire.limits import Limits
 from ..wire.responses_events import ResponseView, plain_delta
 from ..wire.responses_socket import CreateMessage, error_event, parse_create
 from .event_stream import RelayOptions
-from .responses import openai_error_bytes
-from .responses_state import ResponsesOptions, start_response, view_of
-from .routing import WebSocketRequiredHandler
 from .websocket import SocketOptions, StreamSocketHandler
 
-__all__ = ["ResponsesSocketHandler", "ResponsesWebSocketRequired"]
+__all__ = ["ResponsesSocketHandler"]
 
 #: the key of the lane a create without ``stream_id`` runs on (a lane is never empty)
 _UNNAMED = ""
@@ -102,10 +100,3 @@ class ResponsesSocketHandler(StreamSocketHandler):
     def error_frame(self, exc: errors.ProtocolError, request: Any) -> bytes:
         lane = request.lane if isinstance(request, CreateMessage) else None
         return events.dumps(error_event(exc, lane)).encode()
-
-
-class ResponsesWebSocketRequired(WebSocketRequiredHandler):
-    """``GET /v1/responses`` without a handshake, answered in OpenAI's error shape."""
-
-    def error_bytes(self, status: int, code: str, message: str, exc: BaseException | None) -> bytes:
-        return openai_error_bytes(status, code, message, exc)

@@ -14,16 +14,14 @@ endpoint does, and the store's idle timeout ends an answer nobody reads.
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from ..core.store import StreamStore
+from ..core.ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 from ..metrics import Metrics
 from ..wire.chat_request import parse_json_body
 from ..wire.limits import Limits
 from ..wire.ui_message_chunks import SSEChunkFrames, UIMessageView
 from ..wire.ui_message_request import check_chat_id, parse_ui_chat
 from .event_stream import EventStreamHandler, RelayOptions, StreamEndpoint
-from .ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 
 __all__ = [
     "UIChatHandler",
@@ -88,7 +86,7 @@ class UIChatStreamHandler(_AnswerStream):
     """``GET {chat_path}/{chatId}/stream``: the chat's active answer, or 204."""
 
     async def get(self, chat_id: str) -> None:
-        chat_id = check_chat_id(unquote(chat_id), "chatId")
+        chat_id = check_chat_id(chat_id, "chatId")
         answer = await active_answer(self.store, chat_id, self.resume_grace)
         if answer is None:
             self.metrics.resume(TRANSPORT, "no_active")
@@ -104,6 +102,6 @@ class UIChatStopHandler(_ChatHandler):
     false when the chat had no answer generating (already ended, or unknown)."""
 
     async def post(self, chat_id: str) -> None:
-        chat_id = check_chat_id(unquote(chat_id), "chatId")
+        chat_id = check_chat_id(chat_id, "chatId")
         stopped = await stop_answer(self.store, chat_id)
         self.write({"id": chat_id, "stopped": stopped})

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.store import StreamStore
+from ..core.ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 from ..wire import errors
 from ..wire.limits import Limits
 from ..wire.ui_message_chunks import UIMessageView
@@ -32,7 +33,6 @@ from ..wire.ui_message_socket import (
     request_frame,
 )
 from .event_stream import RelayOptions
-from .ui_chat_answers import Answer, active_answer, start_answer, stop_answer
 from .websocket import SocketOptions, StreamSocketHandler, TextView
 
 __all__ = ["UIChatSocketHandler"]

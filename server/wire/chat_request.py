@@ -22,20 +22,39 @@ from typing import Any
 from ..backends.base import ChatRequest
 from .errors import ProtocolError
 from .limits import Limits, validate_max_tokens, validate_prompt
-from .strict_json import MAX_DEPTH, TooDeep, loads_strict
+from .strict_json import loads_object
 
 __all__ = [
     "ROLES",
+    "MAX_MESSAGES",
+    "tool_call",
+    "assistant_message",
     "PARAMETERS",
     "parse_chat_request",
     "parse_chat_body",
     "parse_json_body",
-    "max_body_bytes",
 ]
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _INT64 = 2**63
+#: the most messages (or Responses input items) a request may hold
+MAX_MESSAGES = 1024
+
+
+def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A tool call in the chat shape (an assistant message's ``tool_calls`` item)."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def assistant_message(text: str | None, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """An assistant message in the chat shape: its text (null when it only
+    calls tools) and its ``tool_calls`` (:func:`tool_call`), if any. Its tool
+    messages (``role: tool``, one per call) follow it in the conversation."""
+    message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 def _invalid(name: str, message: str) -> ProtocolError:
@@ -274,13 +293,7 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
                 f"{where}.tool_calls[{index}] must be "
                 '{"id", "type": "function", "function": {"name", "arguments"}}'
             )
-        calls.append(
-            {
-                "id": call["id"],
-                "type": "function",
-                "function": {"name": function["name"], "arguments": function["arguments"]},
-            }
-        )
+        calls.append(tool_call(call["id"], function["name"], function["arguments"]))
     return calls
 
 
@@ -318,8 +331,8 @@ def _message(raw: Any, index: int) -> dict[str, Any]:
 def _messages(raw: Any, limits: Limits) -> tuple[dict[str, Any], ...]:
     if not isinstance(raw, list) or not raw:
         raise _bad_message("'messages' must be a non-empty list")
-    if len(raw) > 1024:
-        raise _bad_message("'messages' holds more than 1024 messages")
+    if len(raw) > MAX_MESSAGES:
+        raise _bad_message(f"'messages' holds more than {MAX_MESSAGES} messages")
     messages = tuple(_message(item, index) for index, item in enumerate(raw))
     if not any(m["role"] == "user" and (m["content"] or "").strip() for m in messages):
         raise ProtocolError(
@@ -434,31 +447,15 @@ def _unsupported(name: str) -> ProtocolError:
     )
 
 
-def max_body_bytes(limits: Limits) -> int:
-    """The largest JSON request body accepted: the text limit plus room for
-    JSON escaping, tools and parameters (the WebSocket frame limit too)."""
-    return limits.max_prompt_bytes * 8
-
-
 def parse_json_body(body: bytes, limits: Limits) -> dict[str, Any]:
     """A request body as a JSON object (RFC 8259, strict); raises ProtocolError."""
-    if len(body) > max_body_bytes(limits):
+    if len(body) > limits.body_bytes:
         raise ProtocolError(
             "prompt_too_long",
-            f"the request body is {len(body)} bytes; the limit is {max_body_bytes(limits)} bytes",
+            f"the request body is {len(body)} bytes; the limit is {limits.body_bytes} bytes",
             status=413,
         )
-    try:
-        data = loads_strict(body or b"null")
-    except TooDeep:
-        raise ProtocolError(
-            "invalid_json", f"the request body nests deeper than {MAX_DEPTH} levels"
-        ) from None
-    except ValueError:
-        raise ProtocolError("invalid_json", "the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("invalid_body", "the request body must be a JSON object")
-    return data
+    return loads_object(body or b"null", "the request body", "invalid_body")
 
 
 def parse_chat_body(body: bytes, limits: Limits) -> tuple[ChatRequest, bool, bool]:

@@ -37,24 +37,20 @@ class ProtocolError(ValueError):
         self.param = param
 
 
-def error_body(status: int, code: str, message: str) -> dict[str, dict[str, str]]:
-    """An HTTP error's JSON body, shaped like OpenAI's so its SDKs read it too."""
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"code": code, "message": message, "type": kind}}
-
-
-def openai_error_body(
+def error_body(
     status: int, code: str | None, message: str, param: str | None = None
 ) -> dict[str, dict[str, str | None]]:
-    """OpenAI's full error shape, ``param`` included (the Responses API's answers)."""
+    """An HTTP error's JSON body, in OpenAI's shape (``param``, the request field
+    at fault, null when none), so its SDKs read it: the one error body every
+    endpoint, the edge and the streams' error events send."""
     kind = "server_error" if status >= 500 else "invalid_request_error"
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def error_json(status: int, code: str, message: str) -> bytes:
+def error_json(status: int, code: str, message: str, param: str | None = None) -> bytes:
     """:func:`error_body` as the bytes of an HTTP response body: every place that
     answers an HTTP error (handlers, the edge, the accept loop) sends these."""
-    return json.dumps(error_body(status, code, message)).encode()
+    return json.dumps(error_body(status, code, message, param)).encode()
 
 
 def stream_not_found() -> ProtocolError:

@@ -5,6 +5,7 @@ Pure code: no tornado, no asyncio, no I/O. ``docs/protocol.md`` is the prose ver
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, cast
 
 from ..backends.base import FINISH_REASONS as MODEL_FINISH_REASONS
@@ -77,8 +78,9 @@ def is_terminal(event: dict[str, Any]) -> bool:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def dumps(event: dict[str, Any]) -> str:
-    """Serialise an event to the compact one-line JSON both transports carry."""
+def dumps(event: Any) -> str:
+    """Serialise an event (or any JSON value) to the compact one-line JSON both
+    transports carry."""
     return _ENCODER.encode(event)
 
 
@@ -117,6 +119,24 @@ def delta_from_record(
     comma = record.index(b",", start, end)  # the repr of a float holds no comma
     content, t = cast(bytes, record[comma + 1 : end]), cast(bytes, record[start:comma])
     return b'%b%d,"content":%b,"t":%b}' % (head, seq, content, t)
+
+
+# A plain text delta as a log sends it: the head, ``content`` (one JSON string) and
+# ``t``, nothing else (a delta with a tool call, a refusal or logprobs has more).
+_PLAIN_DELTA = re.compile(
+    rb'\{"type":"delta","stream":"[^"\\]*","seq":[0-9]+,"content":'
+    rb'("[^"\\]*(?:\\.[^"\\]*)*"),"t":[-+.0-9eE]+\}'
+)
+
+
+def plain_text_content(text: bytes) -> bytes | None:
+    """The ``content`` of a plain text delta (``head,"content":"...","t":T}``,
+    how a stream keeps and sends a text token) as the JSON string it holds,
+    quotes included, copied as it is; None for any other event. The one fast
+    path of every view: an empty content (``b'""'``) makes no output in any of
+    them, as the event decoded would not."""
+    match = _PLAIN_DELTA.fullmatch(text)
+    return None if match is None else match.group(1)
 
 
 def check_resume(last_seq: int, ended: bool, after: int, position: str = "after") -> bool:

@@ -9,6 +9,9 @@ from typing import Any
 from .errors import ProtocolError
 from .ids import DECIMAL
 
+#: how many times the prompt limit a request body may be, unless ``--max-body-bytes`` says
+BODY_FACTOR = 8
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -21,6 +24,15 @@ class Limits:
     #: the request parameters the backend honours; others get ``unsupported_parameter``
     #: (``None``: the backend takes every parameter, e.g. the openai backend forwards them)
     supported_parameters: frozenset[str] | None = None
+    #: ``--max-body-bytes`` (0: derived, see :attr:`body_bytes`)
+    max_body_bytes: int = 0
+
+    @property
+    def body_bytes(self) -> int:
+        """The largest request body, and WebSocket frame, accepted: ``--max-body-bytes``,
+        else the prompt limit times :data:`BODY_FACTOR` (room for JSON escaping,
+        tools and parameters). The one place this is derived."""
+        return self.max_body_bytes or BODY_FACTOR * self.max_prompt_bytes
 
 
 def validate_prompt(prompt: Any, limits: Limits) -> str:

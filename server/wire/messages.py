@@ -12,7 +12,7 @@ from .errors import ProtocolError
 from .events import dumps
 from .ids import validate_stream_id
 from .limits import Limits
-from .strict_json import MAX_DEPTH, TooDeep, depth_of, loads_strict
+from .strict_json import depth_of, loads_object
 
 
 @dataclass(frozen=True)
@@ -66,16 +66,7 @@ def validate_ref(ref: Any) -> Any:
 
 def parse_client_message(text: str, limits: Limits) -> ClientMessage:
     """Parse one WebSocket text message from a client; raise ProtocolError."""
-    try:
-        message = loads_strict(text)
-    except TooDeep:
-        raise ProtocolError(
-            "invalid_json", f"message nests deeper than {MAX_DEPTH} levels of objects and arrays"
-        ) from None
-    except ValueError:
-        raise ProtocolError("invalid_json", "message is not valid JSON (RFC 8259, UTF-8)") from None
-    if not isinstance(message, dict):
-        raise ProtocolError("invalid_message", "message must be a JSON object")
+    message = loads_object(text, "the message")
     try:
         return _parse_message_object(message, limits)
     except ProtocolError as exc:

@@ -30,7 +30,7 @@ import json
 from typing import Any
 
 from .chat_chunks import merge_tool_calls
-from .events import dumps
+from .events import dumps, plain_text_content
 
 __all__ = [
     "ResponseView",
@@ -166,7 +166,12 @@ class ResponseView:
         string, copied as it is), the same as :meth:`feed` would make, when an
         ``output_text`` part is open; else None (call :meth:`feed`)."""
         message = self.message
-        if message is None or not message.parts or self.state is not ViewState.IN_PROGRESS:
+        if (
+            not content  # makes no event, as feed() shows: the numbering stays the same
+            or message is None
+            or not message.parts
+            or self.state is not ViewState.IN_PROGRESS
+        ):
             return None
         part = message.parts[-1]
         if part.kind != "output_text":
@@ -179,6 +184,24 @@ class ResponseView:
             f'"item_id":"{message.id}","output_index":{message.index},'
             f'"content_index":{len(message.parts) - 1},"delta":{raw},"logprobs":[]}}'
         )
+
+    def frame_texts(self, texts: list[bytes], tail: str = "") -> list[tuple[str, str]]:
+        """The Responses events the log's events (JSON texts, in order) make,
+        each as (its type, its JSON text): a plain text delta by :meth:`text_delta`,
+        any other by :meth:`feed`. ``tail`` (``,"name":value``, valid JSON
+        members) is added to every event's object. Every transport's framing
+        (SSE lines, WebSocket frames) starts from these."""
+        out: list[tuple[str, str]] = []
+        for text in texts:
+            plain = plain_delta(text)
+            fast = self.text_delta(*plain) if plain is not None else None
+            if fast is not None:  # the common case: one text token
+                out.append(("response.output_text.delta", f"{fast[:-1]}{tail}}}" if tail else fast))
+                continue
+            for event in self.feed(json.loads(text)):
+                made = dumps(event)
+                out.append((event["type"], f"{made[:-1]}{tail}}}" if tail else made))
+        return out
 
     def _event(self, out: list[dict[str, Any]], kind: str, **fields: Any) -> None:
         out.append({"type": kind, "sequence_number": self.sequence, **fields})
@@ -379,22 +402,15 @@ def encode_sse(made: list[dict[str, Any]]) -> bytes:
     return "".join(f"event: {event['type']}\ndata: {dumps(event)}\n\n" for event in made).encode()
 
 
-_DELTA_START = '{"type":"delta","stream":"'
 _scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def plain_delta(text: bytes) -> tuple[str, str] | None:
-    """A log event that is a plain text delta (``content`` and ``t`` only), as
-    (its content, the content's JSON string as sent); None for any other event.
+    """A log event that is a plain text delta (:func:`~server.wire.events.plain_text_content`),
+    as (its content, the content's JSON string as sent); None for any other event.
     Reads the one string with the C scanner instead of decoding the event."""
-    if not text.startswith(b'{"type":"delta"'):
+    raw = plain_text_content(text)
+    if raw is None:
         return None
-    decoded = text.decode()
-    begin = decoded.find(',"content":"', len(_DELTA_START))
-    if begin < 0:
-        return None
-    begin += 11  # the opening quote
-    content, end = _scanstring(decoded, begin + 1)
-    if not decoded.startswith(',"t":', end) or decoded.find(",", end + 5) >= 0:
-        return None
-    return content, decoded[begin:end]
+    decoded = raw.decode()
+    return _scanstring(decoded, 1)[0], decoded

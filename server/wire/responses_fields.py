@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .chat_request import MAX_MESSAGES, assistant_message, tool_call
 from .errors import ProtocolError
 
 __all__ = [
@@ -87,11 +88,7 @@ def _function_call(raw: dict[str, Any], where: str) -> dict[str, Any]:
     for key in ("call_id", "name", "arguments"):
         if not isinstance(raw.get(key), str):
             raise invalid(f"{where}.{key}", f"a function_call item needs '{key}' (a string)")
-    return {
-        "id": raw["call_id"],
-        "type": "function",
-        "function": {"name": raw["name"], "arguments": raw["arguments"]},
-    }
+    return tool_call(raw["call_id"], raw["name"], raw["arguments"])
 
 
 def _output_text(raw: dict[str, Any], where: str) -> str:
@@ -109,8 +106,8 @@ def parse_input(raw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return [{"role": "user", "content": raw}], [_message_item("user", raw, None)]
     if not isinstance(raw, list) or not raw:
         raise invalid("input", "'input' must be a string or a non-empty list of items")
-    if len(raw) > 1024:
-        raise invalid("input", "'input' holds more than 1024 items")
+    if len(raw) > MAX_MESSAGES:
+        raise invalid("input", f"'input' holds more than {MAX_MESSAGES} items")
     messages: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     for index, item in enumerate(raw):
@@ -128,12 +125,11 @@ def parse_input(raw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         elif kind == "function_call":
             call = _function_call(item, where)
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant":
-                last.setdefault("tool_calls", []).append(call)
-                if not last["content"]:
-                    last["content"] = None
+            if last is not None and last["role"] == "assistant":  # its text, then its calls
+                calls = [*last.get("tool_calls", ()), call]
+                messages[-1] = assistant_message(last["content"], calls)
             else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                messages.append(assistant_message(None, [call]))
             items.append(
                 {
                     "type": "function_call",

@@ -41,6 +41,7 @@ __all__ = [
     "ResponsesRequest",
     "parse_responses_request",
     "previous_response_id",
+    "delivery",
     "response_id",
     "stream_of_response",
 ]
@@ -70,7 +71,6 @@ _KNOWN = frozenset(
         "reasoning",
         "include",
         "conversation",
-        "stream_id",
         "generate",
         *_SAME,
         *_LABELS,
@@ -99,6 +99,19 @@ def previous_response_id(data: Mapping[str, Any]) -> str | None:
     if not isinstance(value, str) or len(value) > 256:
         raise invalid("previous_response_id", "'previous_response_id' must be a response id")
     return value
+
+
+def delivery(data: Mapping[str, Any], websocket: bool = False) -> tuple[bool, bool]:
+    """How the response is delivered: (``stream``, ``background``), each checked
+    to be true or false (absent: false); over a WebSocket neither may be sent.
+    The HTTP handler reads it before anything is sent. Raises ProtocolError."""
+    for key in ("stream", "background"):
+        if data.get(key) is not None and not isinstance(data[key], bool):
+            raise invalid(key, f"'{key}' must be true or false")
+    if websocket and (data.get("stream") is not None or data.get("background") is not None):
+        name = "stream" if data.get("stream") is not None else "background"
+        raise invalid(name, f"'{name}' is an HTTP field; omit it in WebSocket mode")
+    return data.get("stream") is True, data.get("background") is True
 
 
 @dataclass(frozen=True)
@@ -162,12 +175,9 @@ def parse_responses_request(
         raise unsupported(
             "conversation", "conversation objects are not kept here; use previous_response_id"
         )
-    for key in ("stream", "background", "store"):
-        if data.get(key) is not None and not isinstance(data[key], bool):
-            raise invalid(key, f"'{key}' must be true or false")
-    if websocket and (data.get("stream") is not None or data.get("background") is not None):
-        name = "stream" if data.get("stream") is not None else "background"
-        raise invalid(name, f"'{name}' is an HTTP field; omit it in WebSocket mode")
+    stream, background = delivery(data, websocket)
+    if data.get("store") is not None and not isinstance(data["store"], bool):
+        raise invalid("store", "'store' must be true or false")
     if data.get("generate") is not None and data["generate"] is not True:
         raise unsupported("generate", "a warm-up without generation; omit it")
     if data.get("include") not in (None, []):
@@ -258,7 +268,7 @@ def parse_responses_request(
     echo["parallel_tool_calls"] = data.get("parallel_tool_calls", True)
     echo["user"] = data.get("user")
     echo["store"] = data.get("store", True)
-    echo["background"] = bool(data.get("background"))
+    echo["background"] = background
     echo["previous_response_id"] = data.get("previous_response_id")
     if not any(m["role"] == "user" and (m["content"] or "").strip() for m in conversation):
         raise invalid(
@@ -273,6 +283,6 @@ def parse_responses_request(
         messages=conversation,
         input_items=tuple(items),
         echo=echo,
-        stream=bool(data.get("stream")),
-        background=bool(data.get("background")),
+        stream=stream,
+        background=background,
     )

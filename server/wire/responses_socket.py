@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ProtocolError, openai_error_body
+from .errors import ProtocolError, error_body
 from .strict_json import MAX_DEPTH, TooDeep, loads_strict
 
 __all__ = ["CreateMessage", "parse_create", "error_event"]
@@ -41,7 +41,7 @@ def parse_create(text: str) -> CreateMessage:
 
 def error_event(exc: ProtocolError, lane: str | None) -> dict[str, Any]:
     """OpenAI's WebSocket ``error`` event."""
-    body = openai_error_body(exc.status, exc.code, exc.message, exc.param)["error"]
+    body = error_body(exc.status, exc.code, exc.message, exc.param)["error"]
     event: dict[str, Any] = {"type": "error", "status": exc.status, "error": body}
     if lane is not None:
         event["stream_id"] = lane

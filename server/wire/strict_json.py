@@ -14,7 +14,9 @@ import json
 import re
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "TooDeep", "loads_strict", "nests_deeper_than"]
+from .errors import ProtocolError
+
+__all__ = ["MAX_DEPTH", "TooDeep", "loads_strict", "loads_object", "nests_deeper_than"]
 
 #: How deep client JSON may nest, objects and arrays counted: deep enough for any
 #: request (a JSON schema, tool arguments), far below any recursion limit.
@@ -76,6 +78,23 @@ def loads_strict(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
         json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("string holds a lone surrogate") from None
+    return value
+
+
+def loads_object(text: str | bytes, what: str, code: str = "invalid_message") -> dict[str, Any]:
+    """A client's JSON object (:func:`loads_strict`). ``what`` names it in the
+    errors ("the request body", "the message"): ProtocolError ``invalid_json``
+    if it is not strict JSON or nests too deep, ``code`` if it is not an object."""
+    try:
+        value = loads_strict(text)
+    except TooDeep:
+        raise ProtocolError(
+            "invalid_json", f"{what} nests deeper than {MAX_DEPTH} levels of objects and arrays"
+        ) from None
+    except ValueError:
+        raise ProtocolError("invalid_json", f"{what} is not valid JSON (RFC 8259, UTF-8)") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(code, f"{what} must be a JSON object")
     return value
 
 

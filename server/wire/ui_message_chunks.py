@@ -21,10 +21,11 @@ Pure code: no tornado, no asyncio, no I/O.
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
-from .events import dumps
+from .events import dumps, plain_text_content
 
 __all__ = ["UIMessageView", "SSEChunkFrames", "FINISH_REASONS", "DONE", "TEXT_ID"]
 
@@ -44,36 +45,8 @@ ABORT_REASON = "stopped"
 _TEXT_START = dumps({"type": "text-start", "id": TEXT_ID})
 _TEXT_END = dumps({"type": "text-end", "id": TEXT_ID})
 _DELTA_HEAD = '{"type":"text-delta","id":"' + TEXT_ID + '","delta":'
-_TEXT_START_BYTES = _TEXT_START.encode()
 _DELTA_HEAD_BYTES = _DELTA_HEAD.encode()
 _encode_string = json.encoder.encode_basestring  # the C encoder, ensure_ascii=False
-
-
-_DELTA_START = b'{"type":"delta",'
-_CONTENT = b',"content":'
-_STAMP = b',"t":'
-# A delta with more than text has one of ``tool_calls":``, ``refusal":`` or
-# ``logprobs":``, which never occur inside a JSON string (its quotes are escaped).
-
-
-def _text_only_content(text: bytes) -> bytes | None:
-    """The JSON string of a text-only delta's ``content`` as it is in the event
-    (``...,"content":"...","t":T}``, how a stream keeps and sends a text delta),
-    or None for any other shape."""
-    start = text.find(_CONTENT)
-    end = text.rfind(_STAMP)
-    if (
-        start < 0
-        or end < start
-        or b'tool_calls":' in text
-        or b'refusal":' in text
-        or b'logprobs":' in text
-    ):
-        return None
-    content = text[start + len(_CONTENT) : end]
-    if len(content) < 2 or content[:1] != b'"' or content[-1:] != b'"':
-        return None
-    return content
 
 
 class _Call:
@@ -85,18 +58,39 @@ class _Call:
         self.arguments: list[str] = []
 
 
+class TextState(enum.Enum):
+    """Where an answer is: before its text part, in it, or ended (terminal
+    event folded). Moves only forward, by :meth:`UIMessageView._open_text`
+    (BEFORE -> OPEN) and :meth:`UIMessageView._close_parts` (-> ENDED)."""
+
+    BEFORE = "before"
+    OPEN = "open"
+    ENDED = "ended"
+
+
 class UIMessageView:
     """One answer's events (from ``seq`` 0, in order) to UI message chunks."""
 
-    __slots__ = ("message_id", "model", "ended", "_text_open", "_calls")
+    __slots__ = ("message_id", "model", "state", "_calls")
 
     def __init__(self, message_id: str) -> None:
         self.message_id = message_id
         self.model = ""
-        #: True once the terminal event was folded
-        self.ended = False
-        self._text_open = False
+        self.state = TextState.BEFORE
         self._calls: dict[int, _Call] = {}
+
+    @property
+    def ended(self) -> bool:
+        """True once the terminal event was folded."""
+        return self.state is TextState.ENDED
+
+    def _open_text(self) -> list[str]:
+        """The chunks that open the text part before a text delta: ``text-start``
+        the first time (BEFORE -> OPEN), nothing once open."""
+        if self.state is not TextState.BEFORE:
+            return []  # open already (an ended answer takes no more text)
+        self.state = TextState.OPEN
+        return [_TEXT_START]
 
     def chunks(self, text: bytes | str) -> list[str]:
         """The chunks (JSON texts) for one event, given as the log's JSON text."""
@@ -107,15 +101,14 @@ class UIMessageView:
     def chunk_bytes(self, text: bytes) -> list[bytes]:
         """:meth:`chunks` as UTF-8 bytes. A text delta as the log keeps it (the
         common case) becomes its chunk without decoding its JSON."""
-        if text.startswith(_DELTA_START):
-            content = _text_only_content(text)
-            if content is not None:
-                if content == b'""':
-                    return []
-                if self._text_open:
-                    return [_DELTA_HEAD_BYTES + content + b"}"]
-                self._text_open = True
-                return [_TEXT_START_BYTES, _DELTA_HEAD_BYTES + content + b"}"]
+        content = plain_text_content(text)
+        if content is not None:
+            if content == b'""':
+                return []
+            delta = _DELTA_HEAD_BYTES + content + b"}"
+            if self.state is TextState.OPEN:
+                return [delta]
+            return [chunk.encode() for chunk in self._open_text()] + [delta]
         return [chunk.encode() for chunk in self.event_chunks(json.loads(text))]
 
     def event_chunks(self, event: dict[str, Any]) -> list[str]:
@@ -137,12 +130,7 @@ class UIMessageView:
         return []  # not an event of a stream's log: nothing to show
 
     def _text(self, content: str) -> list[str]:
-        out = []
-        if not self._text_open:
-            self._text_open = True
-            out.append(_TEXT_START)
-        out.append(_DELTA_HEAD + _encode_string(content) + "}")
-        return out
+        return [*self._open_text(), _DELTA_HEAD + _encode_string(content) + "}"]
 
     def _delta(self, event: dict[str, Any]) -> list[str]:
         out: list[str] = []
@@ -179,11 +167,8 @@ class UIMessageView:
         return out
 
     def _close_parts(self) -> list[str]:
-        self.ended = True
-        out = []
-        if self._text_open:
-            self._text_open = False
-            out.append(_TEXT_END)
+        out = [_TEXT_END] if self.state is TextState.OPEN else []
+        self.state = TextState.ENDED
         for index in sorted(self._calls):
             call = self._calls[index]
             raw = "".join(call.arguments)

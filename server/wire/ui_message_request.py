@@ -25,22 +25,23 @@ Pure code: no tornado, no asyncio, no I/O.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import ChatRequest
-from .chat_request import parse_chat_request
+from .chat_request import MAX_MESSAGES, assistant_message, parse_chat_request, tool_call
 from .errors import ProtocolError
+from .events import dumps
 from .limits import Limits
 
-__all__ = ["UIChat", "TRIGGERS", "parse_ui_chat", "check_chat_id"]
+__all__ = ["UIChat", "TRIGGERS", "ENVELOPE", "parse_ui_chat", "check_chat_id"]
 
 TRIGGERS = ("submit-message", "regenerate-message")
-#: the envelope: read here, never a Chat Completions parameter
-_ENVELOPE = ("id", "messages", "trigger", "messageId")
+#: the envelope: read here, never a Chat Completions parameter (a ``send`` frame's
+#: fields beside its ``body``)
+ENVELOPE = ("id", "messages", "trigger", "messageId")
 _CHAT_ID = re.compile(r"[A-Za-z0-9._:@~+=-]{1,200}")
 _UI_ROLES = ("system", "user", "assistant")
 _TEXT_ONLY = ("system", "user")
@@ -79,10 +80,6 @@ def check_chat_id(value: Any, name: str = "id") -> str:
     return value
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 class _Step:
     """One assistant step being gathered: its text, tool calls and tool answers."""
 
@@ -94,12 +91,7 @@ class _Step:
     def flush(self, out: list[dict[str, Any]]) -> None:
         if not (self.text or self.calls):
             return
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None}
-        if message["content"] is None and not self.calls:
-            message["content"] = ""
-        if self.calls:
-            message["tool_calls"] = self.calls
-        out.append(message)
+        out.append(assistant_message("".join(self.text), self.calls))
         out.extend(self.answers)
         self.text, self.calls, self.answers = [], [], []
 
@@ -113,7 +105,7 @@ def _tool_part(part: Mapping[str, Any], kind: str, where: str, step: _Step) -> N
     answer: Any
     if state == "output-available":
         output = part.get("output")
-        answer = output if isinstance(output, str) else _dumps(output)
+        answer = output if isinstance(output, str) else dumps(output)
     elif state == "output-error":
         answer = part.get("errorText")
         if not isinstance(answer, str):
@@ -124,13 +116,7 @@ def _tool_part(part: Mapping[str, Any], kind: str, where: str, step: _Step) -> N
             f"{str(state)[:40]!r}); send it once the tool's result is added"
         )
     arguments = part.get("input", {})
-    step.calls.append(
-        {
-            "id": call_id,
-            "type": "function",
-            "function": {"name": name, "arguments": _dumps(arguments)},
-        }
-    )
+    step.calls.append(tool_call(call_id, name, dumps(arguments)))
     step.answers.append({"role": "tool", "tool_call_id": call_id, "content": answer})
 
 
@@ -179,8 +165,8 @@ def ui_messages_to_openai(messages: Any) -> list[dict[str, Any]]:
     :func:`parse_chat_request`). Raises ProtocolError."""
     if not isinstance(messages, list) or not messages:
         raise _bad("'messages' must be a non-empty list of UI messages")
-    if len(messages) > 1024:
-        raise _bad("'messages' holds more than 1024 messages")
+    if len(messages) > MAX_MESSAGES:
+        raise _bad(f"'messages' holds more than {MAX_MESSAGES} messages")
     out: list[dict[str, Any]] = []
     for index, raw in enumerate(messages):
         _convert(raw, index, out)
@@ -199,7 +185,7 @@ def parse_ui_chat(data: Mapping[str, Any], limits: Limits) -> UIChat:
         raise ProtocolError("invalid_message_id", "'messageId' must be a string")
     raw: Any = data.get("messages")
     converted = ui_messages_to_openai(raw)
-    params = {key: value for key, value in data.items() if key not in _ENVELOPE}
+    params = {key: value for key, value in data.items() if key not in ENVELOPE}
     if "stream" in params or "stream_options" in params or "prompt" in params:
         name = next(key for key in ("stream", "stream_options", "prompt") if key in params)
         raise ProtocolError(

@@ -19,12 +19,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .chat_request import max_body_bytes
 from .errors import ProtocolError
 from .limits import Limits
-from .strict_json import MAX_DEPTH, TooDeep, loads_strict
+from .strict_json import loads_object
 from .ui_message_chunks import UIMessageView
-from .ui_message_request import UIChat, check_chat_id, parse_ui_chat
+from .ui_message_request import ENVELOPE, UIChat, check_chat_id, parse_ui_chat
 
 __all__ = [
     "SendFrame",
@@ -102,8 +101,7 @@ def _parse(data: Any, limits: Limits) -> ClientFrame:
                 body = {}
             if not isinstance(body, dict):
                 raise ProtocolError("invalid_body", "'body' must be a JSON object")
-            envelope = ("id", "messages", "trigger", "messageId")
-            fields = {key: data[key] for key in envelope if key in data}
+            fields = {key: data[key] for key in ENVELOPE if key in data}
             return SendFrame(request_id, parse_ui_chat({**body, **fields}, limits))
     except ProtocolError as exc:
         raise FrameError(request_id, exc.code, exc.message) from None
@@ -112,14 +110,18 @@ def _parse(data: Any, limits: Limits) -> ClientFrame:
 
 def parse_client_frame(text: str, limits: Limits) -> ClientFrame:
     """One client text frame; raises :class:`FrameError`."""
-    if len(text) > max_body_bytes(limits):
-        raise FrameError("", "frame_too_large", "the frame is larger than a request may be")
+    limit = limits.body_bytes
+    # a character is 1 to 4 bytes of UTF-8: encode only when the count is in doubt
+    if len(text) > limit or (
+        len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit
+    ):
+        raise FrameError(
+            "", "frame_too_large", f"the frame is larger than a request may be ({limit} bytes)"
+        )
     try:
-        data = loads_strict(text)
-    except TooDeep:
-        raise FrameError("", "invalid_json", f"the frame nests deeper than {MAX_DEPTH}") from None
-    except ValueError:
-        raise FrameError("", "invalid_json", "the frame is not valid JSON") from None
+        data = loads_object(text, "the frame", "invalid_frame")
+    except ProtocolError as exc:
+        raise FrameError("", exc.code, exc.message) from None
     return _parse(data, limits)
 
 

@@ -23,8 +23,6 @@ __all__ = ["INTERRUPTED_MESSAGE", "Liveness", "LivenessHost", "PendingWrites"]
 log = logging.getLogger("twinstream.redis")
 
 
-
-
 class PendingWrites(Protocol):
     """Which streams still have events waiting to be written (the store's WriteBatcher)."""
 

@@ -72,3 +72,101 @@ def test_redis_records(redis_server: RedisServer) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_memory_records_swap_and_expire() -> None:
+    clock = Clock()
+    records = MemoryRecords(retention=10.0, max_records=10, clock=clock)
+
+    async def run() -> None:
+        assert await records.swap("chat", "c", {"n": 1}) is None
+        assert await records.swap("chat", "c", {"n": 2}) == {"n": 1}
+        assert await records.get("chat", "c") == {"n": 2}
+        assert await records.expire("chat", "c", 30.0) is True
+        clock.now += 20.0  # past the retention, within the new ttl
+        assert await records.get("chat", "c") == {"n": 2}
+        assert await records.delete("chat", "c") is True
+        assert await records.expire("chat", "c", 30.0) is False  # deleted stays deleted
+        assert await records.get("chat", "c") is None
+        await records.put("chat", "d", {}, ttl=1.0)
+        clock.now += 1.0
+        assert await records.swap("chat", "d", {"n": 3}) is None  # an expired one is none
+
+    asyncio.run(run())
+
+
+def test_memory_records_are_reaped_in_deadline_order_looking_only_at_those_due() -> None:
+    clock = Clock()
+    records = MemoryRecords(retention=10.0, max_records=1000, clock=clock)
+    for index in range(100):
+        records.put_now("chat", f"late{index}", {"n": index}, ttl=100.0)
+    for index in range(5):
+        records.put_now("chat", f"soon{index}", {"n": index}, ttl=1.0 + index)
+    records.put_now("chat", "soon0", {"n": "again"}, ttl=50.0)  # re-put: a later deadline
+    assert records.reap() == 0
+    clock.now += 3.0
+    assert records.reap() == 2  # soon1 and soon2; not the 100 late ones, not soon0
+    assert len(records) == 103
+    assert records.get_now("chat", "soon0") == {"n": "again"}
+    assert records.get_now("chat", "soon3") == {"n": 3}
+    clock.now += 97.0
+    assert records.reap() == 103
+    assert len(records) == 0 and records.nbytes == 0
+
+
+def test_memory_records_are_bounded_in_bytes_and_the_one_due_first_goes_first() -> None:
+    clock = Clock()
+    records = MemoryRecords(retention=10.0, max_records=1000, clock=clock, max_bytes=2000)
+    # a response still generating: its record lives the retention and more
+    records.put_now("response", "live", {"stream": "live"}, ttl=3610.0)
+    for index in range(100):  # a burst of chats, each kept the retention
+        records.put_now("ai-chat", f"c{index}", {"stream": "x" * 40})
+    assert records.nbytes <= 2000
+    assert records.get_now("response", "live") == {"stream": "live"}
+    assert records.get_now("ai-chat", "c99") is not None
+    assert records.get_now("ai-chat", "c0") is None
+
+
+def test_the_memory_stores_reaper_forgets_expired_records() -> None:
+    from server.backends.synthetic import SyntheticBackend
+    from server.config import Settings
+    from server.core.store import MemoryStreamStore
+
+    clock = Clock()
+    settings = Settings(retention=10.0)
+    store = MemoryStreamStore.from_settings(
+        SyntheticBackend.from_settings(settings), settings, clock=clock
+    )
+    store.records.put_now("response", "a", {"prompt": "secret"})
+    clock.now += 10.0
+    store.reap()  # nobody reads it again: the reaper alone forgets it
+    assert len(store.records) == 0 and store.records.nbytes == 0
+    assert store.last_reap_examined == 1
+
+
+def test_redis_records_swap_and_expire(redis_server: RedisServer) -> None:
+    from server.backends.synthetic import SyntheticBackend
+    from server.config import Settings
+    from server.store.redis import RedisStreamStore
+
+    settings = Settings(store=redis_server.url, retention=30.0)
+
+    async def run() -> None:
+        store = RedisStreamStore.from_settings(
+            SyntheticBackend.from_settings(settings), settings, prefix="rec:"
+        )
+        await store.connect()
+        try:
+            records = store.records
+            assert await records.swap("chat", "s", {"n": 1}) is None
+            assert await records.swap("chat", "s", {"n": 2}) == {"n": 1}
+            assert 0 < await store.redis.pttl("rec:d:chat:{s}") <= 30_000
+            assert await records.expire("chat", "s", 100.0) is True
+            assert 30_000 < await store.redis.pttl("rec:d:chat:{s}") <= 100_000
+            assert await records.delete("chat", "s") is True
+            assert await records.expire("chat", "s", 100.0) is False  # deleted stays deleted
+            assert await records.get("chat", "s") is None
+        finally:
+            await store.close()
+
+    asyncio.run(run())

@@ -8,8 +8,8 @@ from server.edge import accept
 
 def test_the_refusal_is_the_documented_json_503_byte_for_byte() -> None:
     body = (
-        b'{"error": {"code": "server_busy", "message": "the server is at its connection '
-        b'limit; retry shortly", "type": "server_error"}}'
+        b'{"error": {"message": "the server is at its connection limit; retry shortly", '
+        b'"type": "server_error", "param": null, "code": "server_busy"}}'
     )
     assert accept.REFUSAL == (
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"

@@ -20,6 +20,14 @@ SECRET_PROMPT = "my secret plan"
         ("/my%20secret%20plan", "/[redacted]"),
         ("/static/app.js?v=1", "/static/app.js?v=[redacted]"),
         ("/healthz", "/healthz"),
+        ("/v1/responses/resp_kD0y1Ts7rB3f2wqS0d6jXQ", "/v1/responses/[redacted]"),
+        (
+            "/v1/responses/resp_x/input_items?limit=5",
+            "/v1/responses/[redacted]/input_items?limit=[redacted]",
+        ),
+        ("/v1/responses/resp_x/cancel", "/v1/responses/[redacted]/cancel"),
+        ("/api/chat/my-secret-chat/stream", "/api/chat/[redacted]/stream"),
+        ("/api/chat/my-secret-chat/stop", "/api/chat/[redacted]/stop"),
     ],
 )
 def test_redact_uri(uri: str, logged: str) -> None:

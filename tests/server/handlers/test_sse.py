@@ -245,7 +245,7 @@ async def error_of(http_server_client: Any, path: str, **kwargs: Any) -> tuple[i
     response = await http_server_client.fetch(path, raise_error=False, **kwargs)
     assert response.headers["Content-Type"].startswith("application/json")
     body = json.loads(response.body)
-    assert set(body["error"]) == {"code", "message", "type"}
+    assert set(body["error"]) == {"code", "message", "type", "param"}  # OpenAI's shape
     assert "Traceback" not in response.body.decode()
     return response.code, body["error"]
 

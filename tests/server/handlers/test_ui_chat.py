@@ -155,6 +155,13 @@ def test_bad_chat_ids_in_paths(server: ServerProcess) -> None:
     assert status == 400 and json.loads(body)["error"]["code"] == "invalid_chat_id"
 
 
+def test_a_chat_id_in_a_path_is_decoded_once(server: ServerProcess) -> None:
+    """``a%2541`` is the id ``a%41`` (not a chat id: '%' is not allowed), never ``aA``."""
+    for method, path in (("GET", "/api/chat/a%2541/stream"), ("POST", "/api/chat/a%2541/stop")):
+        status, _, body = request(server, method, path, raw=b"{}" if method == "POST" else None)
+        assert status == 400 and json.loads(body)["error"]["code"] == "invalid_chat_id", path
+
+
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=6),
     lambda inner: (

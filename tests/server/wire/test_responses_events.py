@@ -252,3 +252,42 @@ def test_only_plain_text_deltas_take_the_fast_path() -> None:
         assert plain_delta(wire.dumps(event).encode()) is None, event
     plain = wire.dumps({**wire.delta_event(S, 1, 'say "hi" \\ ,"t":'), "t": 1.5}).encode()
     assert plain_delta(plain) == ('say "hi" \\ ,"t":', json.dumps('say "hi" \\ ,"t":'))
+
+
+def test_an_empty_plain_delta_makes_no_event_on_either_path() -> None:
+    """The fast path and feed() agree on an empty text delta: no event, so a
+    resume's catch-up (feed) and a live relay (the fast path) number alike."""
+    head = wire.delta_head(S)
+    texts = [
+        wire.dumps(wire.start_event(S, "m")).encode(),
+        wire.delta_from_record(head, 1, wire.delta_record("Hi", 1.5)),
+        wire.delta_from_record(head, 2, wire.delta_record("", 1.5)),
+        wire.delta_from_record(head, 3, wire.delta_record(" there", 1.5)),
+        wire.dumps(wire.done_event(S, 4, "stop")).encode(),
+    ]
+    fed = ResponseView(BASE, S)
+    expected = [wire.dumps(event) for text in texts for event in fed.feed(json.loads(text))]
+    fast = ResponseView(BASE, S)
+    made = []
+    for text in texts:
+        plain = plain_delta(text)
+        one = fast.text_delta(*plain) if plain is not None else None
+        made += [one] if one is not None else [wire.dumps(e) for e in fast.feed(json.loads(text))]
+    assert made == expected
+    framed = ResponseView(BASE, S).frame_texts(texts)
+    assert [text for _, text in framed] == expected
+    assert [kind for kind, _ in framed] == [json.loads(text)["type"] for text in expected]
+
+
+def test_frame_texts_adds_a_tail_to_every_event() -> None:
+    head = wire.delta_head(S)
+    texts = [
+        wire.dumps(wire.start_event(S, "m")).encode(),
+        wire.delta_from_record(head, 1, wire.delta_record("Hi", 1.5)),
+        wire.delta_from_record(head, 2, wire.delta_record(" you", 1.5)),
+    ]
+    plain = ResponseView(BASE, S).frame_texts(texts)
+    tailed = ResponseView(BASE, S).frame_texts(texts, ',"stream_id":"lane-1"')
+    for (kind, text), (tail_kind, tail_text) in zip(plain, tailed, strict=True):
+        assert kind == tail_kind
+        assert json.loads(tail_text) == {**json.loads(text), "stream_id": "lane-1"}

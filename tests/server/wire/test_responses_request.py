@@ -10,9 +10,10 @@ import pytest
 
 from server.backends.synthetic_text import SUPPORTED_PARAMETERS
 from server.wire.chat_request import parse_chat_request
-from server.wire.errors import ProtocolError, openai_error_body
+from server.wire.errors import ProtocolError, error_body
 from server.wire.limits import Limits
 from server.wire.responses_request import (
+    delivery,
     parse_responses_request,
     previous_response_id,
     response_id,
@@ -237,7 +238,7 @@ def test_refusals_name_the_param(data: dict[str, Any], code: str, param: str) ->
     error = refused(data)
     assert (error.code, error.param) == (code, param), error.message
     assert error.status in (400, 413)
-    body = openai_error_body(error.status, error.code, error.message, error.param)
+    body = error_body(error.status, error.code, error.message, error.param)
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["type"] == "invalid_request_error"
 
@@ -262,7 +263,7 @@ def test_ids() -> None:
 
 
 def test_an_error_body_is_json_with_a_null_param() -> None:
-    body = json.dumps(openai_error_body(404, "not_found", "gone"))
+    body = json.dumps(error_body(404, "not_found", "gone"))
     assert json.loads(body) == {
         "error": {
             "message": "gone",
@@ -271,3 +272,41 @@ def test_an_error_body_is_json_with_a_null_param() -> None:
             "code": "not_found",
         }
     }
+
+
+def test_stream_id_is_a_websocket_lane_not_an_http_field() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_responses_request({"input": "hi", "stream_id": "lane"}, ANY)
+    assert info.value.code == "unknown_parameter" and info.value.param == "stream_id"
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({}, (False, False)),
+        ({"stream": True}, (True, False)),
+        ({"stream": False, "background": True}, (False, True)),
+        ({"stream": None, "background": None}, (False, False)),
+    ],
+)
+def test_delivery(data: dict[str, Any], expected: tuple[bool, bool]) -> None:
+    assert delivery(data) == expected
+    request = parse_responses_request({"input": "hi", **data}, ANY)
+    assert (request.stream, request.background) == expected
+
+
+@pytest.mark.parametrize("key, value", [("stream", "true"), ("stream", 1), ("background", "yes")])
+def test_delivery_refuses_what_is_not_a_boolean(key: str, value: Any) -> None:
+    with pytest.raises(ProtocolError) as info:
+        delivery({key: value})
+    assert info.value.param == key
+
+
+def test_one_error_body_with_or_without_param() -> None:
+    from server.wire.errors import error_body, error_json
+
+    body = {"message": "failed", "type": "server_error", "param": None, "code": "internal_error"}
+    assert error_body(500, "internal_error", "failed") == {"error": body}
+    assert json.loads(error_json(400, "invalid_parameter", "bad", "input"))["error"]["param"] == (
+        "input"
+    )

@@ -9,7 +9,15 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 
-from server.wire.strict_json import MAX_DEPTH, TooDeep, depth_of, loads_strict, nests_deeper_than
+from server.wire.errors import ProtocolError
+from server.wire.strict_json import (
+    MAX_DEPTH,
+    TooDeep,
+    depth_of,
+    loads_object,
+    loads_strict,
+    nests_deeper_than,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +70,34 @@ def test_the_scan_agrees_with_the_parser(value: object) -> None:
     if depth:
         assert nests_deeper_than(text, depth - 1)
     assert loads_strict(text) == value
+
+
+@pytest.mark.parametrize(
+    "text, code, message",
+    [
+        ('{"a": 1}', None, None),
+        (b'{"a": 1}', None, None),
+        ('{"a": 1} x', "invalid_json", "the body is not valid JSON (RFC 8259, UTF-8)"),
+        ('{"a": NaN}', "invalid_json", "the body is not valid JSON (RFC 8259, UTF-8)"),
+        ('"\\ud800"', "invalid_json", "the body is not valid JSON (RFC 8259, UTF-8)"),
+        ("[1, 2]", "not_an_object", "the body must be a JSON object"),
+        ("null", "not_an_object", "the body must be a JSON object"),
+        ("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), "invalid_json",
+         f"the body nests deeper than {MAX_DEPTH} levels of objects and arrays"),
+    ],
+)  # fmt: skip
+def test_loads_object(text: str | bytes, code: str | None, message: str | None) -> None:
+    if code is None:
+        assert loads_object(text, "the body", "not_an_object") == {"a": 1}
+        return
+    with pytest.raises(ProtocolError) as info:
+        loads_object(text, "the body", "not_an_object")
+    assert (info.value.code, info.value.message, info.value.status) == (code, message, 400)
+
+
+def test_loads_object_byte_by_byte_prefixes_are_refused() -> None:
+    whole = b'{"messages": [{"role": "user", "content": "hi \\u00e9"}], "n": [1, 2.5e3]}'
+    assert loads_object(whole, "x")["n"] == [1, 2500.0]
+    for end in range(len(whole)):
+        with pytest.raises(ProtocolError):
+            loads_object(whole[:end], "x")

@@ -84,3 +84,26 @@ def test_server_frames() -> None:
         "requestId": "",
         "errorText": "bad",
     }
+
+
+def test_the_frame_limit_counts_bytes_and_follows_max_body_bytes() -> None:
+    small = Limits(max_prompt_bytes=32 * 1024, max_body_bytes=1000)
+    text = frame(type="abort", requestId="r", pad="x" * 900)
+    assert isinstance(parse_client_frame(text, small), AbortFrame)
+    # 400 characters, 1200 bytes of UTF-8: over the limit (characters are not bytes)
+    wide = frame(type="abort", requestId="r", pad="\u20ac" * 400)
+    wide = wide.encode().decode("unicode_escape")
+    assert len(wide) < 1000 < len(wide.encode())
+    with pytest.raises(FrameError) as info:
+        parse_client_frame(wide, small)
+    assert info.value.code == "frame_too_large"
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [("[1]", "invalid_frame"), ("{", "invalid_json"), ("[" * 65 + "]" * 65, "invalid_json")],
+)
+def test_frames_that_are_no_json_object(text: str, code: str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_client_frame(text, LIMITS)
+    assert info.value.code == code and info.value.request_id == ""

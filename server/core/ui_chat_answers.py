@@ -6,13 +6,14 @@ stopping it from any process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 
-from ..core.log import StreamLog
-from ..core.store import StreamStore
 from ..wire.ui_message_request import UIChat
+from .log import StreamLog
+from .store import StreamStore
 
 __all__ = ["CHAT_RECORD", "Answer", "start_answer", "active_answer", "stop_answer"]
 
@@ -28,13 +29,20 @@ class Answer:
 
 
 async def start_answer(store: StreamStore, request: UIChat) -> Answer:
-    """Start the chat's answer and make it the chat's active one. An answer
-    still generating for the chat is stopped: a chat has one active answer."""
-    previous = await store.records.get(CHAT_RECORD, request.chat_id)
+    """Start the chat's answer and make it the chat's active one. The answer it
+    replaces is stopped: a chat has one active answer. The record is swapped in
+    one step, so of two concurrent starts each stops what it replaced and only
+    the later one runs on. If the record cannot be written the new answer is
+    stopped too (nobody could find it) and the error raised."""
     stream = await store.create(request.chat)
     message_id = request.continues or f"msg-{stream.id}"
     record = {"stream": stream.id, "message": message_id}
-    await store.records.put(CHAT_RECORD, request.chat_id, record)
+    try:
+        previous = await store.records.swap(CHAT_RECORD, request.chat_id, record)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await store.cancel(stream.id)
+        raise
     if previous is not None and previous.get("stream") != stream.id:
         await store.cancel(str(previous.get("stream")))
     return Answer(stream, message_id)

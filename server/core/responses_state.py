@@ -9,13 +9,13 @@ any of them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.log import StreamLog
-from ..core.store import StreamStore
+from ..config import Settings
 from ..wire import errors
 from ..wire.limits import Limits
 from ..wire.responses_events import ResponseView, answer_message, fold
@@ -26,6 +26,8 @@ from ..wire.responses_request import (
     response_id,
     stream_of_response,
 )
+from .log import StreamLog
+from .store import StreamStore
 
 __all__ = [
     "KIND",
@@ -41,17 +43,43 @@ __all__ = [
 
 log = logging.getLogger("twinstream.responses")
 KIND = "response"
-#: the background tasks that refresh records when their streams end (kept referenced)
-_KEEPERS: set[asyncio.Task[None]] = set()
 
 
-@dataclass(frozen=True)
+@dataclass
 class ResponsesOptions:
-    """How long response records live: ``live_ttl`` while the stream generates
-    (refreshed to ``ttl`` = the store's retention when it ends)."""
+    """How long response records live: ``live_ttl`` while the stream generates,
+    ``ttl`` (the store's retention) from its end; how long a cancel waits for
+    the end. Holds the record refreshes under way (one per generating response)."""
 
     ttl: float
     live_ttl: float
+    cancel_wait: float = 5.0
+    refreshing: set[asyncio.Task[None]] = field(default_factory=set, repr=False, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResponsesOptions:
+        return cls(
+            ttl=settings.retention,
+            live_ttl=settings.retention + settings.response_generation_ttl,
+            cancel_wait=settings.response_cancel_wait,
+        )
+
+    def refresh_at_end(self, store: StreamStore, stream: StreamLog) -> None:
+        """When ``stream`` ends, its record lives ``ttl`` more (as long as the
+        stream is retained); a record deleted meanwhile stays deleted."""
+        stream.ended_future().add_done_callback(lambda _: self._refresh(store, stream.id))
+
+    def _refresh(self, store: StreamStore, stream_id: str) -> None:
+        task = asyncio.ensure_future(_expire(store, stream_id, self.ttl))
+        self.refreshing.add(task)
+        task.add_done_callback(self.refreshing.discard)
+
+
+async def _expire(store: StreamStore, stream_id: str, ttl: float) -> None:
+    try:
+        await store.records.expire(KIND, stream_id, ttl)
+    except Exception:  # the store went away (shutdown): the record expires on its own
+        log.warning("a response record was not refreshed", exc_info=True)
 
 
 @dataclass
@@ -121,24 +149,14 @@ async def start_response(
         "messages": list(request.messages),
         "input_items": list(request.input_items),
     }
-    await store.records.put(KIND, stream.id, record, ttl=options.live_ttl)
-    task = asyncio.ensure_future(_keep(store, options, record, stream))
-    _KEEPERS.add(task)
-    task.add_done_callback(_KEEPERS.discard)
-    return Started(request, stream, record)
-
-
-async def _keep(
-    store: StreamStore, options: ResponsesOptions, record: dict[str, Any], stream: StreamLog
-) -> None:
-    """When the stream ends, the record lives as long as the stream is retained
-    (its answer is read from the stream when needed: nothing is decoded here)."""
     try:
-        await stream.ended_future()
-        if await store.records.get(KIND, stream.id) is not None:  # not deleted meanwhile
-            await store.records.put(KIND, stream.id, record, ttl=options.ttl)
-    except Exception:  # the store went away (shutdown): the record expires on its own
-        log.warning("a response record was not refreshed", exc_info=True)
+        await store.records.put(KIND, stream.id, record, ttl=options.live_ttl)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await store.cancel(stream.id)  # a response nobody can find must not generate
+        raise
+    options.refresh_at_end(store, stream)
+    return Started(request, stream, record)
 
 
 def view_of(record: dict[str, Any]) -> ResponseView:
