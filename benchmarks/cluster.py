@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Protocol, Self
+from typing import Protocol, TypeVar
 
 import psutil
 import redis
@@ -40,6 +40,8 @@ __all__ = [
     "store_server_command",
     "worker_pids",
 ]
+
+_Cluster = TypeVar("_Cluster", bound="RedisClusterProcess")
 
 #: the stores the parts run twinstream on besides memory (``--store`` of capacity)
 STORES = ("redis", "redis-cluster")
@@ -219,7 +221,7 @@ class RedisClusterProcess:
         )
         # fmt: on
 
-    def start(self) -> Self:
+    def start(self: _Cluster) -> _Cluster:
         for node in self.nodes:
             self._launch(node)
         for node in self.nodes:
