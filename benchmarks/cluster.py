@@ -63,6 +63,10 @@ class RedisNodes(Protocol):
         """The redis-server processes whose CPU the store costs."""
         ...
 
+    def master_pids(self) -> list[int]:
+        """Those of them that are masters (the work a replica-less Redis would do)."""
+        ...
+
     def flush(self) -> None: ...
 
     def calls(self) -> dict[str, int]: ...
@@ -116,6 +120,9 @@ class RedisProcess:
 
     def pids(self) -> list[int]:
         return [self.process.pid]
+
+    def master_pids(self) -> list[int]:
+        return self.pids()
 
     def flush(self) -> None:
         """Empty it and zero its command counters."""
@@ -293,6 +300,10 @@ class RedisClusterProcess:
     def pids(self) -> list[int]:
         """Every node, replicas included: replication is part of what the cluster costs."""
         return [n.process.pid for n in self.nodes if n.process is not None and n.alive]
+
+    def master_pids(self) -> list[int]:
+        masters = self.master_ports()
+        return [n.process.pid for n in self.nodes if n.process is not None and n.port in masters]
 
     def flush(self) -> None:
         """Empty every master (replicas follow) and zero every node's command counters."""

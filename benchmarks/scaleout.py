@@ -103,6 +103,7 @@ def measure_variant(
             run_with_deadline(one_completion(endpoint, transport, prompt, 2), 60, "warm-up")
         samplers = [ResourceSampler(pid).start() for pid in pids]
         redis_pids = redis_server.pids() if redis_server is not None else []
+        master_pids = set(redis_server.master_pids()) if redis_server is not None else set()
         redis_samplers = [ResourceSampler(pid).start() for pid in redis_pids]
         try:
             loaded = load.run(sweep_load(config, endpoint.base_url, transport, prompts, streams))
@@ -115,10 +116,13 @@ def measure_variant(
     in_window = sum(1 for r in records for t in r.delta_times if start <= t <= end)
     deltas = sum(r.delta_count for r in records)
     server_cpu = sum(s.cpu_seconds_between(loaded.began, loaded.ended) or 0.0 for s in samplers)
-    redis_cpu = (
-        sum(s.cpu_seconds_between(loaded.began, loaded.ended) or 0.0 for s in redis_samplers)
-        if redis_samplers
-        else None
+    redis_cpu, masters_cpu = (
+        (
+            sum(s.cpu_seconds_between(loaded.began, loaded.ended) or 0.0 for s in chosen)
+            if chosen
+            else None
+        )
+        for chosen in (redis_samplers, [s for s in redis_samplers if s.pid in master_pids])
     )
     complete = sum(1 for r in records if r.complete and not r.error)
     # what the server logged (warnings and worse), kept only when something failed
@@ -145,6 +149,10 @@ def measure_variant(
         "redis_nodes": len(redis_pids),
         "redis_cpu_ms_per_1k_events": (
             round(1e6 * redis_cpu / deltas, 2) if redis_cpu is not None and deltas else None
+        ),
+        # the masters alone (what a Redis without replicas would have spent)
+        "redis_masters_cpu_ms_per_1k_events": (
+            round(1e6 * masters_cpu / deltas, 2) if masters_cpu is not None and deltas else None
         ),
         # append calls (one EVALSHA per node carries every event appended meanwhile there)
         "redis_appends_per_1k_events": (
@@ -199,9 +207,13 @@ def ratios(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             }
             if row["store"] == "redis-cluster":
                 single = variants.get(("redis", row["processes"]))
-                redis_cpu = "redis_cpu_ms_per_1k_events"
                 entry["server_cpu_vs_redis"] = _times(cpu(row), cpu(single))
-                entry["redis_cpu_vs_redis"] = _times(cpu(row, redis_cpu), cpu(single, redis_cpu))
+                for key, nodes in (
+                    ("redis_cpu_vs_redis", ""),
+                    ("redis_masters_cpu_vs_redis", "masters_"),
+                ):
+                    field = f"redis_{nodes}cpu_ms_per_1k_events"
+                    entry[key] = _times(cpu(row, field), cpu(single, "redis_cpu_ms_per_1k_events"))
             level[row["label"]] = entry
         by_level[str(streams)] = level
     memory, one, two = (cpu(at[top].get(k)) for k in (("memory", 1), ("redis", 1), ("redis", 2)))

@@ -50,7 +50,12 @@ def _details_row(row: dict[str, Any], judged: dict[str, Any]) -> list[str]:
         str(row["processes"]),
         _cell(row["delivered_events_per_s"]),
         _cell(row["server_cpu_ms_per_1k_events"], 1),
-        f"{redis_cpu} ({nodes} nodes)" if nodes and nodes > 1 else redis_cpu,
+        (
+            f"{redis_cpu} ({nodes} nodes; masters "
+            f"{_cell(row.get('redis_masters_cpu_ms_per_1k_events'), 1)})"
+            if nodes and nodes > 1
+            else redis_cpu
+        ),
         _cell(row.get("redis_appends_per_1k_events"), 1),
         f"{_cell(delay.get('p50'), 1)} / {_cell(delay.get('p99'), 1)}",
         (
@@ -154,8 +159,13 @@ def judged_table(results: dict[str, Any]) -> str | None:
                 f"target ≤ {times}×"
             ]
             + cells(top, "server_cpu_vs_redis", lambda v: f"{_cell(v, 2)}×" if v else DASH),
-            [f"redis-server CPU per 1k events against one Redis at {fmt(top)} streams, {both}"]
+            [
+                f"redis-server CPU per 1k events against one Redis at {fmt(top)} streams, "
+                f"{both}: every node (replicas too)"
+            ]
             + cells(top, "redis_cpu_vs_redis", lambda v: f"{_cell(v, 2)}×" if v else DASH),
+            [f"... the masters alone, {both}"]
+            + cells(top, "redis_masters_cpu_vs_redis", lambda v: f"{_cell(v, 2)}×" if v else DASH),
         ]
     return table(["Judged", *labels], rows)
 

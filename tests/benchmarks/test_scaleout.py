@@ -31,6 +31,7 @@ def _row(streams: int, store: str, processes: int, label: str, p50: float, cpu: 
         "label": label,
         "server_cpu_ms_per_1k_events": cpu,
         "redis_cpu_ms_per_1k_events": None if store == "memory" else cpu / 4,
+        "redis_masters_cpu_ms_per_1k_events": None if store == "memory" else cpu / 8,
         "delivery_delay_ms": {"p50": p50, "p99": 2 * p50},
     }
 
@@ -54,6 +55,7 @@ def test_ratios_judge_each_level_against_memory_and_the_cluster_against_one_redi
     assert top["redis, 1 process"]["p50_over_memory_ms"] == 15.0
     assert top["redis cluster, 2 processes"]["server_cpu_vs_redis"] == 1.25
     assert top["redis cluster, 2 processes"]["redis_cpu_vs_redis"] == 1.25
+    assert top["redis cluster, 2 processes"]["redis_masters_cpu_vs_redis"] == 0.62
     assert "server_cpu_vs_redis" not in top["redis, 2 processes"]
     assert "memory" not in top
     results = {"levels": [500, 1000], "streams": 1000, "by_transport": {"sse": {"rows": rows}}}
@@ -65,8 +67,9 @@ def test_ratios_judge_each_level_against_memory_and_the_cluster_against_one_redi
         "| +7.0 |",
         "| server CPU per 1k events against one Redis at 1,000 streams, SSE; target ≤ 1.2× "
         "| — | — | — | 1.25× |",
-        "| redis-server CPU per 1k events against one Redis at 1,000 streams, SSE "
-        "| — | — | — | 1.25× |",
+        "| redis-server CPU per 1k events against one Redis at 1,000 streams, SSE: every node "
+        "(replicas too) | — | — | — | 1.25× |",
+        "| ... the masters alone, SSE | — | — | — | 0.62× |",
     ]
 
 
@@ -93,6 +96,9 @@ def test_scaleout_part_measures_every_variant() -> None:
     for row in (one, two, cluster_one, cluster_two):
         assert row["redis_appends_per_1k_events"] > 0
         assert row["redis_cpu_ms_per_1k_events"] is not None
+        # the masters are some of the nodes (all of one redis-server)
+        assert row["redis_masters_cpu_ms_per_1k_events"] <= row["redis_cpu_ms_per_1k_events"]
+    assert one["redis_masters_cpu_ms_per_1k_events"] == one["redis_cpu_ms_per_1k_events"]
     judged = data["ratios"]["by_level"][str(results["streams"])]
     assert set(judged) == set(LABELS[1:])
     for label in LABELS[1:]:
