@@ -268,8 +268,10 @@ def readme_section(results: dict[str, Any]) -> str | None:
     judged = judged_table(data)
     if judged:
         parts.append(
-            "Judged against the targets (the store's delay above the memory store's, the "
-            f"cluster's CPU against one Redis):\n\n{judged}"
+            "Judged against the targets (each store's delivery delay above the memory "
+            "store's"
+            + (", the cluster's CPU against one Redis" if cluster else "")
+            + f"):\n\n{judged}"
         )
     return "\n\n".join(parts)
 
