@@ -19,10 +19,10 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cluster import STORES
 from .config import PRESETS, SERVER_DEFAULTS
 from .links import PROFILES
 from .parts import part_named, part_names
+from .redis_nodes import STORES
 from .servers import LOOPS
 from .suite import machine_info, run_suite
 from .targets import LOADS

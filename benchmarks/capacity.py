@@ -36,10 +36,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .cluster import RedisNodes, start_store
 from .config import SuiteConfig
 from .connections.plan import raise_fd_limit
 from .loadgen import LoadGenerator
+from .redis_nodes import RedisNodes, start_store
 from .report.format import BUSY_PERCENT
 from .scaleout import measure_variant
 from .servers import NODE, SSE_STARLETTE, TWINSTREAM, WEBSOCKETS, ServerSpec, with_loop

@@ -52,8 +52,9 @@ from .clients import (
     sse_path,
     start_or_resume,
 )
-from .cluster import start_store, store_server_command, worker_pids
+from .cluster import store_server_command, worker_pids
 from .config import SuiteConfig
+from .redis_nodes import start_store
 from .servers import TWINSTREAM, ResourceSampler, ServerProcess, ServerSpec
 from .stats import summarize
 

@@ -38,16 +38,10 @@ from typing import Any
 import psutil
 
 from .clients import Endpoint, live_window, one_completion, prompts_with_tokens, run_with_deadline
-from .cluster import (
-    RedisClusterProcess,
-    RedisNodes,
-    RedisProcess,
-    redis_version,
-    store_server_command,
-    worker_pids,
-)
+from .cluster import store_server_command, worker_pids
 from .config import SuiteConfig
 from .loadgen import LoadGenerator
+from .redis_nodes import RedisClusterProcess, RedisNodes, RedisProcess, redis_version
 from .servers import ResourceSampler, ServerProcess
 from .stats import summarize
 from .throughput import sweep_load

@@ -18,7 +18,7 @@ import signal
 
 import redis.cluster
 
-from benchmarks.cluster import ClusterNode, RedisClusterProcess, redis_cli
+from benchmarks.redis_nodes import ClusterNode, RedisClusterProcess, redis_cli
 
 Node = ClusterNode  # the name the tests knew it by
 
