@@ -359,7 +359,10 @@ def rolling_restart(
     if shutil.which("redis-server") is None:
         return {"run": False, "reason": "redis-server is not installed", "store": store}
     max_tokens = 120
-    redis_server = start_store(store)
+    try:
+        redis_server = start_store(store)
+    except RuntimeError as exc:
+        return {"run": False, "reason": str(exc), "store": store}
     try:
         with ServerProcess(store_server_command(config, redis_server.url, 2)) as server:
             original = worker_pids(server, 2)

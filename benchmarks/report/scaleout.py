@@ -39,6 +39,15 @@ def _by_level(transport_data: dict[str, Any]) -> dict[str, Any]:
     return stored.get("by_level") or ratios(transport_data["rows"])["by_level"]
 
 
+def _cluster_note(cluster: dict[str, Any] | None, shape: str) -> str:
+    """The cluster's shape for an intro (``shape`` formatted), or why it did not run."""
+    if not cluster:
+        return ""
+    if "skipped" in cluster:
+        return f"; the Redis Cluster did not run: {cluster['skipped']}"
+    return shape.format(**cluster)
+
+
 def _details_row(row: dict[str, Any], judged: dict[str, Any]) -> list[str]:
     delay = row.get("delivery_delay_ms") or {}
     over = judged.get(row["label"]) or {}
@@ -79,11 +88,8 @@ def scaleout_details(results: dict[str, Any]) -> str:
         f"{measured} concurrent streams per run on a machine with {results['cpus']} CPU "
         f"cores (the load generator shares them); redis-server {results['redis_server']} on "
         "loopback, no persistence"
-        + (
-            f"; the cluster: {cluster['nodes']} nodes ({cluster['masters']} masters, one "
-            "replica each)"
-            if cluster
-            else ""
+        + _cluster_note(
+            cluster, "; the cluster: {nodes} nodes ({masters} masters, one replica each)"
         )
         + ". Server CPU sums every twinstream process; redis-server's own CPU is counted "
         "apart (every node of a cluster). *Above memory*: the delivery delay minus the "
@@ -255,11 +261,8 @@ def readme_section(results: dict[str, Any]) -> str | None:
         f" ({str(meta.get('started', ''))[:10]}, {data['cpus']} cores of a shared "
         f"{meta.get('cpu_model')}, Python {meta.get('python')}, redis-server "
         f"{data['redis_server']} on loopback"
-        + (
-            f", the cluster {cluster['nodes']} nodes: {cluster['masters']} masters and a "
-            "replica each"
-            if cluster
-            else ""
+        + _cluster_note(
+            cluster, ", the cluster {nodes} nodes: {masters} masters and a replica each"
         )
         + f"; {measured} streams × {_cell(config.get('tokens_per_second'))} tokens/s, one run; "
         "server CPU sums every twinstream process, redis-server's own CPU is apart):"
@@ -270,7 +273,7 @@ def readme_section(results: dict[str, Any]) -> str | None:
         parts.append(
             "Judged against the targets (each store's delivery delay above the memory "
             "store's"
-            + (", the cluster's CPU against one Redis" if cluster else "")
+            + (", the cluster's CPU against one Redis" if cluster and "nodes" in cluster else "")
             + f"):\n\n{judged}"
         )
     return "\n\n".join(parts)

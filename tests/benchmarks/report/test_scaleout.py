@@ -78,3 +78,8 @@ def test_the_readme_table_puts_each_variant_beside_the_memory_store() -> None:
     assert "ws redis, 2 processes at 1,000: 990/1000 complete, 0 errors." in (
         readme_section(results) or ""
     )
+    # a run whose cluster would not start says so, and judges what did run
+    results["scaleout"]["cluster"] = {"skipped": "redis-cli --cluster create failed"}  # type: ignore[index]
+    readme = readme_section(results) or ""
+    assert "on loopback; the Redis Cluster did not run: redis-cli --cluster create failed" in readme
+    assert "(each store's delivery delay above the memory store's):" in readme
