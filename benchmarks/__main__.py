@@ -22,6 +22,7 @@ from pathlib import Path
 from .config import PRESETS, SERVER_DEFAULTS
 from .links import PROFILES
 from .parts import part_named, part_names
+from .redis_nodes import STORES
 from .servers import LOOPS
 from .suite import machine_info, run_suite
 from .targets import LOADS
@@ -44,6 +45,7 @@ EXAMPLES = """\
   python -m benchmarks pool RUN1 RUN2 ...      # issue 8's targets over several runs' rounds
   python -m benchmarks protocols capacity http2 conversation   # issue 25's parts
   python -m benchmarks capacity --store redis --loops asyncio  # + twinstream on Redis x2
+  python -m benchmarks capacity --store redis-cluster          # + on a Redis Cluster x2
   python -m benchmarks headtohead --loops asyncio,uvloop       # what uvloop buys each server
 """
 #: the parts a run without part names runs
@@ -84,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
             "first token cold and warm); capacity (streams at 30 tokens/s raised until the p99 "
             "delay passes 100 ms or under 99 % arrive: streams per core, every server, each "
             "Python one on each --loops loop; --store redis adds twinstream on Redis with two "
-            "processes); http2 (nginx with TLS, HTTP/1.1 vs HTTP/2, in Chromium: 7/20/50 "
+            "processes, --store redis-cluster on a six-node Redis Cluster); http2 (nginx "
+            "with TLS, HTTP/1.1 vs HTTP/2, in Chromium: 7/20/50 "
             "EventSources and streams on one WebSocket); conversation (20 turns, each waiting "
             "for the answer, per view, through the link profiles). "
             "Three more run inside throughput and peers with the full preset, and alone "
@@ -95,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
             "peers: the throughput, latency and unthrottled measures for twinstream and "
             "both reference servers in interleaved rounds on fresh servers, medians "
             "compared against issue 8's targets; --loads and --rounds choose its loads "
-            "and how many rounds). scaleout (memory vs Redis store, 1 vs 2 processes; "
-            "needs redis-server) runs only when named. "
+            "and how many rounds). scaleout (memory vs Redis store vs Redis Cluster, 1 vs 2 "
+            "processes, at 500 and 1,000 streams with the full preset; needs redis-server) "
+            "runs only when named. "
             "'report DIR' rebuilds report.md and plots from DIR/results.json; "
             "'readme [DIR ...]' rewrites README.md's benchmark table and samples from a "
             "suite run DIR (default: the newest full run) and a server it starts, and its "
@@ -177,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--store",
-        choices=("redis",),
-        help="capacity also runs twinstream on a Redis store (a redis-server the suite "
-        "starts) with two processes",
+        choices=STORES,
+        help="capacity also runs twinstream with two processes on a Redis store (redis: "
+        "a redis-server the suite starts; redis-cluster: a six-node Redis Cluster it starts)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser

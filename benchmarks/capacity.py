@@ -3,7 +3,8 @@
 For each server and transport (twinstream SSE and WebSocket, ``sse-starlette``,
 ``websockets``, the Node peer's two; each Python server on every event loop of
 ``capacity_loops``; twinstream on a Redis store with two processes when the run is
-given ``--store redis``), streams at the model's pace (30 tokens/s per stream) are
+given ``--store redis``, or on a six-node Redis Cluster with ``--store redis-cluster``),
+streams at the model's pace (30 tokens/s per stream) are
 raised until delivery falls behind: the level *holds* while the p99 delivery delay
 (model release -> client receipt) stays at or under :data:`P99_LIMIT_MS` and at least
 :data:`DELIVERED_PERCENT` of the offered tokens arrive. A coarse search doubles the
@@ -16,14 +17,15 @@ A level that fails while every core was busy (``BUSY_PERCENT``: other work on a 
 machine, or the client load) runs once more, the first attempt kept beside the second.
 
 *Streams per core* is the largest level that held divided by the server's processes (a
-Python or Node server runs on one core; the Redis variant on two). On a two-core machine
-the client load competes with the server for the cores: the machine's busy share is kept
-beside every level, and the figures compare servers, not machines.
+Python or Node server runs on one core; a Redis or Redis Cluster variant on two). On a
+two-core machine the client load competes with the server for the cores: the machine's
+busy share is kept beside every level, and the figures compare servers, not machines.
 
 The knee (p99 delay against streams, one line per server) is plotted by
 :mod:`benchmarks.report.capacity`.
 
-Run alone: ``python -m benchmarks capacity [--quick] [--store redis] [--loops ...]``.
+Run alone: ``python -m benchmarks capacity [--quick] [--store redis|redis-cluster]
+[--loops ...]``.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .cluster import RedisProcess
 from .config import SuiteConfig
 from .connections.plan import raise_fd_limit
 from .loadgen import LoadGenerator
+from .redis_nodes import RedisNodes, start_store
 from .report.format import BUSY_PERCENT
 from .scaleout import measure_variant
 from .servers import NODE, SSE_STARLETTE, TWINSTREAM, WEBSOCKETS, ServerSpec, with_loop
@@ -85,7 +87,7 @@ def contenders(
 ) -> list[Contender]:
     """Every server on every loop over each of ``transports`` it speaks (a server that
     speaks none of them: over its own); twinstream on ``store`` with two processes too
-    when given (``redis``)."""
+    when given (``redis``, ``redis-cluster``)."""
 
     def spoken(spec: ServerSpec) -> list[str]:
         return [t for t in spec.transports if t in transports] or list(spec.transports)
@@ -187,7 +189,7 @@ def _store_level(
     streams: int,
     config: SuiteConfig,
     load: LoadGenerator,
-    redis_server: RedisProcess | None,
+    redis_server: RedisNodes | None,
 ) -> dict[str, Any]:
     config = level_config(config, streams)
     row = measure_variant(
@@ -213,11 +215,12 @@ def _store_level(
 def run_capacity(
     config: SuiteConfig, store: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """The capacity search for every contender; ``store`` (``redis``) adds twinstream on a
-    Redis store with two processes."""
+    """The capacity search for every contender; ``store`` adds twinstream with two
+    processes on a Redis store: ``redis`` (one redis-server) or ``redis-cluster`` (a
+    six-node Redis Cluster, three masters and a replica each)."""
     raise_fd_limit()  # thousands of sockets in the servers and the client workers
     chosen = contenders(config.capacity_loops, store, config.capacity_transports)
-    redis_server = RedisProcess() if store else None
+    redis_server = start_store(store) if store else None
     results: dict[str, Any] = {
         "tokens_per_second": config.tokens_per_second,
         "p99_limit_ms": P99_LIMIT_MS,

@@ -15,9 +15,10 @@ exact text, and **replay delay** -- from sending the resume to receiving the las
 event produced while the client was away (the backlog fully replayed), p50/p99.
 
 The clients run in worker processes (each with its own share of clients and its
-own cutter); the server is one process. A **rolling restart** of two server
-processes under load needs a store both can read (the Redis store of issue 9);
-:func:`rolling_restart` is the hook, and says it cannot run yet.
+own cutter); the server is one process. Then a **rolling restart**
+(:func:`rolling_restart`): two server processes on one port sharing a store, each
+restarted in turn under the same churn -- on one redis-server, then on a six-node
+Redis Cluster (issue 24); the same measures.
 
 Run alone: ``python -m benchmarks churn [--quick]``.
 """
@@ -51,8 +52,9 @@ from .clients import (
     sse_path,
     start_or_resume,
 )
-from .cluster import RedisProcess, store_server_command, worker_pids
+from .cluster import store_server_command, worker_pids
 from .config import SuiteConfig
+from .redis_nodes import start_store
 from .servers import TWINSTREAM, ResourceSampler, ServerProcess, ServerSpec
 from .stats import summarize
 
@@ -347,14 +349,20 @@ def _drive_clients(
     return results
 
 
-def rolling_restart(config: SuiteConfig, progress: bool = False) -> dict[str, Any]:
-    """Two server processes sharing one Redis store (``--processes 2``, one
-    port), each restarted in turn (SIGTERM: it drains, its parent starts a new
-    one) while the churning clients run; the same measures as the churn."""
+def rolling_restart(
+    config: SuiteConfig, progress: bool = False, store: str = "redis"
+) -> dict[str, Any]:
+    """Two server processes sharing one store (``--processes 2``, one port) --
+    ``redis``: one redis-server; ``redis-cluster``: a six-node Redis Cluster --
+    each restarted in turn (SIGTERM: it drains, its parent starts a new one)
+    while the churning clients run; the same measures as the churn."""
     if shutil.which("redis-server") is None:
-        return {"run": False, "reason": "redis-server is not installed"}
+        return {"run": False, "reason": "redis-server is not installed", "store": store}
     max_tokens = 120
-    redis_server = RedisProcess()
+    try:
+        redis_server = start_store(store)
+    except RuntimeError as exc:
+        return {"run": False, "reason": str(exc), "store": store}
     try:
         with ServerProcess(store_server_command(config, redis_server.url, 2)) as server:
             original = worker_pids(server, 2)
@@ -378,7 +386,7 @@ def rolling_restart(config: SuiteConfig, progress: bool = False) -> dict[str, An
                 server.pid,
                 progress,
                 on_tick=restart_in_turn,
-                tag="rolling",
+                tag=f"rolling-{store}",
             )
             assert server.pid is not None
             now_serving = [child.pid for child in psutil.Process(server.pid).children()]
@@ -389,7 +397,7 @@ def rolling_restart(config: SuiteConfig, progress: bool = False) -> dict[str, An
         reason=f"{len(restarted)} of 2 workers restarted in turn (SIGTERM, drain, replaced); "
         f"{sum(1 for pid in now_serving if pid not in original)} new workers serving at the end",
         restarts=restarted,
-        store="redis",
+        store=store,
         processes=2,
     )
     return results
@@ -399,7 +407,9 @@ def run_churn(
     config: SuiteConfig, spec: ServerSpec = TWINSTREAM, progress: bool = True
 ) -> dict[str, Any]:
     """Both transports at once against one server, clients split over worker
-    processes; then the same against two processes restarted in turn."""
+    processes; then the same against two processes restarted in turn, on one
+    redis-server (``rolling_restart``) and on a Redis Cluster
+    (``rolling_restart_cluster``)."""
     max_tokens = 120  # 4 s at 30 tokens/s: several streams per client, several cuts each
     server = ServerProcess(spec.command(config.tokens_per_second, config.first_token_latency))
     results: dict[str, Any] = {
@@ -415,4 +425,5 @@ def run_churn(
     with server:
         results.update(_drive_clients(config, server.url, max_tokens, server.pid, progress))
     results["rolling_restart"] = rolling_restart(config, progress=progress)
+    results["rolling_restart_cluster"] = rolling_restart(config, progress, "redis-cluster")
     return results

@@ -83,8 +83,11 @@ class SuiteConfig:
     capacity_loops: tuple[str, ...] = ("asyncio", "uvloop")  # each Python server on each
     #: the transports searched per server (a server speaking none of them: its own)
     capacity_transports: tuple[str, ...] = ("sse", "ws")
-    #: ``redis``: capacity also runs twinstream on a Redis store with two processes
+    #: ``redis`` or ``redis-cluster``: capacity also runs twinstream on that store with
+    #: two processes
     store: str | None = None
+    # -- scale-out (benchmarks.scaleout): levels measured besides the sweep's largest
+    scaleout_extra_levels: tuple[int, ...] = ()
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load
@@ -215,5 +218,6 @@ FULL = SuiteConfig(
     churn_interval=3.0,
     churn_fraction=0.2,
     churn_offline=2.0,
+    scaleout_extra_levels=(500,),  # the latency part's level: where the machine has room
 )
 PRESETS = {preset.name: preset for preset in (TINY, QUICK, FULL)}

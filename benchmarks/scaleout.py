@@ -1,19 +1,27 @@
 """Scale-out: what keeping streams in Redis costs, and whether a second process splits the work.
 
-For the sweep's largest level (1,000 streams at the model's pace in the full
-preset), per transport, three fresh servers in turn:
+At each level of :func:`levels` (the full preset: 500 streams, where the machine
+is not saturated, and the sweep's largest level, 1,000 streams; the quick and tiny
+presets: their sweep's largest), per transport, fresh servers in turn:
 
 * ``memory``: one process, the in-memory store (the baseline);
-* ``redis, 1 process``: ``--store redis://...``;
-* ``redis, 2 processes``: the same with ``--processes 2`` on one port.
+* ``redis, 1 process``: ``--store redis://...`` (one redis-server);
+* ``redis, 2 processes``: the same with ``--processes 2`` on one port;
+* ``redis cluster, 1 process`` / ``2 processes``: ``--store redis-cluster://...``,
+  a six-node Redis Cluster (three masters, three replicas).
 
-Each reports delivered events/s and server CPU per 1,000 delivered events --
-all twinstream processes summed -- and, separately, the CPU that
-``redis-server`` itself used. Redis is Debian's ``redis-server``, started on a
-free loopback port without persistence. The targets (issue 9): the Redis store
-at most 1.5x the memory store's server CPU per 1,000 events, and two processes
-within 1.2x of one (no coordination tax). The machine's core count is recorded:
-with two processes and the load generator on two cores, everything competes.
+Each reports delivered events/s, the delivery delay (produced on the server ->
+received by the client) and server CPU per 1,000 delivered events -- all twinstream
+processes summed -- and, separately, the CPU the ``redis-server`` nodes used
+(every node of the cluster, replicas included; masters alone apart). Redis is
+Debian's ``redis-server`` on free loopback ports, without persistence. The
+targets: the Redis store at most 1.5x the memory store's server CPU per 1,000
+events and two processes within 1.2x of one (issue 9); the Redis store's p99
+delay at most 10 ms above the memory store's at the lowest level (500) and its
+p50 at most 10 ms above at the top one (1,000), and the cluster at most 1.2x a
+single Redis's server CPU per 1,000 events (issue 24). The machine's core count
+is recorded: with two processes and the load generator on two cores, everything
+competes.
 
 Run alone: ``python -m benchmarks scaleout [--quick]``.
 """
@@ -30,21 +38,38 @@ from typing import Any
 import psutil
 
 from .clients import Endpoint, live_window, one_completion, prompts_with_tokens, run_with_deadline
-from .cluster import RedisProcess, redis_version, store_server_command, worker_pids
+from .cluster import store_server_command, worker_pids
 from .config import SuiteConfig
 from .loadgen import LoadGenerator
+from .redis_nodes import RedisClusterProcess, RedisNodes, RedisProcess, redis_version
 from .servers import ResourceSampler, ServerProcess
 from .stats import summarize
 from .throughput import sweep_load
 
-__all__ = ["run_scaleout", "measure_variant", "ratios", "VARIANTS"]
+__all__ = ["run_scaleout", "measure_variant", "ratios", "levels", "VARIANTS", "TARGETS"]
 
 #: (label, store, processes)
 VARIANTS: tuple[tuple[str, str, int], ...] = (
     ("memory", "memory", 1),
     ("redis, 1 process", "redis", 1),
     ("redis, 2 processes", "redis", 2),
+    ("redis cluster, 1 process", "redis-cluster", 1),
+    ("redis cluster, 2 processes", "redis-cluster", 2),
 )
+
+#: the ratios' limits: CPU ratios (×) and delays above the memory store's (ms)
+TARGETS: dict[str, float] = {
+    "redis_vs_memory": 1.5,
+    "two_vs_one_process": 1.2,
+    "p99_over_memory_ms": 10.0,  # at the lowest level (500 streams)
+    "p50_over_memory_ms": 10.0,  # at the top level (1,000 streams)
+    "cluster_vs_redis": 1.2,  # server CPU per 1k events, same process count
+}
+
+
+def levels(config: SuiteConfig) -> list[int]:
+    """The stream counts measured: the sweep's largest and the preset's extra ones."""
+    return sorted({*config.scaleout_extra_levels, max(config.sweep)})
 
 
 def measure_variant(
@@ -54,13 +79,14 @@ def measure_variant(
     streams: int,
     store: str,
     processes: int,
-    redis_server: RedisProcess | None,
+    redis_server: RedisNodes | None,
 ) -> dict[str, Any]:
-    """One fresh server (``processes`` workers) under ``streams`` concurrent streams."""
+    """One fresh server (``processes`` workers) under ``streams`` concurrent streams,
+    its streams in ``redis_server`` (``None``: in memory)."""
     if redis_server is not None:
         redis_server.flush()
     prompts = prompts_with_tokens(streams, config.sweep_max_tokens, f"scale-{streams}")
-    url = redis_server.url if (store == "redis" and redis_server is not None) else "memory"
+    url = redis_server.url if redis_server is not None else "memory"
     handle, name = tempfile.mkstemp(prefix="twinstream-scaleout-", suffix=".log")
     os.close(handle)
     log_path = Path(name)
@@ -70,14 +96,13 @@ def measure_variant(
         for prompt in prompts[: 2 * processes]:  # warm every worker up
             run_with_deadline(one_completion(endpoint, transport, prompt, 2), 60, "warm-up")
         samplers = [ResourceSampler(pid).start() for pid in pids]
-        redis_sampler = ResourceSampler(
-            redis_server.process.pid if redis_server and url != "memory" else None
-        )
-        redis_sampler.start()
+        redis_pids = redis_server.pids() if redis_server is not None else []
+        master_pids = set(redis_server.master_pids()) if redis_server is not None else set()
+        redis_samplers = [ResourceSampler(pid).start() for pid in redis_pids]
         try:
             loaded = load.run(sweep_load(config, endpoint.base_url, transport, prompts, streams))
         finally:
-            for sampler in [*samplers, redis_sampler]:
+            for sampler in [*samplers, *redis_samplers]:
                 sampler.stop()
     records = loaded.records
     start, end, all_live = live_window(records)
@@ -85,12 +110,19 @@ def measure_variant(
     in_window = sum(1 for r in records for t in r.delta_times if start <= t <= end)
     deltas = sum(r.delta_count for r in records)
     server_cpu = sum(s.cpu_seconds_between(loaded.began, loaded.ended) or 0.0 for s in samplers)
-    redis_cpu = redis_sampler.cpu_seconds_between(loaded.began, loaded.ended)
+    redis_cpu, masters_cpu = (
+        (
+            sum(s.cpu_seconds_between(loaded.began, loaded.ended) or 0.0 for s in chosen)
+            if chosen
+            else None
+        )
+        for chosen in (redis_samplers, [s for s in redis_samplers if s.pid in master_pids])
+    )
     complete = sum(1 for r in records if r.complete and not r.error)
     # what the server logged (warnings and worse), kept only when something failed
     log_lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     log_path.unlink()
-    calls = redis_server.calls() if redis_server is not None and url != "memory" else {}
+    calls = redis_server.calls() if redis_server is not None else {}
     return {
         "transport": transport,
         "store": store,
@@ -107,10 +139,16 @@ def measure_variant(
         "error_examples": loaded.errors[:3],
         "server_log": log_lines[-20:] if loaded.errors else [],
         "server_cpu_ms_per_1k_events": round(1e6 * server_cpu / deltas, 2) if deltas else None,
+        # every redis-server node (a cluster's replicas included)
+        "redis_nodes": len(redis_pids),
         "redis_cpu_ms_per_1k_events": (
             round(1e6 * redis_cpu / deltas, 2) if redis_cpu is not None and deltas else None
         ),
-        # append calls (one EVALSHA carries every event appended meanwhile, all streams)
+        # the masters alone (what a Redis without replicas would have spent)
+        "redis_masters_cpu_ms_per_1k_events": (
+            round(1e6 * masters_cpu / deltas, 2) if masters_cpu is not None and deltas else None
+        ),
+        # append calls (one EVALSHA per node carries every event appended meanwhile there)
         "redis_appends_per_1k_events": (
             round(1000 * calls.get("evalsha", 0) / deltas, 1) if calls and deltas else None
         ),
@@ -122,14 +160,62 @@ def measure_variant(
     }
 
 
+def _over(value: float | None, base: float | None) -> float | None:
+    return round(value - base, 1) if value is not None and base is not None else None
+
+
+def _times(value: float | None, base: float | None) -> float | None:
+    return round(value / base, 2) if value and base else None
+
+
 def ratios(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Redis vs memory, and 2 processes vs 1, of server CPU per 1,000 events."""
-    by_key = {(r["store"], r["processes"]): r["server_cpu_ms_per_1k_events"] for r in rows}
-    memory, one, two = by_key.get(("memory", 1)), by_key.get(("redis", 1)), by_key.get(("redis", 2))
+    """What the targets judge, from one transport's rows (every level).
+
+    At the top level, as before: server CPU per 1,000 events of Redis (1 process)
+    against memory, and of 2 processes against 1. Per level and variant
+    (``by_level[str(streams)][label]``): the delivery delay's p50 and p99 above the
+    memory store's (ms), server CPU against memory, and a cluster's server and
+    redis-server CPU against the single Redis's with as many processes."""
+    top = max(r["streams"] for r in rows)
+    at: dict[int, dict[tuple[str, int], dict[str, Any]]] = {}
+    for row in rows:
+        at.setdefault(row["streams"], {})[(row["store"], row["processes"])] = row
+
+    def cpu(row: dict[str, Any] | None, key: str = "server_cpu_ms_per_1k_events") -> Any:
+        return row.get(key) if row else None
+
+    def delay(row: dict[str, Any] | None, which: str) -> Any:
+        return (row.get("delivery_delay_ms") or {}).get(which) if row else None
+
+    by_level: dict[str, dict[str, Any]] = {}
+    for streams, variants in sorted(at.items()):
+        memory = variants.get(("memory", 1))
+        level: dict[str, Any] = {}
+        for row in variants.values():
+            if row["store"] == "memory":
+                continue
+            entry = {
+                "p50_over_memory_ms": _over(delay(row, "p50"), delay(memory, "p50")),
+                "p99_over_memory_ms": _over(delay(row, "p99"), delay(memory, "p99")),
+                "server_cpu_vs_memory": _times(cpu(row), cpu(memory)),
+            }
+            if row["store"] == "redis-cluster":
+                single = variants.get(("redis", row["processes"]))
+                entry["server_cpu_vs_redis"] = _times(cpu(row), cpu(single))
+                for key, nodes in (
+                    ("redis_cpu_vs_redis", ""),
+                    ("redis_masters_cpu_vs_redis", "masters_"),
+                ):
+                    field = f"redis_{nodes}cpu_ms_per_1k_events"
+                    entry[key] = _times(cpu(row, field), cpu(single, "redis_cpu_ms_per_1k_events"))
+            level[row["label"]] = entry
+        by_level[str(streams)] = level
+    memory, one, two = (cpu(at[top].get(k)) for k in (("memory", 1), ("redis", 1), ("redis", 2)))
     return {
-        "redis_vs_memory": round(one / memory, 2) if one and memory else None,
-        "two_vs_one_process": round(two / one, 2) if one and two else None,
-        "targets": {"redis_vs_memory": 1.5, "two_vs_one_process": 1.2},
+        "redis_vs_memory": _times(one, memory),
+        "two_vs_one_process": _times(two, one),
+        "by_level": by_level,
+        "targets": dict(TARGETS),
     }
 
 
@@ -138,31 +224,42 @@ def run_scaleout(
     transports: Sequence[str] = ("sse", "ws"),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The scale-out part: every variant for each transport at the sweep's top level."""
-    streams = max(config.sweep)
+    """The scale-out part: every variant for each transport at each level."""
+    measured = levels(config)
     try:
-        redis_server = RedisProcess()
+        stores: dict[str, RedisNodes] = {"redis": RedisProcess()}
     except RuntimeError as exc:
         return {"skipped": str(exc)}
     results: dict[str, Any] = {
-        "streams": streams,
+        "streams": max(measured),
+        "levels": measured,
         "cpus": psutil.cpu_count(),
         "redis_server": redis_version(),
         "by_transport": {},
     }
     try:
+        try:
+            cluster = RedisClusterProcess().start()
+            stores["redis-cluster"] = cluster
+            results["cluster"] = {"masters": cluster.masters, "nodes": len(cluster.nodes)}
+        except RuntimeError as exc:  # the other variants still run; the report says why
+            results["cluster"] = {"skipped": str(exc)}
         with LoadGenerator(config.workers) as load:
             for transport in transports:
                 rows = []
-                for label, store, processes in VARIANTS:
-                    if progress:
-                        print(f"   {transport} {label}: {streams} streams", file=sys.stderr)
-                    row = measure_variant(
-                        config, load, transport, streams, store, processes, redis_server
-                    )
-                    row["label"] = label
-                    rows.append(row)
+                for streams in measured:
+                    for label, store, processes in VARIANTS:
+                        if store != "memory" and store not in stores:
+                            continue
+                        if progress:
+                            print(f"   {transport} {label}: {streams} streams", file=sys.stderr)
+                        row = measure_variant(
+                            config, load, transport, streams, store, processes, stores.get(store)
+                        )
+                        row["label"] = label
+                        rows.append(row)
                 results["by_transport"][transport] = {"rows": rows, "ratios": ratios(rows)}
     finally:
-        redis_server.stop()
+        for nodes in stores.values():
+            nodes.stop()
     return results

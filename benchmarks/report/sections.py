@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .format import DASH, fmt, get, table
@@ -335,26 +336,44 @@ def churn_details(results: dict[str, Any]) -> str:
         "Replay p99 ms",
         "Errors",
     ]
-    restart = churn.get("rolling_restart") or {}
-    if not restart.get("run"):
-        tail = (
-            "\n\n**Rolling restart** of two server processes under churn: not run — "
-            f"{restart.get('reason', '')}."
+    tail = "".join(
+        _rolling_restart(churn.get(key) or {}, where, header, rows_of)
+        for key, where in (
+            ("rolling_restart", "one redis-server (`--store redis://… --processes 2`)"),
+            (
+                "rolling_restart_cluster",
+                "a six-node Redis Cluster, three masters and a replica each "
+                "(`--store redis-cluster://… --processes 2`)",
+            ),
         )
-    else:
-        when = ", ".join(f"{r['at_s']} s" for r in restart.get("restarts", []))
-        tail = (
-            "\n\n**Rolling restart**: the same clients and cuts against two server "
-            "processes on one port sharing a Redis store (`--store redis://… --processes "
-            f"2`); each worker got SIGTERM in turn (at {when or '—'}), drained (SSE: `retry:` "
-            "and end; WebSocket: close 1012) and was replaced by its parent, while clients "
-            f"reconnected to the other. {restart.get('reason', '')}. Server CPU "
-            f"{fmt(restart.get('server_cpu_percent'))} % of a core (the parent process "
-            "only), machine "
-            f"{fmt(restart.get('machine_cpu_percent'))} % busy.\n\n"
-            + table(header, rows_of(restart))
-        )
+        if key in churn or key == "rolling_restart"
+    )
     return note + "\n\n" + table(header, rows_of(churn)) + tail
+
+
+def _rolling_restart(
+    restart: dict[str, Any],
+    where: str,
+    header: list[str],
+    rows_of: Callable[[dict[str, Any]], list[list[str]]],
+) -> str:
+    """The churn section's paragraph and table for one rolling restart."""
+    if not restart.get("run"):
+        return (
+            f"\n\n**Rolling restart** of two server processes on {where} under churn: not "
+            f"run — {restart.get('reason', '')}."
+        )
+    when = ", ".join(f"{r['at_s']} s" for r in restart.get("restarts", []))
+    return (
+        "\n\n**Rolling restart**: the same clients and cuts against two server "
+        f"processes on one port sharing {where}; each worker got SIGTERM in turn (at "
+        f"{when or '—'}), drained (SSE: `retry:` and end; WebSocket: close 1012) and was "
+        "replaced by its parent, while clients reconnected to the other. "
+        f"{restart.get('reason', '')}. Server CPU "
+        f"{fmt(restart.get('server_cpu_percent'))} % of a core (the parent process "
+        "only), machine "
+        f"{fmt(restart.get('machine_cpu_percent'))} % busy.\n\n" + table(header, rows_of(restart))
+    )
 
 
 def browser_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:

@@ -1,10 +1,13 @@
 """benchmarks.capacity, tiny, against real servers (every peer, the Node one included, and
-twinstream on a real redis-server with two processes): the shape of its results, its
-report section, its plot and its "what to choose" lines; never timings."""
+twinstream with two processes on a real redis-server, then on a real six-node Redis
+Cluster): the shape of its results, its report section, its plot and its "what to
+choose" lines; never timings."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from benchmarks.capacity import contenders, run_capacity
 from benchmarks.config import TINY
@@ -17,9 +20,11 @@ from benchmarks.report.capacity import (
 )
 
 
-def test_capacity_tiny_against_real_servers(tmp_path: Path) -> None:
-    data = run_capacity(TINY, store="redis", progress=False)
-    expected = [c.name for c in contenders(TINY.capacity_loops, "redis")]
+@pytest.mark.parametrize("store", ["redis", "redis-cluster"])
+def test_capacity_tiny_against_real_servers(tmp_path: Path, store: str) -> None:
+    data = run_capacity(TINY, store=store, progress=False)
+    expected = [c.name for c in contenders(TINY.capacity_loops, store)]
+    assert f"twinstream {store}×2 sse" in expected and f"twinstream {store}×2 ws" in expected
     assert list(data["contenders"]) == expected
     for name, entry in data["contenders"].items():
         # the tiny preset's levels (2, then 4) all hold on an unpaced model: the
@@ -29,8 +34,9 @@ def test_capacity_tiny_against_real_servers(tmp_path: Path) -> None:
         assert all(p["errors"] == 0 for p in entry["points"]), name
         assert entry["capacity"] == 4 and entry["at_limit"], name
         assert entry["streams_per_core"] == 4 / entry["processes"], name
-    redis = data["contenders"]["twinstream redis×2 sse"]
-    assert (redis["store"], redis["processes"]) == ("redis", 2)
+    for transport in ("sse", "ws"):
+        shared = data["contenders"][f"twinstream {store}×2 {transport}"]
+        assert (shared["store"], shared["processes"]) == (store, 2)
     results = {"capacity": data}
     table = capacity_table(results)
     assert table is not None and len(table.splitlines()) == 2 + len(expected)
@@ -46,3 +52,14 @@ def test_capacity_tiny_against_real_servers(tmp_path: Path) -> None:
     line = capacity_choice(results)
     assert line is not None
     assert line.startswith("**Chats per core at 30 tokens/s: not separated by this run.**")
+
+
+def test_store_option_takes_a_redis_cluster() -> None:
+    from benchmarks.__main__ import build_parser
+    from benchmarks.suite import configured
+
+    args = build_parser().parse_args(["capacity", "--store", "redis-cluster"])
+    assert args.store == "redis-cluster"
+    assert configured("quick", store=args.store).store == "redis-cluster"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["capacity", "--store", "redis-cluster://127.0.0.1:7000"])

@@ -1,10 +1,13 @@
 """The churn part, tiny: clients cut by the server at random; nothing lost, nothing
-repeated, every text exact. And the replay-delay bookkeeping on its own."""
+repeated, every text exact -- on one server, then with two workers restarted in turn
+sharing one real redis-server, then a real six-node Redis Cluster. And the
+replay-delay bookkeeping on its own."""
 
 from __future__ import annotations
 
 from benchmarks.churn import ChurnStream, run_churn
 from benchmarks.config import TINY
+from benchmarks.report.sections import churn_details
 
 CONFIG = TINY.replace(workers=1, tokens_per_second=100.0, churn_seconds=3.0)
 
@@ -34,14 +37,21 @@ def test_churn_part_delivers_everything_exactly_once() -> None:
         assert data["delivery_percent"] == 100
         assert data["duplicated"] == 0
         assert data["exact_text"] == data["finished"] == data["streams"]
-    restart = results["rolling_restart"]
-    assert restart["run"] is True, restart.get("reason")
-    # both workers of the Redis-backed server were restarted while clients churned,
-    # and every stream still arrived whole, exactly once
-    assert [r["pid"] for r in restart["restarts"]] and len(restart["restarts"]) == 2
-    for transport in ("sse", "ws"):
-        data = restart["transports"][transport]
-        assert data["errors"] == 0, data["error_examples"]
-        assert data["delivery_percent"] == 100
-        assert data["duplicated"] == 0
-        assert data["exact_text"] == data["finished"] == data["streams"]
+    for key, store in (("rolling_restart", "redis"), ("rolling_restart_cluster", "redis-cluster")):
+        restart = results[key]
+        assert restart["run"] is True, restart.get("reason")
+        assert (restart["store"], restart["processes"]) == (store, 2)
+        # both workers of the server were restarted while clients churned, and every
+        # stream still arrived whole, exactly once
+        assert [r["pid"] for r in restart["restarts"]] and len(restart["restarts"]) == 2, key
+        for transport in ("sse", "ws"):
+            data = restart["transports"][transport]
+            assert data["errors"] == 0, (key, data["error_examples"])
+            assert data["delivery_percent"] == 100, key
+            assert data["duplicated"] == 0, key
+            assert data["exact_text"] == data["finished"] == data["streams"], key
+    text = churn_details({"churn": results})
+    assert text.count("**Rolling restart**: the same clients") == 2
+    assert "sharing one redis-server (`--store redis://… --processes 2`)" in text
+    assert "sharing a six-node Redis Cluster" in text
+    assert text.count("| Transport | Streams |") == 3

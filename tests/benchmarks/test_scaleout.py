@@ -1,35 +1,120 @@
-"""The scale-out benchmark part in its tiny configuration: shape and sanity."""
+"""The scale-out benchmark part in its tiny configuration, against real redis-server
+nodes (one, and a six-node Redis Cluster): shape and sanity, never timings."""
 
 from __future__ import annotations
 
-from benchmarks.config import TINY
-from benchmarks.report.scaleout import readme_section, scaleout_details
-from benchmarks.scaleout import run_scaleout
+from benchmarks.config import FULL, QUICK, TINY
+from benchmarks.report.scaleout import judged_table, readme_section, scaleout_details
+from benchmarks.scaleout import levels, ratios, run_scaleout
+
+LABELS = [
+    "memory",
+    "redis, 1 process",
+    "redis, 2 processes",
+    "redis cluster, 1 process",
+    "redis cluster, 2 processes",
+]
+
+
+def test_levels_are_500_and_the_sweeps_top_in_the_full_preset_only() -> None:
+    assert levels(FULL) == [500, 1000]
+    assert levels(QUICK) == [max(QUICK.sweep)]
+    assert levels(TINY) == [max(TINY.sweep)]
+    assert levels(TINY.replace(scaleout_extra_levels=(2,))) == [2, 3]
+
+
+def _row(streams: int, store: str, processes: int, label: str, p50: float, cpu: float) -> dict:
+    return {
+        "streams": streams,
+        "store": store,
+        "processes": processes,
+        "label": label,
+        "server_cpu_ms_per_1k_events": cpu,
+        "redis_cpu_ms_per_1k_events": None if store == "memory" else cpu / 4,
+        "redis_masters_cpu_ms_per_1k_events": None if store == "memory" else cpu / 8,
+        "delivery_delay_ms": {"p50": p50, "p99": 2 * p50},
+    }
+
+
+def test_ratios_judge_each_level_against_memory_and_the_cluster_against_one_redis() -> None:
+    rows = [
+        _row(500, "memory", 1, "memory", 10.0, 20.0),
+        _row(500, "redis", 1, "redis, 1 process", 14.0, 30.0),
+        _row(500, "redis-cluster", 1, "redis cluster, 1 process", 15.0, 33.0),
+        _row(1000, "memory", 1, "memory", 20.0, 25.0),
+        _row(1000, "redis", 1, "redis, 1 process", 35.0, 40.0),
+        _row(1000, "redis", 2, "redis, 2 processes", 26.0, 44.0),
+        _row(1000, "redis-cluster", 2, "redis cluster, 2 processes", 27.0, 55.0),
+    ]
+    got = ratios(rows)
+    # the CPU ratios at the top level, as before
+    assert (got["redis_vs_memory"], got["two_vs_one_process"]) == (1.6, 1.1)
+    low, top = got["by_level"]["500"], got["by_level"]["1000"]
+    assert low["redis, 1 process"]["p99_over_memory_ms"] == 8.0
+    assert low["redis cluster, 1 process"]["server_cpu_vs_redis"] == 1.1
+    assert top["redis, 1 process"]["p50_over_memory_ms"] == 15.0
+    assert top["redis cluster, 2 processes"]["server_cpu_vs_redis"] == 1.25
+    assert top["redis cluster, 2 processes"]["redis_cpu_vs_redis"] == 1.25
+    assert top["redis cluster, 2 processes"]["redis_masters_cpu_vs_redis"] == 0.62
+    assert "server_cpu_vs_redis" not in top["redis, 2 processes"]
+    assert "memory" not in top
+    results = {"levels": [500, 1000], "streams": 1000, "by_transport": {"sse": {"rows": rows}}}
+    judged = (judged_table(results) or "").splitlines()
+    assert judged[0] == "| Judged | " + " | ".join(LABELS[1:]) + " |"
+    assert judged[2:] == [
+        "| p99 delay above memory at 500 streams (ms), SSE; target ≤ 10 | +8.0 | — | +10.0 | — |",
+        "| p50 delay above memory at 1,000 streams (ms), SSE; target ≤ 10 | +15.0 | +6.0 | — "
+        "| +7.0 |",
+        "| server CPU per 1k events against one Redis at 1,000 streams, SSE; target ≤ 1.2× "
+        "| — | — | — | 1.25× |",
+        "| redis-server CPU per 1k events against one Redis at 1,000 streams, SSE: every node "
+        "(replicas too) | — | — | — | 1.25× |",
+        "| ... the masters alone, SSE | — | — | — | 0.62× |",
+    ]
 
 
 def test_scaleout_part_measures_every_variant() -> None:
     results = run_scaleout(TINY, transports=("sse",), progress=False)
     assert results["cpus"] >= 1 and results["streams"] == max(TINY.sweep)
+    assert results["levels"] == [max(TINY.sweep)]
+    assert results["cluster"] == {"masters": 3, "nodes": 6}
     data = results["by_transport"]["sse"]
+    assert [r["label"] for r in data["rows"]] == LABELS
     assert [(r["store"], r["processes"]) for r in data["rows"]] == [
         ("memory", 1),
         ("redis", 1),
         ("redis", 2),
+        ("redis-cluster", 1),
+        ("redis-cluster", 2),
     ]
     for row in data["rows"]:
-        assert row["complete"] == row["streams"] and row["errors"] == 0
+        assert row["complete"] == row["streams"] and row["errors"] == 0, row["error_examples"]
         assert row["delta_events"] > 0
-    memory, one, two = data["rows"]
-    assert memory["redis_appends_per_1k_events"] is None
-    assert one["redis_appends_per_1k_events"] > 0 and two["redis_appends_per_1k_events"] > 0
-    assert set(data["ratios"]) == {"redis_vs_memory", "two_vs_one_process", "targets"}
+    memory, one, two, cluster_one, cluster_two = data["rows"]
+    assert memory["redis_appends_per_1k_events"] is None and memory["redis_nodes"] == 0
+    assert (one["redis_nodes"], cluster_one["redis_nodes"]) == (1, 6)
+    for row in (one, two, cluster_one, cluster_two):
+        assert row["redis_appends_per_1k_events"] > 0
+        assert row["redis_cpu_ms_per_1k_events"] is not None
+        # the masters are some of the nodes (all of one redis-server)
+        assert row["redis_masters_cpu_ms_per_1k_events"] <= row["redis_cpu_ms_per_1k_events"]
+    assert one["redis_masters_cpu_ms_per_1k_events"] == one["redis_cpu_ms_per_1k_events"]
+    judged = data["ratios"]["by_level"][str(results["streams"])]
+    assert set(judged) == set(LABELS[1:])
+    for label in LABELS[1:]:
+        assert judged[label]["p99_over_memory_ms"] is not None
+    # (a tiny load may be too short for the CPU clock: the ratio is there, maybe None)
+    assert "server_cpu_vs_redis" in judged["redis cluster, 2 processes"]
+    assert "server_cpu_vs_redis" not in judged["redis, 2 processes"]
     text = scaleout_details(results)
-    assert "| redis | 2 |" in text and "2 processes / 1" in text
-    # the README's table from the same run: a row per measure, a column per variant
+    assert "| 3 | redis-cluster | 2 |" in text and "2 processes / 1" in text
+    assert "| Judged | redis, 1 process | redis, 2 processes | redis cluster, 1 process |" in text
+    # the README's tables from the same run: a row per measure, a column per variant
     meta = {"command": "python -m benchmarks scaleout", "started": "2026-11-22 20:00:00"}
     readme = readme_section({"meta": meta, "scaleout": results}) or ""
-    assert "| 3 streams | memory | redis, 1 process | redis, 2 processes |" in readme
+    assert "| 3 streams | " + " | ".join(LABELS) + " |" in readme
     assert "| SSE: server CPU per 1k events (ms) | " in readme
-    assert "| delivery delay p50 (ms), SSE | " in readme
-    assert f"Every run delivered all {results['streams']:,} streams complete" in readme
+    assert "| delivery delay p99 (ms), SSE | " in readme
+    assert "server CPU per 1k events against one Redis at 3 streams, SSE" in readme
+    assert "Every run delivered all its streams complete, without errors (3 streams)" in readme
     assert readme_section({"meta": meta, "scaleout": {"skipped": "no redis-server"}}) is None
