@@ -87,10 +87,10 @@ class ResponsesFrames:
         return self._sse(texts)
 
     def _sse(self, texts: list[bytes]) -> bytes:
-        return b"".join(
-            b"event: %b\ndata: %b\n\n" % (kind.encode(), text.encode())
-            for kind, text in self.view.frame_texts(texts)
-        )
+        # one encode per batch: a relay's batch is mostly text deltas
+        return "".join(
+            f"event: {kind}\ndata: {text}\n\n" for kind, text in self.view.frame_texts(texts)
+        ).encode()
 
 
 class _Responses(StreamEndpoint):
