@@ -58,11 +58,21 @@ def conversation_choice(results: dict[str, Any]) -> str | None:
         return None
     turns = get(results, "conversation", "turns")
     gain = sse["per_turn_ms"] - ws["per_turn_ms"]
-    lead = (
-        "**A multi-turn chat or tool loop: WebSocket.**"
-        # a tenth and at least 5 ms per turn: what a user could ever notice over 20 turns
-        if fresh and fresh["per_turn_ms"] - ws["per_turn_ms"] > max(5.0, 0.1 * ws["per_turn_ms"])
-        else "**A multi-turn chat or tool loop: either.**"
+    # a tenth and at least 5 ms per turn: what a user could ever notice over 20 turns
+    notice = max(5.0, 0.1 * ws["per_turn_ms"])
+    reopening = bool(fresh) and fresh["per_turn_ms"] - ws["per_turn_ms"] > notice
+    if gain > notice:
+        lead = "**A multi-turn chat or tool loop: WebSocket.**"
+    elif reopening and gain >= -notice:
+        lead = "**A multi-turn chat or tool loop: WebSocket, or SSE on a kept-alive connection.**"
+    elif gain < -notice:
+        lead = "**A multi-turn chat or tool loop: SSE on a kept-alive connection.**"
+    else:
+        lead = "**A multi-turn chat or tool loop: either.**"
+    apart = (
+        f"the socket {fmt(gain)} ms a turn ahead"
+        if gain >= 0
+        else f"the kept-alive requests {fmt(-gain)} ms a turn ahead"
     )
     fresh_text = (
         f", {fmt(fresh['per_turn_ms'])} ms when each turn opens a new connection" if fresh else ""
@@ -71,7 +81,7 @@ def conversation_choice(results: dict[str, Any]) -> str | None:
         f"{lead} On `{name}`, {fmt(turns)} turns that each wait for the answer took "
         f"{fmt(ws['per_turn_ms'])} ms per turn over one WebSocket and "
         f"{fmt(sse['per_turn_ms'])} ms with an SSE request per turn on a kept-alive "
-        f"connection ({fmt(gain)} ms apart){fresh_text}. The socket's gain is the "
+        f"connection ({apart}){fresh_text}. The socket's gain is the "
         "connection it never reopens: it flips to no difference when the HTTP client keeps "
         "its connection alive between turns (HTTP/2 does by design), and grows by a round "
         "trip per turn (TLS: two or three) when it does not."

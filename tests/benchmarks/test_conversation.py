@@ -50,3 +50,23 @@ def test_conversation_tiny_against_a_real_server() -> None:
     line = conversation_choice(results)
     assert line is not None and line.startswith("**A multi-turn chat or tool loop: ")
     assert "On `broadband`" in line
+
+
+def _verdict(ws: float, sse: float, fresh: float) -> str:
+    variants = {
+        "twinstream ws": {"per_turn_ms": ws},
+        "twinstream sse": {"per_turn_ms": sse},
+        "twinstream sse, new connection per turn": {"per_turn_ms": fresh},
+    }
+    results = {"conversation": {"turns": 20, "profiles": {"poor": {"variants": variants}}}}
+    line = conversation_choice(results)
+    assert line is not None
+    return line.split("**")[1]
+
+
+def test_the_verdict_follows_the_kept_alive_requests_not_only_new_connections() -> None:
+    lead = "A multi-turn chat or tool loop: "
+    assert _verdict(500, 600, 1000) == lead + "WebSocket."
+    assert _verdict(584.5, 572.0, 1056) == lead + "WebSocket, or SSE on a kept-alive connection."
+    assert _verdict(600, 500, 1000) == lead + "SSE on a kept-alive connection."
+    assert _verdict(500, 501, 502) == lead + "either."
