@@ -24,6 +24,7 @@ from typing import Protocol, TypeVar
 import redis
 
 __all__ = [
+    "wait_for_pong",
     "RedisNodes",
     "RedisProcess",
     "RedisClusterProcess",
@@ -94,19 +95,11 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)
+        try:
+            wait_for_pong(self.port, self.process)
+        except RuntimeError:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
@@ -333,20 +326,26 @@ class RedisClusterProcess:
     stop = close
 
 
-def _wait_pong(node: ClusterNode) -> None:
+def wait_for_pong(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the redis-server on ``port`` answers PING (10 s); RuntimeError if it
+    exits or does not answer by then."""
     deadline = time.monotonic() + 10
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", node.port), timeout=1) as sock:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(64).startswith(b"+PONG"):
                     return
         except OSError:
             pass
-        assert node.process is not None
-        if node.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"redis-server did not start on port {node.port}")
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not start on port {port}")
         time.sleep(0.02)
+
+
+def _wait_pong(node: ClusterNode) -> None:
+    assert node.process is not None
+    wait_for_pong(node.port, node.process)
 
 
 def start_store(store: str) -> RedisNodes:

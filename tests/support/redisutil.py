@@ -13,7 +13,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
+
+from benchmarks.redis_nodes import wait_for_pong
 
 
 def free_port() -> int:
@@ -55,18 +56,8 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
+        wait_for_pong(self.port, self.process)
+        return self
 
     def stop(self) -> None:
         """Stop Redis at once (SIGKILL: every client sees its connection drop)."""
