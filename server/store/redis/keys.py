@@ -1,26 +1,39 @@
 """The names of everything the store keeps in Redis, under one prefix.
 
-* ``{prefix}s:{{id}}`` a stream's log: a Redis Stream, entry ids ``{seq}-1``,
-  field ``e`` = the event's JSON text;
-* ``{prefix}m:{{id}}`` its meta hash: ``owner`` (a lease token), ``epoch`` (the
+* ``{prefix}s:{{tag}}{rest}`` a stream's log (``tag`` + ``rest`` = its id, see
+  below): a Redis Stream, entry ids ``{seq}-1``, field ``e`` = the event's JSON text;
+* ``{prefix}m:{{tag}}{rest}`` its meta hash: ``owner`` (a lease token), ``epoch`` (the
   owner's fence: bumped when the stream is declared dead), ``last`` (seq), ``end``;
-* ``{prefix}c:{{id}}`` the (sharded, on a cluster) pub/sub channel its new events
-  are published on;
-* ``{prefix}r:{{id}}`` "read elsewhere": set by processes whose mirrors have readers;
+* ``{prefix}c:{{tag}}{rest}`` the (sharded, on a cluster) pub/sub channel its new
+  events are published on;
+* ``{prefix}r:{{tag}}{rest}`` "read elsewhere": set by processes whose mirrors have readers;
 * ``{prefix}o:{{token}}`` a process's lease (on a cluster, one per master:
   :meth:`Keys.leases`); ``{prefix}k:{{token}}`` its control channel;
-* ``{prefix}d:{kind}:{{key}}`` a record (``server.store.redis.records``).
+* ``{prefix}d:{kind}:{{tag}}{rest}`` a record (``server.store.redis.records``).
 
-Every key and channel of one stream carries the stream id as its hash tag
-(``{id}``), so on Redis Cluster they share one hash slot: a script may touch
-them together, and the stream's channel lives on the node that holds its log.
+Every key and channel of one stream carries the first :data:`TAG_CHARS`
+characters of the stream id as its hash tag (``{tag}``), so on Redis Cluster
+they share one hash slot: a script may touch them together, and the stream's
+channel lives on the node that holds its log. The tag is part of the id, so
+any process finds a stream's keys from its id alone; a process on a cluster
+chooses the tags of the ids it makes (:mod:`.ids`) so that its streams on one
+master share a few slots, and one script call writes them all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys", "is_terminal_text"]
+__all__ = ["Keys", "TAG_CHARS", "is_terminal_text", "tagged"]
+
+#: How many leading characters of a stream id are its hash tag (64**4 tags: ids
+#: made elsewhere still spread over all 16,384 slots).
+TAG_CHARS = 4
+
+
+def tagged(stream_id: str) -> str:
+    """``abcdefgh`` -> ``{abcd}efgh``: the id, its hash tag in braces."""
+    return f"{{{stream_id[:TAG_CHARS]}}}{stream_id[TAG_CHARS:]}"
 
 
 @dataclass(frozen=True)
@@ -28,16 +41,16 @@ class Keys:
     prefix: str
 
     def stream(self, stream_id: str) -> str:
-        return f"{self.prefix}s:{{{stream_id}}}"
+        return f"{self.prefix}s:{tagged(stream_id)}"
 
     def meta(self, stream_id: str) -> str:
-        return f"{self.prefix}m:{{{stream_id}}}"
+        return f"{self.prefix}m:{tagged(stream_id)}"
 
     def channel(self, stream_id: str) -> str:
-        return f"{self.prefix}c:{{{stream_id}}}"
+        return f"{self.prefix}c:{tagged(stream_id)}"
 
     def read(self, stream_id: str) -> str:
-        return f"{self.prefix}r:{{{stream_id}}}"
+        return f"{self.prefix}r:{tagged(stream_id)}"
 
     def lease(self, token: str) -> str:
         return f"{self.prefix}o:{{{token}}}"
@@ -55,13 +68,16 @@ class Keys:
         return f"{self.prefix}k:{{{token}}}"
 
     def record(self, kind: str, key: str) -> str:
-        return f"{self.prefix}d:{kind}:{{{key}}}"
+        return f"{self.prefix}d:{kind}:{tagged(key)}"  # a stream's records: in its slot
 
     def is_control(self, channel: str) -> bool:
         return channel.startswith(f"{self.prefix}k:")
 
     def stream_of_channel(self, channel: str) -> str:
-        return channel[len(self.prefix) + 3 : -1]
+        body = channel[len(self.prefix) + 3 :]  # after "c:{": "tag}rest", or "id}" if short
+        if len(body) > TAG_CHARS + 1 and body[TAG_CHARS] == "}":
+            return body[:TAG_CHARS] + body[TAG_CHARS + 1 :]
+        return body[:-1]
 
 
 def is_terminal_text(text: str) -> bool:

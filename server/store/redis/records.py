@@ -1,6 +1,7 @@
 """The Redis store's :class:`~server.core.records.Records`: one string key per
-record, ``{prefix}d:{kind}:{{key}}``, with Redis's own expiry. The ``{key}``
-hash tag puts a record in the same cluster slot as the stream of the same id."""
+record, ``{prefix}d:{kind}:{{tag}}{rest}``, with Redis's own expiry. Tagged as a
+stream's keys are (:func:`~.keys.tagged`): a record in the same cluster slot as
+the stream of the same id."""
 
 from __future__ import annotations
 

@@ -22,12 +22,14 @@ __all__ = ["APPEND_LUA", "DECLARE_DEAD_LUA", "FENCED", "Scripts"]
 FENCED = -2
 
 # Append events to one or more streams (on a cluster: all in one slot).
-# KEYS: (stream key, meta key) per stream.
-# ARGV: token, ttl_ms, publish command ('' = the caller publishes, after WAIT),
-#       then per stream: channel, first_seq, n, ended ("1"/"0"), epoch, and its
-#       n texts joined by newlines (one argument: compact JSON has no raw
-#       newline, and one argument per stream instead of one per event is less
-#       to encode and parse on both sides).
+# KEYS: one, the first stream's log (it names the slot, so a cluster node
+#       answers MOVED/ASK before running anything; the other streams' keys are
+#       in the same slot, made here from their ids: one argument per stream
+#       instead of eight is far less to encode and parse on both sides).
+# ARGV: key prefix, token, ttl_ms, publish command ('' = the caller publishes,
+#       after WAIT), then per stream one argument: "TAGGED FIRST N ENDED EPOCH",
+#       a newline, and its n texts joined by newlines (compact JSON has no raw
+#       newline). TAGGED is the id as the keys hold it ("{tag}rest", Keys).
 # Returns a flat list of refusals, (1-based position, code) each: code -2 the
 # stream is fenced (not ours, ended, or another epoch); code >= -1 the log ends
 # at seq `code`, before `first_seq - 1` (a tail lost in a failover: the caller
@@ -35,33 +37,33 @@ FENCED = -2
 # Entries already written (a batch retried after a lost reply) are skipped, so a
 # retry never duplicates: the explicit ids make that check one HMGET.
 APPEND_LUA = """
-local token, ttl, publish = ARGV[1], ARGV[2], ARGV[3]
-local a = 4
+local prefix, token, ttl, publish = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local refused = {}
-for k = 1, #KEYS, 2 do
-  local skey, mkey = KEYS[k], KEYS[k + 1]
-  local chan, first, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local fin, epoch, joined = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-  a = a + 6
+for a = 5, #ARGV do
+  local arg = ARGV[a]
+  local tid, first, n, fin, epoch, at = string.match(arg, '^(%S+) (%d+) (%d+) (%d) (%S+)\\n()')
+  first, n = tonumber(first), tonumber(n)
+  local skey, mkey = prefix .. 's:' .. tid, prefix .. 'm:' .. tid
   local meta = redis.call('HMGET', mkey, 'owner', 'epoch', 'last', 'end')
   if not meta[1] and first == 0 then
     redis.call('HSET', mkey, 'owner', token, 'epoch', epoch, 'last', -1)
     meta = {token, epoch, '-1', false}
   end
   if not meta[1] then
-    refused[#refused + 1] = (k + 1) / 2
+    refused[#refused + 1] = a - 4
     refused[#refused + 1] = -1
   elseif meta[1] ~= token or meta[2] ~= epoch or meta[4] then
-    refused[#refused + 1] = (k + 1) / 2
+    refused[#refused + 1] = a - 4
     refused[#refused + 1] = -2
   else
     local from = tonumber(meta[3]) + 1 - first
     if from < 0 then
-      refused[#refused + 1] = (k + 1) / 2
+      refused[#refused + 1] = a - 4
       refused[#refused + 1] = tonumber(meta[3])
     elseif from < n then
       local i = 0
       local parts = {}
+      local joined = string.sub(arg, at)
       for text in string.gmatch(joined, '[^\\n]+') do
         if i >= from then
           redis.call('XADD', skey, (first + i) .. '-1', 'e', text)
@@ -78,7 +80,7 @@ for k = 1, #KEYS, 2 do
       redis.call('PEXPIRE', mkey, ttl)
       if publish ~= '' then
         if from > 0 then joined = table.concat(parts, '\\n') end
-        redis.call(publish, chan, (first + from) .. '\\n' .. joined)
+        redis.call(publish, prefix .. 'c:' .. tid, (first + from) .. '\\n' .. joined)
       end
     end
   end

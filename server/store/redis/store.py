@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from ...backends.base import Backend, ChatRequest
-from ...core.log import new_stream_id
 from ...core.store import SHUTDOWN_MESSAGE
 from ...wire import errors
 from .batcher import WriteBatcher
@@ -35,6 +34,7 @@ from .connection import (
     unavailable,
 )
 from .failover import ClusterWatch
+from .ids import StreamIds
 from .keys import Keys
 from .lease import ProcessLease
 from .liveness import Liveness
@@ -117,6 +117,7 @@ class RedisStreamStore:
         # Any: redis-py types replies as bytes | str whatever decode_responses says
         self.redis: Any = None
         self.routes = Routes(self.target, None)
+        self.ids = StreamIds(self.routes, self.keys)
         self.bus: Bus | None = None
         self.scripts: Scripts | None = None
         # The tick while connected; the reconnect loop while not.
@@ -186,6 +187,7 @@ class RedisStreamStore:
     async def _connect(self) -> None:
         self.redis = self.target.client()
         self.routes = Routes(self.target, self.redis)
+        self.ids = StreamIds(self.routes, self.keys)
         self.scripts = await Scripts.register(self.redis, self.target)
         self.bus = Bus(
             self.routes,
@@ -281,7 +283,7 @@ class RedisStreamStore:
             raise errors.ProtocolError(
                 "too_many_streams", "the server is running too many streams; retry later", 503
             )
-        stream = RedisStream(self, new_stream_id(), request)  # appends start, starts generating
+        stream = RedisStream(self, self.ids.new(), request)  # appends start, starts generating
         self.local[stream.id] = stream
         # Answer only once Redis has the stream, so any process can open it.
         if not await self.batcher.written() or stream.last_seq < 0:

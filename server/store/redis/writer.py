@@ -24,7 +24,7 @@ from redis.exceptions import (
 )
 
 from .connection import DOWN, Target
-from .keys import Keys
+from .keys import Keys, tagged
 from .routes import Routes
 from .scripts import APPEND_LUA, FENCED
 from .stream import RedisStream
@@ -86,21 +86,20 @@ class NodeBatch:
     def add(self, host: WriterHost, pending: Pending, texts: list[bytes], slot: int) -> None:
         keys = host.keys
         owner = pending.stream.owner
+        stream_id = pending.stream.id
         call = self.calls.get((slot, owner))
         if call is None:
             publish = "" if host.wait_ms else host.target.publish  # with WAIT: published after
-            call = self.calls[slot, owner] = ([], [owner, _ttl(host), publish], [])
-        redis_keys, args, written = call
-        stream_id = pending.stream.id
-        redis_keys += (keys.stream(stream_id), keys.meta(stream_id))
-        args += (
-            keys.channel(stream_id),
-            pending.first,
-            len(texts),
-            "1" if pending.ended else "0",
-            pending.stream.epoch,
-            b"\n".join(texts),
-        )
+            # One declared key (the slot's); the script makes each stream's keys
+            # from its tagged id (APPEND_LUA).
+            call = self.calls[slot, owner] = (
+                [keys.stream(stream_id)],
+                [keys.prefix, owner, _ttl(host), publish],
+                [],
+            )
+        _, args, written = call
+        head = f"{tagged(stream_id)} {pending.first} {len(texts)} {1 if pending.ended else 0} "
+        args.append(f"{head}{pending.stream.epoch}\n".encode() + b"\n".join(texts))
         written.append((pending, texts))
 
 
@@ -112,6 +111,17 @@ class Outcome:
     fenced: list[Pending] = field(default_factory=list)
     gaps: list[tuple[Pending, int]] = field(default_factory=list)
     broken: list[Pending] = field(default_factory=list)  # an error reply: a bug
+
+
+#: What a node says when a slot of the call left it while the script ran (a
+#: resharding moved it, or the cluster lost the slot): the batch is written
+#: again once the slot map is asked anew.
+_NOT_HERE = ("non local key", "same slot", "cluster is down", "CROSSSLOT")
+
+
+def _not_here(reply: ResponseError) -> bool:
+    text = str(reply)
+    return any(words in text for words in _NOT_HERE)
 
 
 def _ttl(host: WriterHost) -> int:
@@ -140,6 +150,8 @@ async def write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatc
     outcome = Outcome()
     for (_, _, written), reply in zip(batch.calls.values(), replies):
         if isinstance(reply, MOVING):
+            raise NodeTrouble(f"{type(reply).__name__}: {reply}")
+        if isinstance(reply, ResponseError) and _not_here(reply):
             raise NodeTrouble(f"{type(reply).__name__}: {reply}")
         if isinstance(reply, ResponseError):
             log.error("Redis refused a batch: %s", reply)

@@ -13,6 +13,8 @@ from server.backends.synthetic import SyntheticBackend, synthetic_tokens
 from server.config import Settings
 from server.store.redis import StoreUnavailable, connect_check
 from server.store.redis.connection import Target
+from server.store.redis.ids import TAG_LIFETIME, StreamIds
+from server.wire.ids import STREAM_ID
 
 from .test_store import Collector, new_store, request
 
@@ -34,6 +36,53 @@ async def test_every_key_of_a_stream_shares_its_slot_and_streams_spread_over_eve
             assert len({target.slot(name) for name in names}) == 1
             masters.add(redis_cluster.node_of_key(keys.stream(stream.id)))
         assert masters == set(redis_cluster.master_ports())
+    finally:
+        await a.close()
+
+
+async def test_a_flush_is_one_script_call_per_master_not_one_per_stream(
+    redis_cluster: RedisCluster,
+) -> None:
+    """The ids a process makes share one tag per master (ids.py), so the streams
+    of a flush on one master share a slot and one EVALSHA writes them all."""
+    a = await new_store(redis_cluster.url)
+    try:
+        redis_cluster.flush()  # empty, and the command counts from here
+        flushes = a.batcher.flushes
+        streams = await asyncio.gather(
+            *(a.create(request(f"bucket {n}", max_tokens=30)) for n in range(60))
+        )
+        tags = {stream.id[:4] for stream in streams}
+        assert len(tags) == 3  # one per master
+        assert {redis_cluster.node_of_key(a.keys.stream(tag)) for tag in tags} == set(
+            redis_cluster.master_ports()
+        )
+        texts = [await Collector(stream).wait() for stream in streams]
+        await a.batcher.written()
+        flushes = a.batcher.flushes - flushes
+        calls = redis_cluster.calls().get("evalsha", 0)
+        assert all(events[-1]["type"] == "done" for events in texts)
+        assert flushes > 0
+        # at most one call per master per flush (a node's share of a flush is
+        # one pipeline; its streams are one slot group): 60 streams x 30 tokens
+        # would otherwise be one call per stream per flush
+        assert calls <= 3 * flushes, (calls, flushes)
+    finally:
+        await a.close()
+
+
+async def test_a_process_draws_fresh_tags_as_time_passes(redis_cluster: RedisCluster) -> None:
+    a = await new_store(redis_cluster.url)
+    try:
+        now = [0.0]
+        ids = StreamIds(a.routes, a.keys, clock=lambda: now[0])
+        first = {ids.new()[:4] for _ in range(30)}
+        assert len(first) == 3
+        now[0] += TAG_LIFETIME + 1
+        later = {ids.new()[:4] for _ in range(30)}
+        assert len(later) == 3 and not first & later
+        made = ids.new()
+        assert len(made) == 26 and STREAM_ID.fullmatch(made)  # tag + 128 random bits
     finally:
         await a.close()
 

@@ -12,7 +12,7 @@ KEYS = Keys("twinstream:")
 
 
 def test_every_key_and_channel_of_a_stream_shares_one_slot() -> None:
-    for stream_id in ("abc", "Zk3-_q9", "x" * 22, "a}b", "{weird"):
+    for stream_id in ("abc", "abcd", "Zk3-_q9", "x" * 22, "a}b", "{weird", "ab}d}fg"):
         names = [
             KEYS.stream(stream_id),
             KEYS.meta(stream_id),
@@ -45,3 +45,6 @@ def test_targets() -> None:
     assert cluster.cluster and cluster.publish == "SPUBLISH"
     assert cluster.nodes() == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002)]
     assert cluster.slot(KEYS.stream("abc")) == key_slot(b"abc")
+    # an id's first four characters are its hash tag: ids that share them share a slot
+    assert cluster.slot(KEYS.stream("abcdefghijkl")) == key_slot(b"abcd")
+    assert cluster.slot(KEYS.meta("abcdZZZZ")) == cluster.slot(KEYS.channel("abcdYYYY"))
