@@ -15,6 +15,8 @@ import pytest
 import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import fuzzing
+from support.fuzzing import surviving_server
 from support.server_process import ServerProcess
 
 BUDGET = settings(
@@ -39,25 +41,11 @@ SENTINEL = json.dumps(
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with ServerProcess(
-        "--tokens-per-second", "0", "--streams-per-minute", "0", "--max-prompt-bytes", "2048"
-    ) as process:
+    with surviving_server() as process:
         yield process
-        status, _, _ = process.request("GET", "/healthz")
-        assert status == 200, "the server stopped serving"
-        process.stop()
-        logs = process.logs()
-        assert "Traceback" not in logs, logs[-3000:]
-        assert "internal_error" not in logs
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+json_values = fuzzing.json_values(20)
 content_parts = st.lists(
     st.fixed_dictionaries(
         {"type": st.sampled_from(["input_text", "output_text", "refusal", "input_image", "x"])},
