@@ -44,8 +44,8 @@ EXAMPLES = """\
   python -m benchmarks readme RUN SCALEOUT_RUN ROUNDS_RUN      # ... + a headtohead run's
   python -m benchmarks pool RUN1 RUN2 ...      # issue 8's targets over several runs' rounds
   python -m benchmarks protocols capacity http2 conversation   # issue 25's parts
-  python -m benchmarks capacity --store redis --loops asyncio  # + twinstream on Redis x2
-  python -m benchmarks capacity --store redis-cluster          # + on a Redis Cluster x2
+  python -m benchmarks capacity --store redis --loops asyncio  # + twinstream on Redis, x1 and x2
+  python -m benchmarks capacity --store redis-cluster          # + on a Redis Cluster, x1 and x2
   python -m benchmarks headtohead --loops asyncio,uvloop       # what uvloop buys each server
 """
 #: the parts a run without part names runs
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
             "bytes per token plain and compressed, server CPU per token at 1,000 streams, "
             "first token cold and warm); capacity (streams at 30 tokens/s raised until the p99 "
             "delay passes 100 ms or under 99 % arrive: streams per core, every server, each "
-            "Python one on each --loops loop; --store redis adds twinstream on Redis with two "
-            "processes, --store redis-cluster on a six-node Redis Cluster); http2 (nginx "
+            "Python one on each --loops loop; --store redis adds twinstream on Redis, one process "
+            "and two, --store redis-cluster on a six-node Redis Cluster); http2 (nginx "
             "with TLS, HTTP/1.1 vs HTTP/2, in Chromium: 7/20/50 "
             "EventSources and streams on one WebSocket); conversation (20 turns, each waiting "
             "for the answer, per view, through the link profiles). "
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--store",
         choices=STORES,
-        help="capacity also runs twinstream with two processes on a Redis store (redis: "
+        help="capacity also runs twinstream with one process and two on a Redis store (redis: "
         "a redis-server the suite starts; redis-cluster: a six-node Redis Cluster it starts)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")

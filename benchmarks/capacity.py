@@ -2,7 +2,7 @@
 
 For each server and transport (twinstream SSE and WebSocket, ``sse-starlette``,
 ``websockets``, the Node peer's two; each Python server on every event loop of
-``capacity_loops``; twinstream on a Redis store with two processes when the run is
+``capacity_loops``; twinstream on a Redis store, one process and two, when the run is
 given ``--store redis``, or on a six-node Redis Cluster with ``--store redis-cluster``),
 streams at the model's pace (30 tokens/s per stream) are
 raised until delivery falls behind: the level *holds* while the p99 delivery delay
@@ -86,8 +86,8 @@ def contenders(
     loops: Sequence[str], store: str | None, transports: Sequence[str] = ("sse", "ws")
 ) -> list[Contender]:
     """Every server on every loop over each of ``transports`` it speaks (a server that
-    speaks none of them: over its own); twinstream on ``store`` with two processes too
-    when given (``redis``, ``redis-cluster``)."""
+    speaks none of them: over its own); twinstream on ``store`` with one process and
+    with two too when given (``redis``, ``redis-cluster``): what a second process buys."""
 
     def spoken(spec: ServerSpec) -> list[str]:
         return [t for t in spec.transports if t in transports] or list(spec.transports)
@@ -100,7 +100,11 @@ def contenders(
             looped = with_loop(spec, loop) if not spec.program else spec
             chosen += [Contender(looped, transport) for transport in spoken(spec)]
     if store:
-        chosen += [Contender(TWINSTREAM, t, store, 2) for t in spoken(TWINSTREAM)]
+        chosen += [
+            Contender(TWINSTREAM, t, store, processes)
+            for t in spoken(TWINSTREAM)
+            for processes in (1, 2)
+        ]
     return chosen
 
 

@@ -127,10 +127,53 @@ def capacity_section(results: dict[str, Any]) -> list[str]:
         "the largest level held over the server's processes."
     )
     knee = knee_table(results) or ""
+    scaling = "".join(f"\n\n{line}" for line in store_scaling(results))
     return [
         f"{heading}\n\n{intro}\n\n{rendered}\n\nThe knee: p99 delivery delay (ms) at each "
-        f"level (✗: the level did not hold):\n\n{knee}"
+        f"level (✗: the level did not hold):\n\n{knee}{scaling}"
     ]
+
+
+def store_scaling(results: dict[str, Any]) -> list[str]:
+    """Per transport on a shared store: what a second process carries, in streams per
+    machine, against one process on that store and one in memory."""
+    entries = _contenders(results)
+    lines = []
+    for transport in ("sse", "ws"):
+        shared = {
+            (e["store"], e["processes"]): e
+            for e in entries.values()
+            if e.get("store") != "memory" and e.get("transport") == transport
+        }
+        memory = next(
+            (
+                e
+                for e in entries.values()
+                if e.get("server") == "twinstream"
+                and e.get("store") == "memory"
+                and e.get("loop") == "asyncio"
+                and e.get("transport") == transport
+            ),
+            None,
+        )
+        for store in sorted({store for store, _ in shared}):
+            one, two = shared.get((store, 1)), shared.get((store, 2))
+            if not one or not two or not one["capacity"]:
+                continue
+            against_memory = (
+                f", {two['capacity'] / memory['capacity']:.2f}× one process in memory "
+                f"({fmt(memory['capacity'])})"
+                if memory and memory["capacity"]
+                else ""
+            )
+            both_at_limit = one["at_limit"] and two["at_limit"]
+            limited = " (both at the largest level tried)" if both_at_limit else ""
+            lines.append(
+                f"twinstream {transport} on {store}: two processes carried "
+                f"{fmt(two['capacity'])} streams, {two['capacity'] / one['capacity']:.2f}× one "
+                f"process's {fmt(one['capacity'])}{against_memory}{limited}."
+            )
+    return lines
 
 
 def plot_capacity(results: dict[str, Any], out: Path) -> list[str]:

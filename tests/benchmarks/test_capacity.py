@@ -1,5 +1,5 @@
 """benchmarks.capacity, tiny, against real servers (every peer, the Node one included, and
-twinstream with two processes on a real redis-server, then on a real six-node Redis
+twinstream with one and two processes on a real redis-server, then on a real six-node Redis
 Cluster): the shape of its results, its report section, its plot and its "what to
 choose" lines; never timings."""
 
@@ -35,15 +35,22 @@ def test_capacity_tiny_against_real_servers(tmp_path: Path, store: str) -> None:
         assert entry["capacity"] == 4 and entry["at_limit"], name
         assert entry["streams_per_core"] == 4 / entry["processes"], name
     for transport in ("sse", "ws"):
-        shared = data["contenders"][f"twinstream {store}×2 {transport}"]
-        assert (shared["store"], shared["processes"]) == (store, 2)
+        for processes in (1, 2):
+            shared = data["contenders"][f"twinstream {store}×{processes} {transport}"]
+            assert (shared["store"], shared["processes"]) == (store, processes)
     results = {"capacity": data}
     table = capacity_table(results)
     assert table is not None and len(table.splitlines()) == 2 + len(expected)
     assert "≥ 4" in table
     knee = knee_table(results)
     assert knee is not None and len(knee.splitlines()) == 2 + 2
-    assert capacity_section(results)[0].startswith("## Capacity: streams per core")
+    section = capacity_section(results)[0]
+    assert section.startswith("## Capacity: streams per core")
+    for transport in ("sse", "ws"):  # what a second process carried
+        assert (
+            f"twinstream {transport} on {store}: two processes carried 4 streams, 1.00× one "
+            "process's 4, 1.00× one process in memory (4) (both at the largest level tried)."
+        ) in section
     assert capacity_section({}) == ["## Capacity: streams per core\n\n_not run_"]
     assert plot_capacity(results, tmp_path) == ["capacity_knee.png"]
     assert (tmp_path / "capacity_knee.png").stat().st_size > 1000

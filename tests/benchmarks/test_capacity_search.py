@@ -69,7 +69,9 @@ def test_contenders_cover_every_server_loop_and_the_store() -> None:
         "twinstream+uvloop ws",
         "sse-starlette+uvloop",
         "websockets+uvloop",
+        "twinstream redis×1 sse",
         "twinstream redis×2 sse",
+        "twinstream redis×1 ws",
         "twinstream redis×2 ws",
     ]
 
