@@ -186,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         "a redis-server the suite starts; redis-cluster: a six-node Redis Cluster it starts)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="--out names a run that stopped part way (a part failed, the machine went "
+        "down): run only the parts its results.json lacks, into it; its meta records the "
+        "resumption, with every setting that differs from the run's own",
+    )
     return parser
 
 
@@ -258,6 +265,8 @@ def _check_options(
         parser.error(
             f"--rounds must be at least 2, not {args.rounds}: a median of one round is one sample"
         )
+    if args.resume and (args.out is None or not (args.out / "results.json").is_file()):
+        parser.error("--resume needs --out DIR naming a run that stopped (DIR/results.json)")
     known = DEFAULT_PARTS + EXTRA_PARTS + OPTIONAL_PARTS
     unknown = [p for p in parts if p not in known]
     if unknown:
@@ -299,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loads=_listed(args.loads) or None,
         loops=_listed(args.loops) or None,
         store=args.store,
+        resume=args.resume,
     )
     print(f"results: {out / 'results.json'}\nreport:  {out / 'report.md'}")
     return 0

@@ -373,11 +373,17 @@ async def ws_completion(
     return record, websocket
 
 
+#: The most tokens the synthetic model writes for one prompt (40..220, by the prompt).
+MOST_SYNTHETIC_TOKENS = 220
+
+
 def prompts_with_tokens(count: int, min_tokens: int, tag: str = "bench") -> list[str]:
     """``count`` distinct prompts whose synthetic completion has at least ``min_tokens``
     tokens (the synthetic model writes 40..220 tokens depending on the prompt)."""
-    if min_tokens > 220:
-        raise ValueError("the synthetic model writes at most 220 tokens per prompt")
+    if min_tokens > MOST_SYNTHETIC_TOKENS:
+        raise ValueError(
+            f"the synthetic model writes at most {MOST_SYNTHETIC_TOKENS} tokens per prompt"
+        )
     prompts: list[str] = []
     index = 0
     while len(prompts) < count:

@@ -53,8 +53,26 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _commit() -> str:
+    """The checkout's commit (``?`` outside a git checkout)."""
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or "?"
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
 def machine_info() -> dict[str, Any]:
     return {
+        "commit": _commit(),
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpus": os.cpu_count(),
@@ -112,6 +130,42 @@ def configured(
     return config
 
 
+def resumed(
+    out: Path, parts: Sequence[str], config: SuiteConfig, command: str, started: dt.datetime
+) -> tuple[dict[str, Any], list[str]]:
+    """The results of the run in ``out`` and the parts of ``parts`` it has not done yet.
+    Its meta records the resumption: when, the command, the parts, and every setting
+    that differs from the run's own (ValueError: nothing to resume there, or a
+    different preset)."""
+    path = out / "results.json"
+    if not path.is_file():
+        raise ValueError(f"nothing to resume: {path} does not exist")
+    results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    meta = results["meta"]
+    before = meta.get("config", {})
+    now = json.loads(json.dumps(config.as_dict()))  # tuples as the saved run's lists
+    if before.get("name") != now.get("name"):
+        raise ValueError(
+            f"{out} is a {before.get('name')!r} run; resume it with --preset {before.get('name')}"
+        )
+    done = set(meta.get("part_seconds", {}))
+    left = [name for name in parts if name not in done]
+    meta.setdefault("resumptions", []).append(
+        {
+            "started": started.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": command,
+            "parts": left,
+            "changed_settings": {
+                key: {"was": before.get(key), "now": value}
+                for key, value in now.items()
+                if before.get(key) != value
+            },
+            **{k: v for k, v in machine_info().items() if k in ("commit", "load_average")},
+        }
+    )
+    return results, left
+
+
 def run_suite(
     parts: Sequence[str],
     preset: str = "full",
@@ -126,8 +180,10 @@ def run_suite(
     loads: Sequence[str] | None = None,
     loops: Sequence[str] | None = None,
     store: str | None = None,
+    resume: bool = False,
 ) -> tuple[dict[str, Any], Path]:
-    """Run ``parts`` and write results.json, report.md and plots; returns (results, out)."""
+    """Run ``parts`` and write results.json, report.md and plots; returns (results, out).
+    ``resume``: ``out`` holds a run that stopped part way; run only the parts it lacks."""
     config = configured(preset, workers, tokens_per_second, profiles, rounds, loads, loops, store)
     started = dt.datetime.now(dt.timezone.utc)
     if out is None:
@@ -143,8 +199,11 @@ def run_suite(
             "config": config.as_dict(),
         }
     }
-    began = time.monotonic()
     part_seconds: dict[str, float] = {}
+    if resume:
+        results, parts = resumed(out, parts, config, command, started)
+        part_seconds = results["meta"]["part_seconds"]
+    began = time.monotonic() - results["meta"].get("duration_s", 0.0)
     results["meta"]["part_seconds"] = part_seconds
     context = RunContext(config, url=url, progress=progress)
     for name in parts:

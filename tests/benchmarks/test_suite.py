@@ -413,3 +413,44 @@ def test_loops_and_store_options_reach_the_configuration(
     assert "unknown event loop(s) trio; choose from asyncio, uvloop" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["capacity", "--store", "memcached"])
+
+
+def test_every_preset_asks_the_synthetic_model_for_no_more_tokens_than_it_writes() -> None:
+    # the full preset's capacity asked for 300 and the part failed at its first level
+    from benchmarks.clients import MOST_SYNTHETIC_TOKENS
+    from benchmarks.config import PRESETS
+
+    for preset in PRESETS.values():
+        for name, value in preset.as_dict().items():
+            if name.endswith("_max_tokens"):
+                assert value <= MOST_SYNTHETIC_TOKENS, (preset.name, name, value)
+    with pytest.raises(ValueError, match="at most 220 tokens"):
+        prompts_with_tokens(1, MOST_SYNTHETIC_TOKENS + 1)
+
+
+def test_a_run_that_stopped_is_resumed_with_the_parts_it_lacks(tmp_path: Path) -> None:
+    from benchmarks.suite import run_suite
+
+    run_suite(["reconnect"], preset="tiny", out=tmp_path, progress=False)
+    stopped = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    stopped["meta"]["config"]["capacity_max_tokens"] = 999  # what the stopped run was given
+    (tmp_path / "results.json").write_text(json.dumps(stopped), encoding="utf-8")
+    results, out = run_suite(
+        ["reconnect", "latency"], preset="tiny", out=tmp_path, progress=False, resume=True
+    )
+    assert out == tmp_path
+    assert results["reconnect"] == stopped["reconnect"]  # not run again
+    assert list(results["meta"]["part_seconds"]) == ["reconnect", "latency"]
+    assert results["latency"]["twinstream"]
+    (resumption,) = results["meta"]["resumptions"]
+    assert resumption["parts"] == ["latency"]
+    assert resumption["changed_settings"] == {
+        "capacity_max_tokens": {"was": 999, "now": TINY.capacity_max_tokens}
+    }
+    saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert saved["meta"]["resumptions"] == results["meta"]["resumptions"]
+    assert (tmp_path / "report.md").is_file()
+    with pytest.raises(ValueError, match="resume it with --preset tiny"):
+        run_suite(["latency"], preset="quick", out=tmp_path, progress=False, resume=True)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        run_suite(["latency"], preset="tiny", out=tmp_path / "none", progress=False, resume=True)
