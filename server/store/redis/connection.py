@@ -16,7 +16,13 @@ import redis.cluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -28,6 +34,8 @@ __all__ = [
     "StoreUnavailable",
     "Target",
     "UNAVAILABLE_MESSAGE",
+    "WRITE_TIMEOUT",
+    "call_all",
     "close_client",
     "connect_check",
 ]
@@ -129,6 +137,26 @@ class Target:
         )
         return aioredis.Redis(connection_pool=pool)
 
+    def writer_client(self, node: str) -> aioredis.Redis:
+        """A plain client for the write batcher's calls to ``node`` (``HOST:PORT``
+        on a cluster; anything on one Redis): no socket timeout of its own, as
+        :func:`call_all` is bounded by its caller (redis-py wraps each write of a
+        connection with a socket timeout in ``asyncio.wait_for``: a task, and a
+        loop iteration, per call)."""
+        untimed = {**_SOCKET, "socket_timeout": None}
+        if not self.cluster:
+            return aioredis.Redis.from_url(
+                self.url, retry=Retry(NoBackoff(), 0), health_check_interval=0, **untimed
+            )
+        host, _, port = node.rpartition(":")
+        return aioredis.Redis(
+            host=host.strip("[]"),
+            port=int(port),
+            retry=Retry(NoBackoff(), 0),
+            **self._credentials(),
+            **untimed,
+        )
+
     def node_client(self, host: str, port: int) -> aioredis.Redis:
         """A plain client to one node of a cluster (its sharded pub/sub)."""
         return aioredis.Redis(
@@ -150,6 +178,34 @@ class Target:
                 **quick,
             )
         return redis.Redis.from_url(self.url, **quick)
+
+
+#: Seconds a batch's call to one node may take (the writer's clients have no
+#: socket timeout: :meth:`Target.writer_client`).
+WRITE_TIMEOUT: float = _SOCKET["socket_timeout"]
+
+
+async def call_all(client: aioredis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """``commands`` on one connection of ``client``: written at once, then each
+    reply read in turn, an error reply (``ResponseError``) in its place, as a
+    pipeline with ``raise_on_error=False`` gives -- without the pipeline's
+    per-call bookkeeping. Unbounded: the caller sets the deadline."""
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        await connection.disconnect(nowait=True)  # replies may be left on it
+        raise
+    finally:
+        await pool.release(connection)
 
 
 async def connect_check(url: str) -> None:

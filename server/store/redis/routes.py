@@ -5,7 +5,9 @@ One Redis is one node. On a cluster the slot map is redis-py's
 :meth:`Routes.refresh` after a node fails); the writes go on plain
 per-node clients so that one node's batch is one pipeline on one connection
 (its script calls, and the ``WAIT`` that must follow them on that same
-connection), and one node failing does not fail the others' batches."""
+connection), and one node failing does not fail the others' batches. One Redis
+gets such a client too: the writer's clients have no socket timeout of their
+own (the writer bounds each call)."""
 
 from __future__ import annotations
 
@@ -35,13 +37,11 @@ class Routes:
         return str(self.redis.get_node_from_key(key).name)
 
     def client(self, node: str) -> Any:
-        """A plain asyncio client of ``node``."""
-        if not self.target.cluster:
-            return self.redis
+        """The write batcher's plain asyncio client of ``node`` (its own, one
+        Redis included: :meth:`Target.writer_client`)."""
         client = self._clients.get(node)
         if client is None:
-            host, _, port = node.rpartition(":")
-            client = self._clients[node] = self.target.node_client(host, int(port))
+            client = self._clients[node] = self.target.writer_client(node)
         return client
 
     def alone(self, node: str) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import sys
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,8 +23,9 @@ from redis.exceptions import (
     ResponseError,
     TryAgainError,
 )
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .connection import DOWN, Target
+from .connection import DOWN, WRITE_TIMEOUT, Target, call_all
 from .keys import Keys, tagged
 from .routes import Routes
 from .scripts import APPEND_LUA, FENCED
@@ -130,7 +132,23 @@ def _ttl(host: WriterHost) -> int:
 
 async def write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatch) -> Outcome:
     """Write one node's batch. Raises NodeTrouble (or an outage error on one
-    Redis) when it must be written again."""
+    Redis) when it must be written again; a node silent for
+    :data:`WRITE_TIMEOUT` seconds is an outage (a redis-py TimeoutError)."""
+    try:
+        return await _within(WRITE_TIMEOUT, _write_node(host, routes, sha, batch))
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        raise RedisTimeoutError(f"no reply from {batch.node} in {WRITE_TIMEOUT:.0f} s") from exc
+
+
+async def _within(seconds: float, call: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """``await call`` with a deadline; on Python 3.11+ without a task of its own."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await call
+    return await asyncio.wait_for(call, seconds)
+
+
+async def _write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatch) -> Outcome:
     client = routes.client(batch.node)
     # WAIT only where a replica can answer: a master whose replica just took
     # over for it has none (then there is nothing a failover could keep).
@@ -178,12 +196,13 @@ async def _replicas(client: Any) -> int:
 
 
 async def _run(client: Any, sha: str, batch: NodeBatch, wait: int) -> list[Any]:
-    async with client.pipeline(transaction=False) as pipe:
-        for redis_keys, args, _ in batch.calls.values():
-            pipe.evalsha(sha, len(redis_keys), *redis_keys, *args)
-        if wait:
-            pipe.execute_command("WAIT", 1, wait)
-        return list(await pipe.execute(raise_on_error=False))
+    commands: list[tuple[Any, ...]] = [
+        ("EVALSHA", sha, len(redis_keys), *redis_keys, *args)
+        for redis_keys, args, _ in batch.calls.values()
+    ]
+    if wait:
+        commands.append(("WAIT", 1, wait))
+    return await call_all(client, commands)
 
 
 async def _publish(

@@ -170,7 +170,7 @@ async def test_a_generator_that_stops_renewing_is_declared_dead_and_fenced(
         backend.release("alive")
         mirror = await b.open(stream.id)
         assert mirror is not None
-        remote = Collector(mirror)
+        remote, here = Collector(mirror), Collector(stream)
         # A stalls: it stops renewing its lease (as a SIGSTOPped or wedged process would).
         for task in a._tasks:
             task.cancel()
@@ -187,7 +187,9 @@ async def test_a_generator_that_stops_renewing_is_declared_dead_and_fenced(
         await client.aclose()
         assert [fields["e"].encode() for _, fields in entries] == mirror.read(-1, 1 << 30)
         assert "zombie" not in mirror.text()
-        # ...and its own readers are told the stream was interrupted.
+        # ...and its own readers are told the stream was interrupted (once A has
+        # read back what Redis holds: a round trip after the refusal).
+        assert (await here.wait(timeout=5))[-1]["code"] == "interrupted"
         assert stream.ended and stream.last_event()["code"] == "interrupted"
     finally:
         await a.close()
