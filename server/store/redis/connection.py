@@ -35,7 +35,8 @@ __all__ = [
     "Target",
     "UNAVAILABLE_MESSAGE",
     "WRITE_TIMEOUT",
-    "call_all",
+    "Call",
+    "send_all",
     "close_client",
     "connect_check",
 ]
@@ -139,10 +140,10 @@ class Target:
 
     def writer_client(self, node: str) -> aioredis.Redis:
         """A plain client for the write batcher's calls to ``node`` (``HOST:PORT``
-        on a cluster; anything on one Redis): no socket timeout of its own, as
-        :func:`call_all` is bounded by its caller (redis-py wraps each write of a
-        connection with a socket timeout in ``asyncio.wait_for``: a task, and a
-        loop iteration, per call)."""
+        on a cluster; anything on one Redis). No socket timeout of its own: the
+        writer bounds each call (:func:`send_all`, :meth:`Call.replies`), and
+        redis-py wraps each write of a connection with a socket timeout in
+        ``asyncio.wait_for``: a task, and a loop iteration, per call."""
         untimed = {**_SOCKET, "socket_timeout": None}
         if not self.cluster:
             return aioredis.Redis.from_url(
@@ -185,27 +186,47 @@ class Target:
 WRITE_TIMEOUT: float = _SOCKET["socket_timeout"]
 
 
-async def call_all(client: aioredis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
-    """``commands`` on one connection of ``client``: written at once, then each
-    reply read in turn, an error reply (``ResponseError``) in its place, as a
-    pipeline with ``raise_on_error=False`` gives -- without the pipeline's
-    per-call bookkeeping. Unbounded: the caller sets the deadline."""
+class Call:
+    """Commands written on one connection of a pool, their replies not read yet."""
+
+    def __init__(self, pool: Any, connection: Any, count: int) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._count = count
+
+    async def replies(self) -> list[Any]:
+        """Each reply in turn, an error reply (``ResponseError``) in its place, as
+        a pipeline with ``raise_on_error=False`` gives; then the connection goes
+        back to its pool (closed first if anything went wrong on it)."""
+        connection = self._connection
+        try:
+            replies: list[Any] = []
+            for _ in range(self._count):
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            await connection.disconnect(nowait=True)  # replies may be left on it
+            raise
+        finally:
+            await self._pool.release(connection)
+
+
+async def send_all(client: aioredis.Redis, commands: list[tuple[Any, ...]]) -> Call:
+    """Write ``commands`` at once on one connection of ``client`` (a pipeline,
+    without redis-py's per-call bookkeeping); read them with :meth:`Call.replies`.
+    Unbounded: the caller sets the deadline."""
     pool = client.connection_pool
     connection = await pool.get_connection()
     try:
         await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
     except BaseException:
-        await connection.disconnect(nowait=True)  # replies may be left on it
-        raise
-    finally:
+        await connection.disconnect(nowait=True)
         await pool.release(connection)
+        raise
+    return Call(pool, connection, len(commands))
 
 
 async def connect_check(url: str) -> None:

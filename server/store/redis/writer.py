@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from redis.exceptions import (
     AskError,
@@ -25,7 +25,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .connection import DOWN, WRITE_TIMEOUT, Target, call_all
+from .connection import DOWN, WRITE_TIMEOUT, Call, Target, send_all
 from .keys import Keys, tagged
 from .routes import Routes
 from .scripts import APPEND_LUA, FENCED
@@ -34,6 +34,7 @@ from .stream import RedisStream
 __all__ = ["NodeBatch", "NodeTrouble", "Outcome", "Pending", "WriterHost", "write_node"]
 
 log = logging.getLogger("twinstream.redis")
+T = TypeVar("T")
 
 #: Replies that say "not here, not now" (the slot moved or is moving, the node
 #: is down, loading or became a replica): the batch is written again later.
@@ -130,35 +131,52 @@ def _ttl(host: WriterHost) -> int:
     return int(host.retention * 1000)
 
 
-async def write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatch) -> Outcome:
-    """Write one node's batch. Raises NodeTrouble (or an outage error on one
-    Redis) when it must be written again; a node silent for
-    :data:`WRITE_TIMEOUT` seconds is an outage (a redis-py TimeoutError)."""
-    try:
-        return await _within(WRITE_TIMEOUT, _write_node(host, routes, sha, batch))
-    except (TimeoutError, asyncio.TimeoutError) as exc:
-        raise RedisTimeoutError(f"no reply from {batch.node} in {WRITE_TIMEOUT:.0f} s") from exc
+async def write_node(
+    host: WriterHost, routes: Routes, sha: str, batch: NodeBatch, sent: Call | None = None
+) -> Outcome:
+    """Write one node's batch (``sent``: its calls, already written by
+    :func:`send_node`). Raises NodeTrouble (or an outage error on one Redis)
+    when it must be written again; a node silent for :data:`WRITE_TIMEOUT`
+    seconds is an outage (a redis-py TimeoutError)."""
+    return await _within(WRITE_TIMEOUT, batch.node, _write_node(host, routes, sha, batch, sent))
 
 
-async def _within(seconds: float, call: Coroutine[Any, Any, Outcome]) -> Outcome:
+async def send_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatch) -> Call:
+    """Write a node's calls without waiting for the replies (:func:`write_node` reads them)."""
+    call = _send(routes.client(batch.node), sha, batch, _wait(host, routes, batch))
+    return await _within(WRITE_TIMEOUT, batch.node, call)
+
+
+async def _within(seconds: float, node: str, call: Coroutine[Any, Any, T]) -> T:
     """``await call`` with a deadline; on Python 3.11+ without a task of its own."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await call
-    return await asyncio.wait_for(call, seconds)
+    try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(seconds):
+                return await call
+        return await asyncio.wait_for(call, seconds)
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        raise RedisTimeoutError(f"no reply from {node} in {seconds:.0f} s") from exc
 
 
-async def _write_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatch) -> Outcome:
-    client = routes.client(batch.node)
+def _wait(host: WriterHost, routes: Routes, batch: NodeBatch) -> int:
     # WAIT only where a replica can answer: a master whose replica just took
     # over for it has none (then there is nothing a failover could keep).
-    wait = host.wait_ms if host.wait_ms and not routes.alone(batch.node) else 0
-    replies = await _run(client, sha, batch, wait)
+    return host.wait_ms if host.wait_ms and not routes.alone(batch.node) else 0
+
+
+async def _write_node(
+    host: WriterHost, routes: Routes, sha: str, batch: NodeBatch, sent: Call | None
+) -> Outcome:
+    client = routes.client(batch.node)
+    wait = _wait(host, routes, batch)
+    if sent is None:
+        sent = await _send(client, sha, batch, wait)
+    replies = await sent.replies()
     if replies and isinstance(replies[0], NoScriptError):
         # A node that has not seen the script (a replica just promoted, a
         # restarted Redis): load it there and run the batch once more.
         await client.script_load(APPEND_LUA)
-        replies = await _run(client, sha, batch, wait)
+        replies = await (await _send(client, sha, batch, wait)).replies()
     if wait:
         acks = replies.pop()
         if isinstance(acks, Exception) or int(acks) < 1:
@@ -195,14 +213,14 @@ async def _replicas(client: Any) -> int:
     return len(role[2]) if role and role[0] == "master" else 0
 
 
-async def _run(client: Any, sha: str, batch: NodeBatch, wait: int) -> list[Any]:
+async def _send(client: Any, sha: str, batch: NodeBatch, wait: int) -> Call:
     commands: list[tuple[Any, ...]] = [
         ("EVALSHA", sha, len(redis_keys), *redis_keys, *args)
         for redis_keys, args, _ in batch.calls.values()
     ]
     if wait:
         commands.append(("WAIT", 1, wait))
-    return await call_all(client, commands)
+    return await send_all(client, commands)
 
 
 async def _publish(
@@ -220,14 +238,27 @@ async def _publish(
 async def write_all(
     host: WriterHost, routes: Routes, sha: str, batches: list[NodeBatch]
 ) -> list[Outcome | BaseException]:
-    """Every node's batch at once; per node its Outcome or what went wrong."""
+    """Every node's batch at once; per node its Outcome or what went wrong.
+    Every node's calls are written first, then each node's replies read in
+    turn: the round trips overlap, without a task per node."""
     if len(batches) == 1:
         try:
             return [await write_node(host, routes, sha, batches[0])]
         except (NodeTrouble, *DOWN) as exc:
             return [exc]
-    return list(
-        await asyncio.gather(
-            *(write_node(host, routes, sha, batch) for batch in batches), return_exceptions=True
-        )
-    )
+    started: list[Call | Exception] = []
+    for batch in batches:
+        try:
+            started.append(await send_node(host, routes, sha, batch))
+        except Exception as exc:  # kept as that node's outcome
+            started.append(exc)
+    outcomes: list[Outcome | BaseException] = []
+    for batch, sent in zip(batches, started):
+        if isinstance(sent, Exception):
+            outcomes.append(sent)
+            continue
+        try:
+            outcomes.append(await write_node(host, routes, sha, batch, sent))
+        except Exception as exc:  # kept as that node's outcome
+            outcomes.append(exc)
+    return outcomes
