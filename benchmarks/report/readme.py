@@ -60,8 +60,26 @@ def _run_line(results: dict[str, Any]) -> str:
         f"{versions.get('websockets')}, sse-starlette {versions.get('sse-starlette')}; "
         f"synthetic model at {fmt(config.get('tokens_per_second'), 0)} tokens/s with "
         f"{fmt(config.get('first_token_latency'), 2)} s to the first token. Medians unless "
-        "marked; compare ratios, not absolute values across machines."
+        f"marked; compare ratios, not absolute values across machines.{_resumptions(meta)}"
     )
+
+
+def _resumptions(meta: dict[str, Any]) -> str:
+    """What the run line says of a run resumed with ``--resume`` (nothing if it was not)."""
+    said = []
+    for resumption in meta.get("resumptions", []):
+        parts = ", ".join(resumption.get("parts", [])) or "nothing left"
+        changed = "; ".join(
+            f"`{name}` {change.get('was')} → {change.get('now')}"
+            for name, change in resumption.get("changed_settings", {}).items()
+        )
+        said.append(
+            f" Resumed on {str(resumption.get('started', ''))[:10]} at commit "
+            f"{resumption.get('commit', '?')} (`{resumption.get('command', '')}`) for {parts}"
+            + (f", with {changed}" if changed else "")
+            + "."
+        )
+    return "".join(said)
 
 
 def render_results(results: dict[str, Any]) -> str:

@@ -179,3 +179,24 @@ def test_the_readme_command_rewrites_every_block(tmp_path: Path) -> None:
         assert read_block(text, name) != "stale"
         assert normalise(read_block(text, name)) == normalise(read_block(original, name))
     assert README.read_text(encoding="utf-8") == original  # the real README untouched
+
+
+def test_the_run_line_says_when_and_how_a_run_was_resumed() -> None:
+    from benchmarks.report.readme import _resumptions
+
+    assert _resumptions({}) == ""
+    meta = {
+        "resumptions": [
+            {
+                "started": "2026-12-07 21:19:24",
+                "command": "python -m benchmarks --out R --resume",
+                "parts": ["capacity", "http2"],
+                "changed_settings": {"capacity_max_tokens": {"was": 300, "now": 210}},
+                "commit": "c904784",
+            }
+        ]
+    }
+    assert _resumptions(meta) == (
+        " Resumed on 2026-12-07 at commit c904784 (`python -m benchmarks --out R --resume`)"
+        " for capacity, http2, with `capacity_max_tokens` 300 → 210."
+    )
