@@ -9,10 +9,13 @@ it back on the same port mid-test.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from benchmarks.redis_nodes import wait_for_pong
 
@@ -69,3 +72,36 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_with_store(
+    redis_server: RedisServer,
+    test: Callable[[Any], Coroutine[Any, Any, None]],
+    *,
+    prefix: str,
+    tokens_per_second: float,
+) -> None:
+    """``await test(store)`` on a connected Redis store of ``redis_server`` (keys
+    under ``prefix``; the synthetic model at ``tokens_per_second``), closed after."""
+    from server.backends.synthetic import SyntheticBackend
+    from server.config import Settings
+    from server.store.redis import RedisStreamStore
+
+    settings = Settings(
+        store=redis_server.url,
+        retention=30.0,
+        tokens_per_second=tokens_per_second,
+        first_token_latency=0,
+    )
+
+    async def run() -> None:
+        store = RedisStreamStore.from_settings(
+            SyntheticBackend.from_settings(settings), settings, prefix=prefix
+        )
+        await store.connect()
+        try:
+            await test(store)
+        finally:
+            await store.close()
+
+    asyncio.run(run())

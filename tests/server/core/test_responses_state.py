@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from support.redisutil import RedisServer, run_with_store
 
 from server.core.log import StreamLog
 from server.core.responses_state import KIND, ResponsesOptions, catch_up, start_response
@@ -82,26 +83,8 @@ def test_starting_after_beyond_what_was_made_is_refused() -> None:
 PREFIX = "rs:"
 
 
-def with_store(redis_server: Any, test: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
-    from server.backends.synthetic import SyntheticBackend
-    from server.config import Settings
-    from server.store.redis import RedisStreamStore
-
-    settings = Settings(
-        store=redis_server.url, retention=30.0, tokens_per_second=200, first_token_latency=0
-    )
-
-    async def run() -> None:
-        store = RedisStreamStore.from_settings(
-            SyntheticBackend.from_settings(settings), settings, prefix=PREFIX
-        )
-        await store.connect()
-        try:
-            await test(store)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+def with_store(redis_server: RedisServer, test: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
+    run_with_store(redis_server, test, prefix=PREFIX, tokens_per_second=200)
 
 
 OPTIONS = ResponsesOptions(ttl=30.0, live_ttl=3630.0)

@@ -9,9 +9,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from support.redisutil import RedisServer
+from support.redisutil import RedisServer, run_with_store
 
-from server.backends.synthetic import SyntheticBackend
 from server.config import Settings
 from server.core.ui_chat_answers import CHAT_RECORD, start_answer
 from server.store.redis import RedisStreamStore
@@ -28,24 +27,8 @@ def chat(chat_id: str, text: str) -> Any:
     return parse_ui_chat(body, settings.limits)
 
 
-def with_store(
-    redis_server: RedisServer, test: Callable[[RedisStreamStore], Coroutine[Any, Any, None]]
-) -> None:
-    settings = Settings(
-        store=redis_server.url, retention=30.0, tokens_per_second=5, first_token_latency=0
-    )
-
-    async def run() -> None:
-        store = RedisStreamStore.from_settings(
-            SyntheticBackend.from_settings(settings), settings, prefix=PREFIX
-        )
-        await store.connect()
-        try:
-            await test(store)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+def with_store(redis_server: RedisServer, test: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
+    run_with_store(redis_server, test, prefix=PREFIX, tokens_per_second=5)
 
 
 async def live(store: RedisStreamStore) -> list[str]:
@@ -84,5 +67,3 @@ def test_an_answer_whose_record_cannot_be_written_is_stopped(redis_server: Redis
         assert await live(store) == []  # nothing generates that nobody can find
 
     with_store(redis_server, test)
-
-
