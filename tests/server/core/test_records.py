@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from support.redisutil import RedisServer
+from support.redisutil import RedisServer, run_with_store
 
 from server.core.records import MemoryRecords
 from server.store.redis.keys import Keys
@@ -46,32 +47,19 @@ def test_redis_key_shares_the_streams_hash_slot() -> None:
 
 
 def test_redis_records(redis_server: RedisServer) -> None:
-    from server.backends.synthetic import SyntheticBackend
-    from server.config import Settings
-    from server.store.redis import RedisStreamStore
+    async def test(store: Any) -> None:
+        await store.records.put("chat", "x", {"stream": "s1"})
+        assert await store.records.get("chat", "x") == {"stream": "s1"}
+        ttl = await store.redis.pttl("rec:d:chat:{x}")
+        assert 0 < ttl <= 30_000
+        await store.records.put("chat", "x", {"stream": "s2"}, ttl=0.05)
+        await asyncio.sleep(0.2)
+        assert await store.records.get("chat", "x") is None
+        await store.records.put("chat", "y", {})
+        assert await store.records.delete("chat", "y") is True
+        assert await store.records.delete("chat", "y") is False
 
-    settings = Settings(store=redis_server.url, retention=30.0)
-
-    async def run() -> None:
-        store = RedisStreamStore.from_settings(
-            SyntheticBackend.from_settings(settings), settings, prefix="rec:"
-        )
-        await store.connect()
-        try:
-            await store.records.put("chat", "x", {"stream": "s1"})
-            assert await store.records.get("chat", "x") == {"stream": "s1"}
-            ttl = await store.redis.pttl("rec:d:chat:{x}")
-            assert 0 < ttl <= 30_000
-            await store.records.put("chat", "x", {"stream": "s2"}, ttl=0.05)
-            await asyncio.sleep(0.2)
-            assert await store.records.get("chat", "x") is None
-            await store.records.put("chat", "y", {})
-            assert await store.records.delete("chat", "y") is True
-            assert await store.records.delete("chat", "y") is False
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+    run_with_store(redis_server, test, prefix="rec:", tokens_per_second=30)
 
 
 def test_memory_records_swap_and_expire() -> None:
@@ -145,28 +133,15 @@ def test_the_memory_stores_reaper_forgets_expired_records() -> None:
 
 
 def test_redis_records_swap_and_expire(redis_server: RedisServer) -> None:
-    from server.backends.synthetic import SyntheticBackend
-    from server.config import Settings
-    from server.store.redis import RedisStreamStore
+    async def test(store: Any) -> None:
+        records = store.records
+        assert await records.swap("chat", "s", {"n": 1}) is None
+        assert await records.swap("chat", "s", {"n": 2}) == {"n": 1}
+        assert 0 < await store.redis.pttl("rec:d:chat:{s}") <= 30_000
+        assert await records.expire("chat", "s", 100.0) is True
+        assert 30_000 < await store.redis.pttl("rec:d:chat:{s}") <= 100_000
+        assert await records.delete("chat", "s") is True
+        assert await records.expire("chat", "s", 100.0) is False  # deleted stays deleted
+        assert await records.get("chat", "s") is None
 
-    settings = Settings(store=redis_server.url, retention=30.0)
-
-    async def run() -> None:
-        store = RedisStreamStore.from_settings(
-            SyntheticBackend.from_settings(settings), settings, prefix="rec:"
-        )
-        await store.connect()
-        try:
-            records = store.records
-            assert await records.swap("chat", "s", {"n": 1}) is None
-            assert await records.swap("chat", "s", {"n": 2}) == {"n": 1}
-            assert 0 < await store.redis.pttl("rec:d:chat:{s}") <= 30_000
-            assert await records.expire("chat", "s", 100.0) is True
-            assert 30_000 < await store.redis.pttl("rec:d:chat:{s}") <= 100_000
-            assert await records.delete("chat", "s") is True
-            assert await records.expire("chat", "s", 100.0) is False  # deleted stays deleted
-            assert await records.get("chat", "s") is None
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+    run_with_store(redis_server, test, prefix="rec:", tokens_per_second=30)
