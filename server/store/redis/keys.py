@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys", "TAG_CHARS", "is_terminal_text", "tagged"]
+__all__ = ["Keys", "TAG_CHARS", "is_terminal_text", "tagged", "untagged"]
 
 #: How many leading characters of a stream id are its hash tag (64**4 tags: ids
 #: made elsewhere still spread over all 16,384 slots).
@@ -34,6 +34,14 @@ TAG_CHARS = 4
 def tagged(stream_id: str) -> str:
     """``abcdefgh`` -> ``{abcd}efgh``: the id, its hash tag in braces."""
     return f"{{{stream_id[:TAG_CHARS]}}}{stream_id[TAG_CHARS:]}"
+
+
+def untagged(text: str) -> str:
+    """The inverse of :func:`tagged`: ``{abcd}efgh`` -> ``abcdefgh`` (``{abc}`` -> ``abc``)."""
+    body = text[1:]  # after "{": "tag}rest", or "id}" for an id shorter than a tag
+    if len(body) > TAG_CHARS + 1 and body[TAG_CHARS] == "}":
+        return body[:TAG_CHARS] + body[TAG_CHARS + 1 :]
+    return body[:-1]
 
 
 @dataclass(frozen=True)
@@ -74,10 +82,11 @@ class Keys:
         return channel.startswith(f"{self.prefix}k:")
 
     def stream_of_channel(self, channel: str) -> str:
-        body = channel[len(self.prefix) + 3 :]  # after "c:{": "tag}rest", or "id}" if short
-        if len(body) > TAG_CHARS + 1 and body[TAG_CHARS] == "}":
-            return body[:TAG_CHARS] + body[TAG_CHARS + 1 :]
-        return body[:-1]
+        return untagged(channel[len(self.prefix) + 2 :])  # after "c:"
+
+    def of_record(self, kind: str, key: str) -> str:
+        """The key a record's Redis key names (the inverse of :meth:`record`)."""
+        return untagged(key[len(self.prefix) + len(kind) + 3 :])  # after "d:KIND:"
 
 
 def is_terminal_text(text: str) -> bool:

@@ -16,6 +16,8 @@ import redis
 from support.redisutil import RedisServer
 from support.server_process import ServerProcess
 
+from server.store.redis.keys import Keys
+
 
 @pytest.fixture
 def server(redis_server: RedisServer) -> Iterator[ServerProcess]:
@@ -40,7 +42,7 @@ def test_a_client_that_leaves_a_whole_response_stops_reading_it(
         found = list(keys.scan_iter("twinstream:d:response:*"))
         time.sleep(0.05)
     assert len(found) == 1, found
-    stream_id = found[0].rsplit("{", 1)[1].rstrip("}")
+    stream_id = Keys("twinstream:").of_record("response", found[0])
     client.close()  # the client gives up waiting for the whole response
     # Tens of tokens at 1 a second take longer than this: only the idle timeout (1 s,
     # the reaper's period 1 s) ends it this soon. Not polled: a retrieve counts as a read.

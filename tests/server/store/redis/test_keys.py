@@ -22,6 +22,7 @@ def test_every_key_and_channel_of_a_stream_shares_one_slot() -> None:
         ]
         assert len({key_slot(name.encode()) for name in names}) == 1, names
         assert KEYS.stream_of_channel(KEYS.channel(stream_id)) == stream_id
+        assert KEYS.of_record("response", KEYS.record("response", stream_id)) == stream_id
 
 
 def test_control_channels_are_told_apart_from_stream_channels() -> None:
