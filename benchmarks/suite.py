@@ -160,7 +160,8 @@ def resumed(
                 for key, value in now.items()
                 if before.get(key) != value
             },
-            **{k: v for k, v in machine_info().items() if k in ("commit", "load_average")},
+            "commit": _commit(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         }
     )
     return results, left
