@@ -39,6 +39,9 @@ class BatcherHost(Protocol):
     @property
     def failover_timeout(self) -> float: ...
 
+    @property
+    def batch_interval(self) -> float: ...
+
     def give_up(self, stream: RedisStream) -> None: ...
 
     @property
@@ -66,7 +69,8 @@ RETRY_AFTER = 0.2
 
 class WriteBatcher:
     """Queues appends and writes them: everything appended during one loop
-    iteration, or while a write is in flight, goes out in the next single call.
+    iteration, while a write is in flight, or within ``batch_interval`` of the
+    last batch's start, goes out in the next single call.
 
     Its one marker, ``_task``, is not the store's life cycle (``store.state``):
     the flush task, created at the first append while none runs. Its first
@@ -94,6 +98,7 @@ class WriteBatcher:
         self.from_memory: set[str] = set()
         # node -> (failing since, next try): a cluster node that did not take its batch
         self._parked: dict[str, tuple[float, float]] = {}
+        self._last_start = -1e9  # when the last batch was taken (monotonic seconds)
 
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self._pending
@@ -151,6 +156,17 @@ class WriteBatcher:
         store = self._store
         try:
             while self._pending and store.available:
+                # At most one batch per batch_interval: under load each round trip
+                # carries more events (a script call per node per batch is what
+                # costs: a send, a reply and a wake-up each, three of each on a
+                # three-master cluster). After a quiet spell the wait is over
+                # already, so a lone append is sent at once.
+                rest = self._last_start + store.batch_interval - time.monotonic()
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                    if not (self._pending and store.available):
+                        break
+                self._last_start = time.monotonic()
                 batch = self._take_writable()
                 waiters, self._waiters = self._waiters, []
                 if not batch:

@@ -80,6 +80,7 @@ class RedisStreamStore:
         idle_timeout: float,
         max_live_streams: int,
         wait_ms: int,
+        batch_interval: float,
         max_events: int = 100_000,
         failover_timeout: float = 15.0,
         lease: float = 3.0,
@@ -97,6 +98,8 @@ class RedisStreamStore:
         # WAIT 1 <wait_ms> after each node's batch (0: off); how long a cluster
         # node may fail (its replica not yet promoted) before its streams end.
         self.wait_ms = wait_ms
+        # seconds between the starts of two batches, at least (--redis-batch-ms)
+        self.batch_interval = batch_interval
         self.failover_timeout = failover_timeout
         self.lease = lease
         self.keys = Keys(prefix)
@@ -137,6 +140,7 @@ class RedisStreamStore:
             idle_timeout=settings.idle_timeout,
             max_live_streams=settings.max_streams,
             wait_ms=settings.redis_wait_ms,
+            batch_interval=settings.redis_batch_ms / 1000,
             **options,
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from typing import Any
 
 import pytest
@@ -133,6 +134,56 @@ async def test_appends_of_one_loop_iteration_share_one_call(redis_server: RedisS
         assert calls <= events / 10, (calls, events)
     finally:
         await client.aclose()
+        await a.close()
+
+
+class Arrivals(Collector):
+    """A Collector that also notes when each push came and how many events it held."""
+
+    def __init__(self, log: StreamLog) -> None:
+        self.pushes: list[tuple[float, int]] = []
+        super().__init__(log)
+
+    def on_append(self, log: Any) -> None:
+        before = len(self.events)
+        super().on_append(log)
+        if len(self.events) > before:
+            self.pushes.append((time.monotonic(), len(self.events) - before))
+
+    async def until(self, count: int, timeout: float = 5) -> None:
+        async def arrived() -> None:
+            while len(self.events) < count:
+                await asyncio.sleep(0.002)
+
+        await asyncio.wait_for(arrived(), timeout)
+
+
+async def test_batches_start_at_most_once_per_batch_interval(redis_server: RedisServer) -> None:
+    backend = StepBackend()
+    a = await new_store(redis_server.url, backend=backend, redis_batch_ms=500)
+    try:
+        stream = await a.create(request())
+        arrivals = Arrivals(stream)
+        await arrivals.until(1)  # the start event
+        await asyncio.sleep(0.6)  # a quiet spell, longer than the interval
+        flushes, quiet_since = a.batcher.flushes, time.monotonic()
+        backend.release("lone")
+        await arrivals.until(2)
+        # After a quiet spell an append is written at once, not an interval later.
+        lone_shown = arrivals.pushes[-1][0]
+        assert lone_shown - quiet_since < 0.25
+        for piece in ("one", "two", "three"):  # each in a loop iteration of its own
+            backend.release(piece)
+            await asyncio.sleep(0.02)
+        await arrivals.until(5)
+        # Appended within the interval of the last batch: one batch, shown together,
+        # no sooner than the interval allows.
+        assert a.batcher.flushes == flushes + 2
+        trio_shown, trio_count = arrivals.pushes[-1]
+        assert trio_count == 3
+        assert [e["content"] for e in arrivals.events[-3:]] == ["one", "two", "three"]
+        assert trio_shown - lone_shown > 0.25
+    finally:
         await a.close()
 
 
