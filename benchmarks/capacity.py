@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from .config import SuiteConfig
 from .connections.plan import raise_fd_limit
+from .cpu_budget import CpuBudget
 from .loadgen import LoadGenerator
 from .redis_nodes import RedisNodes, start_store
 from .report.format import BUSY_PERCENT
@@ -56,6 +57,8 @@ __all__ = [
     "RAMP_SHARE",
     "level_config",
     "run_capacity",
+    "run_store_scaling",
+    "SCALING_TARGET",
 ]
 
 #: a level holds while its p99 delivery delay is at most this ...
@@ -194,6 +197,7 @@ def _store_level(
     config: SuiteConfig,
     load: LoadGenerator,
     redis_server: RedisNodes | None,
+    budget: CpuBudget | None = None,
 ) -> dict[str, Any]:
     config = level_config(config, streams)
     row = measure_variant(
@@ -204,6 +208,7 @@ def _store_level(
         contender.store,
         contender.processes,
         redis_server,
+        budget,
     )
     expected = streams * config.sweep_max_tokens  # each prompt has at least that many
     return {
@@ -213,6 +218,7 @@ def _store_level(
         "server_cpu_percent": None,
         "machine_busy_percent": None,
         "errors": row["errors"],
+        "server_cores": row["server_cores"],  # each process's CPU budget (None: none)
     }
 
 
@@ -277,4 +283,69 @@ def run_capacity(
     finally:
         if redis_server is not None:
             redis_server.stop()
+    return results
+
+
+#: two processes on one Redis should carry at least this many times one process's
+#: streams at the same delay limit (issue 24)
+SCALING_TARGET = 1.6
+
+
+def run_store_scaling(config: SuiteConfig, progress: bool = True) -> dict[str, Any]:
+    """What a second process on one Redis carries: the capacity search (the levels,
+    limits and tokens of :func:`run_capacity`) for twinstream on Redis with one
+    process and with two, over each of ``capacity_transports``, every server process
+    held to ``scaleout_capacity_cores`` cores by a cgroup CPU quota
+    (:mod:`.cpu_budget`).
+
+    Without the budget the question cannot be asked of a small machine: one process
+    at its limit takes a core, so two processes, redis-server and the load generator
+    need more cores than two. With it, two processes get twice one process's CPU,
+    as on a machine with a core for each, and what they carry against one process
+    says whether the shared store lets a second process add capacity."""
+    raise_fd_limit()
+    cores = config.scaleout_capacity_cores
+    results: dict[str, Any] = {
+        "cores_per_process": cores,
+        "p99_limit_ms": P99_LIMIT_MS,
+        "delivered_percent_limit": DELIVERED_PERCENT,
+        "start": config.capacity_start,
+        "limit": config.capacity_limit,
+        "fine_steps": config.capacity_fine_steps,
+        "max_tokens": config.capacity_max_tokens,
+        "target": SCALING_TARGET,
+        "by_transport": {},
+    }
+    transports = list(config.capacity_transports)
+    bar = tqdm(
+        total=2 * len(transports),
+        desc="capacity, per-process budget",
+        unit="search",
+        disable=not progress,
+        leave=False,
+    )
+    redis_server = start_store("redis")
+    try:
+        with CpuBudget(cores) as budget, LoadGenerator(config.workers) as load, bar:
+            for transport in transports:
+                found: dict[str, Any] = {}
+                for processes in (1, 2):
+                    contender = Contender(TWINSTREAM, transport, "redis", processes)
+                    bar.set_postfix_str(contender.name)
+
+                    def measure(streams: int, contender: Contender = contender) -> dict[str, Any]:
+                        return _store_level(contender, streams, config, load, redis_server, budget)
+
+                    found[str(processes)] = search(
+                        measure,
+                        config.capacity_start,
+                        config.capacity_limit,
+                        config.capacity_fine_steps,
+                    )
+                    bar.update()
+                one, two = found["1"]["capacity"], found["2"]["capacity"]
+                found["two_vs_one"] = round(two / one, 2) if one else None
+                results["by_transport"][transport] = found
+    finally:
+        redis_server.stop()
     return results

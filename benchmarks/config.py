@@ -88,6 +88,9 @@ class SuiteConfig:
     store: str | None = None
     # -- scale-out (benchmarks.scaleout): levels measured besides the sweep's largest
     scaleout_extra_levels: tuple[int, ...] = ()
+    #: cores each twinstream process is held to while the capacity search runs on one
+    #: Redis with one process and two (benchmarks.capacity.run_store_scaling); 0: not run
+    scaleout_capacity_cores: float = 0.0
     # -- load generation
     workers: int = 2  # client processes
     ramp_per_stream: float = 0.002  # seconds between stream starts under load
@@ -144,6 +147,7 @@ TINY = SuiteConfig(
     capacity_fine_steps=1,
     capacity_max_tokens=10,
     capacity_loops=("asyncio",),
+    scaleout_capacity_cores=0.5,
     protocol_completions=2,
     protocol_samples=2,
     churn_clients=3,
@@ -219,5 +223,7 @@ FULL = SuiteConfig(
     churn_fraction=0.2,
     churn_offline=2.0,
     scaleout_extra_levels=(500,),  # the latency part's level: where the machine has room
+    # two processes, redis-server and the load generator within two cores
+    scaleout_capacity_cores=0.4,
 )
 PRESETS = {preset.name: preset for preset in (TINY, QUICK, FULL)}

@@ -182,9 +182,14 @@ def _run_churn(context: RunContext) -> Results:
 
 
 def _run_scaleout(context: RunContext) -> Results:
+    from .capacity import run_store_scaling  # what a second process carries
     from .scaleout import run_scaleout  # memory vs Redis store, 1 vs 2 processes
 
-    return {"scaleout": run_scaleout(context.config, progress=context.progress)}
+    config = context.config
+    results = run_scaleout(config, progress=context.progress)
+    if config.scaleout_capacity_cores and "skipped" not in results:
+        results["capacity"] = run_store_scaling(config, progress=context.progress)
+    return {"scaleout": results}
 
 
 def _run_protocols(context: RunContext) -> Results:

@@ -21,7 +21,9 @@ delay at most 10 ms above the memory store's at the lowest level (500) and its
 p50 at most 10 ms above at the top one (1,000), and the cluster at most 1.2x a
 single Redis's server CPU per 1,000 events (issue 24). The machine's core count
 is recorded: with two processes and the load generator on two cores, everything
-competes.
+competes. What a second process *carries* (streams at the delay limit, two
+processes against one) is asked with each process held to a CPU budget:
+:func:`benchmarks.capacity.run_store_scaling`, run after this part's levels.
 
 Run alone: ``python -m benchmarks scaleout [--quick]``.
 """
@@ -40,6 +42,7 @@ import psutil
 from .clients import Endpoint, live_window, one_completion, prompts_with_tokens, run_with_deadline
 from .cluster import store_server_command, worker_pids
 from .config import SuiteConfig
+from .cpu_budget import CpuBudget
 from .loadgen import LoadGenerator
 from .redis_nodes import RedisClusterProcess, RedisNodes, RedisProcess, redis_version
 from .servers import ResourceSampler, ServerProcess
@@ -80,9 +83,11 @@ def measure_variant(
     store: str,
     processes: int,
     redis_server: RedisNodes | None,
+    budget: CpuBudget | None = None,
 ) -> dict[str, Any]:
     """One fresh server (``processes`` workers) under ``streams`` concurrent streams,
-    its streams in ``redis_server`` (``None``: in memory)."""
+    its streams in ``redis_server`` (``None``: in memory); with ``budget``, each
+    worker held to its cores."""
     if redis_server is not None:
         redis_server.flush()
     prompts = prompts_with_tokens(streams, config.sweep_max_tokens, f"scale-{streams}")
@@ -93,6 +98,9 @@ def measure_variant(
     with ServerProcess(store_server_command(config, url, processes), stderr=log_path) as server:
         endpoint = Endpoint(server.url)
         pids = worker_pids(server, processes)
+        if budget is not None:
+            for pid in pids:
+                budget.limit(pid)
         for prompt in prompts[: 2 * processes]:  # warm every worker up
             run_with_deadline(one_completion(endpoint, transport, prompt, 2), 60, "warm-up")
         samplers = [ResourceSampler(pid).start() for pid in pids]
@@ -139,6 +147,7 @@ def measure_variant(
         "error_examples": loaded.errors[:3],
         "server_log": log_lines[-20:] if loaded.errors else [],
         "server_cpu_ms_per_1k_events": round(1e6 * server_cpu / deltas, 2) if deltas else None,
+        "server_cores": budget.cores if budget is not None else None,  # each, when held to
         # every redis-server node (a cluster's replicas included)
         "redis_nodes": len(redis_pids),
         "redis_cpu_ms_per_1k_events": (

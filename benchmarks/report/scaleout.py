@@ -1,6 +1,7 @@
 """The scale-out part in the report and the README: each variant beside the memory store,
-at each level measured, and the figures the targets judge (delay above the memory
-store's, the cluster's CPU against one Redis)."""
+at each level measured, what a second process carries with each process held to a CPU
+budget, and the figures the targets judge (delay above the memory store's, the
+cluster's CPU against one Redis, two processes' streams against one's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import Any
 from ..scaleout import TARGETS, VARIANTS, ratios
 from .format import DASH, fmt, table
 
-__all__ = ["scaleout_details", "readme_section", "scaleout_section", "judged_table"]
+__all__ = [
+    "scaleout_details",
+    "readme_section",
+    "scaleout_section",
+    "judged_table",
+    "budget_capacity",
+]
 
 NAMES = {"sse": "SSE", "ws": "WebSocket"}
 
@@ -121,6 +128,9 @@ def scaleout_details(results: dict[str, Any]) -> str:
             f"2 processes / 1 = {_cell(ratio['two_vs_one_process'], 2)}× "
             f"(target ≤ {targets['two_vs_one_process']}×).\n"
         )
+    scaling = budget_capacity(results)
+    if scaling:
+        lines.append(f"\n{scaling}\n")
     judged = judged_table(results)
     if judged:
         lines.append(judged)
@@ -161,10 +171,13 @@ def judged_table(results: dict[str, Any]) -> str | None:
     if any("cluster" in label for label in labels):
         rows += [
             [
-                f"server CPU per 1k events against one Redis at {fmt(top)} streams, {both}; "
+                f"server CPU per 1k events against one Redis at {fmt(level)} streams, {both}; "
                 f"target ≤ {times}×"
             ]
-            + cells(top, "server_cpu_vs_redis", lambda v: f"{_cell(v, 2)}×" if v else DASH),
+            + cells(level, "server_cpu_vs_redis", lambda v: f"{_cell(v, 2)}×" if v else DASH)
+            for level in sorted({low, top})
+        ]
+        rows += [
             [
                 f"redis-server CPU per 1k events against one Redis at {fmt(top)} streams, "
                 f"{both}: every node (replicas too)"
@@ -173,7 +186,79 @@ def judged_table(results: dict[str, Any]) -> str | None:
             [f"... the masters alone, {both}"]
             + cells(top, "redis_masters_cpu_vs_redis", lambda v: f"{_cell(v, 2)}×" if v else DASH),
         ]
+    scaling = results.get("capacity") or {}
+    if scaling.get("by_transport") and "redis, 2 processes" in labels:
+        found = scaling["by_transport"]
+        row = [
+            f"streams two processes carry against one, each held to "
+            f"{_cores(scaling['cores_per_process'])} (capacity search), "
+            + " / ".join(NAMES.get(t, t) for t in found)
+            + f"; target ≥ {scaling['target']}×"
+        ]
+        ratio = " / ".join(
+            f"{_cell(f.get('two_vs_one'), 2)}×" if f.get("two_vs_one") else DASH
+            for f in found.values()
+        )
+        rows.append(row + [ratio if label == "redis, 2 processes" else DASH for label in labels])
     return table(["Judged", *labels], rows)
+
+
+def _cores(cores: float) -> str:
+    return "a core" if cores == 1 else f"{fmt(cores, 2)} of a core"
+
+
+def _held(entry: dict[str, Any]) -> str:
+    """Streams held at the largest level that held, its p99, and the first that failed."""
+    held = [p for p in entry["points"] if p["holds"]]
+    failed = [p for p in entry["points"] if not p["holds"]]
+    if not held:
+        return f"< {fmt(min(p['streams'] for p in entry['points']))}"
+    top = max(held, key=lambda p: p["streams"])
+    at_limit = "≥ " if entry.get("at_limit") else ""
+    cell = f"{at_limit}{fmt(top['streams'])} (p99 {_cell(top['p99_delay_ms'], 1)} ms"
+    if failed:
+        first = min(failed, key=lambda p: p["streams"])
+        cell += f"; {fmt(first['streams'])} failed: p99 {_cell(first['p99_delay_ms'], 1)} ms"
+    return cell + ")"
+
+
+def budget_capacity(data: dict[str, Any]) -> str | None:
+    """What a second process carries, each process held to a CPU budget: a sentence
+    on how it was measured, and per transport one process's capacity, two processes'
+    and the ratio (``data``: the scale-out part's results)."""
+    scaling = data.get("capacity") or {}
+    found = scaling.get("by_transport")
+    if not found:
+        return None
+    cores = _cores(scaling["cores_per_process"])
+    intro = (
+        f"What a second process carries: the capacity search (streams at "
+        f"{fmt(scaling.get('max_tokens'))} tokens each raised from "
+        f"{fmt(scaling.get('start'))}, doubling, then {fmt(scaling.get('fine_steps'))} "
+        f"bisections; a level holds while the p99 delivery delay stays at or under "
+        f"{fmt(scaling.get('p99_limit_ms'), 0)} ms and at least "
+        f"{fmt(scaling.get('delivered_percent_limit'), 0)} % arrive) on one Redis, one process "
+        f"and two, each process held to {cores} by a cgroup CPU quota. Unheld, one process "
+        "at its limit takes a core, and two processes, redis-server and the load generator "
+        f"need more than this machine's {fmt(data.get('cpus'))}; held, two processes get "
+        "twice one process's CPU, as each would with a core of its own."
+    )
+    rows = [
+        [
+            NAMES.get(transport, transport),
+            _held(entry["1"]),
+            _held(entry["2"]),
+            f"{_cell(entry.get('two_vs_one'), 2)}×" if entry.get("two_vs_one") else DASH,
+        ]
+        for transport, entry in found.items()
+    ]
+    header = [
+        f"each process held to {cores}",
+        "redis, 1 process: streams held",
+        "redis, 2 processes: streams held",
+        f"two ÷ one (target ≥ {scaling['target']}×)",
+    ]
+    return f"{intro}\n\n{table(header, rows)}"
 
 
 def get_entry(by_level: dict[str, Any], level: int, label: str) -> dict[str, Any]:
@@ -268,6 +353,9 @@ def readme_section(results: dict[str, Any]) -> str | None:
         "server CPU sums every twinstream process, redis-server's own CPU is apart):"
     )
     parts = [intro, *tables, outcome]
+    scaling = budget_capacity(data)
+    if scaling:
+        parts.append(scaling)
     judged = judged_table(data)
     if judged:
         parts.append(

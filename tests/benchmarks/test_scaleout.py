@@ -3,8 +3,14 @@ nodes (one, and a six-node Redis Cluster): shape and sanity, never timings."""
 
 from __future__ import annotations
 
+from benchmarks.capacity import run_store_scaling
 from benchmarks.config import FULL, QUICK, TINY
-from benchmarks.report.scaleout import judged_table, readme_section, scaleout_details
+from benchmarks.report.scaleout import (
+    budget_capacity,
+    judged_table,
+    readme_section,
+    scaleout_details,
+)
 from benchmarks.scaleout import levels, ratios, run_scaleout
 
 LABELS = [
@@ -65,6 +71,8 @@ def test_ratios_judge_each_level_against_memory_and_the_cluster_against_one_redi
         "| p99 delay above memory at 500 streams (ms), SSE; target ≤ 10 | +8.0 | — | +10.0 | — |",
         "| p50 delay above memory at 1,000 streams (ms), SSE; target ≤ 10 | +15.0 | +6.0 | — "
         "| +7.0 |",
+        "| server CPU per 1k events against one Redis at 500 streams, SSE; target ≤ 1.2× "
+        "| — | — | 1.10× | — |",
         "| server CPU per 1k events against one Redis at 1,000 streams, SSE; target ≤ 1.2× "
         "| — | — | — | 1.25× |",
         "| redis-server CPU per 1k events against one Redis at 1,000 streams, SSE: every node "
@@ -118,3 +126,21 @@ def test_scaleout_part_measures_every_variant() -> None:
     assert "server CPU per 1k events against one Redis at 3 streams, SSE" in readme
     assert "Every run delivered all its streams complete, without errors (3 streams)" in readme
     assert readme_section({"meta": meta, "scaleout": {"skipped": "no redis-server"}}) is None
+
+
+def test_what_a_second_process_carries_is_searched_with_each_process_held_to_a_budget() -> None:
+    config = TINY.replace(capacity_transports=("sse",))
+    results = run_store_scaling(config, progress=False)
+    assert results["cores_per_process"] == TINY.scaleout_capacity_cores == 0.5
+    assert results["target"] == 1.6 and results["max_tokens"] == TINY.capacity_max_tokens
+    found = results["by_transport"]["sse"]
+    for processes in ("1", "2"):
+        points = found[processes]["points"]
+        assert [p["streams"] for p in points][0] == TINY.capacity_start
+        for point in points:
+            assert point["server_cores"] == 0.5  # every level's processes were held to it
+            assert point["errors"] == 0 and point["delivered_percent"] == 100.0
+    one, two = found["1"]["capacity"], found["2"]["capacity"]
+    assert one > 0 and found["two_vs_one"] == round(two / one, 2)
+    text = budget_capacity({"cpus": 2, "capacity": results}) or ""
+    assert "each process held to 0.50 of a core" in text and "| SSE | " in text

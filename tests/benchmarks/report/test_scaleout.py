@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report.scaleout import readme_section
+from benchmarks.report.scaleout import budget_capacity, readme_section
 from benchmarks.scaleout import ratios
 
 
@@ -83,3 +83,48 @@ def test_the_readme_table_puts_each_variant_beside_the_memory_store() -> None:
     readme = readme_section(results) or ""
     assert "on loopback; the Redis Cluster did not run: redis-cli --cluster create failed" in readme
     assert "(each store's delivery delay above the memory store's):" in readme
+
+
+def _point(streams: int, p99: float, holds: bool) -> dict[str, Any]:
+    return {"streams": streams, "p99_delay_ms": p99, "delivered_percent": 100.0, "holds": holds}
+
+
+def test_what_a_second_process_carries_under_a_budget_is_a_table_and_a_judged_row() -> None:
+    one = {"points": [_point(500, 14.4, True), _point(1000, 292.2, False)], "capacity": 500}
+    two = {
+        "points": [_point(500, 5.7, True), _point(1000, 54.8, True), _point(2000, 313.7, False)],
+        "capacity": 1000,
+    }
+    data = {
+        "cpus": 2,
+        "capacity": {
+            "cores_per_process": 0.4,
+            "p99_limit_ms": 100.0,
+            "delivered_percent_limit": 99.0,
+            "start": 500,
+            "fine_steps": 2,
+            "max_tokens": 210,
+            "target": 1.6,
+            "by_transport": {"sse": {"1": one, "2": two, "two_vs_one": 2.0}},
+        },
+    }
+    text = budget_capacity(data) or ""
+    assert "each process held to 0.40 of a core by a cgroup CPU quota" in text
+    assert (
+        "| SSE | 500 (p99 14.4 ms; 1,000 failed: p99 292.2 ms) "
+        "| 1,000 (p99 54.8 ms; 2,000 failed: p99 313.7 ms) | 2.00× |"
+    ) in text
+    assert budget_capacity({"cpus": 2}) is None
+    # nothing held: the first level tried, as a bound
+    assert "| < 500 |" in (
+        budget_capacity(
+            {
+                **data,
+                "capacity": {
+                    **data["capacity"],
+                    "by_transport": {"sse": {"1": {"points": [_point(500, 300, False)]}, "2": two}},
+                },
+            }
+        )
+        or ""
+    )
