@@ -36,7 +36,7 @@ __all__ = [
     "UNAVAILABLE_MESSAGE",
     "WRITE_TIMEOUT",
     "Call",
-    "send_all",
+    "Link",
     "close_client",
     "connect_check",
 ]
@@ -141,7 +141,7 @@ class Target:
     def writer_client(self, node: str) -> aioredis.Redis:
         """A plain client for the write batcher's calls to ``node`` (``HOST:PORT``
         on a cluster; anything on one Redis). No socket timeout of its own: the
-        writer bounds each call (:func:`send_all`, :meth:`Call.replies`), and
+        writer bounds each call (:meth:`Link.send`, :meth:`Call.replies`), and
         redis-py wraps each write of a connection with a socket timeout in
         ``asyncio.wait_for``: a task, and a loop iteration, per call."""
         untimed = {**_SOCKET, "socket_timeout": None}
@@ -186,18 +186,53 @@ class Target:
 WRITE_TIMEOUT: float = _SOCKET["socket_timeout"]
 
 
-class Call:
-    """Commands written on one connection of a pool, their replies not read yet."""
+class Link:
+    """The write batcher's own connection to one node, outside the client's pool.
+    One flush at a time writes to a node, so one connection suffices, and a batch
+    skips what taking a connection from the pool costs each time (its lock, its
+    bookkeeping, and a read on the socket to check nothing is left on it). Made
+    on first use; a connection on which anything went wrong is closed and the
+    next batch makes a new one."""
 
-    def __init__(self, pool: Any, connection: Any, count: int) -> None:
-        self._pool = pool
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._connection: Any = None
+
+    async def send(self, commands: list[tuple[Any, ...]]) -> Call:
+        """Write ``commands`` at once (a pipeline, without redis-py's per-call
+        bookkeeping); read them with :meth:`Call.replies`. Unbounded: the caller
+        sets the deadline."""
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self._client.connection_pool.make_connection()
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands(commands), check_health=False
+            )
+        except BaseException:
+            await self.drop()
+            raise
+        return Call(self, connection, len(commands))
+
+    async def drop(self) -> None:
+        """Close the connection (replies may be left on it); the next send makes one."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)
+
+
+class Call:
+    """Commands written on a :class:`Link`'s connection, their replies not read yet."""
+
+    def __init__(self, link: Link, connection: Any, count: int) -> None:
+        self._link = link
         self._connection = connection
         self._count = count
 
     async def replies(self) -> list[Any]:
         """Each reply in turn, an error reply (``ResponseError``) in its place, as
-        a pipeline with ``raise_on_error=False`` gives; then the connection goes
-        back to its pool (closed first if anything went wrong on it)."""
+        a pipeline with ``raise_on_error=False`` gives. If reading fails, the
+        connection is closed (replies may be left on it)."""
         connection = self._connection
         try:
             replies: list[Any] = []
@@ -208,25 +243,8 @@ class Call:
                     replies.append(exc)
             return replies
         except BaseException:
-            await connection.disconnect(nowait=True)  # replies may be left on it
+            await self._link.drop()
             raise
-        finally:
-            await self._pool.release(connection)
-
-
-async def send_all(client: aioredis.Redis, commands: list[tuple[Any, ...]]) -> Call:
-    """Write ``commands`` at once on one connection of ``client`` (a pipeline,
-    without redis-py's per-call bookkeeping); read them with :meth:`Call.replies`.
-    Unbounded: the caller sets the deadline."""
-    pool = client.connection_pool
-    connection = await pool.get_connection()
-    try:
-        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-    except BaseException:
-        await connection.disconnect(nowait=True)
-        await pool.release(connection)
-        raise
-    return Call(pool, connection, len(commands))
 
 
 async def connect_check(url: str) -> None:

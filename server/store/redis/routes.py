@@ -15,7 +15,7 @@ import contextlib
 import time
 from typing import Any
 
-from .connection import DOWN, Target
+from .connection import DOWN, Link, Target
 
 __all__ = ["ONE_NODE", "Routes"]
 
@@ -27,6 +27,7 @@ class Routes:
         self.target = target
         self.redis = redis_client
         self._clients: dict[str, Any] = {}
+        self._links: dict[str, Link] = {}
         self._refreshed = 0.0
         self._alone: dict[str, float] = {}  # node -> until when it is known to have no replica
 
@@ -43,6 +44,13 @@ class Routes:
         if client is None:
             client = self._clients[node] = self.target.writer_client(node)
         return client
+
+    def link(self, node: str) -> Link:
+        """The write batcher's own connection to ``node`` (on its client)."""
+        link = self._links.get(node)
+        if link is None:
+            link = self._links[node] = Link(self.client(node))
+        return link
 
     def alone(self, node: str) -> bool:
         """Whether ``node`` was found without a replica in the last second."""
@@ -66,11 +74,14 @@ class Routes:
 
     async def forget(self, node: str) -> None:
         """Drop a node's client (it failed: a new connection is made when needed)."""
+        link = self._links.pop(node, None)
+        if link is not None:
+            await link.drop()
         client = self._clients.pop(node, None)
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
 
     async def close(self) -> None:
-        for node in list(self._clients):
+        for node in {*self._clients, *self._links}:
             await self.forget(node)

@@ -25,7 +25,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .connection import DOWN, WRITE_TIMEOUT, Call, Target, send_all
+from .connection import DOWN, WRITE_TIMEOUT, Call, Link, Target
 from .keys import Keys, tagged
 from .routes import Routes
 from .scripts import APPEND_LUA, FENCED
@@ -143,7 +143,7 @@ async def write_node(
 
 async def send_node(host: WriterHost, routes: Routes, sha: str, batch: NodeBatch) -> Call:
     """Write a node's calls without waiting for the replies (:func:`write_node` reads them)."""
-    call = _send(routes.client(batch.node), sha, batch, _wait(host, routes, batch))
+    call = _send(routes.link(batch.node), sha, batch, _wait(host, routes, batch))
     return await _within(WRITE_TIMEOUT, batch.node, call)
 
 
@@ -167,16 +167,16 @@ def _wait(host: WriterHost, routes: Routes, batch: NodeBatch) -> int:
 async def _write_node(
     host: WriterHost, routes: Routes, sha: str, batch: NodeBatch, sent: Call | None
 ) -> Outcome:
-    client = routes.client(batch.node)
+    client, link = routes.client(batch.node), routes.link(batch.node)
     wait = _wait(host, routes, batch)
     if sent is None:
-        sent = await _send(client, sha, batch, wait)
+        sent = await _send(link, sha, batch, wait)
     replies = await sent.replies()
     if replies and isinstance(replies[0], NoScriptError):
         # A node that has not seen the script (a replica just promoted, a
         # restarted Redis): load it there and run the batch once more.
         await client.script_load(APPEND_LUA)
-        replies = await (await _send(client, sha, batch, wait)).replies()
+        replies = await (await _send(link, sha, batch, wait)).replies()
     if wait:
         acks = replies.pop()
         if isinstance(acks, Exception) or int(acks) < 1:
@@ -213,14 +213,14 @@ async def _replicas(client: Any) -> int:
     return len(role[2]) if role and role[0] == "master" else 0
 
 
-async def _send(client: Any, sha: str, batch: NodeBatch, wait: int) -> Call:
+async def _send(link: Link, sha: str, batch: NodeBatch, wait: int) -> Call:
     commands: list[tuple[Any, ...]] = [
         ("EVALSHA", sha, len(redis_keys), *redis_keys, *args)
         for redis_keys, args, _ in batch.calls.values()
     ]
     if wait:
         commands.append(("WAIT", 1, wait))
-    return await send_all(client, commands)
+    return await link.send(commands)
 
 
 async def _publish(
