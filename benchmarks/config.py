@@ -88,6 +88,7 @@ class SuiteConfig:
     store: str | None = None
     # -- scale-out (benchmarks.scaleout): levels measured besides the sweep's largest
     scaleout_extra_levels: tuple[int, ...] = ()
+    scaleout_rounds: int = 1  # runs of every variant, in turn; the report gives medians
     #: cores each twinstream process is held to while the capacity search runs on one
     #: Redis with one process and two (benchmarks.capacity.run_store_scaling); 0: not run
     scaleout_capacity_cores: float = 0.0
@@ -225,5 +226,6 @@ FULL = SuiteConfig(
     scaleout_extra_levels=(500,),  # the latency part's level: where the machine has room
     # two processes, redis-server and the load generator within two cores
     scaleout_capacity_cores=0.4,
+    scaleout_rounds=3,  # one run of each cannot tell a shared machine's noise from a change
 )
 PRESETS = {preset.name: preset for preset in (TINY, QUICK, FULL)}

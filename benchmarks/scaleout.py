@@ -31,6 +31,7 @@ Run alone: ``python -m benchmarks scaleout [--quick]``.
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -49,7 +50,15 @@ from .servers import ResourceSampler, ServerProcess
 from .stats import summarize
 from .throughput import sweep_load
 
-__all__ = ["run_scaleout", "measure_variant", "ratios", "levels", "VARIANTS", "TARGETS"]
+__all__ = [
+    "run_scaleout",
+    "measure_variant",
+    "median_row",
+    "ratios",
+    "levels",
+    "VARIANTS",
+    "TARGETS",
+]
 
 #: (label, store, processes)
 VARIANTS: tuple[tuple[str, str, int], ...] = (
@@ -169,6 +178,49 @@ def measure_variant(
     }
 
 
+#: each round's own figures, kept beside a variant's medians
+ROUND_FIGURES = ("server_cpu_ms_per_1k_events", "redis_appends_per_1k_events")
+
+
+def median_row(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One variant's rows from several rounds as one: the median of every figure (the
+    delivery delay's percentiles each on its own), the fewest complete streams, the
+    errors of every round; each round's CPU, append calls and delay p50 / p99 kept
+    under ``each_round``. One round is returned as it is."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    row: dict[str, Any] = dict(first)
+    for key, value in first.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[key] for r in runs if r.get(key) is not None]
+            row[key] = round(statistics.median(values), 2) if values else None
+    delays = [r["delivery_delay_ms"] for r in runs if r.get("delivery_delay_ms")]
+    row["delivery_delay_ms"] = (
+        {
+            name: round(statistics.median(d[name] for d in delays), 3)
+            for name in delays[0]
+            if all(isinstance(d.get(name), (int, float)) for d in delays)
+        }
+        if delays
+        else {}
+    )
+    row["streams"], row["processes"] = first["streams"], first["processes"]
+    row["complete"] = min(r["complete"] for r in runs)
+    row["errors"] = sum(r["errors"] for r in runs)
+    row["error_examples"] = [e for r in runs for e in r["error_examples"]][:3]
+    row["server_log"] = [line for r in runs for line in r["server_log"]][-20:]
+    row["each_round"] = [
+        {
+            **{key: r.get(key) for key in ROUND_FIGURES},
+            "p50_delay_ms": (r.get("delivery_delay_ms") or {}).get("p50"),
+            "p99_delay_ms": (r.get("delivery_delay_ms") or {}).get("p99"),
+        }
+        for r in runs
+    ]
+    return row
+
+
 def _over(value: float | None, base: float | None) -> float | None:
     return round(value - base, 1) if value is not None and base is not None else None
 
@@ -235,6 +287,7 @@ def run_scaleout(
 ) -> dict[str, Any]:
     """The scale-out part: every variant for each transport at each level."""
     measured = levels(config)
+    rounds = max(1, config.scaleout_rounds)
     try:
         stores: dict[str, RedisNodes] = {"redis": RedisProcess()}
     except RuntimeError as exc:
@@ -244,6 +297,7 @@ def run_scaleout(
         "levels": measured,
         "cpus": psutil.cpu_count(),
         "redis_server": redis_version(),
+        "rounds": rounds,
         "by_transport": {},
     }
     try:
@@ -257,16 +311,31 @@ def run_scaleout(
             for transport in transports:
                 rows = []
                 for streams in measured:
-                    for label, store, processes in VARIANTS:
-                        if store != "memory" and store not in stores:
-                            continue
-                        if progress:
-                            print(f"   {transport} {label}: {streams} streams", file=sys.stderr)
-                        row = measure_variant(
-                            config, load, transport, streams, store, processes, stores.get(store)
-                        )
-                        row["label"] = label
-                        rows.append(row)
+                    runs: dict[str, list[dict[str, Any]]] = {}
+                    # the variants in turn, round after round: a slow spell of the
+                    # shared machine falls on every variant, not on one
+                    for round_number in range(1, rounds + 1):
+                        for label, store, processes in VARIANTS:
+                            if store != "memory" and store not in stores:
+                                continue
+                            if progress:
+                                print(
+                                    f"   {transport} {label}: {streams} streams, round "
+                                    f"{round_number} of {rounds}",
+                                    file=sys.stderr,
+                                )
+                            row = measure_variant(
+                                config,
+                                load,
+                                transport,
+                                streams,
+                                store,
+                                processes,
+                                stores.get(store),
+                            )
+                            row["label"] = label
+                            runs.setdefault(label, []).append(row)
+                    rows += [median_row(each) for each in runs.values()]
                 results["by_transport"][transport] = {"rows": rows, "ratios": ratios(rows)}
     finally:
         for nodes in stores.values():

@@ -120,6 +120,13 @@ def scaleout_details(results: dict[str, Any]) -> str:
         by_level = _by_level(data)
         rows = [_details_row(r, by_level.get(str(r["streams"]), {})) for r in data["rows"]]
         lines.append(table(header, rows))
+        rounds = [_each_round(r) for r in data["rows"] if r.get("each_round")]
+        if rounds:
+            lines.append(
+                "\nEach round, in turn (server CPU ms / 1k events, delay p50 / p99 ms): "
+                + "; ".join(rounds)
+                + "."
+            )
         ratio = data["ratios"]
         targets = {**TARGETS, **ratio.get("targets", {})}
         lines.append(
@@ -201,6 +208,21 @@ def judged_table(results: dict[str, Any]) -> str | None:
         )
         rows.append(row + [ratio if label == "redis, 2 processes" else DASH for label in labels])
     return table(["Judged", *labels], rows)
+
+
+def _each_round(row: dict[str, Any]) -> str:
+    figures = ", ".join(
+        f"{_cell(r.get('server_cpu_ms_per_1k_events'), 1)} "
+        f"({_cell(r.get('p50_delay_ms'), 1)} / {_cell(r.get('p99_delay_ms'), 1)})"
+        for r in row["each_round"]
+    )
+    return f"{row['label']} at {fmt(row['streams'])}: {figures}"
+
+
+def _rounds(rounds: int) -> str:
+    if rounds == 1:
+        return "one run"
+    return f"medians of {rounds} runs of each variant, taken in turn"
 
 
 def _cores(cores: float) -> str:
@@ -349,7 +371,9 @@ def readme_section(results: dict[str, Any]) -> str | None:
         + _cluster_note(
             cluster, ", the cluster {nodes} nodes: {masters} masters and a replica each"
         )
-        + f"; {measured} streams × {_cell(config.get('tokens_per_second'))} tokens/s, one run; "
+        + f"; {measured} streams × {_cell(config.get('tokens_per_second'))} tokens/s, "
+        + _rounds(data.get("rounds", 1))
+        + "; "
         "server CPU sums every twinstream process, redis-server's own CPU is apart):"
     )
     parts = [intro, *tables, outcome]

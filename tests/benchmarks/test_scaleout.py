@@ -3,6 +3,8 @@ nodes (one, and a six-node Redis Cluster): shape and sanity, never timings."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from benchmarks.capacity import run_store_scaling
 from benchmarks.config import FULL, QUICK, TINY
 from benchmarks.report.scaleout import (
@@ -11,7 +13,7 @@ from benchmarks.report.scaleout import (
     readme_section,
     scaleout_details,
 )
-from benchmarks.scaleout import levels, ratios, run_scaleout
+from benchmarks.scaleout import levels, median_row, ratios, run_scaleout
 
 LABELS = [
     "memory",
@@ -144,3 +146,45 @@ def test_what_a_second_process_carries_is_searched_with_each_process_held_to_a_b
     assert one > 0 and found["two_vs_one"] == round(two / one, 2)
     text = budget_capacity({"cpus": 2, "capacity": results}) or ""
     assert "each process held to 0.50 of a core" in text and "| SSE | " in text
+
+
+def test_rounds_of_a_variant_are_one_row_of_medians_with_each_round_kept() -> None:
+    def run(cpu: float, p50: float, p99: float, complete: int, errors: int) -> dict[str, Any]:
+        return {
+            "label": "redis, 1 process",
+            "store": "redis",
+            "processes": 1,
+            "streams": 500,
+            "server_cpu_ms_per_1k_events": cpu,
+            "redis_appends_per_1k_events": None,
+            "redis_cpu_ms_per_1k_events": 8.0,
+            "delivered_events_per_s": 15000.0,
+            "window_all_streams_live": True,
+            "delivery_delay_ms": {"p50": p50, "p99": p99},
+            "complete": complete,
+            "errors": errors,
+            "error_examples": ["late"] * errors,
+            "server_log": [],
+        }
+
+    runs = [run(30.0, 3.0, 9.0, 500, 0), run(26.0, 5.0, 6.0, 499, 1), run(28.0, 4.0, 7.0, 500, 0)]
+    row = median_row(runs)
+    assert row["server_cpu_ms_per_1k_events"] == 28.0
+    assert row["delivery_delay_ms"] == {"p50": 4.0, "p99": 7.0}  # each percentile's median
+    assert (row["streams"], row["processes"]) == (500, 1)  # not "medians"
+    assert row["redis_appends_per_1k_events"] is None
+    assert row["window_all_streams_live"] is True
+    assert (row["complete"], row["errors"], row["error_examples"]) == (499, 1, ["late"])
+    assert [r["server_cpu_ms_per_1k_events"] for r in row["each_round"]] == [30.0, 26.0, 28.0]
+    assert [r["p99_delay_ms"] for r in row["each_round"]] == [9.0, 6.0, 7.0]
+    assert median_row(runs[:1]) is runs[0]
+    text = scaleout_details(
+        {
+            "streams": 500,
+            "levels": [500],
+            "cpus": 2,
+            "redis_server": "7.0.15",
+            "by_transport": {"sse": {"rows": [row], "ratios": ratios([row])}},
+        }
+    )
+    assert "redis, 1 process at 500: 30.0 (3.0 / 9.0), 26.0 (5.0 / 6.0), 28.0 (4.0 / 7.0)" in text
