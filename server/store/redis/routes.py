@@ -74,12 +74,11 @@ class Routes:
 
     async def forget(self, node: str) -> None:
         """Drop a node's client (it failed: a new connection is made when needed)."""
-        link = self._links.pop(node, None)
-        if link is not None:
-            await link.drop()
-        client = self._clients.pop(node, None)
-        if client is not None:
-            with contextlib.suppress(Exception):
+        link, client = self._links.pop(node, None), self._clients.pop(node, None)
+        with contextlib.suppress(Exception):
+            if link is not None:
+                await link.drop()
+            if client is not None:
                 await client.aclose(close_connection_pool=True)
 
     async def close(self) -> None:
