@@ -222,6 +222,18 @@ def _store_level(
     }
 
 
+def _search_settings(config: SuiteConfig) -> dict[str, Any]:
+    """What a capacity search's results say of how it searched."""
+    return {
+        "p99_limit_ms": P99_LIMIT_MS,
+        "delivered_percent_limit": DELIVERED_PERCENT,
+        "start": config.capacity_start,
+        "limit": config.capacity_limit,
+        "fine_steps": config.capacity_fine_steps,
+        "max_tokens": config.capacity_max_tokens,
+    }
+
+
 def run_capacity(
     config: SuiteConfig, store: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
@@ -233,12 +245,7 @@ def run_capacity(
     redis_server = start_store(store) if store else None
     results: dict[str, Any] = {
         "tokens_per_second": config.tokens_per_second,
-        "p99_limit_ms": P99_LIMIT_MS,
-        "delivered_percent_limit": DELIVERED_PERCENT,
-        "start": config.capacity_start,
-        "limit": config.capacity_limit,
-        "fine_steps": config.capacity_fine_steps,
-        "max_tokens": config.capacity_max_tokens,
+        **_search_settings(config),
         "contenders": {},
     }
     bar = tqdm(total=len(chosen), desc="capacity", unit="server", disable=not progress, leave=False)
@@ -307,12 +314,7 @@ def run_store_scaling(config: SuiteConfig, progress: bool = True) -> dict[str, A
     cores = config.scaleout_capacity_cores
     results: dict[str, Any] = {
         "cores_per_process": cores,
-        "p99_limit_ms": P99_LIMIT_MS,
-        "delivered_percent_limit": DELIVERED_PERCENT,
-        "start": config.capacity_start,
-        "limit": config.capacity_limit,
-        "fine_steps": config.capacity_fine_steps,
-        "max_tokens": config.capacity_max_tokens,
+        **_search_settings(config),
         "target": SCALING_TARGET,
         "by_transport": {},
     }
