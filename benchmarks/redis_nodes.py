@@ -176,11 +176,14 @@ class RedisClusterProcess:
                 "redis-server is not installed: bash scripts/test.sh installs Debian's redis-server"
             )
         self.node_timeout_ms = node_timeout_ms
-        self.nodes = [
-            ClusterNode(free_port(), free_port(), tempfile.mkdtemp(prefix="twinstream-cluster-"))
-            for _ in range(masters * 2)
-        ]
         self.masters = masters
+        self.nodes = self._new_nodes()
+
+    def _new_nodes(self) -> list[ClusterNode]:
+        return [
+            ClusterNode(free_port(), free_port(), tempfile.mkdtemp(prefix="twinstream-cluster-"))
+            for _ in range(self.masters * 2)
+        ]
 
     @property
     def url(self) -> str:
@@ -216,6 +219,21 @@ class RedisClusterProcess:
         # fmt: on
 
     def start(self: _Cluster) -> _Cluster:
+        """Launch the nodes and join them; a cluster that does not settle (every node
+        ``cluster_state:ok``, the masters agreed, the replicas in sync) within
+        :meth:`wait_ok`'s time is made once more, on new ports, before giving up."""
+        try:
+            return self._create()
+        except RuntimeError as first:
+            self.close()
+            self.nodes = self._new_nodes()
+            try:
+                return self._create()
+            except RuntimeError as second:
+                self.close()
+                raise RuntimeError(f"{second} (and on a first try: {first})") from None
+
+    def _create(self: _Cluster) -> _Cluster:
         for node in self.nodes:
             self._launch(node)
         for node in self.nodes:
@@ -235,7 +253,6 @@ class RedisClusterProcess:
             timeout=60,
         )
         if created.returncode != 0:
-            self.close()
             raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-2000:]}")
         self.wait_ok()
         return self
@@ -243,16 +260,32 @@ class RedisClusterProcess:
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Until every live node says ``cluster_state:ok`` and agrees on the masters."""
         deadline = time.monotonic() + timeout
+        waiting_for = "an answer"
         while time.monotonic() < deadline:
             live = [n for n in self.nodes if n.alive]
             try:
-                if all("cluster_state:ok" in redis_cli(n.port, "CLUSTER", "INFO") for n in live):
-                    if len(self.master_ports()) == self.masters and self._replicas_synced(live):
-                        return
+                not_ok = [
+                    n.port
+                    for n in live
+                    if "cluster_state:ok" not in redis_cli(n.port, "CLUSTER", "INFO")
+                ]
+                masters = self.master_ports()
+                if not_ok:
+                    waiting_for = f"cluster_state:ok on ports {not_ok}"
+                elif len(masters) != self.masters:
+                    waiting_for = f"{self.masters} masters (seen: {masters})"
+                elif not self._replicas_synced(live):
+                    waiting_for = "the replicas' sync"
+                else:
+                    return
             except subprocess.TimeoutExpired:
-                pass
+                waiting_for = "an answer (redis-cli timed out)"
             time.sleep(0.1)
-        raise RuntimeError("the cluster did not reach cluster_state:ok")
+        dead = [n.port for n in self.nodes if not n.alive]
+        raise RuntimeError(
+            f"the cluster did not reach cluster_state:ok in {timeout:.0f} s: still waiting for "
+            f"{waiting_for}" + (f"; nodes exited: {dead}" if dead else "")
+        )
 
     def _replicas_synced(self, live: list[ClusterNode]) -> bool:
         """Every live replica has its master's data (a failover would lose it otherwise)."""
