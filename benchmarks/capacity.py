@@ -24,6 +24,9 @@ busy share is kept beside every level, and the figures compare servers, not mach
 The knee (p99 delay against streams, one line per server) is plotted by
 :mod:`benchmarks.report.capacity`.
 
+:func:`run_store_scaling` (run by the ``scaleout`` part) asks what a second process
+on one Redis carries with the same search, each process held to a CPU budget.
+
 Run alone: ``python -m benchmarks capacity [--quick] [--store redis|redis-cluster]
 [--loops ...]``.
 """
