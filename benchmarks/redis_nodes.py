@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import redis
@@ -212,6 +213,7 @@ class RedisClusterProcess:
                 "--dir", node.dir,
                 "--daemonize", "no",
                 "--loglevel", "warning",
+                "--logfile", f"{node.dir}/redis.log",  # why a node exited, if one does
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -281,10 +283,11 @@ class RedisClusterProcess:
             except subprocess.TimeoutExpired:
                 waiting_for = "an answer (redis-cli timed out)"
             time.sleep(0.1)
-        dead = [n.port for n in self.nodes if not n.alive]
+        dead = [n for n in self.nodes if not n.alive]
         raise RuntimeError(
-            f"the cluster did not reach cluster_state:ok in {timeout:.0f} s: still waiting for "
-            f"{waiting_for}" + (f"; nodes exited: {dead}" if dead else "")
+            f"the cluster did not reach cluster_state:ok in {timeout:g} s: still waiting for "
+            f"{waiting_for}"
+            + "".join(f"; node {n.port} exited, its log ending: {_log_tail(n)}" for n in dead)
         )
 
     def _replicas_synced(self, live: list[ClusterNode]) -> bool:
@@ -357,6 +360,14 @@ class RedisClusterProcess:
             shutil.rmtree(node.dir, ignore_errors=True)
 
     stop = close
+
+
+def _log_tail(node: ClusterNode, lines: int = 5) -> str:
+    try:
+        text = Path(node.dir, "redis.log").read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(empty)"
 
 
 def wait_for_pong(port: int, process: subprocess.Popen[bytes]) -> None:

@@ -56,3 +56,21 @@ def test_one_server_answers_the_same() -> None:
         server.stop()
     with pytest.raises(ValueError, match="unknown store 'memcached'"):
         start_store("memcached")
+
+
+def test_a_cluster_that_does_not_settle_says_what_it_waited_for_and_which_node_exited() -> None:
+    # a short node timeout (as the tests' clusters have): still well past the wait below
+    cluster = RedisClusterProcess(node_timeout_ms=2000).start()
+    try:
+        master = next(n for n in cluster.nodes if n.port in cluster.master_ports())
+        assert master.process is not None
+        master.process.kill()
+        master.process.wait()
+        # before its replica can take over, the cluster is not whole
+        with pytest.raises(RuntimeError) as failed:
+            cluster.wait_ok(timeout=0.5)
+        message = str(failed.value)
+        assert "did not reach cluster_state:ok in 0.5 s: still waiting for" in message
+        assert f"node {master.port} exited, its log ending: " in message
+    finally:
+        cluster.close()
