@@ -10,8 +10,10 @@ presets: their sweep's largest), per transport, fresh servers in turn:
 * ``redis cluster, 1 process`` / ``2 processes``: ``--store redis-cluster://...``,
   a six-node Redis Cluster (three masters, three replicas).
 
-Each reports delivered events/s, the delivery delay (produced on the server ->
-received by the client) and server CPU per 1,000 delivered events -- all twinstream
+With ``scaleout_rounds`` above one (the full preset: three) every variant runs
+that many times, the variants in turn, and its row holds the medians
+(:func:`median_row`). Each reports delivered events/s, the delivery delay
+(produced on the server -> received by the client) and server CPU per 1,000 delivered events -- all twinstream
 processes summed -- and, separately, the CPU the ``redis-server`` nodes used
 (every node of the cluster, replicas included; masters alone apart). Redis is
 Debian's ``redis-server`` on free loopback ports, without persistence. The

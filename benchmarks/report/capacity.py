@@ -10,6 +10,8 @@ from typing import Any
 from .format import BUSY_PERCENT, fmt, get, table
 
 __all__ = [
+    "capacity_cell",
+    "held_and_failed",
     "capacity_table",
     "knee_table",
     "capacity_section",
@@ -24,11 +26,24 @@ def _contenders(results: dict[str, Any]) -> dict[str, Any]:
     return get(results, "capacity", "contenders") or {}
 
 
-def _capacity_cell(entry: dict[str, Any]) -> str:
+def capacity_cell(entry: dict[str, Any]) -> str:
+    """A search's capacity as a cell: ``≥ N`` if every level held, ``< N`` if none did."""
     held = entry.get("capacity") or 0
     if entry.get("at_limit"):
         return f"≥ {fmt(held)}"
     return fmt(held) if held else f"< {fmt(min(p['streams'] for p in entry['points']))}"
+
+
+def held_and_failed(
+    entry: dict[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A search's largest level that held and its smallest that failed (None: none)."""
+    held = [p for p in entry["points"] if p["holds"]]
+    failed = [p for p in entry["points"] if not p["holds"]]
+    return (
+        max(held, key=lambda p: p["streams"]) if held else None,
+        min(failed, key=lambda p: p["streams"]) if failed else None,
+    )
 
 
 def _busy(point: dict[str, Any] | None) -> bool:
@@ -55,15 +70,12 @@ def capacity_table(results: dict[str, Any]) -> str | None:
         return None
     rows = []
     for name, entry in entries.items():
-        held = [p for p in entry["points"] if p["holds"]]
-        failed = [p for p in entry["points"] if not p["holds"]]
-        top = max(held, key=lambda p: p["streams"]) if held else None
-        first_fail = min(failed, key=lambda p: p["streams"]) if failed else None
+        top, first_fail = held_and_failed(entry)
         rows.append(
             [
                 name,
-                _capacity_cell(entry),
-                fmt(entry.get("streams_per_core"), 0) if held else "0",
+                capacity_cell(entry),
+                fmt(entry.get("streams_per_core"), 0) if top is not None else "0",
                 fmt(get(top, "p99_delay_ms")),
                 fmt(get(top, "server_cpu_percent")),
                 (

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..scaleout import TARGETS, VARIANTS, ratios
+from .capacity import capacity_cell, held_and_failed
 from .format import DASH, fmt, table
 
 __all__ = [
@@ -231,15 +232,11 @@ def _cores(cores: float) -> str:
 
 def _held(entry: dict[str, Any]) -> str:
     """Streams held at the largest level that held, its p99, and the first that failed."""
-    held = [p for p in entry["points"] if p["holds"]]
-    failed = [p for p in entry["points"] if not p["holds"]]
-    if not held:
-        return f"< {fmt(min(p['streams'] for p in entry['points']))}"
-    top = max(held, key=lambda p: p["streams"])
-    at_limit = "≥ " if entry.get("at_limit") else ""
-    cell = f"{at_limit}{fmt(top['streams'])} (p99 {_cell(top['p99_delay_ms'], 1)} ms"
-    if failed:
-        first = min(failed, key=lambda p: p["streams"])
+    top, first = held_and_failed(entry)
+    if top is None:
+        return capacity_cell(entry)
+    cell = f"{capacity_cell(entry)} (p99 {_cell(top['p99_delay_ms'], 1)} ms"
+    if first is not None:
         cell += f"; {fmt(first['streams'])} failed: p99 {_cell(first['p99_delay_ms'], 1)} ms"
     return cell + ")"
 
