@@ -10,21 +10,21 @@ presets: their sweep's largest), per transport, fresh servers in turn:
 * ``redis cluster, 1 process`` / ``2 processes``: ``--store redis-cluster://...``,
   a six-node Redis Cluster (three masters, three replicas).
 
-With ``scaleout_rounds`` above one (the full preset: three) every variant runs
-that many times, the variants in turn, and its row holds the medians
-(:func:`median_row`). Each reports delivered events/s, the delivery delay
-(produced on the server -> received by the client) and server CPU per 1,000 delivered events -- all twinstream
-processes summed -- and, separately, the CPU the ``redis-server`` nodes used
-(every node of the cluster, replicas included; masters alone apart). Redis is
-Debian's ``redis-server`` on free loopback ports, without persistence. The
-targets: the Redis store at most 1.5x the memory store's server CPU per 1,000
-events and two processes within 1.2x of one (issue 9); the Redis store's p99
-delay at most 10 ms above the memory store's at the lowest level (500) and its
-p50 at most 10 ms above at the top one (1,000), and the cluster at most 1.2x a
-single Redis's server CPU per 1,000 events (issue 24). The machine's core count
-is recorded: with two processes and the load generator on two cores, everything
-competes. What a second process *carries* (streams at the delay limit, two
-processes against one) is asked with each process held to a CPU budget:
+With ``scaleout_rounds`` above one (the full preset: three) every variant runs that
+many times, the variants in turn, and its row holds the medians
+(:func:`median_row`). Each reports delivered events/s, the delivery delay (produced
+on the server -> received by the client) and server CPU per 1,000 delivered events
+-- all twinstream processes summed -- and, separately, the CPU the ``redis-server``
+nodes used (every node of the cluster, replicas included; masters alone apart).
+Redis is Debian's ``redis-server`` on free loopback ports, without persistence. The
+targets: the Redis store at most 1.5x the memory store's server CPU per 1,000 events
+and two processes within 1.2x of one (issue 9); the Redis store's p99 delay at most
+10 ms above the memory store's at the lowest level (500) and its p50 at most 10 ms
+above at the top one (1,000), and the cluster at most 1.2x a single Redis's server
+CPU per 1,000 events (issue 24). The machine's core count is recorded: with two
+processes and the load generator on two cores, everything competes. What a second
+process *carries* (streams at the delay limit, two processes against one) is asked
+with each process held to a CPU budget:
 :func:`benchmarks.capacity.run_store_scaling`, run after this part's levels.
 
 Run alone: ``python -m benchmarks scaleout [--quick]``.
